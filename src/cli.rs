@@ -1,0 +1,177 @@
+//! Command-line definition (clap derive), global options and dispatch.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, Context};
+use crate::error::CommandError;
+use crate::guard;
+use crate::ui::{ColorChoice, Ui};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dbguard",
+    version,
+    about = "Snapshots SQLite and DuckDB files before git overwrites or deletes them, and restores them after",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Run as if dbguard was started in <DIR>.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// When to use colour.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print only errors and warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Machine-readable output (log, show, status, verify, snapshot).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to every question.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Run the git command even though no snapshot is taken (explicit override).
+    #[arg(long, global = true)]
+    pub no_snapshot: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Snapshot databases now (default: every database in the working tree).
+    Snapshot(commands::snapshot::Args),
+    /// List snapshots, newest first.
+    Log(commands::log::Args),
+    /// Show one snapshot: when, before which git command, rows per table.
+    Show(commands::show::Args),
+    /// Every database here: git state, size, rows now vs the last snapshot.
+    Status(commands::status::Args),
+    /// Re-read every stored chunk and check every snapshot.
+    Verify(commands::verify::Args),
+    /// Rows per table: now vs a snapshot, or between two snapshots.
+    Diff(commands::diff::Args),
+    /// Put a snapshot back: whole file, some tables, or to another path.
+    Restore(commands::restore::Args),
+    /// Print a shell function that routes risky git commands through dbguard.
+    Init(commands::init::Args),
+    /// Snapshot what `git pull` will overwrite, then run it.
+    Pull(GitArgs),
+    /// Snapshot what `git reset` will overwrite, then run it.
+    Reset(GitArgs),
+    /// Snapshot what `git checkout` will overwrite, then run it.
+    Checkout(GitArgs),
+    /// Snapshot what `git switch` will overwrite, then run it.
+    Switch(GitArgs),
+    /// Snapshot what `git merge` will overwrite, then run it.
+    Merge(GitArgs),
+    /// Snapshot what `git rebase` will overwrite, then run it.
+    Rebase(GitArgs),
+    /// Snapshot what `git clean` will delete, then run it.
+    Clean(GitArgs),
+    /// Snapshot what `git stash` will take away, then run it.
+    Stash(GitArgs),
+    /// Snapshot what `git rm` will delete, then run it.
+    Rm(GitArgs),
+    /// Any git command, guarded (`dbguard git restore -- data.db`).
+    Git(GitArgs),
+}
+
+/// Arguments passed to git exactly as given.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct GitArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<OsString>,
+}
+
+/// Subcommands whose arguments belong to git, not to dbguard.
+const GIT_WRAPPERS: &[&str] = &[
+    "pull", "reset", "checkout", "switch", "merge", "rebase", "clean", "stash", "rm", "git",
+];
+
+/// Index of a git-wrapping subcommand in `argv`, skipping dbguard's own leading options.
+fn wrapper_position(argv: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        let arg = argv[i].to_str()?;
+        match arg {
+            "-C" | "--color" => i += 2,
+            "-q" | "--quiet" | "--json" | "-y" | "--yes" | "--no-snapshot" => i += 1,
+            _ if arg.starts_with("--color=") || (arg.starts_with("-C") && arg.len() > 2) => i += 1,
+            _ => return GIT_WRAPPERS.contains(&arg).then_some(i),
+        }
+    }
+    None
+}
+
+pub fn run() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // Everything after a git-wrapping subcommand goes to git untouched, even `-q` or
+    // `--help`, so clap only sees what comes before it.
+    let (parse, git_args) = match wrapper_position(&argv) {
+        Some(i) => (&argv[..=i], argv[i + 1..].to_vec()),
+        None => (&argv[..], Vec::new()),
+    };
+    let cli = match Cli::try_parse_from(parse) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let ui = Ui::new(cli.color, cli.quiet, cli.json, cli.yes);
+    match dispatch(&ui, &cli, git_args) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            ui.error(&error.message, &error.causes, &error.hints);
+            ExitCode::from(error.exit_code)
+        }
+    }
+}
+
+fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| CommandError::new(format!("cannot read the current directory: {e}")))?;
+    let cwd = match &cli.dir {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    let ctx = || Context::load(&cwd);
+    let guard = |subcommand: Option<&str>| {
+        let argv: Vec<OsString> = subcommand
+            .map(OsString::from)
+            .into_iter()
+            .chain(git_args.iter().cloned())
+            .collect();
+        let options = guard::GuardOptions {
+            no_snapshot: cli.no_snapshot,
+        };
+        guard::run(ui, &cwd, &argv, &options)
+    };
+    let done = |result: Result<(), CommandError>| result.map(|()| 0);
+    match &cli.command {
+        Command::Snapshot(args) => done(commands::snapshot::run(ui, &ctx()?, args)),
+        Command::Log(args) => done(commands::log::run(ui, &ctx()?, args)),
+        Command::Show(args) => done(commands::show::run(ui, &ctx()?, args)),
+        Command::Status(args) => done(commands::status::run(ui, &ctx()?, args)),
+        Command::Verify(args) => done(commands::verify::run(ui, &ctx()?, args)),
+        Command::Diff(args) => done(commands::diff::run(ui, &ctx()?, args)),
+        Command::Restore(args) => done(commands::restore::run(ui, &ctx()?, args)),
+        Command::Init(args) => done(commands::init::run(ui, args)),
+        Command::Pull(_) => guard(Some("pull")),
+        Command::Reset(_) => guard(Some("reset")),
+        Command::Checkout(_) => guard(Some("checkout")),
+        Command::Switch(_) => guard(Some("switch")),
+        Command::Merge(_) => guard(Some("merge")),
+        Command::Rebase(_) => guard(Some("rebase")),
+        Command::Clean(_) => guard(Some("clean")),
+        Command::Stash(_) => guard(Some("stash")),
+        Command::Rm(_) => guard(Some("rm")),
+        Command::Git(_) => guard(None),
+    }
+}

@@ -1,0 +1,78 @@
+//! `dbguard log [PATH]`: snapshots newest first, with rows, size and the git operation.
+
+use std::path::PathBuf;
+
+use super::{Context, local_time};
+use crate::error::CommandError;
+use crate::store::StoreError;
+use crate::ui::{self, Tone, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard log                 every snapshot in this working tree
+  dbguard log posts.db -n 5   the last five of one database
+  dbguard log --json          for scripts")]
+pub struct Args {
+    /// Only snapshots of this database.
+    pub path: Option<PathBuf>,
+    /// How many snapshots to show.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub limit: usize,
+    /// Include snapshots taken in other worktrees of this repository.
+    #[arg(long)]
+    pub all_worktrees: bool,
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let path = match &args.path {
+        Some(path) => Some(ctx.repo.relative(&ctx.cwd, path)?),
+        None => None,
+    };
+    let Some(store) = ctx.existing_store()? else {
+        if ui.json {
+            ui.out("[]");
+        } else {
+            ui.status("no snapshots yet; `dbguard snapshot` takes one");
+        }
+        return Ok(());
+    };
+    let worktree = ctx.worktree_key();
+    let snapshots = store
+        .catalog
+        .snapshots(
+            (!args.all_worktrees).then_some(worktree.as_str()),
+            path.as_ref().map(|p| p.as_str()),
+            Some(args.limit),
+        )
+        .map_err(StoreError::from)?;
+    if ui.json {
+        ui.out(&serde_json::to_string_pretty(&snapshots).unwrap_or_default());
+        return Ok(());
+    }
+    if snapshots.is_empty() {
+        ui.status("no snapshots match; `dbguard snapshot` takes one");
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "TAKEN".into(),
+        "DATABASE".into(),
+        "ROWS".into(),
+        "SIZE".into(),
+        "TAKEN BEFORE".into(),
+    ]];
+    for snapshot in &snapshots {
+        rows.push(vec![
+            format!("#{}", snapshot.id),
+            local_time(snapshot.created_at),
+            snapshot.path.clone(),
+            ui::count(snapshot.census.total_rows()),
+            ui::bytes(snapshot.size),
+            snapshot.operation.describe(),
+        ]);
+    }
+    for (i, line) in ui::table(&rows).into_iter().enumerate() {
+        ui.out(&if i == 0 { ui.paint(Tone::Dim, &line) } else { line });
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! One file per subcommand; this module holds what they share: the repository context
+//! and the routine that snapshots a list of databases and reports each one.
+
+pub mod diff;
+pub mod init;
+pub mod log;
+pub mod restore;
+pub mod show;
+pub mod snapshot;
+pub mod status;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::error::CommandError;
+use crate::repo::Repo;
+use crate::scan::Scanner;
+use crate::store::{SnapshotInfo, Store};
+
+/// What every command inside a repository needs.
+pub struct Context {
+    pub cwd: PathBuf,
+    pub repo: Repo,
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn load(cwd: &Path) -> Result<Context, CommandError> {
+        let repo = Repo::discover(cwd)?;
+        let settings = Settings::load(&repo)?;
+        Ok(Context {
+            cwd: cwd.to_path_buf(),
+            repo,
+            settings,
+        })
+    }
+
+    pub fn scanner(&self) -> Scanner<'_> {
+        Scanner {
+            repo: &self.repo,
+            exclude_dirs: &self.settings.exclude.value,
+            store_dir: &self.settings.store.value,
+        }
+    }
+
+    /// Open the store for writing (creates it on first use).
+    pub fn store(&self) -> Result<Store, CommandError> {
+        Ok(Store::open(&self.settings.store.value)?)
+    }
+
+    /// Open the store if it exists; read-only commands say "no snapshots yet" otherwise.
+    pub fn existing_store(&self) -> Result<Option<Store>, CommandError> {
+        Ok(Store::open_existing(&self.settings.store.value)?)
+    }
+
+    pub fn worktree_key(&self) -> String {
+        self.repo.worktree.to_string_lossy().into_owned()
+    }
+
+    /// Find a snapshot by the id a user typed (`14` or `#14`).
+    pub fn find_snapshot(store: &Store, id: &str) -> Result<SnapshotInfo, CommandError> {
+        let number: i64 = id.trim_start_matches('#').parse().map_err(|_| {
+            CommandError::new(format!("{id:?} is not a snapshot id"))
+                .hint("snapshot ids are numbers such as 14 or #14; `dbguard log` lists them")
+        })?;
+        store
+            .catalog
+            .snapshot(number)
+            .map_err(crate::store::StoreError::from)?
+            .ok_or_else(|| {
+                CommandError::new(format!("snapshot #{number} does not exist"))
+                    .hint("`dbguard log` lists the snapshots in this repository")
+            })
+    }
+}
+
+/// "2 hours ago" style age of a timestamp, for people.
+pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (crate::clock::now() - then).num_seconds().max(0);
+    match seconds {
+        0..=59 => format!("{seconds} s ago"),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
+/// Local time with minutes, as the log shows it.
+pub fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}

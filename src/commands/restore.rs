@@ -1,0 +1,131 @@
+//! `dbguard restore [PATH] [--from ID] [--table NAME…] [--to PATH]`: put a snapshot back.
+
+use std::path::PathBuf;
+
+use super::{Context, local_time};
+use crate::error::CommandError;
+use crate::restore::{self, Target};
+use crate::store::{SnapshotInfo, Store, StoreError};
+use crate::ui::{self, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard restore posts.db                 the latest snapshot of posts.db
+  dbguard restore posts.db --from 14       a particular snapshot
+  dbguard restore --from 14 --table posts  only the rows of one table
+  dbguard restore --from 14 --to /tmp/old.db
+  dbguard restore                          pick from recent snapshots (on a terminal)
+
+The current state is snapshotted first, so every restore can be undone with
+`dbguard restore PATH --from <that id>`. To guard `git restore`, use `dbguard git restore …`.")]
+pub struct Args {
+    /// The database to restore (default: the snapshot's own path).
+    pub path: Option<PathBuf>,
+    /// Snapshot id (default: the latest snapshot of PATH).
+    #[arg(long, value_name = "ID")]
+    pub from: Option<String>,
+    /// Replace only these tables' rows, leaving the rest of the database as it is.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Write the snapshot to this new file instead; the live database is left alone.
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<PathBuf>,
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let Some(mut store) = ctx.existing_store()? else {
+        return Err(CommandError::new("there are no snapshots in this repository yet")
+            .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming"));
+    };
+    let snapshot = choose(ui, ctx, &store, args)?;
+    if args.to.is_some() && !args.tables.is_empty() {
+        return Err(CommandError::new("--table and --to cannot be combined")
+            .hint("--to writes the whole snapshot to a new file"));
+    }
+    let target = match &args.to {
+        Some(path) => Target::To(ctx.cwd.join(path)),
+        None => Target::InPlace,
+    };
+    let restored = restore::restore(ui, ctx, &mut store, &snapshot, &args.tables, target)?;
+    if ui.json {
+        ui.out(&serde_json::to_string_pretty(&restored).unwrap_or_default());
+    }
+    if let Some(note) = &restored.note {
+        ui.status(note);
+    }
+    let shown = match &args.to {
+        Some(_) => restored.path.display().to_string(),
+        None => snapshot.path.clone(),
+    };
+    restore::report(ui, &shown, snapshot.id, &restored);
+    Ok(())
+}
+
+fn choose(ui: &Ui, ctx: &Context, store: &Store, args: &Args) -> Result<SnapshotInfo, CommandError> {
+    let worktree = ctx.worktree_key();
+    if let Some(id) = &args.from {
+        let snapshot = Context::find_snapshot(store, id)?;
+        if let Some(path) = &args.path {
+            let wanted = ctx.repo.relative(&ctx.cwd, path)?;
+            if wanted.as_str() != snapshot.path && args.to.is_none() {
+                return Err(CommandError::new(format!(
+                    "snapshot #{} is of {}, not {}",
+                    snapshot.id, snapshot.path, wanted
+                ))
+                .hint(format!("to write it to {wanted}, use --to {wanted}")));
+            }
+        }
+        return Ok(snapshot);
+    }
+    if let Some(path) = &args.path {
+        let wanted = ctx.repo.relative(&ctx.cwd, path)?;
+        return store
+            .catalog
+            .latest(&worktree, wanted.as_str())
+            .map_err(StoreError::from)?
+            .ok_or_else(|| {
+                CommandError::new(format!("there is no snapshot of {wanted}"))
+                    .hint("`dbguard log` lists the snapshots there are")
+            });
+    }
+    let recent = store
+        .catalog
+        .snapshots(Some(&worktree), None, Some(30))
+        .map_err(StoreError::from)?;
+    if recent.is_empty() {
+        return Err(CommandError::new("there are no snapshots in this working tree"));
+    }
+    if ui.assume_yes || !ui.can_prompt() {
+        return Err(CommandError::new("which snapshot? name a PATH or --from ID")
+            .hint("`dbguard log` lists them; e.g. dbguard restore posts.db --from 14"));
+    }
+    let items: Vec<String> = recent
+        .iter()
+        .map(|s| {
+            let tables: Vec<String> = s
+                .census
+                .tables
+                .iter()
+                .map(|(t, n)| format!("{t} {}", ui::count(*n)))
+                .collect();
+            format!(
+                "#{:<4} {}  {}  before `{}`  [{}]",
+                s.id,
+                local_time(s.created_at),
+                s.path,
+                s.operation.describe(),
+                tables.join(", ")
+            )
+        })
+        .collect();
+    let picked = dialoguer::Select::new()
+        .with_prompt("Restore which snapshot?")
+        .items(&items)
+        .default(0)
+        .interact_opt()
+        .map_err(|e| CommandError::new(format!("cannot ask on this terminal: {e}")))?;
+    match picked {
+        Some(index) => Ok(recent[index].clone()),
+        None => Err(CommandError::new("nothing chosen; nothing restored")),
+    }
+}

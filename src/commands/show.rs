@@ -1,0 +1,61 @@
+//! `dbguard show ID`: one snapshot in full: when, how, what git did, rows per table.
+
+use super::{Context, local_time};
+use crate::error::CommandError;
+use crate::ui::{self, Tone, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard show 14
+  dbguard show '#14' --json")]
+pub struct Args {
+    /// Snapshot id, as `dbguard log` shows it (14 or #14).
+    pub id: String,
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let Some(store) = ctx.existing_store()? else {
+        return Err(CommandError::new("there are no snapshots in this repository yet")
+            .hint("`dbguard snapshot` takes one"));
+    };
+    let snapshot = Context::find_snapshot(&store, &args.id)?;
+    if ui.json {
+        ui.out(&serde_json::to_string_pretty(&snapshot).unwrap_or_default());
+        return Ok(());
+    }
+    ui.out(&ui.paint(Tone::Bold, &format!("snapshot #{}", snapshot.id)));
+    let mut fields = vec![
+        ("database", format!("{} ({})", snapshot.path, snapshot.kind)),
+        ("worktree", snapshot.worktree.clone()),
+        ("taken", format!("{} ({})", local_time(snapshot.created_at), super::age(snapshot.created_at))),
+        ("before", snapshot.operation.describe()),
+        ("git state", snapshot.git_state.clone()),
+        ("size", ui::bytes(snapshot.size)),
+        ("consistency", snapshot.consistency.clone()),
+        ("image", snapshot.image_digest[..16].to_string()),
+    ];
+    if snapshot.reused {
+        fields.push(("note", "file unchanged since the previous snapshot; same image".into()));
+    }
+    if let Some(message) = &snapshot.message {
+        fields.push(("message", message.clone()));
+    }
+    if let Some(head) = &snapshot.operation.head_before {
+        fields.push(("HEAD before", head[..head.len().min(12)].to_string()));
+    }
+    if let Some(head) = &snapshot.operation.head_after {
+        fields.push(("HEAD after", head[..head.len().min(12)].to_string()));
+    }
+    for (name, value) in fields {
+        ui.out(&format!("  {name:<12} {value}"));
+    }
+    let mut rows = vec![vec!["TABLE".to_string(), "ROWS".into()]];
+    for (table, count) in &snapshot.census.tables {
+        rows.push(vec![table.clone(), ui::count(*count)]);
+    }
+    ui.out("");
+    for line in ui::table(&rows) {
+        ui.out(&format!("  {line}"));
+    }
+    Ok(())
+}

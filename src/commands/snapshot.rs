@@ -1,0 +1,188 @@
+//! `dbguard snapshot [PATH…] [-m MESSAGE]`, and the routine every other command uses to
+//! snapshot a list of databases.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Context;
+use crate::clock;
+use crate::error::CommandError;
+use crate::scan::DbFile;
+use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
+use crate::ui::{self, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard snapshot                      every database in the working tree
+  dbguard snapshot data/posts.db -m 'before migration'
+  dbguard snapshot --quiet              for cron: one line per run")]
+pub struct Args {
+    /// Database files or directories (default: every database in the working tree).
+    pub paths: Vec<PathBuf>,
+    /// A note stored with the snapshot.
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+/// One database's snapshot result, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Taken {
+    pub path: String,
+    pub kind: crate::db::DbKind,
+    pub git: crate::repo::GitState,
+    pub id: Option<i64>,
+    pub rows: Option<u64>,
+    pub tables: Option<std::collections::BTreeMap<String, u64>>,
+    pub size: Option<u64>,
+    pub stored_bytes: Option<u64>,
+    pub reused: bool,
+    pub consistency: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Snapshot each database, printing one line each. Failures are returned, not printed,
+/// so the caller decides whether they are fatal (the guard refuses to run git).
+pub fn snapshot_all(
+    ui: &Ui,
+    ctx: &Context,
+    store: &mut Store,
+    databases: &[DbFile],
+    operation_id: i64,
+    message: Option<&str>,
+) -> Vec<(DbFile, Result<SnapshotOutcome, CommandError>)> {
+    let mut results = Vec::new();
+    for database in databases {
+        let bar = ui.progress(database.size, &format!("snapshot {}", database.path));
+        let report = |done: u64| bar.set_position(done);
+        let outcome = store.snapshot(
+            &SnapshotRequest {
+                worktree: &ctx.repo.worktree,
+                path: database.path.as_str(),
+                kind: database.kind,
+                git_state: database.git.as_str(),
+                operation_id,
+                message,
+            },
+            &report,
+        );
+        bar.finish_and_clear();
+        let outcome = outcome.map_err(CommandError::from);
+        if let Ok(taken) = &outcome {
+            if let Some(warning) = &taken.warning {
+                ui.warn(warning);
+            }
+            ui.status(&describe(ui, database, taken));
+        }
+        results.push((database.clone(), outcome));
+    }
+    results
+}
+
+/// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
+pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
+    let tables = taken.census.tables.len();
+    let stored = if taken.reused {
+        "unchanged, not reopened".to_string()
+    } else {
+        format!("+{} stored", ui::bytes(taken.new_bytes))
+    };
+    format!(
+        "{} {}: {} rows in {} table{}, {} ({stored})",
+        ui.paint(crate::ui::Tone::Bold, &format!("#{}", taken.id)),
+        database.path,
+        ui::count(taken.census.total_rows()),
+        tables,
+        if tables == 1 { "" } else { "s" },
+        ui::bytes(taken.size),
+    )
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let scanner = ctx.scanner();
+    let databases: Vec<DbFile> = if args.paths.is_empty() {
+        let scan = scanner.scan();
+        for skipped in &scan.skipped {
+            ui.status(&format!("skipped {}: {}", skipped.path, skipped.reason));
+        }
+        scan.databases
+    } else {
+        let mut found = Vec::new();
+        for path in &args.paths {
+            found.extend(scanner.explicit(&ctx.cwd, path)?);
+        }
+        found
+    };
+    if databases.is_empty() {
+        if ui.json {
+            ui.out("[]");
+        } else {
+            ui.status("no SQLite or DuckDB databases found in this working tree");
+        }
+        return Ok(());
+    }
+    let mut store = ctx.store()?;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let operation = store
+        .catalog
+        .begin_operation("snapshot", &argv, ctx.repo.head().as_deref(), clock::now())
+        .map_err(crate::store::StoreError::from)?;
+    let results = snapshot_all(ui, ctx, &mut store, &databases, operation, args.message.as_deref());
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    for (database, outcome) in &results {
+        let mut taken = Taken {
+            path: database.path.to_string(),
+            kind: database.kind,
+            git: database.git,
+            id: None,
+            rows: None,
+            tables: None,
+            size: None,
+            stored_bytes: None,
+            reused: false,
+            consistency: None,
+            error: None,
+        };
+        match outcome {
+            Ok(outcome) => {
+                taken.id = Some(outcome.id);
+                taken.rows = Some(outcome.census.total_rows());
+                taken.tables = Some(outcome.census.tables.clone());
+                taken.size = Some(outcome.size);
+                taken.stored_bytes = Some(outcome.new_bytes);
+                taken.reused = outcome.reused;
+                taken.consistency = Some(outcome.consistency.clone());
+            }
+            Err(error) => {
+                taken.error = Some(error.message.clone());
+                failures.push(error);
+            }
+        }
+        report.push(taken);
+    }
+    store
+        .catalog
+        .finish_operation(operation, ctx.repo.head().as_deref(), Some(0))
+        .map_err(crate::store::StoreError::from)?;
+    if ui.json {
+        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 if results.len() == 1 => {
+            let (_, outcome) = results.into_iter().next().expect("one result");
+            outcome.map(|_| ())
+        }
+        n => {
+            for error in &failures {
+                ui.error(&error.message, &error.causes, &[]);
+            }
+            Err(CommandError::new(format!(
+                "{n} of {} databases could not be snapshotted",
+                results.len()
+            ))
+            .hint("the others were saved; fix or exclude the failing files and run `dbguard snapshot` again"))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `dbguard status`: every database in the worktree with its git state, size, last
+//! snapshot and rows now vs then; a warning for each one under version control.
+
+use serde::Serialize;
+
+use super::{Context, age};
+use crate::db::{self, DbError};
+use crate::error::CommandError;
+use crate::repo::RepoPath;
+use crate::store::StoreError;
+use crate::ui::{self, Tone, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard status
+  dbguard status --json")]
+pub struct Args {}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    path: String,
+    kind: db::DbKind,
+    git: crate::repo::GitState,
+    size: u64,
+    rows_now: Option<u64>,
+    busy: Option<String>,
+    last_snapshot: Option<LastSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastSnapshot {
+    id: i64,
+    taken: chrono::DateTime<chrono::Utc>,
+    rows: u64,
+}
+
+/// The warning and advice for a database git tracks (status, install and the guard).
+pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
+    ui.warn(&format!(
+        "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
+    ));
+    ui.hint(&format!(
+        "stop tracking it: git rm --cached '{path}' && echo '/{path}' >> .gitignore && git commit"
+    ));
+    ui.hint(
+        "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",
+    );
+}
+
+pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
+    let scan = ctx.scanner().scan();
+    let store = ctx.existing_store()?;
+    let worktree = ctx.worktree_key();
+    let mut rows = Vec::new();
+    for database in &scan.databases {
+        let last = match &store {
+            Some(store) => store
+                .catalog
+                .latest(&worktree, database.path.as_str())
+                .map_err(StoreError::from)?,
+            None => None,
+        };
+        let live = database.path.in_worktree(&ctx.repo.worktree);
+        let (rows_now, busy) = match db::census_live(database.kind, &live) {
+            Ok(census) => (Some(census.total_rows()), None),
+            Err(DbError::DuckDbLocked { pid, .. }) => (None, Some(format!("open in process {pid}"))),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        rows.push(Row {
+            path: database.path.to_string(),
+            kind: database.kind,
+            git: database.git,
+            size: database.size,
+            rows_now,
+            busy,
+            last_snapshot: last.map(|s| LastSnapshot {
+                id: s.id,
+                taken: s.created_at,
+                rows: s.census.total_rows(),
+            }),
+        });
+    }
+    if ui.json {
+        ui.out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else if rows.is_empty() {
+        ui.status("no SQLite or DuckDB databases in this working tree");
+    } else {
+        let mut table = vec![vec![
+            "DATABASE".to_string(),
+            "KIND".into(),
+            "GIT".into(),
+            "SIZE".into(),
+            "ROWS NOW".into(),
+            "LAST SNAPSHOT".into(),
+            "ROWS THEN".into(),
+        ]];
+        for row in &rows {
+            table.push(vec![
+                row.path.clone(),
+                row.kind.as_str().into(),
+                row.git.as_str().into(),
+                ui::bytes(row.size),
+                row.rows_now
+                    .map(ui::count)
+                    .unwrap_or_else(|| row.busy.clone().unwrap_or_default()),
+                row.last_snapshot
+                    .as_ref()
+                    .map(|s| format!("#{} {}", s.id, age(s.taken)))
+                    .unwrap_or_else(|| "never".into()),
+                row.last_snapshot
+                    .as_ref()
+                    .map(|s| ui::count(s.rows))
+                    .unwrap_or_default(),
+            ]);
+        }
+        for (i, line) in ui::table(&table).into_iter().enumerate() {
+            ui.out(&if i == 0 { ui.paint(Tone::Dim, &line) } else { line });
+        }
+    }
+    for database in scan.databases.iter().filter(|d| d.git.under_version_control()) {
+        version_control_warning(ui, &database.path);
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Compare a database now with its last snapshot: which tables lost rows, vanished, or
+//! whether the whole file vanished or was replaced by a different schema.
+
+use serde::Serialize;
+
+use crate::db::Census;
+use crate::ui::{self, Tone, Ui};
+
+/// One table's rows before and after (`None` after = the table is gone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableLoss {
+    pub table: String,
+    pub before: u64,
+    pub after: Option<u64>,
+}
+
+/// A database that is worse off than in its snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Shrink {
+    pub path: String,
+    pub snapshot_id: i64,
+    /// The git command the snapshot was taken before, for the prompt.
+    pub taken_before: String,
+    pub before: Census,
+    /// `None`: the file is gone (or no longer a readable database).
+    pub after: Option<Census>,
+    pub lost: Vec<TableLoss>,
+    pub schema_replaced: bool,
+    /// Why `after` is missing, when the file exists but cannot be read.
+    pub unreadable: Option<String>,
+}
+
+impl Shrink {
+    pub fn rows_before(&self) -> u64 {
+        self.before.total_rows()
+    }
+
+    pub fn rows_after(&self) -> u64 {
+        self.after.as_ref().map_or(0, Census::total_rows)
+    }
+}
+
+/// `Some` when `after` lost rows or tables relative to `before`, or the schema changed
+/// underneath, or the file is gone. Growth alone is never a shrink.
+pub fn compare(before: &Census, after: Option<&Census>) -> Option<(Vec<TableLoss>, bool)> {
+    let Some(after) = after else {
+        let lost = before
+            .tables
+            .iter()
+            .map(|(table, rows)| TableLoss {
+                table: table.clone(),
+                before: *rows,
+                after: None,
+            })
+            .collect();
+        return Some((lost, false));
+    };
+    let lost: Vec<TableLoss> = before
+        .tables
+        .iter()
+        .filter_map(|(table, &rows)| match after.tables.get(table) {
+            Some(&now) if now >= rows => None,
+            now => Some(TableLoss {
+                table: table.clone(),
+                before: rows,
+                after: now.copied(),
+            }),
+        })
+        .collect();
+    // A schema change with no lost rows is a migration, not a loss, unless tables vanished
+    // (covered above) — so only report the schema when something was also lost.
+    let schema_replaced = before.schema != after.schema;
+    if lost.is_empty() {
+        None
+    } else {
+        Some((lost, schema_replaced))
+    }
+}
+
+/// The shrink report: a headline and a table of rows before/after.
+pub fn render(ui: &Ui, shrink: &Shrink) -> Vec<String> {
+    let headline = match (&shrink.after, &shrink.unreadable) {
+        (None, Some(why)) => format!(
+            "{} was replaced by something that is not a readable database ({why})",
+            shrink.path
+        ),
+        (None, None) => format!("{} is gone", shrink.path),
+        (Some(_), _) if shrink.schema_replaced => format!(
+            "{} was replaced by a different database: {} rows before, {} now",
+            shrink.path,
+            ui::count(shrink.rows_before()),
+            ui::count(shrink.rows_after())
+        ),
+        (Some(_), _) => format!(
+            "{} lost rows: {} before, {} now",
+            shrink.path,
+            ui::count(shrink.rows_before()),
+            ui::count(shrink.rows_after())
+        ),
+    };
+    let mut lines = vec![ui.paint(Tone::Bad, &headline)];
+    let mut rows = vec![vec!["TABLE".to_string(), "BEFORE".into(), "AFTER".into()]];
+    for loss in &shrink.lost {
+        rows.push(vec![
+            loss.table.clone(),
+            ui::count(loss.before),
+            loss.after.map(ui::count).unwrap_or_else(|| "gone".into()),
+        ]);
+    }
+    lines.extend(ui::table(&rows).into_iter().map(|l| format!("  {l}")));
+    lines.push(format!(
+        "  snapshot #{} was taken before `{}`",
+        shrink.snapshot_id, shrink.taken_before
+    ));
+    lines
+}
+
+/// Census the live file and compare it with `snapshot`; `Some` when it is worse off.
+pub fn check_live(worktree: &std::path::Path, snapshot: &crate::store::SnapshotInfo) -> Option<Shrink> {
+    let live = worktree.join(&snapshot.path);
+    let (after, unreadable) = match std::fs::symlink_metadata(&live) {
+        Err(_) => (None, None),
+        Ok(_) => match crate::db::sniff(&live) {
+            Ok(crate::db::Sniff::Database(kind)) if kind == snapshot.kind => {
+                match crate::db::census_live(kind, &live) {
+                    Ok(census) => (Some(census), None),
+                    // Held by another process: we cannot tell, so do not cry wolf.
+                    Err(crate::db::DbError::DuckDbLocked { .. }) => return None,
+                    Err(error) => (None, Some(error.to_string())),
+                }
+            }
+            Ok(crate::db::Sniff::Database(kind)) => (None, Some(format!("now a {kind} file"))),
+            Ok(crate::db::Sniff::NotDatabase(reason)) => (None, Some(reason.to_string())),
+            Err(error) => (None, Some(error.to_string())),
+        },
+    };
+    let (lost, schema_replaced) = compare(&snapshot.census, after.as_ref())?;
+    Some(Shrink {
+        path: snapshot.path.clone(),
+        snapshot_id: snapshot.id,
+        taken_before: snapshot.operation.describe(),
+        before: snapshot.census.clone(),
+        after,
+        lost,
+        schema_replaced,
+        unreadable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn census(tables: &[(&str, u64)], schema: &str) -> Census {
+        Census {
+            tables: tables.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+            schema: schema.into(),
+        }
+    }
+
+    #[test]
+    fn growth_is_not_a_shrink() {
+        let before = census(&[("posts", 10)], "a");
+        assert!(compare(&before, Some(&census(&[("posts", 11)], "a"))).is_none());
+        assert!(compare(&before, Some(&census(&[("posts", 10), ("new", 1)], "b"))).is_none());
+    }
+
+    #[test]
+    fn lost_rows_tables_and_files_are_shrinks() {
+        let before = census(&[("posts", 900_000), ("users", 5)], "a");
+        let (lost, replaced) = compare(&before, Some(&census(&[("posts", 5000), ("users", 5)], "a"))).unwrap();
+        assert_eq!(lost, vec![TableLoss { table: "posts".into(), before: 900_000, after: Some(5000) }]);
+        assert!(!replaced);
+        let (lost, replaced) = compare(&before, Some(&census(&[("other", 1)], "b"))).unwrap();
+        assert_eq!(lost.len(), 2);
+        assert!(lost.iter().all(|l| l.after.is_none()));
+        assert!(replaced);
+        let (lost, _) = compare(&before, None).unwrap();
+        assert_eq!(lost.len(), 2);
+    }
+}

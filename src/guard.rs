@@ -1,0 +1,168 @@
+//! The "before" half: plan what git is about to overwrite or delete → snapshot it →
+//! warn → run the real git with the user's arguments → compare → offer a restore.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+
+use crate::clock;
+use crate::commands::Context;
+use crate::commands::snapshot::snapshot_all;
+use crate::commands::status::version_control_warning;
+use crate::compare;
+use crate::error::CommandError;
+use crate::plan::{self, Operation};
+use crate::scan::DbFile;
+use crate::store::StoreError;
+use crate::ui::Ui;
+
+/// Set for git (and so for the hooks it runs) while the guard is in charge, so hooks do
+/// not snapshot or prompt a second time.
+pub const GUARD_ENV: &str = "DBGUARD_GUARDED";
+
+pub struct GuardOptions {
+    /// Run git even though the snapshot failed or was skipped (explicit user override).
+    pub no_snapshot: bool,
+}
+
+/// Run `git <argv>` under guard; returns git's exit code.
+pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Result<u8, CommandError> {
+    if options.no_snapshot || std::env::var_os("DBGUARD_SKIP").is_some_and(|v| v == "1") {
+        ui.warn("not snapshotting (--no-snapshot): git may overwrite databases without a copy");
+        return run_git(cwd, argv, &[]);
+    }
+    let invocation = match plan::parse_invocation(argv, cwd) {
+        Ok(invocation) => invocation,
+        // git will report its own usage errors; we have nothing to protect yet.
+        Err(_) => return run_git(cwd, argv, &[]),
+    };
+    // Not a repository, or a bare one: nothing on disk to protect; let git speak.
+    let Ok(ctx) = Context::load(&invocation.cwd) else {
+        return run_git(cwd, argv, &[]);
+    };
+    if !plan::is_risky(&invocation) {
+        return run_git(cwd, argv, &[]);
+    }
+    let databases = ctx.scanner().scan().databases;
+    if databases.is_empty() {
+        return run_git(cwd, argv, &[]);
+    }
+    if let Operation::Pull { .. } = plan::operation(&invocation) {
+        // Fetch first so the plan sees what the merge will bring; git pull's own fetch
+        // then finds nothing new.
+        let fetch = plan::pull_fetch_args(&invocation);
+        let fetched = Command::new("git").args(&fetch).current_dir(cwd).status();
+        if !fetched.is_ok_and(|s| s.success()) {
+            ui.warn("git fetch failed; snapshotting every database before git pull");
+        }
+    }
+    let relative: Vec<_> = databases
+        .iter()
+        .map(|d| std::path::PathBuf::from(d.path.as_str()))
+        .collect();
+    let plan = plan::plan(&invocation, &ctx.repo.worktree, &relative).unwrap_or_else(|error| {
+        plan::Plan::everything(&relative, format!("{error}"))
+    });
+    if let Some(reason) = &plan.fallback_reason {
+        ui.status(&format!(
+            "dbguard: could not work out what git will touch ({reason}); snapshotting every database"
+        ));
+    }
+    let at_risk: Vec<DbFile> = databases
+        .into_iter()
+        .filter(|d| plan.at_risk.iter().any(|r| r.path == Path::new(d.path.as_str())))
+        .collect();
+    if at_risk.is_empty() {
+        return run_git(cwd, argv, &[]);
+    }
+
+    let git_argv: Vec<String> = std::iter::once("git".to_string())
+        .chain(argv.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let head_before = ctx.repo.head();
+    let (operation_id, snapshots) = {
+        let mut store = ctx.store()?;
+        let operation_id = store
+            .catalog
+            .begin_operation("guard", &git_argv, head_before.as_deref(), clock::now())
+            .map_err(StoreError::from)?;
+        let results = snapshot_all(ui, &ctx, &mut store, &at_risk, operation_id, None);
+        let mut taken = Vec::new();
+        let mut failed = Vec::new();
+        for (database, outcome) in results {
+            match outcome {
+                Ok(outcome) => taken.push((database, outcome.id)),
+                Err(error) => failed.push((database, error)),
+            }
+        }
+        if !failed.is_empty() {
+            let _ = store.catalog.finish_operation(operation_id, head_before.as_deref(), None);
+            let mut error = CommandError::new(format!(
+                "not running `{}`: {} database{} could not be snapshotted",
+                git_argv.join(" "),
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" }
+            ));
+            for (database, cause) in &failed {
+                error = error.cause(format!("{}: {}", database.path, cause.message));
+            }
+            let retry = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(error
+                .hint("copy the database aside yourself, then run git anyway with:")
+                .hint(format!("dbguard --no-snapshot git {retry}")));
+        }
+        (operation_id, taken)
+        // The store lock is released here: hooks that git runs may need the store.
+    };
+    for (database, _) in &snapshots {
+        if database.git.under_version_control() {
+            version_control_warning(ui, &database.path);
+        }
+    }
+
+    let code = run_git(cwd, argv, &[(GUARD_ENV, "1")])?;
+
+    let store = ctx.store()?;
+    let _ = store
+        .catalog
+        .finish_operation(operation_id, ctx.repo.head().as_deref(), Some(i32::from(code)));
+    let mut shrinks = Vec::new();
+    for (_, id) in &snapshots {
+        if let Some(snapshot) = store.catalog.snapshot(*id).map_err(StoreError::from)? {
+            if let Some(shrink) = compare::check_live(&ctx.repo.worktree, &snapshot) {
+                shrinks.push(shrink);
+            }
+        }
+    }
+    drop(store);
+    if !shrinks.is_empty() {
+        crate::restore::offer(ui, &ctx, &shrinks);
+    }
+    Ok(code)
+}
+
+/// Run the real git with inherited stdio; its exit code (128 + signal when killed).
+fn run_git(cwd: &Path, argv: &[OsString], env: &[(&str, &str)]) -> Result<u8, CommandError> {
+    let mut command = Command::new("git");
+    command.args(argv).current_dir(cwd);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let status = command.status().map_err(|e| {
+        CommandError::new(format!("cannot run git: {e}")).hint("install git and make sure it is on PATH")
+    })?;
+    Ok(exit_code(status))
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+        _ => 1,
+    }
+}

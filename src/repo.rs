@@ -1,0 +1,221 @@
+//! The git side: find the worktree and common dir, ask git about paths, run real git.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{0} is not inside a git repository")]
+    NotARepo(PathBuf),
+    #[error("{0} is a bare repository: it has no working tree with databases in it")]
+    Bare(PathBuf),
+    #[error("cannot read the git repository at {path}: {message}")]
+    Git { path: PathBuf, message: String },
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] io::Error),
+    #[error("{path} is outside the working tree {worktree}")]
+    OutsideWorktree { path: PathBuf, worktree: PathBuf },
+    #[error("{0:?} is not a usable path inside the working tree")]
+    BadPath(String),
+}
+
+/// How git sees a database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitState {
+    /// Committed and unchanged.
+    Tracked,
+    /// Committed, with local changes.
+    Modified,
+    Untracked,
+    Ignored,
+}
+
+impl GitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitState::Tracked => "tracked",
+            GitState::Modified => "modified",
+            GitState::Untracked => "untracked",
+            GitState::Ignored => "ignored",
+        }
+    }
+
+    /// Tracked files are the ones git will overwrite with old committed copies.
+    pub fn under_version_control(self) -> bool {
+        matches!(self, GitState::Tracked | GitState::Modified)
+    }
+}
+
+/// A validated worktree-relative path (`/`-separated, no `..`, not absolute, not in
+/// `.git`). Everything that writes into the worktree takes one, so no catalog entry can
+/// make dbguard write outside it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    pub fn new(text: &str) -> Result<RepoPath, RepoError> {
+        let bad = || RepoError::BadPath(text.to_string());
+        let path = Path::new(text);
+        if text.is_empty() || path.is_absolute() || text.contains('\0') {
+            return Err(bad());
+        }
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => parts.push(part.to_str().ok_or_else(bad)?),
+                Component::CurDir => {}
+                _ => return Err(bad()),
+            }
+        }
+        if parts.is_empty() || parts[0] == ".git" {
+            return Err(bad());
+        }
+        Ok(RepoPath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn in_worktree(&self, worktree: &Path) -> PathBuf {
+        worktree.join(&self.0)
+    }
+}
+
+impl std::fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub struct Repo {
+    pub git: git2::Repository,
+    /// Canonical worktree root.
+    pub worktree: PathBuf,
+    /// `git rev-parse --git-common-dir`: shared by all linked worktrees.
+    pub common_dir: PathBuf,
+}
+
+impl Repo {
+    pub fn discover(start: &Path) -> Result<Repo, RepoError> {
+        let git = git2::Repository::discover(start).map_err(|e| {
+            if e.code() == git2::ErrorCode::NotFound {
+                RepoError::NotARepo(start.to_path_buf())
+            } else {
+                RepoError::Git {
+                    path: start.to_path_buf(),
+                    message: e.message().to_string(),
+                }
+            }
+        })?;
+        if git.is_bare() {
+            return Err(RepoError::Bare(git.path().to_path_buf()));
+        }
+        let worktree = git
+            .workdir()
+            .ok_or_else(|| RepoError::Bare(git.path().to_path_buf()))?;
+        let worktree = worktree.canonicalize().unwrap_or_else(|_| worktree.to_path_buf());
+        let common_dir = git.commondir().canonicalize().unwrap_or_else(|_| git.commondir().to_path_buf());
+        Ok(Repo {
+            git,
+            worktree,
+            common_dir,
+        })
+    }
+
+    /// The default store location, shared by every worktree and out of reach of
+    /// checkout, clean and stash.
+    pub fn default_store_dir(&self) -> PathBuf {
+        self.common_dir.join("dbguard")
+    }
+
+    /// The commit HEAD points at, if any.
+    pub fn head(&self) -> Option<String> {
+        self.git
+            .head()
+            .ok()
+            .and_then(|h| h.target())
+            .map(|oid| oid.to_string())
+    }
+
+    pub fn git_state(&self, path: &RepoPath) -> GitState {
+        match self.git.status_file(Path::new(path.as_str())) {
+            Ok(status) if status.is_ignored() => GitState::Ignored,
+            Ok(status) if status.is_wt_new() => GitState::Untracked,
+            Ok(status) if status.is_empty() => GitState::Tracked,
+            Ok(status) if status.is_index_new() && !status.is_wt_modified() => GitState::Modified,
+            Ok(_) => GitState::Modified,
+            // Not in the index nor known to the status machinery: treat as untracked.
+            Err(_) => GitState::Untracked,
+        }
+    }
+
+    /// Turn a user-supplied path (relative to `cwd`) into a worktree path.
+    pub fn relative(&self, cwd: &Path, user_path: &Path) -> Result<RepoPath, RepoError> {
+        let absolute = if user_path.is_absolute() {
+            user_path.to_path_buf()
+        } else {
+            cwd.join(user_path)
+        };
+        // Canonicalise the parent only: the file itself may be a symlink we must not follow,
+        // or may not exist any more (restoring a deleted database).
+        let parent = absolute.parent().unwrap_or(Path::new("/"));
+        let name = absolute.file_name().unwrap_or_else(|| OsStr::new(""));
+        let parent = normalize(parent);
+        let full = parent.canonicalize().unwrap_or(parent).join(name);
+        let relative = full
+            .strip_prefix(&self.worktree)
+            .map_err(|_| RepoError::OutsideWorktree {
+                path: user_path.to_path_buf(),
+                worktree: self.worktree.clone(),
+            })?;
+        RepoPath::new(&relative.to_string_lossy())
+    }
+}
+
+/// Resolve `.` and `..` lexically (for paths that may not exist).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Run the real git with `args` in `cwd`, capturing its output.
+pub fn run_git<I, S>(cwd: &Path, args: I) -> Result<Output, RepoError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new("git")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .map_err(RepoError::Spawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_paths_are_validated() {
+        assert_eq!(RepoPath::new("a/./b.db").unwrap().as_str(), "a/b.db");
+        for bad in ["", "/etc/passwd", "../x.db", "a/../../x", ".git/config", "./.git/x"] {
+            assert!(RepoPath::new(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(RepoPath::new("dir with space/ünï.db").is_ok());
+    }
+}

@@ -1,0 +1,193 @@
+//! Find database files in a worktree (tracked, modified, untracked and ignored alike),
+//! recognised by their header bytes, never by their names.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::db::{self, DbKind, Sniff};
+use crate::repo::{GitState, Repo, RepoPath};
+
+/// A database file found in the worktree.
+#[derive(Clone, Debug, Serialize)]
+pub struct DbFile {
+    pub path: RepoPath,
+    pub kind: DbKind,
+    pub git: GitState,
+    pub size: u64,
+}
+
+/// A file that was looked at and left alone, with the reason (shown on request).
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub databases: Vec<DbFile>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Smaller than one SQLite page (512 bytes) cannot hold a database worth keeping.
+const MIN_DATABASE_SIZE: u64 = 512;
+
+/// Why an explicitly named path cannot be snapshotted.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{path} does not exist")]
+    Missing { path: String },
+    #[error("{path} is not a database: {reason}")]
+    NotDatabase { path: String, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Scanner<'a> {
+    pub repo: &'a Repo,
+    /// Directory names never descended into (e.g. `node_modules`).
+    pub exclude_dirs: &'a [String],
+    /// The store, if configured inside the worktree.
+    pub store_dir: &'a Path,
+}
+
+impl Scanner<'_> {
+    /// Every database in the worktree.
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
+        self.walk(&self.repo.worktree.clone(), &mut scan);
+        scan.databases.sort_by(|a, b| a.path.cmp(&b.path));
+        scan
+    }
+
+    /// Databases under `dir` (a directory inside the worktree).
+    pub fn scan_under(&self, dir: &Path) -> Scan {
+        let mut scan = Scan::default();
+        self.walk(dir, &mut scan);
+        scan.databases.sort_by(|a, b| a.path.cmp(&b.path));
+        scan
+    }
+
+    fn walk(&self, dir: &Path, scan: &mut Scan) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if file_type.is_dir() {
+                if name == ".git"
+                    || self.exclude_dirs.iter().any(|d| *d == name)
+                    || path == self.store_dir
+                    // A nested repository (submodule): its databases belong to it.
+                    || (path != self.repo.worktree && path.join(".git").exists())
+                {
+                    continue;
+                }
+                self.walk(&path, scan);
+            } else if file_type.is_file() {
+                match self.inspect(&path) {
+                    Ok(Some(found)) => scan.databases.push(found),
+                    Ok(None) => {}
+                    Err(skip) => scan.skipped.push(skip),
+                }
+            } else if file_type.is_symlink() {
+                if let Ok(Sniff::Database(_)) = db::sniff(&path) {
+                    scan.skipped.push(Skipped {
+                        path: self.display(&path),
+                        reason: "a symlink to a database: snapshot its target instead".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn display(&self, path: &Path) -> String {
+        path.strip_prefix(&self.repo.worktree)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Look at one regular file found by the walk: `Ok(None)` when it is not a database.
+    fn inspect(&self, path: &Path) -> Result<Option<DbFile>, Skipped> {
+        let Ok(meta) = fs::metadata(path) else {
+            return Ok(None);
+        };
+        if meta.len() < MIN_DATABASE_SIZE {
+            return Ok(None);
+        }
+        let kind = match db::sniff(path) {
+            Ok(Sniff::Database(kind)) => kind,
+            _ => return Ok(None),
+        };
+        let relative = self.display(path);
+        let repo_path = RepoPath::new(&relative).map_err(|_| Skipped {
+            path: relative.clone(),
+            reason: "its name is not valid UTF-8".into(),
+        })?;
+        Ok(Some(DbFile {
+            git: self.repo.git_state(&repo_path),
+            path: repo_path,
+            kind,
+            size: meta.len(),
+        }))
+    }
+
+    /// Resolve a path the user named: a database file, or a directory to scan.
+    pub fn explicit(&self, cwd: &Path, user_path: &Path) -> Result<Vec<DbFile>, ScanError> {
+        let shown = user_path.display().to_string();
+        let absolute: PathBuf = if user_path.is_absolute() {
+            user_path.to_path_buf()
+        } else {
+            cwd.join(user_path)
+        };
+        let meta = fs::symlink_metadata(&absolute).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ScanError::Missing { path: shown.clone() }
+            } else {
+                ScanError::Io {
+                    path: shown.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let not_db = |reason: &str| ScanError::NotDatabase {
+            path: shown.clone(),
+            reason: reason.to_string(),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(not_db("it is a symlink; name the file it points to"));
+        }
+        if meta.is_dir() {
+            return Ok(self.scan_under(&absolute).databases);
+        }
+        if !meta.is_file() {
+            return Err(not_db("it is not a regular file"));
+        }
+        let kind = match db::sniff(&absolute).map_err(|e| ScanError::Io {
+            path: shown.clone(),
+            source: e,
+        })? {
+            Sniff::Database(kind) => kind,
+            Sniff::NotDatabase(reason) => return Err(not_db(reason)),
+        };
+        let path = self.repo.relative(cwd, user_path).map_err(|e| not_db(&e.to_string()))?;
+        Ok(vec![DbFile {
+            git: self.repo.git_state(&path),
+            path,
+            kind,
+            size: meta.len(),
+        }])
+    }
+}

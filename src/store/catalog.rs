@@ -1,0 +1,530 @@
+//! The catalog: a SQLite database (WAL) recording operations, images, snapshots, their
+//! census and the stat cache. Chunks hold bytes; the catalog says what they mean.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::db::{Census, DbKind};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- snapshot | guard | hook | restore | schedule | install
+    argv TEXT NOT NULL,            -- JSON array of the command line, for people reading the log
+    head_before TEXT,
+    head_after TEXT,
+    exit_code INTEGER
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,   -- sha256 over the chunk hashes and the size
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_chunks (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (image_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_chunks_hash ON image_chunks(hash);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY,
+    operation_id INTEGER NOT NULL REFERENCES operations(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    worktree TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    consistency TEXT NOT NULL,
+    git_state TEXT NOT NULL,
+    schema_hash TEXT NOT NULL,
+    reused INTEGER NOT NULL DEFAULT 0,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS snapshots_path ON snapshots(worktree, path, id);
+CREATE TABLE IF NOT EXISTS snapshot_tables (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    PRIMARY KEY (snapshot_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stat_cache (
+    worktree TEXT NOT NULL,
+    path TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    PRIMARY KEY (worktree, path)
+) WITHOUT ROWID;
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("the snapshot catalog {path} cannot be used: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the snapshot catalog {path} was written by a newer dbguard (schema {found}, this one knows {SCHEMA_VERSION})")]
+    TooNew { path: String, found: i64 },
+}
+
+/// One snapshot as users see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub id: i64,
+    pub path: String,
+    pub worktree: String,
+    pub kind: DbKind,
+    pub created_at: DateTime<Utc>,
+    pub size: u64,
+    pub consistency: String,
+    pub git_state: String,
+    pub reused: bool,
+    pub message: Option<String>,
+    pub operation: OperationInfo,
+    pub census: Census,
+    #[serde(skip)]
+    pub image_id: i64,
+    pub image_digest: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationInfo {
+    pub id: i64,
+    pub kind: String,
+    pub argv: Vec<String>,
+    pub head_before: Option<String>,
+    pub head_after: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+impl OperationInfo {
+    /// "git pull --force" or "dbguard snapshot": how the log names what happened.
+    pub fn describe(&self) -> String {
+        if self.argv.is_empty() {
+            self.kind.clone()
+        } else {
+            self.argv.join(" ")
+        }
+    }
+}
+
+/// What the catalog needs to record a new snapshot.
+pub struct NewSnapshot<'a> {
+    pub operation_id: i64,
+    pub image_id: i64,
+    pub worktree: &'a str,
+    pub path: &'a str,
+    pub kind: DbKind,
+    pub created_at: DateTime<Utc>,
+    pub consistency: &'a str,
+    pub git_state: &'a str,
+    pub census: &'a Census,
+    pub reused: bool,
+    pub message: Option<&'a str>,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: String,
+}
+
+fn ts(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ts(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+const SNAPSHOT_SELECT: &str = "
+SELECT s.id, s.path, s.worktree, s.kind, s.created_at, i.size, s.consistency, s.git_state,
+       s.reused, s.message, s.schema_hash, i.id, i.digest,
+       o.id, o.kind, o.argv, o.head_before, o.head_after, o.exit_code
+FROM snapshots s JOIN images i ON i.id = s.image_id JOIN operations o ON o.id = s.operation_id";
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        let display = path.display().to_string();
+        let fail = |source| CatalogError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(fail)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(fail)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(fail)?;
+        if version > SCHEMA_VERSION {
+            return Err(CatalogError::TooNew {
+                path: display,
+                found: version,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(fail)?;
+        }
+        Ok(Catalog {
+            conn,
+            path: display,
+        })
+    }
+
+    fn fail(&self) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
+        move |source| CatalogError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn begin_operation(
+        &self,
+        kind: &str,
+        argv: &[String],
+        head_before: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO operations(created_at, kind, argv, head_before) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    ts(&now),
+                    kind,
+                    serde_json::to_string(argv).unwrap_or_else(|_| "[]".into()),
+                    head_before
+                ],
+            )
+            .map_err(self.fail())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_operation(
+        &self,
+        id: i64,
+        head_after: Option<&str>,
+        exit_code: Option<i32>,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE operations SET head_after = ?2, exit_code = ?3 WHERE id = ?1",
+                params![id, head_after, exit_code],
+            )
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    /// Record an image and its chunk list (or find the identical one already recorded),
+    /// and the snapshot that refers to it, in one transaction.
+    pub fn insert_snapshot(
+        &mut self,
+        snapshot: &NewSnapshot<'_>,
+        image: Option<(&str, u64, &[String])>,
+        stat_signature: Option<&str>,
+    ) -> Result<i64, CatalogError> {
+        let path = self.path.clone();
+        let fail = move |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&fail)?;
+        let image_id = match image {
+            None => snapshot.image_id,
+            Some((digest, size, chunks)) => {
+                let existing: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM images WHERE digest = ?1",
+                        [digest],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(&fail)?;
+                match existing {
+                    Some(id) => id,
+                    None => {
+                        tx.execute(
+                            "INSERT INTO images(digest, size) VALUES (?1, ?2)",
+                            params![digest, size as i64],
+                        )
+                        .map_err(&fail)?;
+                        let id = tx.last_insert_rowid();
+                        let mut insert = tx
+                            .prepare("INSERT INTO image_chunks(image_id, seq, hash) VALUES (?1, ?2, ?3)")
+                            .map_err(&fail)?;
+                        for (seq, hash) in chunks.iter().enumerate() {
+                            insert.execute(params![id, seq as i64, hash]).map_err(&fail)?;
+                        }
+                        id
+                    }
+                }
+            }
+        };
+        tx.execute(
+            "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
+             consistency, git_state, schema_hash, reused, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                snapshot.operation_id,
+                image_id,
+                snapshot.worktree,
+                snapshot.path,
+                snapshot.kind.as_str(),
+                ts(&snapshot.created_at),
+                snapshot.consistency,
+                snapshot.git_state,
+                snapshot.census.schema,
+                snapshot.reused,
+                snapshot.message,
+            ],
+        )
+        .map_err(&fail)?;
+        let snapshot_id = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO snapshot_tables(snapshot_id, name, rows) VALUES (?1, ?2, ?3)")
+                .map_err(&fail)?;
+            for (name, rows) in &snapshot.census.tables {
+                insert
+                    .execute(params![snapshot_id, name, *rows as i64])
+                    .map_err(&fail)?;
+            }
+        }
+        match stat_signature {
+            Some(signature) => tx.execute(
+                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![snapshot.worktree, snapshot.path, signature, snapshot_id],
+            ),
+            None => tx.execute(
+                "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
+                params![snapshot.worktree, snapshot.path],
+            ),
+        }
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        Ok(snapshot_id)
+    }
+
+    /// The snapshot whose stat signature is cached for this path, if the signature matches.
+    pub fn stat_cache_hit(
+        &self,
+        worktree: &str,
+        path: &str,
+        signature: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT snapshot_id FROM stat_cache WHERE worktree = ?1 AND path = ?2 AND signature = ?3",
+                params![worktree, path, signature],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.fail())
+    }
+
+    /// The cached signature of a path, whatever it is (hooks use it to spot changes).
+    pub fn stat_cache_signature(
+        &self,
+        worktree: &str,
+        path: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT signature FROM stat_cache WHERE worktree = ?1 AND path = ?2",
+                params![worktree, path],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.fail())
+    }
+
+    fn row_to_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotInfo> {
+        let argv: String = row.get(15)?;
+        Ok(SnapshotInfo {
+            id: row.get(0)?,
+            path: row.get(1)?,
+            worktree: row.get(2)?,
+            kind: DbKind::parse(&row.get::<_, String>(3)?).unwrap_or(DbKind::Sqlite),
+            created_at: parse_ts(&row.get::<_, String>(4)?),
+            size: row.get::<_, i64>(5)? as u64,
+            consistency: row.get(6)?,
+            git_state: row.get(7)?,
+            reused: row.get(8)?,
+            message: row.get(9)?,
+            census: Census {
+                tables: BTreeMap::new(),
+                schema: row.get(10)?,
+            },
+            image_id: row.get(11)?,
+            image_digest: row.get(12)?,
+            operation: OperationInfo {
+                id: row.get(13)?,
+                kind: row.get(14)?,
+                argv: serde_json::from_str(&argv).unwrap_or_default(),
+                head_before: row.get(16)?,
+                head_after: row.get(17)?,
+                exit_code: row.get(18)?,
+            },
+        })
+    }
+
+    fn query_snapshots(
+        &self,
+        filter: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<SnapshotInfo>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{SNAPSHOT_SELECT} {filter}"))
+            .map_err(self.fail())?;
+        let mut snapshots: Vec<SnapshotInfo> = stmt
+            .query_map(params, Self::row_to_info)
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        let mut tables = self
+            .conn
+            .prepare("SELECT name, rows FROM snapshot_tables WHERE snapshot_id = ?1 ORDER BY name")
+            .map_err(self.fail())?;
+        for snapshot in &mut snapshots {
+            let rows = tables
+                .query_map([snapshot.id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(self.fail())?;
+            for row in rows {
+                let (name, count) = row.map_err(self.fail())?;
+                snapshot.census.tables.insert(name, count.max(0) as u64);
+            }
+        }
+        Ok(snapshots)
+    }
+
+    pub fn snapshot(&self, id: i64) -> Result<Option<SnapshotInfo>, CatalogError> {
+        Ok(self
+            .query_snapshots("WHERE s.id = ?1", &[&id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Snapshots newest first, optionally for one worktree path.
+    pub fn snapshots(
+        &self,
+        worktree: Option<&str>,
+        path: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<SnapshotInfo>, CatalogError> {
+        let limit = limit.map(|l| l as i64).unwrap_or(-1);
+        self.query_snapshots(
+            "WHERE (?1 IS NULL OR s.worktree = ?1) AND (?2 IS NULL OR s.path = ?2) \
+             ORDER BY s.id DESC LIMIT ?3",
+            &[&worktree, &path, &limit],
+        )
+    }
+
+    pub fn latest(&self, worktree: &str, path: &str) -> Result<Option<SnapshotInfo>, CatalogError> {
+        Ok(self
+            .snapshots(Some(worktree), Some(path), Some(1))?
+            .into_iter()
+            .next())
+    }
+
+    /// Ordered chunk hashes of an image.
+    pub fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash FROM image_chunks WHERE image_id = ?1 ORDER BY seq")
+            .map_err(self.fail())?;
+        let hashes = stmt
+            .query_map([image_id], |r| r.get(0))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(hashes)
+    }
+
+    /// (image id, digest, size) of every image.
+    pub fn images(&self) -> Result<Vec<(i64, String, u64)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, digest, size FROM images ORDER BY id")
+            .map_err(self.fail())?;
+        let images = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(images)
+    }
+
+    /// Every chunk hash some image refers to.
+    pub fn referenced_chunks(&self) -> Result<std::collections::HashSet<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT hash FROM image_chunks")
+            .map_err(self.fail())?;
+        let hashes = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(hashes)
+    }
+
+    /// Delete snapshots, then images no snapshot refers to any more.
+    pub fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
+        let path = self.path.clone();
+        let fail = move |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&fail)?;
+        for id in ids {
+            tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+                .map_err(&fail)?;
+        }
+        tx.execute(
+            "DELETE FROM images WHERE id NOT IN (SELECT image_id FROM snapshots)",
+            [],
+        )
+        .map_err(&fail)?;
+        tx.execute(
+            "DELETE FROM operations WHERE id NOT IN (SELECT operation_id FROM snapshots) \
+             AND id NOT IN (SELECT max(id) FROM operations)",
+            [],
+        )
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)
+    }
+
+    /// SQLite's own integrity check of the catalog file.
+    pub fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(self.fail())?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+}

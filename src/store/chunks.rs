@@ -1,0 +1,235 @@
+//! Content-addressed chunks: fixed 1 MiB pieces of an image, named by the sha256 of their
+//! plain bytes, zstd-compressed, written atomically and durably.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::db::hex;
+
+/// 1 MiB: a multiple of every SQLite page size and of DuckDB's block size, so a changed
+/// page changes exactly one chunk.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// zstd level 1: SQLite pages compress well already at the fastest level, and snapshots
+/// sit on the path of every guarded git command.
+const ZSTD_LEVEL: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("chunk {hash} is missing from the store ({path})")]
+    Missing { hash: String, path: PathBuf },
+    #[error("chunk {hash} is damaged ({path}): {detail}")]
+    Damaged {
+        hash: String,
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+/// The sha256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// The `objects/` directory of a store.
+pub struct Chunks {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique file name in `dir` for this process.
+pub fn temp_path(dir: &Path, suffix: &str) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{}-{n}{suffix}", std::process::id()))
+}
+
+/// Create a file readable only by its owner.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+/// fsync a directory so a rename inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Chunks {
+    pub fn new(objects: PathBuf, tmp: PathBuf) -> Chunks {
+        Chunks { objects, tmp }
+    }
+
+    pub fn object_path(&self, hash: &str) -> PathBuf {
+        let (prefix, _) = hash.split_at(2.min(hash.len()));
+        self.objects.join(prefix).join(hash)
+    }
+
+    pub fn contains(&self, hash: &str) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// Store `plain` under `hash` unless it is already there. Returns the compressed size
+    /// written (0 when the chunk already existed). The directory fsync is left to the
+    /// caller, once per snapshot, through `dirty_dirs`.
+    pub fn put(
+        &self,
+        hash: &str,
+        plain: &[u8],
+        dirty_dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<u64, ChunkError> {
+        let final_path = self.object_path(hash);
+        if final_path.is_file() {
+            return Ok(0);
+        }
+        let write_err = |source| ChunkError::Write {
+            path: final_path.clone(),
+            source,
+        };
+        let compressed = zstd::bulk::compress(plain, ZSTD_LEVEL).map_err(write_err)?;
+        let dir = final_path
+            .parent()
+            .expect("object paths always have a parent")
+            .to_path_buf();
+        if !dir.is_dir() {
+            create_private_dir(&dir).map_err(write_err)?;
+            dirty_dirs.insert(self.objects.clone());
+        }
+        let temp = temp_path(&self.tmp, ".chunk");
+        let result = (|| {
+            let mut file = create_private(&temp)?;
+            file.write_all(&compressed)?;
+            file.sync_all()?;
+            fs::rename(&temp, &final_path)
+        })();
+        if let Err(source) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(write_err(source));
+        }
+        dirty_dirs.insert(dir);
+        Ok(compressed.len() as u64)
+    }
+
+    /// Read a chunk back, decompress it and check it against its name.
+    pub fn get(&self, hash: &str) -> Result<Vec<u8>, ChunkError> {
+        let path = self.object_path(hash);
+        let mut compressed = Vec::new();
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut compressed)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ChunkError::Missing {
+                    hash: hash.to_string(),
+                    path,
+                });
+            }
+            Err(e) => {
+                return Err(ChunkError::Damaged {
+                    hash: hash.to_string(),
+                    path,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        let damaged = |detail: String| ChunkError::Damaged {
+            hash: hash.to_string(),
+            path: path.clone(),
+            detail,
+        };
+        let plain = zstd::bulk::decompress(&compressed, CHUNK_SIZE)
+            .map_err(|e| damaged(format!("does not decompress: {e}")))?;
+        if sha256_hex(&plain) != hash {
+            return Err(damaged("content does not match its hash".into()));
+        }
+        Ok(plain)
+    }
+
+    /// Every chunk hash present on disk (for pruning and orphan reports).
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let mut hashes = Vec::new();
+        let Ok(prefixes) = fs::read_dir(&self.objects) else {
+            return Ok(hashes);
+        };
+        for prefix in prefixes {
+            let prefix = prefix?;
+            if !prefix.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(prefix.path())? {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str() {
+                    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        hashes.push(name.to_string());
+                    }
+                }
+            }
+        }
+        Ok(hashes)
+    }
+
+    /// Compressed size on disk of one chunk.
+    pub fn stored_size(&self, hash: &str) -> u64 {
+        fs::metadata(self.object_path(hash))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    pub fn remove(&self, hash: &str) -> io::Result<()> {
+        fs::remove_file(self.object_path(hash))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_detect_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (objects, tmp) = (dir.path().join("objects"), dir.path().join("tmp"));
+        fs::create_dir_all(&tmp).unwrap();
+        let chunks = Chunks::new(objects, tmp);
+        let data = vec![7u8; 5000];
+        let hash = sha256_hex(&data);
+        let mut dirty = BTreeSet::new();
+        assert!(chunks.put(&hash, &data, &mut dirty).unwrap() > 0);
+        assert_eq!(chunks.put(&hash, &data, &mut dirty).unwrap(), 0);
+        assert_eq!(chunks.get(&hash).unwrap(), data);
+        assert_eq!(chunks.list().unwrap(), vec![hash.clone()]);
+        let mode = fs::metadata(chunks.object_path(&hash))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::write(chunks.object_path(&hash), b"garbage").unwrap();
+        assert!(matches!(
+            chunks.get(&hash),
+            Err(ChunkError::Damaged { .. })
+        ));
+        let missing = "0".repeat(64);
+        assert!(matches!(
+            chunks.get(&missing),
+            Err(ChunkError::Missing { .. })
+        ));
+    }
+}

@@ -1,0 +1,249 @@
+//! The only place that writes to the terminal: data to stdout, status/warnings/hints to
+//! stderr, one colour layer (NO_COLOR, --color), progress bars on a TTY only, and
+//! prompts through /dev/tty so they work inside git hooks.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Bold,
+    Dim,
+    Good,
+    Bad,
+    Warn,
+}
+
+pub struct Ui {
+    pub color: bool,
+    pub quiet: bool,
+    pub json: bool,
+    /// `dbguard:` in front of every stderr line (used inside git hooks).
+    pub prefix: &'static str,
+    /// Answer yes to every prompt (`--yes`).
+    pub assume_yes: bool,
+}
+
+impl Ui {
+    pub fn new(color: ColorChoice, quiet: bool, json: bool, assume_yes: bool) -> Ui {
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && io::stderr().is_terminal()
+                    && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            }
+        };
+        Ui {
+            color,
+            quiet,
+            json,
+            prefix: "",
+            assume_yes,
+        }
+    }
+
+    pub fn paint(&self, tone: Tone, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match tone {
+            Tone::Bold => "1",
+            Tone::Dim => "2",
+            Tone::Good => "32",
+            Tone::Bad => "31",
+            Tone::Warn => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+
+    /// Data for scripts and people: stdout.
+    pub fn out(&self, line: &str) {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{line}");
+    }
+
+    /// Progress and status: stderr, silenced by --quiet.
+    pub fn status(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{}{line}", self.prefix);
+        }
+    }
+
+    pub fn warn(&self, line: &str) {
+        eprintln!("{}{} {line}", self.prefix, self.paint(Tone::Warn, "warning:"));
+    }
+
+    pub fn hint(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{}{} {line}", self.prefix, self.paint(Tone::Dim, "hint:"));
+        }
+    }
+
+    /// Print an error with its causes and hints (the format every failure uses).
+    pub fn error(&self, message: &str, causes: &[String], hints: &[String]) {
+        eprintln!("{}{} {message}", self.prefix, self.paint(Tone::Bad, "Error:"));
+        for cause in causes {
+            eprintln!("{}  Caused by: {cause}", self.prefix);
+        }
+        for hint in hints {
+            eprintln!("{}  {} {hint}", self.prefix, self.paint(Tone::Dim, "Hint:"));
+        }
+    }
+
+    /// A byte-count progress bar, drawn only on a terminal and only after a second.
+    pub fn progress(&self, total: u64, message: &str) -> ProgressBar {
+        if self.quiet || self.json || !io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(message.to_string());
+        let shown = bar.clone();
+        // Work that ends within a second never draws a bar.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            if !shown.is_finished() {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        });
+        bar
+    }
+
+    /// Whether a person can answer a question: a terminal we can open.
+    pub fn can_prompt(&self) -> bool {
+        if self.assume_yes {
+            return true;
+        }
+        if std::env::var_os("DBGUARD_NO_PROMPT").is_some() || std::env::var_os("CI").is_some() {
+            return false;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+    }
+
+    /// Ask a yes/no question on the terminal (`/dev/tty`, so it works inside hooks whose
+    /// stdin is not the terminal). `None` when nobody can answer.
+    pub fn confirm(&self, question: &str, default_yes: bool) -> Option<bool> {
+        if self.assume_yes {
+            return Some(true);
+        }
+        if !self.can_prompt() {
+            return None;
+        }
+        let tty = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let mut writer = tty.try_clone().ok()?;
+        let choices = if default_yes { "[Y/n]" } else { "[y/N]" };
+        write!(writer, "{}{question} {choices} ", self.prefix).ok()?;
+        writer.flush().ok()?;
+        let mut answer = String::new();
+        BufReader::new(tty).read_line(&mut answer).ok()?;
+        Some(match answer.trim().to_ascii_lowercase().as_str() {
+            "" => default_yes,
+            "y" | "yes" => true,
+            _ => false,
+        })
+    }
+}
+
+/// Human byte counts: 1.5 MiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// 900000 → "900,000".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Render rows as an aligned plain-text table (first row is the header).
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    let pad = widths[i] - cell.chars().count();
+                    // Numbers right-aligned, text left-aligned.
+                    if !cell.is_empty() && cell.chars().all(|c| c.is_ascii_digit() || c == ',') {
+                        format!("{}{cell}", " ".repeat(pad))
+                    } else {
+                        format!("{cell}{}", " ".repeat(pad))
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(count(900000), "900,000");
+        assert_eq!(count(12), "12");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(10), "10 B");
+    }
+
+    #[test]
+    fn tables_align() {
+        let lines = table(&[
+            vec!["table".into(), "rows".into()],
+            vec!["posts".into(), "900,000".into()],
+        ]);
+        assert_eq!(lines, vec!["table  rows", "posts  900,000"]);
+    }
+}

@@ -1,0 +1,230 @@
+//! Test harness: temporary git repositories with a hermetic environment, the built
+//! dbguard binary first on PATH, and makers for real SQLite and DuckDB files.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use tempfile::TempDir;
+
+pub fn dbguard_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dbguard"))
+}
+
+/// Environment shared by every git and dbguard process a test starts.
+pub fn hermetic(cmd: &mut Command, home: &Path) {
+    let bin_dir = dbguard_bin().parent().unwrap().to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin_dir];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", home.join(".gitconfig"))
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("DBGUARD_NO_PROMPT", "1")
+        .env("NO_COLOR", "1")
+        .env("PATH", std::env::join_paths(paths).unwrap())
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+}
+
+pub struct TestRepo {
+    pub tmp: TempDir,
+    /// The working tree.
+    pub root: PathBuf,
+    pub home: PathBuf,
+}
+
+impl TestRepo {
+    /// An initialised repository with one commit.
+    pub fn new() -> TestRepo {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        fs::write(
+            home.join(".gitconfig"),
+            "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
+        )
+        .unwrap();
+        let root = tmp.path().join("work");
+        fs::create_dir_all(&root).unwrap();
+        let repo = TestRepo { tmp, root, home };
+        repo.git(["init", "-q"]);
+        fs::write(repo.root.join("README"), "test\n").unwrap();
+        repo.git(["add", "README"]);
+        repo.git(["commit", "-q", "-m", "initial"]);
+        repo
+    }
+
+    /// A second repository directory inside the same temp dir (clones, remotes).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir).stdin(Stdio::null());
+        hermetic(&mut cmd, &self.home);
+        cmd
+    }
+
+    /// Run git in the worktree and insist that it succeeds.
+    pub fn git<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.git_in(&self.root, args)
+    }
+
+    pub fn git_in<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let output = self.command("git", dir).args(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "git {:?} failed:\n{}{}",
+            args,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Run dbguard in the worktree; the caller checks the outcome.
+    pub fn dbguard<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.dbguard_in(&self.root, args)
+    }
+
+    pub fn dbguard_in<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run::from(self.command(dbguard_bin(), dir).args(args).output().unwrap())
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root.join(".git/dbguard")
+    }
+
+    /// Number of chunk files in the store.
+    pub fn chunk_count(&self) -> usize {
+        let objects = self.store().join("objects");
+        let Ok(prefixes) = fs::read_dir(objects) else {
+            return 0;
+        };
+        prefixes
+            .flatten()
+            .map(|p| fs::read_dir(p.path()).map(|d| d.count()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// A finished process with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success:\n{}\n{}", self.stdout, self.stderr);
+        self.assert_no_panic()
+    }
+
+    #[track_caller]
+    pub fn fails(self) -> Run {
+        assert_ne!(self.code, 0, "expected failure:\n{}\n{}", self.stdout, self.stderr);
+        self.assert_no_panic()
+    }
+
+    #[track_caller]
+    pub fn assert_no_panic(self) -> Run {
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
+            "dbguard panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// A SQLite database with `posts(id, author, body)` holding `rows` rows of ~`body_len`
+/// bytes each, in rollback-journal mode (as most apps leave it).
+pub fn make_posts_db(path: &Path, rows: u64, body_len: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=DELETE;
+         CREATE TABLE IF NOT EXISTS posts(id INTEGER PRIMARY KEY, author TEXT, body TEXT);",
+    )
+    .unwrap();
+    add_posts(&conn, rows, body_len);
+}
+
+pub fn add_posts(conn: &rusqlite::Connection, rows: u64, body_len: usize) {
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO posts(author, body)
+         SELECT 'author' || (i % 97), printf('%.*c', ?2, 'x') || hex(randomblob(16)) FROM n",
+        rusqlite::params![rows as i64, body_len as i64],
+    )
+    .unwrap();
+}
+
+pub fn sqlite_count(path: &Path, table: &str) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as u64
+}
+
+pub fn quick_check(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap()
+}
+
+/// Whether a Python module can be imported (tests that need pyarrow/duckdb say so).
+pub fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
