@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Context};
 use crate::error::CommandError;
@@ -16,7 +16,8 @@ use crate::ui::{ColorChoice, Ui};
     name = "dbguard",
     version,
     about = "Snapshots SQLite and DuckDB files before git overwrites or deletes them, and restores them after",
-    propagate_version = true
+    propagate_version = true,
+    help_template = HELP_TEMPLATE
 )]
 pub struct Cli {
     /// Run as if dbguard was started in <DIR>.
@@ -59,6 +60,25 @@ pub enum Command {
     Restore(commands::restore::Args),
     /// Print a shell function that routes risky git commands through dbguard.
     Init(commands::init::Args),
+    /// Install dbguard's git hooks (keeping existing ones) and take a baseline snapshot.
+    Install(commands::install::InstallArgs),
+    /// Remove dbguard's blocks from the git hooks.
+    Uninstall(commands::install::UninstallArgs),
+    /// Stop tracking a database: snapshot, git rm --cached, .gitignore.
+    Untrack(commands::install::UntrackArgs),
+    /// The effective settings and where each came from.
+    Config(commands::config::Args),
+    /// Play the story in a sandbox: forced pull, 900k → 5k rows, restore.
+    Demo(commands::demo::Args),
+    /// Print shell completions (bash, zsh, fish, powershell).
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    /// Run by the installed git hooks.
+    #[command(hide = true)]
+    Hook(commands::hook::Args),
     /// Snapshot what `git pull` will overwrite, then run it.
     Pull(GitArgs),
     /// Snapshot what `git reset` will overwrite, then run it.
@@ -80,6 +100,45 @@ pub enum Command {
     /// Any git command, guarded (`dbguard git restore -- data.db`).
     Git(GitArgs),
 }
+
+/// Subcommands in the groups `dbguard --help` shows them in. A unit test checks that
+/// every visible subcommand is listed exactly once.
+const HELP_TEMPLATE: &str = "\
+{before-help}{name} {version}
+{about-with-newline}
+{usage-heading} {usage}
+
+Protect:
+  install     Git hooks that compare databases after checkout, merge and rebase
+  uninstall   Remove dbguard's hook blocks, keeping everything else
+  untrack     Take a database out of version control (snapshot first)
+  pull, reset, checkout, switch, merge, rebase, clean, stash, rm
+              Snapshot what git is about to overwrite, then run it
+  git         Any git command, guarded (dbguard git restore -- data.db)
+  init        Shell function that sends risky git commands through dbguard
+  snapshot    Snapshot databases now
+
+Inspect:
+  status      Every database: git state, rows now vs the last snapshot
+  log         Snapshots, newest first
+  show        One snapshot in full
+  diff        Rows per table now vs a snapshot, or between two
+  config      Effective settings and where they came from
+
+Recover:
+  restore     Put a snapshot back: whole file, some tables, or elsewhere
+  demo        Play the story in a sandbox
+
+Maintain:
+  verify      Re-read every stored chunk and check every snapshot
+  completions Shell completions
+  man         The man page
+
+Options:
+{options}
+
+`dbguard <command> --help` shows examples.
+{after-help}";
 
 /// Arguments passed to git exactly as given.
 #[derive(Debug, clap::Args)]
@@ -163,6 +222,29 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Diff(args) => done(commands::diff::run(ui, &ctx()?, args)),
         Command::Restore(args) => done(commands::restore::run(ui, &ctx()?, args)),
         Command::Init(args) => done(commands::init::run(ui, args)),
+        Command::Install(args) => done(commands::install::install(ui, &ctx()?, args)),
+        Command::Uninstall(args) => done(commands::install::uninstall(ui, &ctx()?, args)),
+        Command::Untrack(args) => done(commands::install::untrack(ui, &ctx()?, args)),
+        Command::Config(args) => done(commands::config::run(ui, &ctx()?, args)),
+        Command::Demo(args) => done(commands::demo::run(ui, args)),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "dbguard", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| CommandError::new(format!("cannot write the man page: {e}")))?;
+            Ok(0)
+        }
+        Command::Hook(args) => {
+            let hook_ui = Ui {
+                prefix: "dbguard: ",
+                ..Ui::new(cli.color, cli.quiet, false, cli.yes)
+            };
+            Ok(commands::hook::run(&hook_ui, &cwd, args))
+        }
         Command::Pull(_) => guard(Some("pull")),
         Command::Reset(_) => guard(Some("reset")),
         Command::Checkout(_) => guard(Some("checkout")),
@@ -173,5 +255,40 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Stash(_) => guard(Some("stash")),
         Command::Rm(_) => guard(Some("rm")),
         Command::Git(_) => guard(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_visible_subcommand_is_in_the_grouped_help() {
+        let command = Cli::command();
+        let groups = HELP_TEMPLATE.split("Options:").next().unwrap();
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = sub.get_name();
+            let listed = groups
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|word| *word == name)
+                .count();
+            assert!(listed >= 1, "{name} is missing from the grouped help");
+        }
+    }
+
+    #[test]
+    fn wrapper_arguments_are_split_off_before_clap() {
+        let argv: Vec<OsString> = ["dbguard", "--yes", "-C", "x", "pull", "-q", "--help"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(wrapper_position(&argv), Some(4));
+        let argv: Vec<OsString> = ["dbguard", "log", "pull"].iter().map(OsString::from).collect();
+        assert_eq!(wrapper_position(&argv), None);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

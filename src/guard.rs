@@ -40,18 +40,27 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
     let Ok(ctx) = Context::load(&invocation.cwd) else {
         return run_git(cwd, argv, &[]);
     };
-    if !plan::is_risky(&invocation) {
+    let risky = invocation.shell_alias.is_some()
+        || invocation
+            .subcommand
+            .as_deref()
+            .is_some_and(plan::is_risky_subcommand);
+    if !risky {
         return run_git(cwd, argv, &[]);
     }
     let databases = ctx.scanner().scan().databases;
     if databases.is_empty() {
         return run_git(cwd, argv, &[]);
     }
-    if let Operation::Pull { .. } = plan::operation(&invocation) {
+    if invocation.subcommand.as_deref() == Some("pull") && invocation.shell_alias.is_none() {
         // Fetch first so the plan sees what the merge will bring; git pull's own fetch
         // then finds nothing new.
         let fetch = plan::pull_fetch_args(&invocation);
-        let fetched = Command::new("git").args(&fetch).current_dir(cwd).status();
+        let fetched = Command::new("git")
+            .args(&fetch)
+            .current_dir(&invocation.cwd)
+            .env(GUARD_ENV, "1")
+            .status();
         if !fetched.is_ok_and(|s| s.success()) {
             ui.warn("git fetch failed; snapshotting every database before git pull");
         }
@@ -60,8 +69,19 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
         .iter()
         .map(|d| std::path::PathBuf::from(d.path.as_str()))
         .collect();
+    // Fail safe: a plan we cannot make means every database is at risk.
     let plan = plan::plan(&invocation, &ctx.repo.worktree, &relative).unwrap_or_else(|error| {
-        plan::Plan::everything(&relative, format!("{error}"))
+        plan::Plan {
+            operation: Operation::Other,
+            at_risk: relative
+                .iter()
+                .map(|path| plan::AtRisk {
+                    path: path.clone(),
+                    why: plan::Reason::Fallback,
+                })
+                .collect(),
+            fallback_reason: Some(error.to_string()),
+        }
     });
     if let Some(reason) = &plan.fallback_reason {
         ui.status(&format!(

@@ -2,7 +2,7 @@
 //! and restores them after. See `ARCHITECTURE` notes in the README for the data flow:
 //! detect → snapshot (+ census) → store → compare → restore.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod clock;
@@ -12,9 +12,11 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod guard;
+pub mod hooks;
 pub mod plan;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod scan;
 pub mod store;
 pub mod ui;

@@ -178,6 +178,41 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// Paths that differ between two commits (both sides of renames), via libgit2 in
+    /// process so hooks stay fast.
+    pub fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, RepoError> {
+        let fail = |e: git2::Error| RepoError::Git {
+            path: self.worktree.clone(),
+            message: e.message().to_string(),
+        };
+        let tree = |rev: &str| -> Result<Option<git2::Tree<'_>>, RepoError> {
+            // The all-zero id (a fresh clone's "previous HEAD") means "no tree".
+            if rev.chars().all(|c| c == '0') {
+                return Ok(None);
+            }
+            let object = self.git.revparse_single(rev).map_err(fail)?;
+            Ok(Some(object.peel_to_tree().map_err(fail)?))
+        };
+        let (old, new) = (tree(from)?, tree(to)?);
+        let diff = self
+            .git
+            .diff_tree_to_tree(old.as_ref(), new.as_ref(), None)
+            .map_err(fail)?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(path) = file.path().and_then(|p| p.to_str()) {
+                    if !paths.iter().any(|known: &String| known == path) {
+                        paths.push(path.to_string());
+                    }
+                }
+            }
+        }
+        Ok(paths)
+    }
+}
+
 /// Resolve `.` and `..` lexically (for paths that may not exist).
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();

@@ -93,6 +93,7 @@ fn checkout_of_a_branch_that_tracks_an_ignored_database() {
     repo.git(["add", "-f", "data/app.db"]);
     repo.git(["commit", "-q", "-m", "track a small app.db"]);
     repo.git(["checkout", "-q", "main"]);
+    fs::create_dir_all(repo.root.join("data")).unwrap();
     make_posts_db(&repo.root.join("data/app.db"), 30_000, 8);
 
     let run = repo.dbguard(["checkout", "other"]).ok();

@@ -1,8 +1,12 @@
 //! One file per subcommand; this module holds what they share: the repository context
 //! and the routine that snapshots a list of databases and reports each one.
 
+pub mod config;
+pub mod demo;
 pub mod diff;
+pub mod hook;
 pub mod init;
+pub mod install;
 pub mod log;
 pub mod restore;
 pub mod show;

@@ -30,6 +30,7 @@ struct Row {
 #[derive(Debug, Serialize)]
 struct LastSnapshot {
     id: i64,
+    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
     taken: chrono::DateTime<chrono::Utc>,
     rows: u64,
 }

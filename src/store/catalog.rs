@@ -83,6 +83,7 @@ pub struct SnapshotInfo {
     pub path: String,
     pub worktree: String,
     pub kind: DbKind,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     pub size: u64,
     pub consistency: String,
@@ -139,6 +140,11 @@ pub struct Catalog {
 
 fn ts(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// serde helper: timestamps as RFC 3339 text in JSON output.
+pub fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&ts(time))
 }
 
 fn parse_ts(text: &str) -> DateTime<Utc> {
@@ -353,6 +359,40 @@ impl Catalog {
             )
             .optional()
             .map_err(self.fail())
+    }
+
+    /// Every path with a cached stat signature in this worktree, with its kind.
+    pub fn stat_cache_entries(&self, worktree: &str) -> Result<Vec<(String, DbKind, String)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.path, s.kind, c.signature FROM stat_cache c \
+                 JOIN snapshots s ON s.id = c.snapshot_id WHERE c.worktree = ?1 ORDER BY c.path",
+            )
+            .map_err(self.fail())?;
+        let entries = stmt
+            .query_map([worktree], |r| {
+                let kind: String = r.get(1)?;
+                Ok((r.get(0)?, DbKind::parse(&kind).unwrap_or(DbKind::Sqlite), r.get(2)?))
+            })
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(entries)
+    }
+
+    /// Paths in this worktree that have at least one snapshot.
+    pub fn snapshotted_paths(&self, worktree: &str) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT path FROM snapshots WHERE worktree = ?1 ORDER BY path")
+            .map_err(self.fail())?;
+        let paths = stmt
+            .query_map([worktree], |r| r.get(0))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(paths)
     }
 
     fn row_to_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotInfo> {

@@ -1,0 +1,222 @@
+//! `dbguard hook <name> [args…]` (hidden): what each installed git hook does.
+//!
+//! After checkout/merge/rewrite: compare the databases the operation touched (and any
+//! whose stat changed since the last snapshot) with their last snapshot, offer a restore
+//! when one shrank, then refresh the baseline. Before rebase and at the `prepared` state of
+//! a reference transaction that precedes a merge or stash: snapshot first. pre-commit:
+//! refuse (by default) commits that add or change a database file.
+//!
+//! Hooks never break git: every failure becomes a warning and exit 0, and nothing is
+//! printed when no database is involved.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::Read;
+
+use super::Context;
+use super::snapshot::snapshot_all;
+use crate::clock;
+use crate::compare;
+use crate::config::PreCommitPolicy;
+use crate::db::{self, Sniff};
+use crate::error::CommandError;
+use crate::guard::GUARD_ENV;
+use crate::repo::{RepoPath, run_git};
+use crate::scan::DbFile;
+use crate::store::{StoreError, stat_signature};
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The git hook being run.
+    pub name: String,
+    /// The arguments git passed to the hook.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<OsString>,
+}
+
+/// Run a hook; the exit code git sees (0 unless pre-commit refuses).
+pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
+    // The guard already snapshotted and will compare after git returns.
+    if std::env::var_os(GUARD_ENV).is_some() {
+        return 0;
+    }
+    let Ok(ctx) = Context::load(cwd) else {
+        return 0;
+    };
+    let arg = |i: usize| args.args.get(i).and_then(|a| a.to_str()).unwrap_or("");
+    let result = match args.name.as_str() {
+        "post-checkout" => after(ui, &ctx, arg(0), arg(1), "checkout"),
+        "post-merge" => after(ui, &ctx, "ORIG_HEAD", "HEAD", "merge"),
+        "post-rewrite" => {
+            // stdin lists rewritten commits; we only need to drain it.
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            after(ui, &ctx, "ORIG_HEAD", "HEAD", arg(0))
+        }
+        "pre-rebase" => before(ui, &ctx, "pre-rebase"),
+        "reference-transaction" => reference_transaction(ui, &ctx, arg(0)),
+        "pre-commit" => return pre_commit(ui, &ctx),
+        _ => Ok(()),
+    };
+    if let Err(error) = result {
+        ui.warn(&format!("{} (git continues)", error.message));
+    }
+    0
+}
+
+/// Compare touched databases with their last snapshot, offer restores, refresh baselines.
+fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(), CommandError> {
+    // No store means no baseline: there is nothing to compare against.
+    let Some(store) = ctx.existing_store()? else {
+        return Ok(());
+    };
+    let worktree = ctx.worktree_key();
+    let snapshotted: BTreeSet<String> = store
+        .catalog
+        .snapshotted_paths(&worktree)
+        .map_err(StoreError::from)?
+        .into_iter()
+        .collect();
+    let mut candidates = BTreeSet::new();
+    if !from.is_empty() && from != to {
+        // An unknown revision (e.g. no ORIG_HEAD yet) just means no diff-based candidates.
+        for path in ctx.repo.changed_paths(from, to).unwrap_or_default() {
+            let on_disk_db = matches!(
+                db::sniff(&ctx.repo.worktree.join(&path)),
+                Ok(Sniff::Database(_))
+            );
+            if snapshotted.contains(&path) || on_disk_db {
+                candidates.insert(path);
+            }
+        }
+    }
+    for (path, kind, signature) in store
+        .catalog
+        .stat_cache_entries(&worktree)
+        .map_err(StoreError::from)?
+    {
+        let now = stat_signature(&ctx.repo.worktree.join(&path), kind).map(|s| s.text);
+        if now.ok().as_deref() != Some(signature.as_str()) {
+            candidates.insert(path);
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut shrinks = Vec::new();
+    for path in &candidates {
+        if let Some(last) = store.catalog.latest(&worktree, path).map_err(StoreError::from)? {
+            if let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last) {
+                shrinks.push(shrink);
+            }
+        }
+    }
+    drop(store);
+    if !shrinks.is_empty() {
+        crate::restore::offer(ui, ctx, &shrinks);
+    }
+    // Refresh the baseline of whatever is a database now.
+    let databases: Vec<DbFile> = candidates
+        .iter()
+        .filter_map(|path| ctx.scanner().explicit(&ctx.repo.worktree, std::path::Path::new(path)).ok())
+        .flatten()
+        .collect();
+    snapshot_quietly(ui, ctx, &databases, &format!("git {what} (post hook baseline)"))
+}
+
+/// Snapshot every database before git changes the working tree.
+fn before(ui: &Ui, ctx: &Context, what: &str) -> Result<(), CommandError> {
+    let databases = ctx.scanner().scan().databases;
+    if databases.is_empty() {
+        return Ok(());
+    }
+    snapshot_quietly(ui, ctx, &databases, &format!("git ({what})"))
+}
+
+/// The `prepared` state of a transaction that writes a remote-tracking ref (the fetch of
+/// a pull), ORIG_HEAD (merge/pull before touching files) or refs/stash.
+fn reference_transaction(ui: &Ui, ctx: &Context, state: &str) -> Result<(), CommandError> {
+    let mut input = String::new();
+    let _ = std::io::stdin().read_to_string(&mut input);
+    if state != "prepared" {
+        return Ok(());
+    }
+    let refs: Vec<&str> = input
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .filter(|r| r.starts_with("refs/remotes/") || *r == "ORIG_HEAD" || *r == "refs/stash")
+        .collect();
+    match refs.first() {
+        Some(first) => before(ui, ctx, &format!("before updating {first}")),
+        None => Ok(()),
+    }
+}
+
+/// Snapshot with one-line reports only for databases that really changed.
+fn snapshot_quietly(ui: &Ui, ctx: &Context, databases: &[DbFile], label: &str) -> Result<(), CommandError> {
+    if databases.is_empty() {
+        return Ok(());
+    }
+    let mut store = ctx.store()?;
+    let operation = store
+        .catalog
+        .begin_operation("hook", &[label.to_string()], ctx.repo.head().as_deref(), clock::now())
+        .map_err(StoreError::from)?;
+    let quiet = Ui {
+        quiet: true,
+        prefix: ui.prefix,
+        ..Ui::new(crate::ui::ColorChoice::Never, true, false, false)
+    };
+    for (database, outcome) in snapshot_all(&quiet, ctx, &mut store, databases, operation, None) {
+        match outcome {
+            Ok(taken) if !taken.reused => ui.status(&super::snapshot::describe(ui, &database, &taken)),
+            Ok(_) => {}
+            Err(error) => ui.warn(&format!("could not snapshot {}: {}", database.path, error.message)),
+        }
+    }
+    Ok(())
+}
+
+fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
+    let policy = ctx.settings.pre_commit.value;
+    if policy == PreCommitPolicy::Allow {
+        return 0;
+    }
+    let Ok(output) = run_git(
+        &ctx.repo.worktree,
+        ["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"],
+    ) else {
+        return 0;
+    };
+    let offenders: Vec<(RepoPath, db::DbKind)> = output
+        .stdout
+        .split(|b| *b == 0)
+        .filter_map(|p| std::str::from_utf8(p).ok())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| RepoPath::new(p).ok())
+        .filter_map(|p| match db::sniff(&p.in_worktree(&ctx.repo.worktree)) {
+            Ok(Sniff::Database(kind)) => Some((p, kind)),
+            _ => None,
+        })
+        .collect();
+    if offenders.is_empty() {
+        return 0;
+    }
+    for (path, kind) in &offenders {
+        let line = format!("this commit adds or changes {path}, a {kind} database");
+        if policy == PreCommitPolicy::Refuse {
+            ui.error(&line, &[], &[]);
+        } else {
+            ui.warn(&line);
+        }
+    }
+    ui.hint("committed databases get overwritten by pull, checkout and reset --hard; keep them out of git:");
+    let first = &offenders[0].0;
+    ui.hint(&format!("git rm --cached '{first}' && echo '/{first}' >> .gitignore"));
+    if policy == PreCommitPolicy::Refuse {
+        ui.hint("to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn");
+        1
+    } else {
+        0
+    }
+}

@@ -1,0 +1,185 @@
+//! `dbguard install [--status]`, `dbguard uninstall` and `dbguard untrack PATH`: put
+//! dbguard's blocks into the repository's git hooks (keeping whatever is there), take a
+//! baseline snapshot, and help databases out of version control.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::Context;
+use super::snapshot::snapshot_all;
+use super::status::version_control_warning;
+use crate::clock;
+use crate::error::CommandError;
+use crate::hooks::{self, HookError, HookState, Install, Uninstall};
+use crate::repo::run_git;
+use crate::store::StoreError;
+use crate::ui::{Tone, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard install              hooks + a baseline snapshot of every database
+  dbguard install --status     what is installed where
+
+Existing hooks (git-lfs, pre-commit, husky, lefthook, your own) keep running: dbguard
+adds a marked block near the top of each hook file and `dbguard uninstall` removes only
+that block. If a tool rewrites its hook files later, run `dbguard install` again.")]
+pub struct InstallArgs {
+    /// Show which hooks are installed instead of installing.
+    #[arg(long)]
+    pub status: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Example:
+  dbguard uninstall     removes dbguard's blocks; everything else in the hooks stays")]
+pub struct UninstallArgs {}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Example:
+  dbguard untrack posts.db
+
+Takes a snapshot, runs `git rm --cached`, adds the path to .gitignore. Commit the
+result. Caveat: when collaborators pull that commit, git deletes their copy of the file;
+they should pull with `dbguard pull` (which snapshots it first) or back it up.")]
+pub struct UntrackArgs {
+    /// The tracked database to stop tracking.
+    pub path: PathBuf,
+}
+
+fn hook_error(error: HookError) -> CommandError {
+    CommandError::from_error(&error).hint("check the permissions of the hooks directory (`git rev-parse --git-path hooks`)")
+}
+
+pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
+    let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
+    if args.status {
+        return show_status(ui, &dir.path);
+    }
+    if dir.outside_git_dir {
+        ui.warn(&format!(
+            "core.hooksPath points outside .git ({}): other tools or repositories may share or rewrite these hooks",
+            dir.path.display()
+        ));
+    }
+    for change in hooks::install(&dir.path).map_err(hook_error)? {
+        let what = match &change.outcome {
+            Install::Created => "installed".to_string(),
+            Install::Updated => "updated".to_string(),
+            Install::AddedToExisting => "added to the existing hook".to_string(),
+            Install::Unchanged => "already installed".to_string(),
+            Install::Skipped {
+                reason,
+                add_yourself,
+            } => {
+                ui.warn(&format!("{}: left alone: {reason}", change.path.display()));
+                ui.hint(&format!("add this line to it yourself: {add_yourself}"));
+                continue;
+            }
+        };
+        ui.status(&format!("{:<22} {what}", change.hook));
+    }
+    // Baseline: every database now, so the first checkout has something to compare with.
+    let databases = ctx.scanner().scan().databases;
+    if !databases.is_empty() {
+        let mut store = ctx.store()?;
+        let operation = store
+            .catalog
+            .begin_operation("install", &["dbguard".into(), "install".into()], ctx.repo.head().as_deref(), clock::now())
+            .map_err(StoreError::from)?;
+        for (database, outcome) in snapshot_all(ui, ctx, &mut store, &databases, operation, Some("baseline at install")) {
+            if let Err(error) = outcome {
+                ui.warn(&format!("could not snapshot {}: {}", database.path, error.message));
+            }
+        }
+    }
+    for database in databases.iter().filter(|d| d.git.under_version_control()) {
+        version_control_warning(ui, &database.path);
+    }
+    ui.hint("to snapshot before `git pull` & co. as well: eval \"$(dbguard init bash)\" in your shell profile");
+    Ok(())
+}
+
+fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
+    ui.out(&format!("hooks directory: {}", dir.display()));
+    for (hook, state) in hooks::status(dir).map_err(hook_error)? {
+        let text = match state {
+            HookState::Installed { current: true, executable: true } => ui.paint(Tone::Good, "installed"),
+            HookState::Installed { executable: false, .. } => {
+                ui.paint(Tone::Bad, "installed but not executable (git ignores it; chmod +x)")
+            }
+            HookState::Installed { current: false, .. } => {
+                ui.paint(Tone::Warn, "installed, outdated (run dbguard install)")
+            }
+            HookState::Missing { file_exists: true } => {
+                ui.paint(Tone::Warn, "missing from the existing hook (run dbguard install)")
+            }
+            HookState::Missing { file_exists: false } => ui.paint(Tone::Warn, "not installed"),
+            HookState::Foreign(reason) => ui.paint(Tone::Warn, &format!("cannot edit: {reason}")),
+        };
+        ui.out(&format!("  {hook:<22} {text}"));
+    }
+    Ok(())
+}
+
+pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
+    let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
+    for change in hooks::uninstall(&dir.path).map_err(hook_error)? {
+        let what = match &change.outcome {
+            Uninstall::Removed => "removed".to_string(),
+            Uninstall::BlockRemoved => "dbguard's block removed; the rest of the hook stays".to_string(),
+            Uninstall::NotInstalled => continue,
+            Uninstall::Skipped(reason) => format!("left alone: {reason}"),
+        };
+        ui.status(&format!("{:<22} {what}", change.hook));
+    }
+    ui.status("snapshots stay in the store; `dbguard config` shows where");
+    Ok(())
+}
+
+pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
+    let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
+    let Some(database) = found.into_iter().next() else {
+        return Err(CommandError::new(format!("{} holds no database", args.path.display())));
+    };
+    if !database.git.under_version_control() {
+        return Err(CommandError::new(format!("{} is not tracked by git", database.path))
+            .hint("nothing to untrack; `dbguard status` shows each database's git state"));
+    }
+    {
+        let mut store = ctx.store()?;
+        let operation = store
+            .catalog
+            .begin_operation("untrack", &["dbguard".into(), "untrack".into(), database.path.to_string()], ctx.repo.head().as_deref(), clock::now())
+            .map_err(StoreError::from)?;
+        for (_, outcome) in snapshot_all(ui, ctx, &mut store, std::slice::from_ref(&database), operation, Some("before untrack")) {
+            outcome?;
+        }
+    }
+    let output = run_git(&ctx.repo.worktree, ["rm", "--cached", "--quiet", "--", database.path.as_str()])?;
+    if !output.status.success() {
+        return Err(CommandError::new(format!("git rm --cached {} failed", database.path))
+            .cause(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+    }
+    let gitignore = ctx.repo.worktree.join(".gitignore");
+    let entry = format!("/{}", database.path);
+    let existing = fs::read_to_string(&gitignore).unwrap_or_default();
+    if !existing.lines().any(|line| line.trim() == entry) {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&gitignore)
+            .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
+        let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+        writeln!(file, "{separator}{entry}").map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
+    }
+    let staged = run_git(&ctx.repo.worktree, ["add", "--", ".gitignore"])?;
+    if !staged.status.success() {
+        ui.warn("could not stage .gitignore; add it yourself");
+    }
+    ui.status(&format!("{} is no longer tracked and is in .gitignore; commit the change:", database.path));
+    ui.status(&format!("  git commit -m 'Stop tracking {}'", database.path));
+    ui.warn("when collaborators pull that commit, git deletes their copy of the file");
+    ui.hint("ask them to pull with `dbguard pull` (it snapshots first), or to copy the file aside before pulling");
+    Ok(())
+}
