@@ -12,8 +12,11 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/dbguard
 
 
 def dbguard_bin():
-    """The dev-profile binary (deps optimised, see Cargo.toml); builds it if needed."""
-    subprocess.run(["cargo", "build", "--quiet", "--bin", "dbguard", "--bin", "git-dbguard"],
+    """The dev-profile binary (deps optimised, see Cargo.toml); builds it if needed.
+
+    Always `--all-targets`: a narrower build unifies dependency features differently and
+    makes cargo compile DuckDB's C++ a second time."""
+    subprocess.run(["cargo", "build", "--quiet", "--all-targets"],
                    cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": TARGET})
     return os.path.join(TARGET, "debug", "dbguard")
 

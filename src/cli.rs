@@ -71,9 +71,7 @@ pub enum Command {
     /// Play the story in a sandbox: forced pull, 900k → 5k rows, restore.
     Demo(commands::demo::Args),
     /// Print shell completions (bash, zsh, fish, powershell).
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
     /// Run by the installed git hooks.
@@ -283,7 +281,10 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(wrapper_position(&argv), Some(4));
-        let argv: Vec<OsString> = ["dbguard", "log", "pull"].iter().map(OsString::from).collect();
+        let argv: Vec<OsString> = ["dbguard", "log", "pull"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         assert_eq!(wrapper_position(&argv), None);
     }
 

@@ -116,7 +116,10 @@ pub fn render(ui: &Ui, shrink: &Shrink) -> Vec<String> {
 }
 
 /// Census the live file and compare it with `snapshot`; `Some` when it is worse off.
-pub fn check_live(worktree: &std::path::Path, snapshot: &crate::store::SnapshotInfo) -> Option<Shrink> {
+pub fn check_live(
+    worktree: &std::path::Path,
+    snapshot: &crate::store::SnapshotInfo,
+) -> Option<Shrink> {
     let live = worktree.join(&snapshot.path);
     let (after, unreadable) = match std::fs::symlink_metadata(&live) {
         Err(_) => (None, None),
@@ -168,8 +171,19 @@ mod tests {
     #[test]
     fn lost_rows_tables_and_files_are_shrinks() {
         let before = census(&[("posts", 900_000), ("users", 5)], "a");
-        let (lost, replaced) = compare(&before, Some(&census(&[("posts", 5000), ("users", 5)], "a"))).unwrap();
-        assert_eq!(lost, vec![TableLoss { table: "posts".into(), before: 900_000, after: Some(5000) }]);
+        let (lost, replaced) = compare(
+            &before,
+            Some(&census(&[("posts", 5000), ("users", 5)], "a")),
+        )
+        .unwrap();
+        assert_eq!(
+            lost,
+            vec![TableLoss {
+                table: "posts".into(),
+                before: 900_000,
+                after: Some(5000)
+            }]
+        );
         assert!(!replaced);
         let (lost, replaced) = compare(&before, Some(&census(&[("other", 1)], "b"))).unwrap();
         assert_eq!(lost.len(), 2);

@@ -56,10 +56,16 @@ impl CommandError {
 impl From<RepoError> for CommandError {
     fn from(error: RepoError) -> CommandError {
         let hint = match &error {
-            RepoError::NotARepo(_) => Some("run dbguard inside a git working tree, or pass -C <dir>"),
-            RepoError::Bare(_) => Some("dbguard protects databases in working trees; run it in a clone with a checkout"),
+            RepoError::NotARepo(_) => {
+                Some("run dbguard inside a git working tree, or pass -C <dir>")
+            }
+            RepoError::Bare(_) => Some(
+                "dbguard protects databases in working trees; run it in a clone with a checkout",
+            ),
             RepoError::Spawn(_) => Some("install git and make sure it is on PATH"),
-            RepoError::OutsideWorktree { .. } => Some("name a file inside this repository's working tree"),
+            RepoError::OutsideWorktree { .. } => {
+                Some("name a file inside this repository's working tree")
+            }
             _ => None,
         };
         let result = CommandError::from_error(&error);
@@ -104,8 +110,12 @@ impl From<StoreError> for CommandError {
 impl From<ScanError> for CommandError {
     fn from(error: ScanError) -> CommandError {
         let hint = match &error {
-            ScanError::Missing { .. } => "check the path; `dbguard status` lists the databases dbguard sees",
-            ScanError::NotDatabase { .. } => "dbguard snapshots SQLite and DuckDB files, recognised by their header bytes",
+            ScanError::Missing { .. } => {
+                "check the path; `dbguard status` lists the databases dbguard sees"
+            }
+            ScanError::NotDatabase { .. } => {
+                "dbguard snapshots SQLite and DuckDB files, recognised by their header bytes"
+            }
             ScanError::Io { .. } => "check the file's permissions",
         };
         CommandError::from_error(&error).hint(hint)
@@ -114,6 +124,8 @@ impl From<ScanError> for CommandError {
 
 impl From<ConfigError> for CommandError {
     fn from(error: ConfigError) -> CommandError {
-        CommandError::from_error(&error).hint("fix the setting, or remove it to use the default (`dbguard config` shows them all)")
+        CommandError::from_error(&error).hint(
+            "fix the setting, or remove it to use the default (`dbguard config` shows them all)",
+        )
     }
 }

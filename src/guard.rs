@@ -26,7 +26,12 @@ pub struct GuardOptions {
 }
 
 /// Run `git <argv>` under guard; returns git's exit code.
-pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Result<u8, CommandError> {
+pub fn run(
+    ui: &Ui,
+    cwd: &Path,
+    argv: &[OsString],
+    options: &GuardOptions,
+) -> Result<u8, CommandError> {
     if options.no_snapshot || std::env::var_os("DBGUARD_SKIP").is_some_and(|v| v == "1") {
         ui.warn("not snapshotting (--no-snapshot): git may overwrite databases without a copy");
         return run_git(cwd, argv, &[]);
@@ -70,8 +75,8 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
         .map(|d| std::path::PathBuf::from(d.path.as_str()))
         .collect();
     // Fail safe: a plan we cannot make means every database is at risk.
-    let plan = plan::plan(&invocation, &ctx.repo.worktree, &relative).unwrap_or_else(|error| {
-        plan::Plan {
+    let plan =
+        plan::plan(&invocation, &ctx.repo.worktree, &relative).unwrap_or_else(|error| plan::Plan {
             operation: Operation::Other,
             at_risk: relative
                 .iter()
@@ -81,8 +86,7 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
                 })
                 .collect(),
             fallback_reason: Some(error.to_string()),
-        }
-    });
+        });
     if let Some(reason) = &plan.fallback_reason {
         ui.status(&format!(
             "dbguard: could not work out what git will touch ({reason}); snapshotting every database"
@@ -90,7 +94,11 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
     }
     let at_risk: Vec<DbFile> = databases
         .into_iter()
-        .filter(|d| plan.at_risk.iter().any(|r| r.path == Path::new(d.path.as_str())))
+        .filter(|d| {
+            plan.at_risk
+                .iter()
+                .any(|r| r.path == Path::new(d.path.as_str()))
+        })
         .collect();
     if at_risk.is_empty() {
         return run_git(cwd, argv, &[]);
@@ -116,7 +124,9 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
             }
         }
         if !failed.is_empty() {
-            let _ = store.catalog.finish_operation(operation_id, head_before.as_deref(), None);
+            let _ = store
+                .catalog
+                .finish_operation(operation_id, head_before.as_deref(), None);
             let mut error = CommandError::new(format!(
                 "not running `{}`: {} database{} could not be snapshotted",
                 git_argv.join(" "),
@@ -147,15 +157,17 @@ pub fn run(ui: &Ui, cwd: &Path, argv: &[OsString], options: &GuardOptions) -> Re
     let code = run_git(cwd, argv, &[(GUARD_ENV, "1")])?;
 
     let store = ctx.store()?;
-    let _ = store
-        .catalog
-        .finish_operation(operation_id, ctx.repo.head().as_deref(), Some(i32::from(code)));
+    let _ = store.catalog.finish_operation(
+        operation_id,
+        ctx.repo.head().as_deref(),
+        Some(i32::from(code)),
+    );
     let mut shrinks = Vec::new();
     for (_, id) in &snapshots {
-        if let Some(snapshot) = store.catalog.snapshot(*id).map_err(StoreError::from)? {
-            if let Some(shrink) = compare::check_live(&ctx.repo.worktree, &snapshot) {
-                shrinks.push(shrink);
-            }
+        if let Some(snapshot) = store.catalog.snapshot(*id).map_err(StoreError::from)?
+            && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &snapshot)
+        {
+            shrinks.push(shrink);
         }
     }
     drop(store);
@@ -173,7 +185,8 @@ fn run_git(cwd: &Path, argv: &[OsString], env: &[(&str, &str)]) -> Result<u8, Co
         command.env(key, value);
     }
     let status = command.status().map_err(|e| {
-        CommandError::new(format!("cannot run git: {e}")).hint("install git and make sure it is on PATH")
+        CommandError::new(format!("cannot run git: {e}"))
+            .hint("install git and make sure it is on PATH")
     })?;
     Ok(exit_code(status))
 }

@@ -11,6 +11,7 @@ pub mod compare;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod guard;
 pub mod hooks;
 pub mod plan;

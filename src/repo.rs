@@ -119,8 +119,13 @@ impl Repo {
         let worktree = git
             .workdir()
             .ok_or_else(|| RepoError::Bare(git.path().to_path_buf()))?;
-        let worktree = worktree.canonicalize().unwrap_or_else(|_| worktree.to_path_buf());
-        let common_dir = git.commondir().canonicalize().unwrap_or_else(|_| git.commondir().to_path_buf());
+        let worktree = worktree
+            .canonicalize()
+            .unwrap_or_else(|_| worktree.to_path_buf());
+        let common_dir = git
+            .commondir()
+            .canonicalize()
+            .unwrap_or_else(|_| git.commondir().to_path_buf());
         Ok(Repo {
             git,
             worktree,
@@ -168,12 +173,12 @@ impl Repo {
         let name = absolute.file_name().unwrap_or_else(|| OsStr::new(""));
         let parent = normalize(parent);
         let full = parent.canonicalize().unwrap_or(parent).join(name);
-        let relative = full
-            .strip_prefix(&self.worktree)
-            .map_err(|_| RepoError::OutsideWorktree {
-                path: user_path.to_path_buf(),
-                worktree: self.worktree.clone(),
-            })?;
+        let relative =
+            full.strip_prefix(&self.worktree)
+                .map_err(|_| RepoError::OutsideWorktree {
+                    path: user_path.to_path_buf(),
+                    worktree: self.worktree.clone(),
+                })?;
         RepoPath::new(&relative.to_string_lossy())
     }
 }
@@ -202,10 +207,10 @@ impl Repo {
         let mut paths = Vec::new();
         for delta in diff.deltas() {
             for file in [delta.old_file(), delta.new_file()] {
-                if let Some(path) = file.path().and_then(|p| p.to_str()) {
-                    if !paths.iter().any(|known: &String| known == path) {
-                        paths.push(path.to_string());
-                    }
+                if let Some(path) = file.path().and_then(|p| p.to_str())
+                    && !paths.iter().any(|known: &String| known == path)
+                {
+                    paths.push(path.to_string());
                 }
             }
         }
@@ -248,7 +253,14 @@ mod tests {
     #[test]
     fn repo_paths_are_validated() {
         assert_eq!(RepoPath::new("a/./b.db").unwrap().as_str(), "a/b.db");
-        for bad in ["", "/etc/passwd", "../x.db", "a/../../x", ".git/config", "./.git/x"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x.db",
+            "a/../../x",
+            ".git/config",
+            "./.git/x",
+        ] {
             assert!(RepoPath::new(bad).is_err(), "{bad} should be rejected");
         }
         assert!(RepoPath::new("dir with space/ünï.db").is_ok());

@@ -63,7 +63,9 @@ pub fn live_path(ctx: &Context, snapshot: &SnapshotInfo) -> Result<PathBuf, Comm
     let mut ancestor = live.parent();
     while let Some(dir) = ancestor {
         if dir.exists() {
-            let real = dir.canonicalize().map_err(|e| io_error("resolve", dir, e))?;
+            let real = dir
+                .canonicalize()
+                .map_err(|e| io_error("resolve", dir, e))?;
             if !real.starts_with(&ctx.repo.worktree) {
                 return Err(escape());
             }
@@ -89,7 +91,11 @@ pub fn processes_using(path: &Path) -> Vec<u32> {
         return pids;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == own {
@@ -129,7 +135,10 @@ pub fn restore(
     .and_then(|()| verify_image(snapshot, &image));
     if let Err(error) = result {
         let _ = fs::remove_file(&image);
-        return Err(error.hint(format!("the live database was not changed; an older snapshot may be intact (`dbguard log {}`)", snapshot.path)));
+        return Err(error.hint(format!(
+            "the live database was not changed; an older snapshot may be intact (`dbguard log {}`)",
+            snapshot.path
+        )));
     }
     let outcome = match target {
         Target::To(dest) => to_path(snapshot, &image, &dest),
@@ -158,8 +167,10 @@ fn to_path(snapshot: &SnapshotInfo, image: &Path, dest: &Path) -> Result<Restore
         dest.to_path_buf()
     };
     if fs::symlink_metadata(&dest).is_ok() {
-        return Err(CommandError::new(format!("{} already exists", dest.display()))
-            .hint("name a new file, or remove that one first"));
+        return Err(
+            CommandError::new(format!("{} already exists", dest.display()))
+                .hint("name a new file, or remove that one first"),
+        );
     }
     place(image, &dest, 0o644)?;
     let census = db::census_live(snapshot.kind, &dest).map_err(db_error)?;
@@ -241,7 +252,13 @@ fn snapshot_current_state(
                 .catalog
                 .begin_operation(
                     "restore",
-                    &["dbguard".into(), "restore".into(), snapshot.path.clone(), "--from".into(), snapshot.id.to_string()],
+                    &[
+                        "dbguard".into(),
+                        "restore".into(),
+                        snapshot.path.clone(),
+                        "--from".into(),
+                        snapshot.id.to_string(),
+                    ],
                     ctx.repo.head().as_deref(),
                     clock::now(),
                 )
@@ -291,7 +308,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 }
 
 fn file_mode(path: &Path) -> u32 {
-    fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644)
+    fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644)
 }
 
 fn restore_sqlite_file(
@@ -308,14 +327,18 @@ fn restore_sqlite_file(
         // Copy the pages into the live file in one transaction instead.
         let source = db::sqlite::open_image(image).map_err(db_error)?;
         let mut target = rusqlite::Connection::open(live).map_err(sqlite_err)?;
-        target.busy_timeout(Duration::from_secs(30)).map_err(sqlite_err)?;
+        target
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(sqlite_err)?;
         {
             let backup = Backup::new(&source, &mut target).map_err(sqlite_err)?;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 match backup.step(-1).map_err(sqlite_err)? {
                     StepResult::Done => break,
-                    StepResult::Busy | StepResult::Locked if std::time::Instant::now() < deadline => {
+                    StepResult::Busy | StepResult::Locked
+                        if std::time::Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(20))
                     }
                     StepResult::Busy | StepResult::Locked => {
@@ -346,8 +369,12 @@ fn restore_sqlite_file(
         // Fold any WAL into the old file and roll back a hot journal, so the sidecars we
         // remove next hold nothing; then they cannot be replayed onto the restored file.
         if let Ok(conn) = rusqlite::Connection::open(live) {
-            let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0));
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+            let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
         }
     }
     let mode = file_mode(live);
@@ -365,16 +392,22 @@ fn restore_duckdb_file(
     image: &Path,
     live: &Path,
 ) -> Result<(&'static str, Census), CommandError> {
-    if live.exists() {
-        if let Some(holder) = db::duckdb::lock_holder(live) {
-            return Err(CommandError::new(format!(
-                "{} is open in process {}{}",
-                snapshot.path,
-                holder.pid,
-                holder.program.map(|p| format!(" ({p})")).unwrap_or_default()
-            ))
-            .hint(format!("stop process {} and run the restore again", holder.pid)));
-        }
+    if live.exists()
+        && let Some(holder) = db::duckdb::lock_holder(live)
+    {
+        return Err(CommandError::new(format!(
+            "{} is open in process {}{}",
+            snapshot.path,
+            holder.pid,
+            holder
+                .program
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ))
+        .hint(format!(
+            "stop process {} and run the restore again",
+            holder.pid
+        )));
     }
     let mode = file_mode(live);
     let _ = fs::remove_file(sidecar(live, ".wal"));
@@ -390,7 +423,9 @@ fn confirm_matches(snapshot: &SnapshotInfo, census: &Census) -> Result<(), Comma
             "{} does not match snapshot #{} after the restore",
             snapshot.path, snapshot.id
         ))
-        .hint("another process may have written to it meanwhile; `dbguard diff` shows the difference"));
+        .hint(
+            "another process may have written to it meanwhile; `dbguard diff` shows the difference",
+        ));
     }
     Ok(())
 }
@@ -410,13 +445,21 @@ fn restore_tables(
             ))
             .hint(format!(
                 "its tables are: {}",
-                snapshot.census.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                snapshot
+                    .census
+                    .tables
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
     if !live.exists() {
-        return Err(CommandError::new(format!("{} does not exist", snapshot.path))
-            .hint("restore the whole database (without --table) first"));
+        return Err(
+            CommandError::new(format!("{} does not exist", snapshot.path))
+                .hint("restore the whole database (without --table) first"),
+        );
     }
     match snapshot.kind {
         DbKind::Sqlite => restore_sqlite_tables(snapshot, image, live, tables)?,
@@ -450,8 +493,11 @@ fn restore_sqlite_tables(
     )
     .map_err(fail)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(fail)?;
-    conn.execute("ATTACH DATABASE ?1 AS dbguard_snapshot", [db::sqlite::uri(image, "immutable=1")])
-        .map_err(fail)?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS dbguard_snapshot",
+        [db::sqlite::uri(image, "immutable=1")],
+    )
+    .map_err(fail)?;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(fail)?;
@@ -459,7 +505,9 @@ fn restore_sqlite_tables(
         let quoted = quote_ident(table);
         let columns = |schema: &str| -> Result<Vec<String>, CommandError> {
             let mut stmt = tx
-                .prepare(&format!("SELECT name FROM pragma_table_info(?1, '{schema}')"))
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info(?1, '{schema}')"
+                ))
                 .map_err(fail)?;
             let names = stmt
                 .query_map([table], |r| r.get::<_, String>(0))
@@ -488,7 +536,8 @@ fn restore_sqlite_tables(
             ))
             .hint("restore the whole database, or restore the snapshot elsewhere with --to and copy what you need"));
         }
-        tx.execute(&format!("DELETE FROM main.{quoted}"), []).map_err(fail)?;
+        tx.execute(&format!("DELETE FROM main.{quoted}"), [])
+            .map_err(fail)?;
         tx.execute(
             &format!("INSERT INTO main.{quoted} SELECT * FROM dbguard_snapshot.{quoted}"),
             [],
@@ -496,7 +545,8 @@ fn restore_sqlite_tables(
         .map_err(fail)?;
     }
     tx.commit().map_err(fail)?;
-    conn.execute("DETACH DATABASE dbguard_snapshot", []).map_err(fail)?;
+    conn.execute("DETACH DATABASE dbguard_snapshot", [])
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -511,8 +561,10 @@ fn restore_duckdb_tables(image: &Path, live: &Path, tables: &[String]) -> Result
     };
     let conn = duckdb::Connection::open(live).map_err(fail)?;
     let image_text = image.to_string_lossy().replace('\'', "''");
-    conn.execute_batch(&format!("ATTACH '{image_text}' AS dbguard_snapshot (READ_ONLY)"))
-        .map_err(fail)?;
+    conn.execute_batch(&format!(
+        "ATTACH '{image_text}' AS dbguard_snapshot (READ_ONLY)"
+    ))
+    .map_err(fail)?;
     let mut statements = String::from("BEGIN TRANSACTION;");
     for table in tables {
         let (schema, name) = table.split_once('.').unwrap_or(("main", table));
@@ -528,7 +580,8 @@ fn restore_duckdb_tables(image: &Path, live: &Path, tables: &[String]) -> Result
         let _ = conn.execute_batch("ROLLBACK");
         return Err(fail(error));
     }
-    conn.execute_batch("DETACH dbguard_snapshot").map_err(fail)?;
+    conn.execute_batch("DETACH dbguard_snapshot")
+        .map_err(fail)?;
     Ok(())
 }
 

@@ -101,13 +101,13 @@ impl Scanner<'_> {
                     Ok(None) => {}
                     Err(skip) => scan.skipped.push(skip),
                 }
-            } else if file_type.is_symlink() {
-                if let Ok(Sniff::Database(_)) = db::sniff(&path) {
-                    scan.skipped.push(Skipped {
-                        path: self.display(&path),
-                        reason: "a symlink to a database: snapshot its target instead".into(),
-                    });
-                }
+            } else if file_type.is_symlink()
+                && let Ok(Sniff::Database(_)) = db::sniff(&path)
+            {
+                scan.skipped.push(Skipped {
+                    path: self.display(&path),
+                    reason: "a symlink to a database: snapshot its target instead".into(),
+                });
             }
         }
     }
@@ -154,7 +154,9 @@ impl Scanner<'_> {
         };
         let meta = fs::symlink_metadata(&absolute).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                ScanError::Missing { path: shown.clone() }
+                ScanError::Missing {
+                    path: shown.clone(),
+                }
             } else {
                 ScanError::Io {
                     path: shown.clone(),
@@ -182,7 +184,10 @@ impl Scanner<'_> {
             Sniff::Database(kind) => kind,
             Sniff::NotDatabase(reason) => return Err(not_db(reason)),
         };
-        let path = self.repo.relative(cwd, user_path).map_err(|e| not_db(&e.to_string()))?;
+        let path = self
+            .repo
+            .relative(cwd, user_path)
+            .map_err(|e| not_db(&e.to_string()))?;
         Ok(vec![DbFile {
             git: self.repo.git_state(&path),
             path,

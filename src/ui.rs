@@ -82,7 +82,11 @@ impl Ui {
     }
 
     pub fn warn(&self, line: &str) {
-        eprintln!("{}{} {line}", self.prefix, self.paint(Tone::Warn, "warning:"));
+        eprintln!(
+            "{}{} {line}",
+            self.prefix,
+            self.paint(Tone::Warn, "warning:")
+        );
     }
 
     pub fn hint(&self, line: &str) {
@@ -93,7 +97,11 @@ impl Ui {
 
     /// Print an error with its causes and hints (the format every failure uses).
     pub fn error(&self, message: &str, causes: &[String], hints: &[String]) {
-        eprintln!("{}{} {message}", self.prefix, self.paint(Tone::Bad, "Error:"));
+        eprintln!(
+            "{}{} {message}",
+            self.prefix,
+            self.paint(Tone::Bad, "Error:")
+        );
         for cause in causes {
             eprintln!("{}  Caused by: {cause}", self.prefix);
         }
@@ -189,7 +197,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

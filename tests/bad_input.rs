@@ -10,15 +10,25 @@ use std::path::Path;
 use common::*;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// The first line of stderr is the error, and a hint follows.
 #[track_caller]
 fn assert_clear_error(run: &Run, needle: &str) {
     let first = run.stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("Error: "), "not an error line: {}", run.stderr);
-    assert!(run.stderr.contains(needle), "expected {needle:?} in:\n{}", run.stderr);
+    assert!(
+        first.starts_with("Error: "),
+        "not an error line: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(needle),
+        "expected {needle:?} in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("Hint:"), "no hint in:\n{}", run.stderr);
 }
 
@@ -35,7 +45,10 @@ fn named_files_that_are_not_databases_are_refused_clearly() {
         assert_eq!(run.code, 1);
         assert_clear_error(&run, needle);
     }
-    assert!(!repo.store().join("catalog.db").exists() || repo.dbguard(["log", "--json"]).ok().json() == serde_json::json!([]));
+    assert!(
+        !repo.store().join("catalog.db").exists()
+            || repo.dbguard(["log", "--json"]).ok().json() == serde_json::json!([])
+    );
 }
 
 #[test]
@@ -51,7 +64,10 @@ fn damaged_databases_are_refused_and_nothing_is_stored() {
             run.stderr
         );
     }
-    assert_eq!(repo.dbguard(["log", "--json"]).ok().json(), serde_json::json!([]));
+    assert_eq!(
+        repo.dbguard(["log", "--json"]).ok().json(),
+        serde_json::json!([])
+    );
     assert_eq!(fs::read_dir(repo.store().join("tmp")).unwrap().count(), 0);
     repo.dbguard(["verify"]).ok();
 }
@@ -59,14 +75,24 @@ fn damaged_databases_are_refused_and_nothing_is_stored() {
 #[test]
 fn a_scan_skips_non_databases_and_saves_the_good_ones_despite_a_bad_one() {
     let repo = TestRepo::new();
-    for name in ["zero-byte.db", "wrong-magic.db", "encrypted.db", "corrupt.db"] {
+    for name in [
+        "zero-byte.db",
+        "wrong-magic.db",
+        "encrypted.db",
+        "corrupt.db",
+    ] {
         fs::copy(fixture(name), repo.root.join(name)).unwrap();
     }
     make_posts_db(&repo.root.join("good.db"), 50, 20);
     let run = repo.dbguard(["snapshot"]).fails();
     assert!(run.stderr.contains("corrupt.db"), "{}", run.stderr);
     let log = repo.dbguard(["log", "--json"]).ok().json();
-    let paths: Vec<_> = log.as_array().unwrap().iter().map(|s| s["path"].clone()).collect();
+    let paths: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].clone())
+        .collect();
     assert_eq!(paths, vec![serde_json::json!("good.db")]);
 }
 
@@ -80,9 +106,17 @@ fn odd_paths_and_symlinks() {
 
     let run = repo.dbguard(["snapshot", "--json"]).ok();
     let report = run.json();
-    assert_eq!(report.as_array().unwrap().len(), 1, "the symlink is not snapshotted twice");
+    assert_eq!(
+        report.as_array().unwrap().len(),
+        1,
+        "the symlink is not snapshotted twice"
+    );
     assert_eq!(report[0]["path"], "dir with spaces/ünïcödé/my posts.db");
-    assert!(run.stderr.contains("link.db"), "the skip is reported: {}", run.stderr);
+    assert!(
+        run.stderr.contains("link.db"),
+        "the skip is reported: {}",
+        run.stderr
+    );
 
     let run = repo.dbguard(["snapshot", "link.db"]).fails();
     assert_clear_error(&run, "symlink");
@@ -100,7 +134,13 @@ fn outside_a_repository_or_in_a_bare_one() {
     assert_clear_error(&run, "not inside a git repository");
 
     let bare = repo.path("bare.git");
-    repo.git(["clone", "-q", "--bare", repo.root.to_str().unwrap(), bare.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        "--bare",
+        repo.root.to_str().unwrap(),
+        bare.to_str().unwrap(),
+    ]);
     let run = repo.dbguard_in(&bare, ["snapshot"]).fails();
     assert_clear_error(&run, "bare repository");
 

@@ -62,11 +62,18 @@ while True:
     let run = repo.dbguard(["snapshot", "--json", "live.duckdb"]);
     writer.kill().unwrap();
     writer.wait().unwrap();
-    assert!(run.stderr.contains(&pid), "the PID {pid} is named:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&pid),
+        "the PID {pid} is named:\n{}",
+        run.stderr
+    );
     if run.code == 0 {
         let report = run.json();
         let consistency = report[0]["consistency"].as_str().unwrap();
-        assert!(consistency.starts_with("as-of-last-checkpoint"), "{consistency}");
+        assert!(
+            consistency.starts_with("as-of-last-checkpoint"),
+            "{consistency}"
+        );
         // The copy was opened and counted: at least what was checkpointed before.
         assert!(report[0]["tables"]["events"].as_u64().unwrap() >= 1000);
         repo.dbguard(["verify"]).ok();
@@ -74,6 +81,9 @@ while True:
         let run = run.fails();
         assert!(run.stderr.starts_with("Error: "), "{}", run.stderr);
         assert!(run.stderr.contains("Hint:"));
-        assert_eq!(repo.dbguard(["log", "--json"]).ok().json(), serde_json::json!([]));
+        assert_eq!(
+            repo.dbguard(["log", "--json"]).ok().json(),
+            serde_json::json!([])
+        );
     }
 }

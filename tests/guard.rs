@@ -24,9 +24,20 @@ fn story(local_rows: u64, ignored: bool) -> Story {
         repo.git(["add", ".gitignore"]);
         repo.git(["commit", "-q", "-m", "ignore the crawler's database"]);
     }
-    repo.git(["clone", "-q", "--bare", repo.root.to_str().unwrap(), remote.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        "--bare",
+        repo.root.to_str().unwrap(),
+        remote.to_str().unwrap(),
+    ]);
     let clone = repo.path("clone");
-    repo.git(["clone", "-q", remote.to_str().unwrap(), clone.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        remote.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
     make_posts_db(&clone.join("posts.db"), local_rows, 8);
 
     // Upstream someone commits an old 5,000-row copy.
@@ -60,12 +71,24 @@ fn guarded_pull_snapshots_the_ignored_900k_database_and_reports_the_shrink() {
     assert_eq!(snapshots[0]["path"], "posts.db");
     assert_eq!(snapshots[0]["census"]["tables"]["posts"], 900_000);
     assert_eq!(snapshots[0]["git_state"], "ignored");
-    assert_eq!(snapshots[0]["operation"]["argv"], serde_json::json!(["git", "pull"]));
+    assert_eq!(
+        snapshots[0]["operation"]["argv"],
+        serde_json::json!(["git", "pull"])
+    );
     // The shrink report: table, rows before, rows after, and how to restore.
     assert!(run.stderr.contains("posts.db lost rows"), "{}", run.stderr);
-    assert!(run.stderr.contains("900,000") && run.stderr.contains("5,000"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("900,000") && run.stderr.contains("5,000"),
+        "{}",
+        run.stderr
+    );
     let id = snapshots[0]["id"].as_i64().unwrap();
-    assert!(run.stderr.contains(&format!("dbguard restore posts.db --from {id}")), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("dbguard restore posts.db --from {id}")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -78,7 +101,11 @@ fn force_pull_recipe_reset_hard_after_fetch_snapshots_first() {
     assert_eq!(snapshots[0]["census"]["tables"]["posts"], 20_000);
     assert_eq!(snapshots[0]["git_state"], "untracked");
     assert!(run.stderr.contains("20,000"), "{}", run.stderr);
-    assert!(run.stdout.contains("HEAD is now at"), "git's own output is shown: {}", run.stdout);
+    assert!(
+        run.stdout.contains("HEAD is now at"),
+        "git's own output is shown: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -100,7 +127,11 @@ fn checkout_of_a_branch_that_tracks_an_ignored_database() {
     assert_eq!(sqlite_count(&repo.root.join("data/app.db"), "posts"), 100);
     let log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(log[0]["census"]["tables"]["posts"], 30_000);
-    assert!(run.stderr.contains("data/app.db lost rows"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("data/app.db lost rows"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -116,7 +147,11 @@ fn clean_fdx_snapshots_the_ignored_database_it_deletes() {
     let log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(log[0]["path"], "scratch dir/notes.db");
     assert_eq!(log[0]["census"]["tables"]["posts"], 777);
-    assert!(run.stderr.contains("scratch dir/notes.db is gone"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("scratch dir/notes.db is gone"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -127,7 +162,10 @@ fn stash_u_snapshots_the_untracked_database() {
     assert!(!repo.root.join("local.db").exists());
     let log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(log[0]["census"]["tables"]["posts"], 321);
-    assert_eq!(log[0]["operation"]["argv"], serde_json::json!(["git", "stash", "-u"]));
+    assert_eq!(
+        log[0]["operation"]["argv"],
+        serde_json::json!(["git", "stash", "-u"])
+    );
 }
 
 #[test]
@@ -137,20 +175,38 @@ fn upstream_commit_that_untracks_the_database_is_snapshotted_before_pull_deletes
     repo.git(["add", "posts.db"]);
     repo.git(["commit", "-q", "-m", "track db"]);
     let remote = repo.path("remote.git");
-    repo.git(["clone", "-q", "--bare", repo.root.to_str().unwrap(), remote.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        "--bare",
+        repo.root.to_str().unwrap(),
+        remote.to_str().unwrap(),
+    ]);
     let clone = repo.path("clone");
-    repo.git(["clone", "-q", remote.to_str().unwrap(), clone.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        remote.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
     repo.git(["rm", "-q", "--cached", "posts.db"]);
     repo.git(["commit", "-q", "-m", "stop tracking posts.db"]);
     repo.git(["push", "-q", remote.to_str().unwrap(), "HEAD:main"]);
 
     let run = repo.dbguard_in(&clone, ["pull"]).ok();
-    assert!(!clone.join("posts.db").exists(), "git deleted it, as git does");
+    assert!(
+        !clone.join("posts.db").exists(),
+        "git deleted it, as git does"
+    );
     let log = repo.dbguard_in(&clone, ["log", "--json"]).ok().json();
     assert_eq!(log[0]["census"]["tables"]["posts"], 4321);
     assert_eq!(log[0]["git_state"], "tracked");
     assert!(run.stderr.contains("posts.db is gone"), "{}", run.stderr);
-    assert!(run.stderr.contains("under version control"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("under version control"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -161,7 +217,12 @@ fn nothing_at_risk_means_no_snapshot_and_only_gits_output() {
     make_posts_db(&story.clone.join("other.db"), 10, 8);
     let guarded = story.dbguard(["pull"]).ok();
     let plain = Run::from(
-        story.repo.command("git", &story.clone).arg("pull").output().unwrap(),
+        story
+            .repo
+            .command("git", &story.clone)
+            .arg("pull")
+            .output()
+            .unwrap(),
     );
     assert_eq!(guarded.stdout, plain.stdout);
     assert_eq!(guarded.stderr, plain.stderr);
@@ -179,8 +240,17 @@ fn failing_git_commands_pass_through_exit_code_and_output() {
         vec!["reset", "--hard", "nope"],
     ] {
         let guarded = repo.dbguard(&args);
-        let git_args: Vec<&str> = if args[0] == "git" { args[1..].to_vec() } else { args.clone() };
-        let plain = Run::from(repo.command("git", &repo.root).args(&git_args).output().unwrap());
+        let git_args: Vec<&str> = if args[0] == "git" {
+            args[1..].to_vec()
+        } else {
+            args.clone()
+        };
+        let plain = Run::from(
+            repo.command("git", &repo.root)
+                .args(&git_args)
+                .output()
+                .unwrap(),
+        );
         assert_ne!(plain.code, 0);
         assert_eq!(guarded.code, plain.code, "{args:?}: {}", guarded.stderr);
         assert!(
@@ -202,8 +272,15 @@ fn a_snapshot_that_cannot_be_made_stops_git_unless_overridden() {
     .unwrap();
     let run = repo.dbguard(["clean", "-fx"]).fails();
     assert_eq!(run.code, 1);
-    assert!(repo.root.join("broken.db").exists(), "git clean did not run");
-    assert!(run.stderr.contains("not running `git clean -fx`"), "{}", run.stderr);
+    assert!(
+        repo.root.join("broken.db").exists(),
+        "git clean did not run"
+    );
+    assert!(
+        run.stderr.contains("not running `git clean -fx`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("--no-snapshot"), "{}", run.stderr);
     repo.dbguard(["--no-snapshot", "clean", "-fx"]).ok();
     assert!(!repo.root.join("broken.db").exists());
@@ -232,10 +309,19 @@ fn shell_function_routes_pull_through_dbguard_and_status_straight_to_git() {
     let script = format!("{init}\ngit status --short\ngit pull -q\n");
     let mut bash = story.repo.command("bash", &story.clone);
     let path = format!("{}:{}", spy_dir.display(), std::env::var("PATH").unwrap());
-    let run = Run::from(bash.args(["-c", &script]).env("PATH", path).output().unwrap());
+    let run = Run::from(
+        bash.args(["-c", &script])
+            .env("PATH", path)
+            .output()
+            .unwrap(),
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let calls = fs::read_to_string(&calls).unwrap();
-    assert_eq!(calls.trim(), "git pull -q", "only pull went through dbguard");
+    assert_eq!(
+        calls.trim(),
+        "git pull -q",
+        "only pull went through dbguard"
+    );
     assert_eq!(story.snapshots()[0]["census"]["tables"]["posts"], 2000);
 }
 

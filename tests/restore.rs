@@ -17,16 +17,30 @@ fn sha(path: &std::path::Path) -> Vec<u8> {
 }
 
 fn census_of(repo: &TestRepo, id: i64) -> serde_json::Value {
-    repo.dbguard(["show", "--json", &id.to_string()]).ok().json()["census"]["tables"].clone()
+    repo.dbguard(["show", "--json", &id.to_string()])
+        .ok()
+        .json()["census"]["tables"]
+        .clone()
 }
 
 #[test]
 fn story_forced_pull_then_restore_then_undo() {
     let repo = TestRepo::new();
     let remote = repo.path("remote.git");
-    repo.git(["clone", "-q", "--bare", repo.root.to_str().unwrap(), remote.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        "--bare",
+        repo.root.to_str().unwrap(),
+        remote.to_str().unwrap(),
+    ]);
     let clone = repo.path("clone");
-    repo.git(["clone", "-q", remote.to_str().unwrap(), clone.to_str().unwrap()]);
+    repo.git([
+        "clone",
+        "-q",
+        remote.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
     make_posts_db(&clone.join("posts.db"), 900_000, 8);
     make_posts_db(&repo.root.join("posts.db"), 5000, 8);
     repo.git(["add", "posts.db"]);
@@ -34,19 +48,25 @@ fn story_forced_pull_then_restore_then_undo() {
     repo.git(["push", "-q", remote.to_str().unwrap(), "HEAD:main"]);
 
     repo.git_in(&clone, ["fetch", "-q"]);
-    repo.dbguard_in(&clone, ["reset", "--hard", "origin/main"]).ok();
+    repo.dbguard_in(&clone, ["reset", "--hard", "origin/main"])
+        .ok();
     let db = clone.join("posts.db");
     assert_eq!(sqlite_count(&db, "posts"), 5000);
 
-    let restored = repo.dbguard_in(&clone, ["restore", "posts.db", "--json"]).ok();
+    let restored = repo
+        .dbguard_in(&clone, ["restore", "posts.db", "--json"])
+        .ok();
     let report = restored.json();
     assert_eq!(sqlite_count(&db, "posts"), 900_000);
     assert_eq!(quick_check(&db), "ok");
     assert_eq!(report["census"]["tables"]["posts"], 900_000);
     let undo = report["undo"].as_i64().expect("an undo snapshot id");
-    assert!(restored.stderr.contains(&format!("undo with: dbguard restore posts.db --from {undo}")));
+    assert!(restored.stderr.contains(&format!(
+        "undo with: dbguard restore posts.db --from {undo}"
+    )));
 
-    repo.dbguard_in(&clone, ["restore", "posts.db", "--from", &undo.to_string()]).ok();
+    repo.dbguard_in(&clone, ["restore", "posts.db", "--from", &undo.to_string()])
+        .ok();
     assert_eq!(sqlite_count(&db, "posts"), 5000);
     assert_eq!(quick_check(&db), "ok");
 }
@@ -57,11 +77,19 @@ fn restore_into_a_database_an_app_is_writing_to() {
     let db = repo.root.join("app.db");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE log(id INTEGER PRIMARY KEY, v TEXT);").unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE log(id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
     }
     make_posts_db(&db, 10_000, 8);
-    let snapshot = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
-    rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM posts WHERE id > 100", []).unwrap();
+    let snapshot = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM posts WHERE id > 100", [])
+        .unwrap();
 
     let script = r#"
 import sqlite3, sys, time
@@ -85,16 +113,31 @@ while True:
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     sleep(Duration::from_millis(200));
 
-    let run = repo.dbguard(["restore", "app.db", "--from", &snapshot.to_string(), "--json"]).ok();
+    let run = repo
+        .dbguard([
+            "restore",
+            "app.db",
+            "--from",
+            &snapshot.to_string(),
+            "--json",
+        ])
+        .ok();
     assert_eq!(run.json()["method"], "backup API into the open database");
     // The app keeps working after the restore: it goes on printing progress.
     let before = lines.next().unwrap().unwrap().parse::<u64>().unwrap();
     let after = lines.next().unwrap().unwrap().parse::<u64>().unwrap();
     assert!(after > before);
-    assert!(app.try_wait().unwrap().is_none(), "the app is still running");
+    assert!(
+        app.try_wait().unwrap().is_none(),
+        "the app is still running"
+    );
     app.kill().unwrap();
     app.wait().unwrap();
-    assert_eq!(sqlite_count(&db, "posts"), 10_000, "no row of the snapshot lost");
+    assert_eq!(
+        sqlite_count(&db, "posts"),
+        10_000,
+        "no row of the snapshot lost"
+    );
     assert_eq!(quick_check(&db), "ok");
 }
 
@@ -107,16 +150,26 @@ fn table_level_restore_leaves_other_tables_new_rows() {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada');").unwrap();
     }
-    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
+    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("DELETE FROM posts; INSERT INTO users(name) VALUES ('bob'), ('eve');").unwrap();
+        conn.execute_batch("DELETE FROM posts; INSERT INTO users(name) VALUES ('bob'), ('eve');")
+            .unwrap();
     }
-    repo.dbguard(["restore", "--from", &id.to_string(), "--table", "posts"]).ok();
+    repo.dbguard(["restore", "--from", &id.to_string(), "--table", "posts"])
+        .ok();
     assert_eq!(sqlite_count(&db, "posts"), 500);
     assert_eq!(sqlite_count(&db, "users"), 3, "users keeps its new rows");
-    let run = repo.dbguard(["restore", "--from", &id.to_string(), "--table", "nope"]).fails();
-    assert!(run.stderr.contains("has no table \"nope\""), "{}", run.stderr);
+    let run = repo
+        .dbguard(["restore", "--from", &id.to_string(), "--table", "nope"])
+        .fails();
+    assert!(
+        run.stderr.contains("has no table \"nope\""),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -125,12 +178,25 @@ fn damaged_snapshot_is_refused_and_the_live_file_untouched() {
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 3000, 200);
     repo.dbguard(["snapshot"]).ok();
-    rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM posts WHERE id > 10", []).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM posts WHERE id > 10", [])
+        .unwrap();
     let live_before = sha(&db);
     // Damage one stored chunk.
     let objects = repo.store().join("objects");
-    let prefix = fs::read_dir(&objects).unwrap().next().unwrap().unwrap().path();
-    let chunk = fs::read_dir(prefix).unwrap().next().unwrap().unwrap().path();
+    let prefix = fs::read_dir(&objects)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let chunk = fs::read_dir(prefix)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = fs::read(&chunk).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -139,7 +205,11 @@ fn damaged_snapshot_is_refused_and_the_live_file_untouched() {
     let run = repo.dbguard(["restore", "posts.db"]).fails();
     assert!(run.stderr.starts_with("Error: "), "{}", run.stderr);
     assert!(run.stderr.contains("damaged"), "{}", run.stderr);
-    assert!(run.stderr.contains("the live database was not changed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the live database was not changed"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(sha(&db), live_before);
     repo.dbguard(["verify"]).fails();
 }
@@ -149,9 +219,14 @@ fn kill_during_restore_leaves_old_or_new_database() {
     let repo = TestRepo::new();
     let db = repo.root.join("big.db");
     make_posts_db(&db, 200_000, 200);
-    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
+    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
     for delay_ms in [20u64, 80, 200, 400, 700] {
-        rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM posts WHERE id > 1000", []).unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("DELETE FROM posts WHERE id > 1000", [])
+            .unwrap();
         let mut child = repo
             .command(dbguard_bin(), &repo.root)
             .args(["restore", "big.db", "--from", &id.to_string()])
@@ -159,13 +234,16 @@ fn kill_during_restore_leaves_old_or_new_database() {
             .spawn()
             .unwrap();
         sleep(Duration::from_millis(delay_ms));
-        let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
         child.wait().unwrap();
         assert_eq!(quick_check(&db), "ok", "after kill at {delay_ms} ms");
         let rows = sqlite_count(&db, "posts");
         assert!(rows == 1000 || rows == 200_000, "a mix: {rows} rows");
         // Finish it for the next round.
-        repo.dbguard(["restore", "big.db", "--from", &id.to_string()]).ok();
+        repo.dbguard(["restore", "big.db", "--from", &id.to_string()])
+            .ok();
         assert_eq!(sqlite_count(&db, "posts"), 200_000);
     }
 }
@@ -175,25 +253,46 @@ fn restore_to_another_path_and_duckdb_restore() {
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 42, 8);
-    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
+    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
     let out = repo.path("elsewhere.db");
-    repo.dbguard(["restore", "--from", &id.to_string(), "--to", out.to_str().unwrap()]).ok();
+    repo.dbguard([
+        "restore",
+        "--from",
+        &id.to_string(),
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .ok();
     assert_eq!(sqlite_count(&out, "posts"), 42);
-    repo.dbguard(["restore", "--from", &id.to_string(), "--to", out.to_str().unwrap()]).fails();
+    repo.dbguard([
+        "restore",
+        "--from",
+        &id.to_string(),
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .fails();
 
     let duck = repo.root.join("w.duckdb");
     {
         let conn = duckdb::Connection::open(&duck).unwrap();
-        conn.execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(800);").unwrap();
+        conn.execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(800);")
+            .unwrap();
     }
-    let id = repo.dbguard(["snapshot", "--json", "w.duckdb"]).ok().json()[0]["id"].as_i64().unwrap();
+    let id = repo.dbguard(["snapshot", "--json", "w.duckdb"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
     {
         let conn = duckdb::Connection::open(&duck).unwrap();
         conn.execute_batch("DELETE FROM t WHERE i > 10;").unwrap();
     }
     repo.dbguard(["restore", "w.duckdb"]).ok();
     let conn = duckdb::Connection::open(&duck).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 800);
     assert_eq!(census_of(&repo, id)["t"], 800);
 }
@@ -202,12 +301,20 @@ fn restore_to_another_path_and_duckdb_restore() {
 fn catalog_paths_that_escape_the_worktree_are_refused() {
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 5, 8);
-    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
+    let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
     let catalog = rusqlite::Connection::open(repo.store().join("catalog.db")).unwrap();
-    catalog.execute("UPDATE snapshots SET path = '../escaped.db'", []).unwrap();
+    catalog
+        .execute("UPDATE snapshots SET path = '../escaped.db'", [])
+        .unwrap();
     drop(catalog);
     let run = repo.dbguard(["restore", "--from", &id.to_string()]).fails();
-    assert!(run.stderr.contains("outside this working tree"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("outside this working tree"),
+        "{}",
+        run.stderr
+    );
     assert!(!repo.tmp.path().join("escaped.db").exists());
 }
 
@@ -216,13 +323,25 @@ fn diff_shows_rows_now_and_between_snapshots() {
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 100, 8);
-    let first = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
-    rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM posts WHERE id > 60", []).unwrap();
+    let first = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM posts WHERE id > 60", [])
+        .unwrap();
     sleep(Duration::from_millis(60));
-    let second = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"].as_i64().unwrap();
-    let now = repo.dbguard(["diff", "--json", &first.to_string()]).ok().json();
+    let second = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let now = repo
+        .dbguard(["diff", "--json", &first.to_string()])
+        .ok()
+        .json();
     assert_eq!(now[0]["tables"][0]["before"], 100);
     assert_eq!(now[0]["tables"][0]["after"], 60);
-    let between = repo.dbguard(["diff", &first.to_string(), &second.to_string()]).ok();
+    let between = repo
+        .dbguard(["diff", &first.to_string(), &second.to_string()])
+        .ok();
     assert!(between.stdout.contains("-40"), "{}", between.stdout);
 }

@@ -104,8 +104,15 @@ fn unchanged_database_is_reused_without_opening_it() {
     assert_eq!(second[0]["reused"], true);
     assert_eq!(second[0]["stored_bytes"], 0);
     assert_eq!(second[0]["rows"], 2000);
-    assert_eq!(repo.chunk_count(), chunks, "no new chunk for an unchanged file");
-    assert!(waited < Duration::from_secs(10), "it waited for the lock: {waited:?}");
+    assert_eq!(
+        repo.chunk_count(),
+        chunks,
+        "no new chunk for an unchanged file"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "it waited for the lock: {waited:?}"
+    );
 
     // Both snapshots are listed and point at the same image.
     let log = repo.dbguard(["log", "--json"]).ok().json();
@@ -123,11 +130,8 @@ fn small_change_adds_a_small_fraction_of_the_size() {
     {
         // 1% of the rows: edit 200 recent posts and append 200 new ones.
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute(
-            "UPDATE posts SET body = upper(body) WHERE id > 39800",
-            [],
-        )
-        .unwrap();
+        conn.execute("UPDATE posts SET body = upper(body) WHERE id > 39800", [])
+            .unwrap();
         add_posts(&conn, 200, 500);
     }
     let second = repo.dbguard(["snapshot", "--json"]).ok().json();
@@ -145,10 +149,16 @@ fn store_lives_in_the_git_dir_with_private_permissions() {
     make_posts_db(&repo.root.join("posts.db"), 10, 10);
     repo.dbguard(["snapshot"]).ok();
     for dir in ["", "objects", "tmp"] {
-        let mode = fs::metadata(repo.store().join(dir)).unwrap().permissions().mode();
+        let mode = fs::metadata(repo.store().join(dir))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{dir}");
     }
-    let mode = fs::metadata(repo.store().join("catalog.db")).unwrap().permissions().mode();
+    let mode = fs::metadata(repo.store().join("catalog.db"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     // git does not see the store: the working tree stays clean apart from the database.
     let status = repo.git(["status", "--porcelain"]);
@@ -183,7 +193,12 @@ fn log_show_and_status_describe_snapshots() {
     assert!(status.stderr.contains("posts.db is under version control"));
     assert!(status.stderr.contains("git rm --cached"));
     let json = repo.dbguard(["status", "--json"]).ok().json();
-    let posts = json.as_array().unwrap().iter().find(|r| r["path"] == "posts.db").unwrap();
+    let posts = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == "posts.db")
+        .unwrap();
     assert_eq!(posts["rows_now"], 1234);
     assert_eq!(posts["last_snapshot"]["rows"], 1234);
 }
@@ -205,8 +220,11 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
     for delay_ms in [30u64, 120, 250, 400] {
         {
             let conn = rusqlite::Connection::open(&db).unwrap();
-            conn.execute("UPDATE blobs SET data = randomblob(8000) WHERE id % 3 = 0", [])
-                .unwrap();
+            conn.execute(
+                "UPDATE blobs SET data = randomblob(8000) WHERE id % 3 = 0",
+                [],
+            )
+            .unwrap();
         }
         let mut child = repo
             .command(dbguard_bin(), &repo.root)
@@ -215,7 +233,9 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
             .spawn()
             .unwrap();
         sleep(Duration::from_millis(delay_ms));
-        let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
         child.wait().unwrap();
         let verify = repo.dbguard(["verify", "--json"]).ok().json();
         assert_eq!(verify["problems"].as_array().unwrap().len(), 0);

@@ -5,12 +5,14 @@ use crate::error::CommandError;
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "Settings come from .dbguard.toml at the top of the working tree (shared
+#[command(
+    after_long_help = "Settings come from .dbguard.toml at the top of the working tree (shared
 with the repository) and git config dbguard.* (local; wins). Examples:
   dbguard config
   git config dbguard.store /mnt/backups/myrepo-dbguard
   git config dbguard.precommit warn
-  git config dbguard.keepLast 20")]
+  git config dbguard.keepLast 20"
+)]
 pub struct Args {}
 
 pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
@@ -32,13 +34,32 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     .chain(r.keep_within.iter().map(|w| format!("keep_within={w}")))
     .collect();
     let rows = [
-        ("store", s.store.value.display().to_string(), s.store.source.describe()),
-        ("exclude", s.exclude.value.join(", "), s.exclude.source.describe()),
-        ("retention", retention.join(" "), s.retention.source.describe()),
-        ("pre_commit", format!("{:?}", s.pre_commit.value).to_lowercase(), s.pre_commit.source.describe()),
+        (
+            "store",
+            s.store.value.display().to_string(),
+            s.store.source.describe(),
+        ),
+        (
+            "exclude",
+            s.exclude.value.join(", "),
+            s.exclude.source.describe(),
+        ),
+        (
+            "retention",
+            retention.join(" "),
+            s.retention.source.describe(),
+        ),
+        (
+            "pre_commit",
+            format!("{:?}", s.pre_commit.value).to_lowercase(),
+            s.pre_commit.source.describe(),
+        ),
     ];
     for (name, value, source) in rows {
-        ui.out(&format!("{name:<11} {value}  {}", ui.paint(Tone::Dim, &format!("({source})"))));
+        ui.out(&format!(
+            "{name:<11} {value}  {}",
+            ui.paint(Tone::Dim, &format!("({source})"))
+        ));
     }
     Ok(())
 }

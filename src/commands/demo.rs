@@ -45,21 +45,23 @@ impl Sandbox {
     }
 
     fn git(&self, cwd: &Path, args: &[&str]) -> Result<(), CommandError> {
-        let output = self
-            .command("git", cwd)
-            .args(args)
-            .output()
-            .map_err(|e| CommandError::new(format!("cannot run git: {e}")).hint("install git"))?;
+        let output =
+            self.command("git", cwd).args(args).output().map_err(|e| {
+                CommandError::new(format!("cannot run git: {e}")).hint("install git")
+            })?;
         if !output.status.success() {
-            return Err(CommandError::new(format!("demo step `git {}` failed", args.join(" ")))
-                .cause(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+            return Err(
+                CommandError::new(format!("demo step `git {}` failed", args.join(" ")))
+                    .cause(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+            );
         }
         Ok(())
     }
 }
 
 fn make_posts(path: &Path, rows: u64) -> Result<(), CommandError> {
-    let fail = |e: rusqlite::Error| CommandError::new(format!("cannot create the demo database: {e}"));
+    let fail =
+        |e: rusqlite::Error| CommandError::new(format!("cannot create the demo database: {e}"));
     let conn = rusqlite::Connection::open(path).map_err(fail)?;
     conn.execute_batch("CREATE TABLE posts(id INTEGER PRIMARY KEY, author TEXT, body TEXT);")
         .map_err(fail)?;
@@ -89,47 +91,92 @@ pub fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
     };
     std::fs::create_dir_all(sandbox.home())
         .map_err(|e| CommandError::new(format!("cannot prepare the sandbox: {e}")))?;
-    std::fs::write(sandbox.home().join(".gitconfig"), "[init]\n\tdefaultBranch = main\n")
-        .map_err(|e| CommandError::new(format!("cannot prepare the sandbox: {e}")))?;
+    std::fs::write(
+        sandbox.home().join(".gitconfig"),
+        "[init]\n\tdefaultBranch = main\n",
+    )
+    .map_err(|e| CommandError::new(format!("cannot prepare the sandbox: {e}")))?;
     let step = |n: u32, text: &str| ui.out(&ui.paint(Tone::Bold, &format!("\n[{n}] {text}")));
     let root = sandbox.dir.path();
-    let (upstream, remote, clone) = (root.join("upstream"), root.join("remote.git"), root.join("crawler"));
+    let (upstream, remote, clone) = (
+        root.join("upstream"),
+        root.join("remote.git"),
+        root.join("crawler"),
+    );
     std::fs::create_dir_all(&upstream).map_err(|e| CommandError::new(e.to_string()))?;
 
-    step(1, "A research team's repository ignores the crawler's database (posts.db).");
+    step(
+        1,
+        "A research team's repository ignores the crawler's database (posts.db).",
+    );
     sandbox.git(&upstream, &["init", "-q"])?;
-    std::fs::write(upstream.join(".gitignore"), "posts.db\n").map_err(|e| CommandError::new(e.to_string()))?;
+    std::fs::write(upstream.join(".gitignore"), "posts.db\n")
+        .map_err(|e| CommandError::new(e.to_string()))?;
     sandbox.git(&upstream, &["add", ".gitignore"])?;
-    sandbox.git(&upstream, &["commit", "-q", "-m", "ignore the crawler's database"])?;
+    sandbox.git(
+        &upstream,
+        &["commit", "-q", "-m", "ignore the crawler's database"],
+    )?;
     sandbox.git(root, &["clone", "-q", "--bare", "upstream", "remote.git"])?;
     sandbox.git(root, &["clone", "-q", "remote.git", "crawler"])?;
 
-    step(2, &format!("The crawler fills its local posts.db with {} rows.", ui::count(args.rows)));
+    step(
+        2,
+        &format!(
+            "The crawler fills its local posts.db with {} rows.",
+            ui::count(args.rows)
+        ),
+    );
     make_posts(&clone.join("posts.db"), args.rows)?;
-    ui.out(&format!("    crawler/posts.db: {} rows", rows(&clone.join("posts.db"))));
+    ui.out(&format!(
+        "    crawler/posts.db: {} rows",
+        rows(&clone.join("posts.db"))
+    ));
 
-    step(3, "Upstream, someone force-adds an old 5,000-row sample as posts.db and pushes.");
+    step(
+        3,
+        "Upstream, someone force-adds an old 5,000-row sample as posts.db and pushes.",
+    );
     make_posts(&upstream.join("posts.db"), 5000)?;
     sandbox.git(&upstream, &["add", "-f", "posts.db"])?;
     sandbox.git(&upstream, &["commit", "-q", "-m", "add sample data"])?;
-    sandbox.git(&upstream, &["push", "-q", remote.to_str().unwrap_or_default(), "HEAD:main"])?;
+    sandbox.git(
+        &upstream,
+        &[
+            "push",
+            "-q",
+            remote.to_str().unwrap_or_default(),
+            "HEAD:main",
+        ],
+    )?;
 
-    step(4, "The crawler pulls with `dbguard pull` (plain `git pull` would overwrite posts.db silently).");
+    step(
+        4,
+        "The crawler pulls with `dbguard pull` (plain `git pull` would overwrite posts.db silently).",
+    );
     ui.out("    $ dbguard --yes pull");
     let pull = sandbox
         .command(&me, &clone)
         .args(["--yes", "--color", "never", "pull", "--no-rebase"])
         .output()
         .map_err(|e| CommandError::new(format!("cannot run dbguard: {e}")))?;
-    for line in String::from_utf8_lossy(&pull.stdout).lines().chain(String::from_utf8_lossy(&pull.stderr).lines()) {
+    for line in String::from_utf8_lossy(&pull.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&pull.stderr).lines())
+    {
         ui.out(&format!("    {line}"));
     }
     if !pull.status.success() {
-        return Err(CommandError::new("the guarded pull failed in the demo sandbox"));
+        return Err(CommandError::new(
+            "the guarded pull failed in the demo sandbox",
+        ));
     }
 
     step(5, "Afterwards:");
-    ui.out(&format!("    crawler/posts.db: {} rows (restored)", rows(&clone.join("posts.db"))));
+    ui.out(&format!(
+        "    crawler/posts.db: {} rows (restored)",
+        rows(&clone.join("posts.db"))
+    ));
     let log = sandbox
         .command(&me, &clone)
         .args(["log", "--color", "never"])

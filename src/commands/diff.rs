@@ -45,16 +45,17 @@ fn is_id(text: &str) -> bool {
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
-        return Err(CommandError::new("there are no snapshots in this repository yet")
-            .hint("`dbguard snapshot` takes one"));
+        return Err(
+            CommandError::new("there are no snapshots in this repository yet")
+                .hint("`dbguard snapshot` takes one"),
+        );
     };
     let (ids, paths): (Vec<&String>, Vec<&String>) = args
         .items
         .iter()
         .partition(|item| is_id(item) && !ctx.cwd.join(item).exists());
     if ids.len() > 2 || paths.len() > 1 {
-        return Err(CommandError::new("too many arguments")
-            .hint("dbguard diff [PATH] [ID [ID]]"));
+        return Err(CommandError::new("too many arguments").hint("dbguard diff [PATH] [ID [ID]]"));
     }
     let worktree = ctx.worktree_key();
     let mut diffs = Vec::new();
@@ -63,31 +64,65 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         if !live.exists() {
             return Ok(None);
         }
-        db::census_live(kind, &live).map(Some).map_err(CommandError::from)
+        db::census_live(kind, &live)
+            .map(Some)
+            .map_err(CommandError::from)
     };
     match ids.as_slice() {
         [first, second] => {
             let a = Context::find_snapshot(&store, first)?;
             let b = Context::find_snapshot(&store, second)?;
-            diffs.push(diff(&a.path, format!("#{}", a.id), Some(&a.census), format!("#{}", b.id), Some(&b.census)));
+            diffs.push(diff(
+                &a.path,
+                format!("#{}", a.id),
+                Some(&a.census),
+                format!("#{}", b.id),
+                Some(&b.census),
+            ));
         }
         [only] => {
             let a = Context::find_snapshot(&store, only)?;
             let current = now(&a.path, a.kind)?;
-            diffs.push(diff(&a.path, format!("#{}", a.id), Some(&a.census), "now".into(), current.as_ref()));
+            diffs.push(diff(
+                &a.path,
+                format!("#{}", a.id),
+                Some(&a.census),
+                "now".into(),
+                current.as_ref(),
+            ));
         }
         _ => {
             let targets: Vec<String> = match paths.first() {
-                Some(path) => vec![ctx.repo.relative(&ctx.cwd, std::path::Path::new(path))?.to_string()],
-                None => ctx.scanner().scan().databases.iter().map(|d| d.path.to_string()).collect(),
+                Some(path) => vec![
+                    ctx.repo
+                        .relative(&ctx.cwd, std::path::Path::new(path))?
+                        .to_string(),
+                ],
+                None => ctx
+                    .scanner()
+                    .scan()
+                    .databases
+                    .iter()
+                    .map(|d| d.path.to_string())
+                    .collect(),
             };
             for path in targets {
-                let Some(last) = store.catalog.latest(&worktree, &path).map_err(StoreError::from)? else {
+                let Some(last) = store
+                    .catalog
+                    .latest(&worktree, &path)
+                    .map_err(StoreError::from)?
+                else {
                     ui.status(&format!("{path}: no snapshot yet"));
                     continue;
                 };
                 let current = now(&path, last.kind)?;
-                diffs.push(diff(&path, format!("#{}", last.id), Some(&last.census), "now".into(), current.as_ref()));
+                diffs.push(diff(
+                    &path,
+                    format!("#{}", last.id),
+                    Some(&last.census),
+                    "now".into(),
+                    current.as_ref(),
+                ));
             }
         }
     }
@@ -96,8 +131,16 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Ok(());
     }
     for d in &diffs {
-        ui.out(&ui.paint(Tone::Bold, &format!("{}: {} → {}", d.path, d.before, d.after)));
-        let mut rows = vec![vec!["TABLE".to_string(), d.before.clone(), d.after.clone(), "CHANGE".into()]];
+        ui.out(&ui.paint(
+            Tone::Bold,
+            &format!("{}: {} → {}", d.path, d.before, d.after),
+        ));
+        let mut rows = vec![vec![
+            "TABLE".to_string(),
+            d.before.clone(),
+            d.after.clone(),
+            "CHANGE".into(),
+        ]];
         for t in &d.tables {
             let change = match (t.before, t.after) {
                 (Some(b), Some(a)) if a >= b => format!("+{}", ui::count(a - b)),
@@ -123,7 +166,13 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn diff(path: &str, before_label: String, before: Option<&Census>, after_label: String, after: Option<&Census>) -> Diff {
+fn diff(
+    path: &str,
+    before_label: String,
+    before: Option<&Census>,
+    after_label: String,
+    after: Option<&Census>,
+) -> Diff {
     let names: BTreeSet<&String> = before
         .iter()
         .chain(after.iter())
@@ -131,7 +180,11 @@ fn diff(path: &str, before_label: String, before: Option<&Census>, after_label: 
         .collect();
     Diff {
         path: path.to_string(),
-        after: if after.is_none() { format!("{after_label} (missing)") } else { after_label },
+        after: if after.is_none() {
+            format!("{after_label} (missing)")
+        } else {
+            after_label
+        },
         before: before_label,
         schema_changed: matches!((before, after), (Some(a), Some(b)) if a.schema != b.schema),
         tables: names

@@ -105,10 +105,13 @@ fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(),
     }
     let mut shrinks = Vec::new();
     for path in &candidates {
-        if let Some(last) = store.catalog.latest(&worktree, path).map_err(StoreError::from)? {
-            if let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last) {
-                shrinks.push(shrink);
-            }
+        if let Some(last) = store
+            .catalog
+            .latest(&worktree, path)
+            .map_err(StoreError::from)?
+            && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last)
+        {
+            shrinks.push(shrink);
         }
     }
     drop(store);
@@ -118,10 +121,19 @@ fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(),
     // Refresh the baseline of whatever is a database now.
     let databases: Vec<DbFile> = candidates
         .iter()
-        .filter_map(|path| ctx.scanner().explicit(&ctx.repo.worktree, std::path::Path::new(path)).ok())
+        .filter_map(|path| {
+            ctx.scanner()
+                .explicit(&ctx.repo.worktree, std::path::Path::new(path))
+                .ok()
+        })
         .flatten()
         .collect();
-    snapshot_quietly(ui, ctx, &databases, &format!("git {what} (post hook baseline)"))
+    snapshot_quietly(
+        ui,
+        ctx,
+        &databases,
+        &format!("git {what} (post hook baseline)"),
+    )
 }
 
 /// Snapshot every database before git changes the working tree.
@@ -153,14 +165,24 @@ fn reference_transaction(ui: &Ui, ctx: &Context, state: &str) -> Result<(), Comm
 }
 
 /// Snapshot with one-line reports only for databases that really changed.
-fn snapshot_quietly(ui: &Ui, ctx: &Context, databases: &[DbFile], label: &str) -> Result<(), CommandError> {
+fn snapshot_quietly(
+    ui: &Ui,
+    ctx: &Context,
+    databases: &[DbFile],
+    label: &str,
+) -> Result<(), CommandError> {
     if databases.is_empty() {
         return Ok(());
     }
     let mut store = ctx.store()?;
     let operation = store
         .catalog
-        .begin_operation("hook", &[label.to_string()], ctx.repo.head().as_deref(), clock::now())
+        .begin_operation(
+            "hook",
+            &[label.to_string()],
+            ctx.repo.head().as_deref(),
+            clock::now(),
+        )
         .map_err(StoreError::from)?;
     let quiet = Ui {
         quiet: true,
@@ -169,9 +191,14 @@ fn snapshot_quietly(ui: &Ui, ctx: &Context, databases: &[DbFile], label: &str) -
     };
     for (database, outcome) in snapshot_all(&quiet, ctx, &mut store, databases, operation, None) {
         match outcome {
-            Ok(taken) if !taken.reused => ui.status(&super::snapshot::describe(ui, &database, &taken)),
+            Ok(taken) if !taken.reused => {
+                ui.status(&super::snapshot::describe(ui, &database, &taken))
+            }
             Ok(_) => {}
-            Err(error) => ui.warn(&format!("could not snapshot {}: {}", database.path, error.message)),
+            Err(error) => ui.warn(&format!(
+                "could not snapshot {}: {}",
+                database.path, error.message
+            )),
         }
     }
     Ok(())
@@ -212,9 +239,13 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
     }
     ui.hint("committed databases get overwritten by pull, checkout and reset --hard; keep them out of git:");
     let first = &offenders[0].0;
-    ui.hint(&format!("git rm --cached '{first}' && echo '/{first}' >> .gitignore"));
+    ui.hint(&format!(
+        "git rm --cached '{first}' && echo '/{first}' >> .gitignore"
+    ));
     if policy == PreCommitPolicy::Refuse {
-        ui.hint("to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn");
+        ui.hint(
+            "to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn",
+        );
         1
     } else {
         0

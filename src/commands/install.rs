@@ -48,7 +48,8 @@ pub struct UntrackArgs {
 }
 
 fn hook_error(error: HookError) -> CommandError {
-    CommandError::from_error(&error).hint("check the permissions of the hooks directory (`git rev-parse --git-path hooks`)")
+    CommandError::from_error(&error)
+        .hint("check the permissions of the hooks directory (`git rev-parse --git-path hooks`)")
 }
 
 pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
@@ -85,11 +86,26 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
         let mut store = ctx.store()?;
         let operation = store
             .catalog
-            .begin_operation("install", &["dbguard".into(), "install".into()], ctx.repo.head().as_deref(), clock::now())
+            .begin_operation(
+                "install",
+                &["dbguard".into(), "install".into()],
+                ctx.repo.head().as_deref(),
+                clock::now(),
+            )
             .map_err(StoreError::from)?;
-        for (database, outcome) in snapshot_all(ui, ctx, &mut store, &databases, operation, Some("baseline at install")) {
+        for (database, outcome) in snapshot_all(
+            ui,
+            ctx,
+            &mut store,
+            &databases,
+            operation,
+            Some("baseline at install"),
+        ) {
             if let Err(error) = outcome {
-                ui.warn(&format!("could not snapshot {}: {}", database.path, error.message));
+                ui.warn(&format!(
+                    "could not snapshot {}: {}",
+                    database.path, error.message
+                ));
             }
         }
     }
@@ -104,16 +120,23 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
     ui.out(&format!("hooks directory: {}", dir.display()));
     for (hook, state) in hooks::status(dir).map_err(hook_error)? {
         let text = match state {
-            HookState::Installed { current: true, executable: true } => ui.paint(Tone::Good, "installed"),
-            HookState::Installed { executable: false, .. } => {
-                ui.paint(Tone::Bad, "installed but not executable (git ignores it; chmod +x)")
-            }
+            HookState::Installed {
+                current: true,
+                executable: true,
+            } => ui.paint(Tone::Good, "installed"),
+            HookState::Installed {
+                executable: false, ..
+            } => ui.paint(
+                Tone::Bad,
+                "installed but not executable (git ignores it; chmod +x)",
+            ),
             HookState::Installed { current: false, .. } => {
                 ui.paint(Tone::Warn, "installed, outdated (run dbguard install)")
             }
-            HookState::Missing { file_exists: true } => {
-                ui.paint(Tone::Warn, "missing from the existing hook (run dbguard install)")
-            }
+            HookState::Missing { file_exists: true } => ui.paint(
+                Tone::Warn,
+                "missing from the existing hook (run dbguard install)",
+            ),
             HookState::Missing { file_exists: false } => ui.paint(Tone::Warn, "not installed"),
             HookState::Foreign(reason) => ui.paint(Tone::Warn, &format!("cannot edit: {reason}")),
         };
@@ -127,7 +150,9 @@ pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), Co
     for change in hooks::uninstall(&dir.path).map_err(hook_error)? {
         let what = match &change.outcome {
             Uninstall::Removed => "removed".to_string(),
-            Uninstall::BlockRemoved => "dbguard's block removed; the rest of the hook stays".to_string(),
+            Uninstall::BlockRemoved => {
+                "dbguard's block removed; the rest of the hook stays".to_string()
+            }
             Uninstall::NotInstalled => continue,
             Uninstall::Skipped(reason) => format!("left alone: {reason}"),
         };
@@ -140,26 +165,52 @@ pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), Co
 pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
-        return Err(CommandError::new(format!("{} holds no database", args.path.display())));
+        return Err(CommandError::new(format!(
+            "{} holds no database",
+            args.path.display()
+        )));
     };
     if !database.git.under_version_control() {
-        return Err(CommandError::new(format!("{} is not tracked by git", database.path))
-            .hint("nothing to untrack; `dbguard status` shows each database's git state"));
+        return Err(
+            CommandError::new(format!("{} is not tracked by git", database.path))
+                .hint("nothing to untrack; `dbguard status` shows each database's git state"),
+        );
     }
     {
         let mut store = ctx.store()?;
         let operation = store
             .catalog
-            .begin_operation("untrack", &["dbguard".into(), "untrack".into(), database.path.to_string()], ctx.repo.head().as_deref(), clock::now())
+            .begin_operation(
+                "untrack",
+                &[
+                    "dbguard".into(),
+                    "untrack".into(),
+                    database.path.to_string(),
+                ],
+                ctx.repo.head().as_deref(),
+                clock::now(),
+            )
             .map_err(StoreError::from)?;
-        for (_, outcome) in snapshot_all(ui, ctx, &mut store, std::slice::from_ref(&database), operation, Some("before untrack")) {
+        for (_, outcome) in snapshot_all(
+            ui,
+            ctx,
+            &mut store,
+            std::slice::from_ref(&database),
+            operation,
+            Some("before untrack"),
+        ) {
             outcome?;
         }
     }
-    let output = run_git(&ctx.repo.worktree, ["rm", "--cached", "--quiet", "--", database.path.as_str()])?;
+    let output = run_git(
+        &ctx.repo.worktree,
+        ["rm", "--cached", "--quiet", "--", database.path.as_str()],
+    )?;
     if !output.status.success() {
-        return Err(CommandError::new(format!("git rm --cached {} failed", database.path))
-            .cause(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(
+            CommandError::new(format!("git rm --cached {} failed", database.path))
+                .cause(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+        );
     }
     let gitignore = ctx.repo.worktree.join(".gitignore");
     let entry = format!("/{}", database.path);
@@ -170,15 +221,26 @@ pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), Command
             .append(true)
             .open(&gitignore)
             .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
-        let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
-        writeln!(file, "{separator}{entry}").map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
+        let separator = if existing.is_empty() || existing.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        writeln!(file, "{separator}{entry}")
+            .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
     }
     let staged = run_git(&ctx.repo.worktree, ["add", "--", ".gitignore"])?;
     if !staged.status.success() {
         ui.warn("could not stage .gitignore; add it yourself");
     }
-    ui.status(&format!("{} is no longer tracked and is in .gitignore; commit the change:", database.path));
-    ui.status(&format!("  git commit -m 'Stop tracking {}'", database.path));
+    ui.status(&format!(
+        "{} is no longer tracked and is in .gitignore; commit the change:",
+        database.path
+    ));
+    ui.status(&format!(
+        "  git commit -m 'Stop tracking {}'",
+        database.path
+    ));
     ui.warn("when collaborators pull that commit, git deletes their copy of the file");
     ui.hint("ask them to pull with `dbguard pull` (it snapshots first), or to copy the file aside before pulling");
     Ok(())

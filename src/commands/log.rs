@@ -72,7 +72,11 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ]);
     }
     for (i, line) in ui::table(&rows).into_iter().enumerate() {
-        ui.out(&if i == 0 { ui.paint(Tone::Dim, &line) } else { line });
+        ui.out(&if i == 0 {
+            ui.paint(Tone::Dim, &line)
+        } else {
+            line
+        });
     }
     Ok(())
 }

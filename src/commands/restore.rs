@@ -34,8 +34,10 @@ pub struct Args {
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(mut store) = ctx.existing_store()? else {
-        return Err(CommandError::new("there are no snapshots in this repository yet")
-            .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming"));
+        return Err(
+            CommandError::new("there are no snapshots in this repository yet")
+                .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming"),
+        );
     };
     let snapshot = choose(ui, ctx, &store, args)?;
     if args.to.is_some() && !args.tables.is_empty() {
@@ -61,7 +63,12 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn choose(ui: &Ui, ctx: &Context, store: &Store, args: &Args) -> Result<SnapshotInfo, CommandError> {
+fn choose(
+    ui: &Ui,
+    ctx: &Context,
+    store: &Store,
+    args: &Args,
+) -> Result<SnapshotInfo, CommandError> {
     let worktree = ctx.worktree_key();
     if let Some(id) = &args.from {
         let snapshot = Context::find_snapshot(store, id)?;
@@ -93,11 +100,15 @@ fn choose(ui: &Ui, ctx: &Context, store: &Store, args: &Args) -> Result<Snapshot
         .snapshots(Some(&worktree), None, Some(30))
         .map_err(StoreError::from)?;
     if recent.is_empty() {
-        return Err(CommandError::new("there are no snapshots in this working tree"));
+        return Err(CommandError::new(
+            "there are no snapshots in this working tree",
+        ));
     }
     if ui.assume_yes || !ui.can_prompt() {
-        return Err(CommandError::new("which snapshot? name a PATH or --from ID")
-            .hint("`dbguard log` lists them; e.g. dbguard restore posts.db --from 14"));
+        return Err(
+            CommandError::new("which snapshot? name a PATH or --from ID")
+                .hint("`dbguard log` lists them; e.g. dbguard restore posts.db --from 14"),
+        );
     }
     let items: Vec<String> = recent
         .iter()

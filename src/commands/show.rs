@@ -15,8 +15,10 @@ pub struct Args {
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
-        return Err(CommandError::new("there are no snapshots in this repository yet")
-            .hint("`dbguard snapshot` takes one"));
+        return Err(
+            CommandError::new("there are no snapshots in this repository yet")
+                .hint("`dbguard snapshot` takes one"),
+        );
     };
     let snapshot = Context::find_snapshot(&store, &args.id)?;
     if ui.json {
@@ -27,7 +29,14 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let mut fields = vec![
         ("database", format!("{} ({})", snapshot.path, snapshot.kind)),
         ("worktree", snapshot.worktree.clone()),
-        ("taken", format!("{} ({})", local_time(snapshot.created_at), super::age(snapshot.created_at))),
+        (
+            "taken",
+            format!(
+                "{} ({})",
+                local_time(snapshot.created_at),
+                super::age(snapshot.created_at)
+            ),
+        ),
         ("before", snapshot.operation.describe()),
         ("git state", snapshot.git_state.clone()),
         ("size", ui::bytes(snapshot.size)),
@@ -35,7 +44,10 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ("image", snapshot.image_digest[..16].to_string()),
     ];
     if snapshot.reused {
-        fields.push(("note", "file unchanged since the previous snapshot; same image".into()));
+        fields.push((
+            "note",
+            "file unchanged since the previous snapshot; same image".into(),
+        ));
     }
     if let Some(message) = &snapshot.message {
         fields.push(("message", message.clone()));

@@ -127,7 +127,14 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         .catalog
         .begin_operation("snapshot", &argv, ctx.repo.head().as_deref(), clock::now())
         .map_err(crate::store::StoreError::from)?;
-    let results = snapshot_all(ui, ctx, &mut store, &databases, operation, args.message.as_deref());
+    let results = snapshot_all(
+        ui,
+        ctx,
+        &mut store,
+        &databases,
+        operation,
+        args.message.as_deref(),
+    );
     let mut failures = Vec::new();
     let mut report = Vec::new();
     for (database, outcome) in &results {

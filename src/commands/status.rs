@@ -64,7 +64,9 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
         let live = database.path.in_worktree(&ctx.repo.worktree);
         let (rows_now, busy) = match db::census_live(database.kind, &live) {
             Ok(census) => (Some(census.total_rows()), None),
-            Err(DbError::DuckDbLocked { pid, .. }) => (None, Some(format!("open in process {pid}"))),
+            Err(DbError::DuckDbLocked { pid, .. }) => {
+                (None, Some(format!("open in process {pid}")))
+            }
             Err(error) => (None, Some(error.to_string())),
         };
         rows.push(Row {
@@ -115,10 +117,18 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
             ]);
         }
         for (i, line) in ui::table(&table).into_iter().enumerate() {
-            ui.out(&if i == 0 { ui.paint(Tone::Dim, &line) } else { line });
+            ui.out(&if i == 0 {
+                ui.paint(Tone::Dim, &line)
+            } else {
+                line
+            });
         }
     }
-    for database in scan.databases.iter().filter(|d| d.git.under_version_control()) {
+    for database in scan
+        .databases
+        .iter()
+        .filter(|d| d.git.under_version_control())
+    {
         version_control_warning(ui, &database.path);
     }
     Ok(())

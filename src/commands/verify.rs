@@ -28,7 +28,10 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
             report.chunks,
             ui::bytes(report.bytes),
             if report.unreferenced > 0 {
-                format!("; {} unreferenced chunks (`dbguard prune` removes them)", report.unreferenced)
+                format!(
+                    "; {} unreferenced chunks (`dbguard prune` removes them)",
+                    report.unreferenced
+                )
             } else {
                 String::new()
             }

@@ -112,9 +112,7 @@ fn copy_main_file_while_locked(
         let _ = fs::remove_file(wal_path(dest));
         return Err(refused());
     }
-    let wal_bytes = fs::metadata(wal_path(source))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let wal_bytes = fs::metadata(wal_path(source)).map(|m| m.len()).unwrap_or(0);
     let program = holder
         .program
         .as_deref()

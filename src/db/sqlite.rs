@@ -54,7 +54,9 @@ pub fn uri(path: &Path, params: &str) -> String {
 pub fn open_image(path: &Path) -> Result<Connection, DbError> {
     Connection::open_with_flags(
         uri(path, "immutable=1"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| err(path, e))
 }

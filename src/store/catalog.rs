@@ -72,7 +72,9 @@ pub enum CatalogError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("the snapshot catalog {path} was written by a newer dbguard (schema {found}, this one knows {SCHEMA_VERSION})")]
+    #[error(
+        "the snapshot catalog {path} was written by a newer dbguard (schema {found}, this one knows {SCHEMA_VERSION})"
+    )]
     TooNew { path: String, found: i64 },
 }
 
@@ -143,7 +145,10 @@ fn ts(time: &DateTime<Utc>) -> String {
 }
 
 /// serde helper: timestamps as RFC 3339 text in JSON output.
-pub fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn rfc3339<S: serde::Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&ts(time))
 }
 
@@ -255,11 +260,9 @@ impl Catalog {
             None => snapshot.image_id,
             Some((digest, size, chunks)) => {
                 let existing: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM images WHERE digest = ?1",
-                        [digest],
-                        |r| r.get(0),
-                    )
+                    .query_row("SELECT id FROM images WHERE digest = ?1", [digest], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(&fail)?;
                 match existing {
@@ -272,10 +275,14 @@ impl Catalog {
                         .map_err(&fail)?;
                         let id = tx.last_insert_rowid();
                         let mut insert = tx
-                            .prepare("INSERT INTO image_chunks(image_id, seq, hash) VALUES (?1, ?2, ?3)")
+                            .prepare(
+                                "INSERT INTO image_chunks(image_id, seq, hash) VALUES (?1, ?2, ?3)",
+                            )
                             .map_err(&fail)?;
                         for (seq, hash) in chunks.iter().enumerate() {
-                            insert.execute(params![id, seq as i64, hash]).map_err(&fail)?;
+                            insert
+                                .execute(params![id, seq as i64, hash])
+                                .map_err(&fail)?;
                         }
                         id
                     }
@@ -362,7 +369,10 @@ impl Catalog {
     }
 
     /// Every path with a cached stat signature in this worktree, with its kind.
-    pub fn stat_cache_entries(&self, worktree: &str) -> Result<Vec<(String, DbKind, String)>, CatalogError> {
+    pub fn stat_cache_entries(
+        &self,
+        worktree: &str,
+    ) -> Result<Vec<(String, DbKind, String)>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -373,7 +383,11 @@ impl Catalog {
         let entries = stmt
             .query_map([worktree], |r| {
                 let kind: String = r.get(1)?;
-                Ok((r.get(0)?, DbKind::parse(&kind).unwrap_or(DbKind::Sqlite), r.get(2)?))
+                Ok((
+                    r.get(0)?,
+                    DbKind::parse(&kind).unwrap_or(DbKind::Sqlite),
+                    r.get(2)?,
+                ))
             })
             .map_err(self.fail())?
             .collect::<Result<_, _>>()
@@ -507,7 +521,9 @@ impl Catalog {
             .prepare("SELECT id, digest, size FROM images ORDER BY id")
             .map_err(self.fail())?;
         let images = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
             .map_err(self.fail())?
             .collect::<Result<_, _>>()
             .map_err(self.fail())?;

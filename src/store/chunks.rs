@@ -177,10 +177,11 @@ impl Chunks {
             }
             for entry in fs::read_dir(prefix.path())? {
                 let name = entry?.file_name();
-                if let Some(name) = name.to_str() {
-                    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        hashes.push(name.to_string());
-                    }
+                if let Some(name) = name.to_str()
+                    && name.len() == 64
+                    && name.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    hashes.push(name.to_string());
                 }
             }
         }
@@ -222,10 +223,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::write(chunks.object_path(&hash), b"garbage").unwrap();
-        assert!(matches!(
-            chunks.get(&hash),
-            Err(ChunkError::Damaged { .. })
-        ));
+        assert!(matches!(chunks.get(&hash), Err(ChunkError::Damaged { .. })));
         let missing = "0".repeat(64);
         assert!(matches!(
             chunks.get(&missing),

@@ -136,7 +136,11 @@ pub fn stat_signature(path: &Path, kind: DbKind) -> io::Result<StatSignature> {
         newest_ns,
         // Whole-second timestamps suggest a coarse filesystem (FAT has 2 s); otherwise the
         // kernel's coarse clock ticks at most every 10 ms.
-        granularity_ns: if whole_seconds { 2_000_000_000 } else { 50_000_000 },
+        granularity_ns: if whole_seconds {
+            2_000_000_000
+        } else {
+            50_000_000
+        },
     })
 }
 
@@ -251,40 +255,43 @@ impl Store {
                 source: e,
             })
         })?;
-        if let Some(previous) = self.catalog.stat_cache_hit(&worktree, request.path, &before.text)? {
-            if let Some(previous) = self.catalog.snapshot(previous)? {
-                let id = self.catalog.insert_snapshot(
-                    &NewSnapshot {
-                        operation_id: request.operation_id,
-                        image_id: previous.image_id,
-                        worktree: &worktree,
-                        path: request.path,
-                        kind: request.kind,
-                        created_at: started,
-                        consistency: &previous.consistency,
-                        git_state: request.git_state,
-                        census: &previous.census,
-                        reused: true,
-                        message: request.message,
-                    },
-                    None,
-                    Some(&before.text),
-                )?;
-                return Ok(SnapshotOutcome {
-                    id,
-                    census: previous.census,
-                    size: previous.size,
-                    new_bytes: 0,
-                    new_chunks: 0,
+        if let Some(previous) =
+            self.catalog
+                .stat_cache_hit(&worktree, request.path, &before.text)?
+            && let Some(previous) = self.catalog.snapshot(previous)?
+        {
+            let id = self.catalog.insert_snapshot(
+                &NewSnapshot {
+                    operation_id: request.operation_id,
+                    image_id: previous.image_id,
+                    worktree: &worktree,
+                    path: request.path,
+                    kind: request.kind,
+                    created_at: started,
+                    consistency: &previous.consistency,
+                    git_state: request.git_state,
+                    census: &previous.census,
                     reused: true,
-                    consistency: previous.consistency,
-                    warning: None,
-                });
-            }
+                    message: request.message,
+                },
+                None,
+                Some(&before.text),
+            )?;
+            return Ok(SnapshotOutcome {
+                id,
+                census: previous.census,
+                size: previous.size,
+                new_bytes: 0,
+                new_chunks: 0,
+                reused: true,
+                consistency: previous.consistency,
+                warning: None,
+            });
         }
 
         let image_path = temp_path(&self.tmp, ".img");
-        let result = self.snapshot_via_copy(request, &live, &image_path, started, &before, progress);
+        let result =
+            self.snapshot_via_copy(request, &live, &image_path, started, &before, progress);
         let _ = fs::remove_file(&image_path);
         for suffix in ["-wal", "-shm", "-journal", ".wal"] {
             let mut sidecar = image_path.as_os_str().to_owned();
@@ -309,12 +316,12 @@ impl Store {
         let (census, ingested) = std::thread::scope(|scope| {
             let census = scope.spawn(|| db::check_and_census(request.kind, image_path));
             let ingested = ingest(chunks, image_path, progress);
-            let census = census
-                .join()
-                .unwrap_or_else(|_| Err(DbError::Integrity {
+            let census = census.join().unwrap_or_else(|_| {
+                Err(DbError::Integrity {
                     path: image_path.to_path_buf(),
                     detail: "the integrity check crashed".into(),
-                }));
+                })
+            });
             (census, ingested)
         });
         let census = census.map_err(|e| relabel(e, live))?;
@@ -412,9 +419,9 @@ impl Store {
             report.images += 1;
             let hashes = self.catalog.image_chunks(image_id)?;
             if image_digest(&hashes, size) != digest {
-                report
-                    .problems
-                    .push(format!("image {digest:.12}: chunk list does not match its digest"));
+                report.problems.push(format!(
+                    "image {digest:.12}: chunk list does not match its digest"
+                ));
             }
             for hash in &hashes {
                 if bad.contains(hash) {

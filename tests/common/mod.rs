@@ -118,7 +118,12 @@ impl TestRepo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::from(self.command(dbguard_bin(), dir).args(args).output().unwrap())
+        Run::from(
+            self.command(dbguard_bin(), dir)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
     }
 
     pub fn store(&self) -> PathBuf {
@@ -159,13 +164,21 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self.assert_no_panic()
     }
 
     #[track_caller]
     pub fn fails(self) -> Run {
-        assert_ne!(self.code, 0, "expected failure:\n{}\n{}", self.stdout, self.stderr);
+        assert_ne!(
+            self.code, 0,
+            "expected failure:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self.assert_no_panic()
     }
 
@@ -217,7 +230,8 @@ pub fn sqlite_count(path: &Path, table: &str) -> u64 {
 
 pub fn quick_check(path: &Path) -> String {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap()
+    conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap()
 }
 
 /// Whether a Python module can be imported (tests that need pyarrow/duckdb say so).
