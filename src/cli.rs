@@ -68,6 +68,14 @@ pub enum Command {
     Untrack(commands::install::UntrackArgs),
     /// The effective settings and where each came from.
     Config(commands::config::Args),
+    /// Export a snapshot's tables to Parquet / JSON Lines (a database: snapshot it now).
+    Export(commands::export::Args),
+    /// Load one exported table (Parquet or JSON Lines) into a SQLite database.
+    ImportTable(commands::export::ImportArgs),
+    /// Delete snapshots a retention policy does not keep, and their unused chunks.
+    Prune(commands::prune::Args),
+    /// Snapshot and prune this working tree from cron (every 8 h, daily, weekly).
+    Schedule(commands::schedule::Args),
     /// Play the story in a sandbox: forced pull, 900k → 5k rows, restore.
     Demo(commands::demo::Args),
     /// Print shell completions (bash, zsh, fish, powershell).
@@ -115,6 +123,7 @@ Protect:
   git         Any git command, guarded (dbguard git restore -- data.db)
   init        Shell function that sends risky git commands through dbguard
   snapshot    Snapshot databases now
+  schedule    Snapshot and prune from cron every 8 h, daily or weekly
 
 Inspect:
   status      Every database: git state, rows now vs the last snapshot
@@ -125,10 +134,14 @@ Inspect:
 
 Recover:
   restore     Put a snapshot back: whole file, some tables, or elsewhere
+  export      Tables of a snapshot to Parquet / JSON Lines
+  import-table
+              Load one exported table into a SQLite database
   demo        Play the story in a sandbox
 
 Maintain:
   verify      Re-read every stored chunk and check every snapshot
+  prune       Delete old snapshots by a retention policy
   completions Shell completions
   man         The man page
 
@@ -224,6 +237,10 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Uninstall(args) => done(commands::install::uninstall(ui, &ctx()?, args)),
         Command::Untrack(args) => done(commands::install::untrack(ui, &ctx()?, args)),
         Command::Config(args) => done(commands::config::run(ui, &ctx()?, args)),
+        Command::Export(args) => done(commands::export::run(ui, &ctx()?, args)),
+        Command::ImportTable(args) => done(commands::export::import(ui, &ctx()?, args)),
+        Command::Prune(args) => done(commands::prune::run(ui, &ctx()?, args)),
+        Command::Schedule(args) => done(commands::schedule::run(ui, &ctx()?, args)),
         Command::Demo(args) => done(commands::demo::run(ui, args)),
         Command::Completions { shell } => {
             let mut command = Cli::command();

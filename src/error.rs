@@ -129,3 +129,27 @@ impl From<ConfigError> for CommandError {
         )
     }
 }
+
+impl From<crate::export::ExportError> for CommandError {
+    fn from(error: crate::export::ExportError) -> CommandError {
+        use crate::export::ExportError as E;
+        let hint = match &error {
+            E::OpenSqlite { .. } | E::OpenDuckDb { .. } | E::Sqlite { .. } | E::DuckDb { .. } => {
+                "the database could not be read; `dbguard verify` checks the stored snapshots"
+            }
+            E::Io { .. } => "check free disk space and the permissions of that path",
+            E::Parquet { .. } | E::Arrow { .. } => {
+                "this is a bug in dbguard's export; please report it with the table's CREATE statement"
+            }
+            E::UnknownTable { .. } => "`dbguard show ID` lists the tables of a snapshot",
+            E::Changed { .. } => "run the command again",
+            E::Malformed { .. } | E::MissingColumn { .. } => {
+                "import-table reads files written by `dbguard export`; check that the file is complete and matches the table"
+            }
+            E::Unsupported { .. } => {
+                "load into a SQLite database, or read the Parquet file with DuckDB's read_parquet()"
+            }
+        };
+        CommandError::from_error(&error).hint(hint)
+    }
+}

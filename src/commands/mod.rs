@@ -4,11 +4,14 @@
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod export;
 pub mod hook;
 pub mod init;
 pub mod install;
 pub mod log;
+pub mod prune;
 pub mod restore;
+pub mod schedule;
 pub mod show;
 pub mod snapshot;
 pub mod status;

@@ -98,6 +98,29 @@ pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
     )
 }
 
+/// The one line `--quiet` prints, for cron logs:
+/// "2026-11-21T11:45:00Z snapshot: 3 databases, 1 changed, +1.2 MiB".
+fn quiet_summary(results: &[(DbFile, Result<SnapshotOutcome, CommandError>)]) -> String {
+    let taken: Vec<&SnapshotOutcome> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
+    let changed = taken.iter().filter(|t| t.new_bytes > 0).count();
+    let added: u64 = taken.iter().map(|t| t.new_bytes).sum();
+    let failed = results.len() - taken.len();
+    let mut line = format!(
+        "{} snapshot: {} database{}, {changed} changed, +{}",
+        clock::now().format("%Y-%m-%dT%H:%M:%SZ"),
+        results.len(),
+        if results.len() == 1 { "" } else { "s" },
+        ui::bytes(added)
+    );
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed"));
+    }
+    line
+}
+
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let scanner = ctx.scanner();
     let databases: Vec<DbFile> = if args.paths.is_empty() {
@@ -116,6 +139,8 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     if databases.is_empty() {
         if ui.json {
             ui.out("[]");
+        } else if ui.quiet {
+            ui.out(&quiet_summary(&[]));
         } else {
             ui.status("no SQLite or DuckDB databases found in this working tree");
         }
@@ -174,6 +199,8 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         .map_err(crate::store::StoreError::from)?;
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else if ui.quiet {
+        ui.out(&quiet_summary(&results));
     }
     match failures.len() {
         0 => Ok(()),

@@ -1,0 +1,244 @@
+//! `dbguard prune [--keep-… N] [--dry-run]`: delete snapshots a retention policy does not
+//! keep (see `retention.rs`), then the chunks no snapshot refers to any more.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{Context, local_time};
+use crate::clock;
+use crate::config::RetentionConfig;
+use crate::error::CommandError;
+use crate::retention::{self, Candidate, Policy};
+use crate::store::{Store, StoreError};
+use crate::ui::{self, Ui};
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard prune                          apply the configured policy (default: keep the last 10)
+  dbguard prune --keep-last 3 --dry-run  show what would go
+  dbguard prune --keep-daily 7 --keep-weekly 4 --keep-within 2d
+
+Each database path is its own group; the newest snapshot of every path is always kept,
+and a snapshot kept by any rule is kept. Without flags the policy comes from the config
+(`dbguard config`: retention.keep_* in .dbguard.toml or dbguard.keep* in git config).
+DURATION is e.g. 8h, 30d, 2w, 1y2m3d4h.")]
+pub struct Args {
+    /// Keep the N newest snapshots of each database.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot in each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot in each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot in each of the last N weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot in each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep every snapshot newer than DURATION (e.g. 8h, 30d, 2w).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    dry_run: bool,
+    removed: Vec<i64>,
+    kept: Vec<Kept>,
+    chunks_removed: usize,
+    bytes_freed: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Kept {
+    id: i64,
+    reasons: Vec<String>,
+}
+
+fn parse_within(text: &str) -> Result<chrono::Duration, CommandError> {
+    retention::parse_duration(text).map_err(|e| {
+        CommandError::from_error(&e).hint("--keep-within takes e.g. 8h, 30d, 2w or 1y2m3d4h")
+    })
+}
+
+/// The policy from the flags when any is given, else from the config.
+fn policy(ctx: &Context, args: &Args) -> Result<Policy, CommandError> {
+    let from_flags = args.keep_last.is_some()
+        || args.keep_hourly.is_some()
+        || args.keep_daily.is_some()
+        || args.keep_weekly.is_some()
+        || args.keep_monthly.is_some()
+        || args.keep_within.is_some();
+    let config = if from_flags {
+        RetentionConfig {
+            keep_last: args.keep_last,
+            keep_hourly: args.keep_hourly,
+            keep_daily: args.keep_daily,
+            keep_weekly: args.keep_weekly,
+            keep_monthly: args.keep_monthly,
+            keep_within: args.keep_within.clone(),
+        }
+    } else {
+        ctx.settings.retention.value.clone()
+    };
+    let keep_within = match &config.keep_within {
+        Some(text) => Some(parse_within(text).map_err(|e| {
+            if from_flags {
+                e
+            } else {
+                e.hint("fix retention.keep_within in the config (`dbguard config` shows where it is set)")
+            }
+        })?),
+        None => None,
+    };
+    Ok(Policy {
+        keep_last: config.keep_last,
+        keep_hourly: config.keep_hourly,
+        keep_daily: config.keep_daily,
+        keep_weekly: config.keep_weekly,
+        keep_monthly: config.keep_monthly,
+        keep_within,
+    })
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let policy = policy(ctx, args)?;
+    let Some(mut store) = ctx.existing_store()? else {
+        ui.status("there are no snapshots in this repository yet; nothing to prune");
+        if ui.json {
+            ui.out(&serde_json::to_string_pretty(&empty_report(args.dry_run)).unwrap_or_default());
+        }
+        return Ok(());
+    };
+    let worktree = ctx.worktree_key();
+    let snapshots = store
+        .catalog
+        .snapshots(Some(&worktree), None, None)
+        .map_err(StoreError::from)?;
+    let candidates: Vec<Candidate> = snapshots
+        .iter()
+        .map(|s| Candidate {
+            id: s.id,
+            path: s.path.clone(),
+            created_at: s.created_at,
+        })
+        .collect();
+    if policy.is_empty() {
+        ui.warn("no retention rule is set, so every snapshot is kept");
+    }
+    let decision = retention::apply(&policy, &candidates, clock::now());
+    for id in &decision.remove {
+        if let Some(s) = snapshots.iter().find(|s| s.id == *id) {
+            ui.status(&format!(
+                "{} #{} {} {}",
+                if args.dry_run {
+                    "would remove"
+                } else {
+                    "remove"
+                },
+                s.id,
+                local_time(s.created_at),
+                s.path
+            ));
+        }
+    }
+    let (chunks_removed, bytes_freed) = if args.dry_run {
+        would_free(&store, &decision.remove)?
+    } else {
+        if !decision.remove.is_empty() {
+            store
+                .catalog
+                .delete_snapshots(&decision.remove)
+                .map_err(StoreError::from)?;
+        }
+        store.remove_unreferenced_chunks()?
+    };
+    let removed = decision.remove.len();
+    let kept = decision.keep.len();
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let free_verb = if args.dry_run { "would free" } else { "freed" };
+    ui.status(&format!(
+        "{verb} {removed} snapshot{}, kept {kept}; {free_verb} {} ({chunks_removed} chunk{})",
+        if removed == 1 { "" } else { "s" },
+        ui::bytes(bytes_freed),
+        if chunks_removed == 1 { "" } else { "s" },
+    ));
+    if ui.json {
+        let report = Report {
+            dry_run: args.dry_run,
+            removed: decision.remove.clone(),
+            kept: decision
+                .keep
+                .iter()
+                .map(|(id, reasons)| Kept {
+                    id: *id,
+                    reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                })
+                .collect(),
+            chunks_removed,
+            bytes_freed,
+        };
+        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn empty_report(dry_run: bool) -> Report {
+    Report {
+        dry_run,
+        removed: Vec::new(),
+        kept: Vec::new(),
+        chunks_removed: 0,
+        bytes_freed: 0,
+    }
+}
+
+/// (chunks, bytes) that removing `remove` would free: chunks referenced by no image of
+/// any remaining snapshot (of any worktree sharing the store), plus chunks that are
+/// already unreferenced.
+fn would_free(store: &Store, remove: &[i64]) -> Result<(usize, u64), CommandError> {
+    let removed: HashSet<i64> = remove.iter().copied().collect();
+    let all = store
+        .catalog
+        .snapshots(None, None, None)
+        .map_err(StoreError::from)?;
+    let remaining_images: HashSet<i64> = all
+        .iter()
+        .filter(|s| !removed.contains(&s.id))
+        .map(|s| s.image_id)
+        .collect();
+    let mut still_used = HashSet::new();
+    for image in &remaining_images {
+        still_used.extend(
+            store
+                .catalog
+                .image_chunks(*image)
+                .map_err(StoreError::from)?,
+        );
+    }
+    let on_disk = store.chunks.list().map_err(|source| StoreError::Io {
+        path: store.root().to_path_buf(),
+        source,
+    })?;
+    let mut chunks = 0;
+    let mut bytes = 0;
+    for hash in on_disk {
+        if !still_used.contains(&hash) {
+            chunks += 1;
+            bytes += store.chunks.stored_size(&hash);
+        }
+    }
+    Ok((chunks, bytes))
+}

@@ -1,0 +1,323 @@
+//! `dbguard schedule [--every 8h|daily|weekly] [--remove] [--print]`: a crontab entry
+//! (or, printed, a systemd user timer) that snapshots and prunes this working tree.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::Context;
+use crate::error::CommandError;
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  dbguard schedule                      every 8 hours (the default)
+  dbguard schedule --every daily        03:00 every day
+  dbguard schedule --every weekly       03:00 every Sunday
+  dbguard schedule --print              show the crontab line and a systemd timer; install nothing
+  dbguard schedule --remove             remove this working tree's entry
+
+The entry runs `dbguard snapshot --quiet && dbguard prune --quiet` in this working tree
+and appends their output (one line per run) to schedule.log in the snapshot store. It is
+marked with a `# dbguard:<working tree>` comment, so installing again replaces it and
+--remove removes only it; other crontab lines are left as they are. Cadences: Nh (every
+N hours, 1-23), hourly, daily, weekly. cron runs with a minimal PATH: git must be in
+/usr/bin or /bin, or use the systemd timer from --print.
+
+The crontab program is `crontab`, or the one named by the environment variable
+DBGUARD_CRONTAB (it is run as `$DBGUARD_CRONTAB -l` and `$DBGUARD_CRONTAB -`, e.g. a
+script that keeps a temporary crontab in a file for tests).")]
+pub struct Args {
+    /// How often: Nh (e.g. 8h), hourly, daily or weekly.
+    #[arg(long, value_name = "CADENCE", default_value = "8h")]
+    pub every: String,
+    /// Remove this working tree's entry instead of installing it.
+    #[arg(long, conflicts_with = "print")]
+    pub remove: bool,
+    /// Print the crontab line and an equivalent systemd user timer; install nothing.
+    #[arg(long)]
+    pub print: bool,
+}
+
+/// A cadence as cron and systemd spell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cadence {
+    pub cron: String,
+    pub on_calendar: String,
+}
+
+/// `8h` → `0 */8 * * *`, `daily` → `0 3 * * *`, `weekly` → `0 3 * * 0`.
+pub fn parse_cadence(text: &str) -> Result<Cadence, CommandError> {
+    let text = text.trim().to_ascii_lowercase();
+    let cadence = |cron: &str, on_calendar: &str| Cadence {
+        cron: cron.to_string(),
+        on_calendar: on_calendar.to_string(),
+    };
+    let bad = || {
+        CommandError::new(format!("{text:?} is not a cadence"))
+            .hint("use Nh with N from 1 to 23 (e.g. 8h), hourly, daily or weekly")
+    };
+    match text.as_str() {
+        "hourly" | "1h" => Ok(cadence("0 * * * *", "hourly")),
+        "daily" | "24h" | "1d" => Ok(cadence("0 3 * * *", "*-*-* 03:00:00")),
+        "weekly" | "7d" | "1w" => Ok(cadence("0 3 * * 0", "Sun *-*-* 03:00:00")),
+        _ => {
+            let hours: u32 = text
+                .strip_suffix('h')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(bad)?;
+            if !(1..=23).contains(&hours) {
+                return Err(bad());
+            }
+            Ok(cadence(
+                &format!("0 */{hours} * * *"),
+                &format!("*-*-* 00/{hours}:00:00"),
+            ))
+        }
+    }
+}
+
+/// Single-quote for sh.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The comment that marks this working tree's line.
+pub fn marker(worktree: &Path) -> String {
+    format!("# dbguard:{}", worktree.display())
+}
+
+/// The shell command a scheduled run executes (without cron's `%` escaping).
+fn job_command(worktree: &Path, exe: &Path, log: &Path) -> String {
+    let exe = sh_quote(&exe.to_string_lossy());
+    format!(
+        "cd {} && {{ {exe} snapshot --quiet && {exe} prune --quiet; }} >> {} 2>&1",
+        sh_quote(&worktree.to_string_lossy()),
+        sh_quote(&log.to_string_lossy()),
+    )
+}
+
+/// The full crontab line, ending in the marker comment.
+pub fn crontab_line(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+    // In a crontab, `%` ends the command unless escaped.
+    let command = job_command(worktree, exe, log).replace('%', "\\%");
+    format!("{} {command} {}", cadence.cron, marker(worktree))
+}
+
+/// `table` without this working tree's line(s); the bool says whether any was there.
+pub fn without_entry(table: &str, worktree: &Path) -> (String, bool) {
+    let marker = marker(worktree);
+    let mut found = false;
+    let mut kept = String::new();
+    for line in table.lines() {
+        if line.trim_end().ends_with(&marker) {
+            found = true;
+        } else {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    (kept, found)
+}
+
+fn crontab_program() -> String {
+    std::env::var("DBGUARD_CRONTAB")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "crontab".to_string())
+}
+
+fn spawn_error(program: &str, error: std::io::Error) -> CommandError {
+    CommandError::new(format!("cannot run {program}: {error}")).hint(
+        "install cron (or set DBGUARD_CRONTAB), or use `dbguard schedule --print` for a systemd timer",
+    )
+}
+
+/// The current crontab; empty when the user has none.
+fn read_crontab(program: &str) -> Result<String, CommandError> {
+    let output = Command::new(program)
+        .arg("-l")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error(program, e))?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.to_ascii_lowercase().contains("no crontab") {
+        return Ok(String::new());
+    }
+    Err(CommandError::new(format!("`{program} -l` failed"))
+        .cause(stderr.trim().to_string())
+        .hint("check that you may use cron (cron.allow / cron.deny)"))
+}
+
+fn write_crontab(program: &str, table: &str) -> Result<(), CommandError> {
+    let mut child = Command::new(program)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(program, e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(table.as_bytes())
+            .map_err(|e| spawn_error(program, e))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| spawn_error(program, e))?;
+    if !output.status.success() {
+        return Err(CommandError::new(format!("`{program} -` refused the new crontab"))
+            .cause(String::from_utf8_lossy(&output.stderr).trim().to_string())
+            .hint("your crontab was left as it was; `dbguard schedule --print` shows the line to add by hand"));
+    }
+    Ok(())
+}
+
+fn current_exe() -> Result<PathBuf, CommandError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CommandError::new(format!("cannot tell where dbguard is installed: {e}")))?;
+    Ok(exe.canonicalize().unwrap_or(exe))
+}
+
+/// A name for the systemd units: `dbguard-<last path component>`, in safe characters.
+fn unit_name(worktree: &Path) -> String {
+    let base: String = worktree
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("dbguard-{}", base.trim_matches('-'))
+}
+
+/// The systemd user service and timer equivalent to the crontab line.
+pub fn systemd_units(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+    let name = unit_name(worktree);
+    let command = job_command(worktree, exe, log);
+    // systemd's own quoting: a double-quoted argument with `\` and `"` escaped, `%` as `%%`.
+    let quoted = command
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!(
+        "# ~/.config/systemd/user/{name}.service
+[Unit]
+Description=dbguard snapshot and prune of {worktree}
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c \"{quoted}\"
+
+# ~/.config/systemd/user/{name}.timer
+[Unit]
+Description=dbguard snapshot and prune of {worktree}, on a schedule
+
+[Timer]
+OnCalendar={calendar}
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+
+# then: systemctl --user daemon-reload && systemctl --user enable --now {name}.timer",
+        worktree = worktree.display(),
+        calendar = cadence.on_calendar,
+    )
+}
+
+pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    let worktree = ctx.repo.worktree.clone();
+    let program = crontab_program();
+    if args.remove {
+        let table = read_crontab(&program)?;
+        let (kept, found) = without_entry(&table, &worktree);
+        if !found {
+            ui.status(&format!("no dbguard schedule for {}", worktree.display()));
+            return Ok(());
+        }
+        write_crontab(&program, &kept)?;
+        ui.status(&format!("removed the schedule for {}", worktree.display()));
+        return Ok(());
+    }
+    let cadence = parse_cadence(&args.every)?;
+    let exe = current_exe()?;
+    let log = ctx.settings.store.value.join("schedule.log");
+    let line = crontab_line(&cadence, &worktree, &exe, &log);
+    if args.print {
+        ui.out("# crontab (crontab -e):");
+        ui.out(&line);
+        ui.out("");
+        ui.out("# or a systemd user timer:");
+        ui.out(&systemd_units(&cadence, &worktree, &exe, &log));
+        return Ok(());
+    }
+    let table = read_crontab(&program)?;
+    if table.lines().any(|l| l.trim_end() == line) {
+        ui.status(&format!("already scheduled: {line}"));
+        return Ok(());
+    }
+    let (mut kept, replaced) = without_entry(&table, &worktree);
+    kept.push_str(&line);
+    kept.push('\n');
+    write_crontab(&program, &kept)?;
+    ui.status(&format!(
+        "{} {line}",
+        if replaced {
+            "replaced with:"
+        } else {
+            "installed:"
+        }
+    ));
+    ui.status(&format!("each run logs one line to {}", log.display()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cadences() {
+        assert_eq!(parse_cadence("8h").unwrap().cron, "0 */8 * * *");
+        assert_eq!(parse_cadence("2h").unwrap().cron, "0 */2 * * *");
+        assert_eq!(parse_cadence("hourly").unwrap().cron, "0 * * * *");
+        assert_eq!(parse_cadence("daily").unwrap().cron, "0 3 * * *");
+        assert_eq!(parse_cadence("weekly").unwrap().cron, "0 3 * * 0");
+        for bad in ["0h", "25h", "often", "h", "-3h"] {
+            assert!(parse_cadence(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_line_is_found_by_its_marker_and_nothing_else_is() {
+        let wt = Path::new("/home/a/proj");
+        let line = crontab_line(
+            &parse_cadence("8h").unwrap(),
+            wt,
+            Path::new("/usr/bin/dbguard"),
+            Path::new("/home/a/proj/.git/dbguard/schedule.log"),
+        );
+        assert!(line.starts_with("0 */8 * * * cd '/home/a/proj' && "));
+        assert!(line.ends_with("# dbguard:/home/a/proj"));
+        let other = "0 1 * * * backup.sh # dbguard:/home/a/proj2\n";
+        let table = format!("MAILTO=a\n{line}\n{other}");
+        let (kept, found) = without_entry(&table, wt);
+        assert!(found);
+        assert_eq!(kept, format!("MAILTO=a\n{other}"));
+    }
+
+    #[test]
+    fn percent_signs_are_escaped_for_cron() {
+        let line = crontab_line(
+            &parse_cadence("daily").unwrap(),
+            Path::new("/w/100%"),
+            Path::new("/bin/dbguard"),
+            Path::new("/w/100%/.git/dbguard/schedule.log"),
+        );
+        assert!(line.contains("'/w/100\\%'"));
+    }
+}
