@@ -247,6 +247,10 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let exe = current_exe()?;
     let log = ctx.settings.store.value.join("schedule.log");
     let line = crontab_line(&cadence, &worktree, &exe, &log);
+    if !args.print {
+        // The log lives in the store; create it now so the first run can append to it.
+        drop(ctx.store()?);
+    }
     if args.print {
         ui.out("# crontab (crontab -e):");
         ui.out(&line);

@@ -1,0 +1,611 @@
+//! Backups: `export` read back by pyarrow and DuckDB, lossless mixed-type columns through
+//! `import-table`, `prune` on a real store, `schedule` with a temporary crontab, and the
+//! one-line `snapshot --quiet`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Run, TestRepo, dbguard_bin, make_posts_db, python_has};
+
+/// Run dbguard with extra environment variables.
+fn dbguard_env(repo: &TestRepo, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = repo.command(dbguard_bin(), &repo.root);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    Run::from(cmd.args(args).output().unwrap())
+}
+
+/// Run a Python script with arguments; returns its stdout parsed as JSON.
+fn python_json(script: &str, args: &[&Path]) -> serde_json::Value {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Reads one Parquet file with pyarrow and with DuckDB, and one JSON Lines file (plain,
+/// gzip or zstd); prints row counts, sum(id) and (author, body) of a few ids from each.
+const READ_BACK: &str = r#"
+import gzip, io, json, shutil, subprocess, sys
+import pyarrow.parquet as pq
+parquet, jsonl = sys.argv[1], sys.argv[2]
+ids = [1, 777, 50000]
+
+table = pq.read_table(parquet)
+cols = table.to_pydict()
+by_id = {i: n for n, i in enumerate(cols["id"])}
+out = {"pyarrow": {"rows": table.num_rows, "sum": sum(cols["id"]),
+                   "picked": {str(i): [cols["author"][by_id[i]], cols["body"][by_id[i]]] for i in ids}}}
+
+def jsonl_rows(path):
+    if path.endswith(".gz"):
+        return [json.loads(l) for l in gzip.open(path, "rt")]
+    if path.endswith(".zst"):
+        try:
+            import zstandard
+            with open(path, "rb") as f:
+                text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f)).read()
+        except ImportError:
+            if shutil.which("zstd"):
+                text = subprocess.run(["zstd", "-dc", path], capture_output=True, check=True).stdout.decode()
+            else:
+                import duckdb
+                rel = duckdb.sql(f"SELECT * FROM read_json('{path}', format='newline_delimited', compression='zstd')")
+                names = rel.columns
+                return [dict(zip(names, r)) for r in rel.fetchall()]
+        return [json.loads(l) for l in text.splitlines()]
+    return [json.loads(l) for l in open(path)]
+
+rows = jsonl_rows(jsonl)
+by_id = {r["id"]: r for r in rows}
+out["jsonl"] = {"rows": len(rows), "sum": sum(r["id"] for r in rows),
+                "picked": {str(i): [by_id[i]["author"], by_id[i]["body"]] for i in ids}}
+
+import duckdb
+con = duckdb.connect()
+n, s = con.execute(f"SELECT count(*), sum(id) FROM read_parquet('{parquet}')").fetchone()
+picked = {str(i): list(con.execute(f"SELECT author, body FROM read_parquet('{parquet}') WHERE id = {i}").fetchone()) for i in ids}
+out["duckdb"] = {"rows": n, "sum": int(s), "picked": picked}
+print(json.dumps(out))
+"#;
+
+fn source_summary(db: &Path) -> serde_json::Value {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let (rows, sum): (i64, i64) = conn
+        .query_row("SELECT count(*), sum(id) FROM posts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let mut picked = serde_json::Map::new();
+    for id in [1, 777, 50000] {
+        let (author, body): (String, String) = conn
+            .query_row("SELECT author, body FROM posts WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        picked.insert(id.to_string(), serde_json::json!([author, body]));
+    }
+    serde_json::json!({"rows": rows, "sum": sum, "picked": picked})
+}
+
+/// The one file under `dir` whose name ends with `suffix`.
+fn find_file(dir: &Path, suffix: &str) -> PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "files ending {suffix} under {}",
+        dir.display()
+    );
+    found.remove(0)
+}
+
+#[test]
+fn backup_export_both_formats_and_codecs_read_back_with_pyarrow_and_duckdb() {
+    if !python_has("pyarrow") || !python_has("duckdb") {
+        eprintln!("skipped: needs the Python modules pyarrow and duckdb");
+        return;
+    }
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 50_000, 60);
+    let expected = source_summary(&db);
+    for (codec, suffix) in [
+        ("zstd", ".jsonl.zst"),
+        ("gzip", ".jsonl.gz"),
+        ("none", ".jsonl"),
+    ] {
+        let out = format!("out-{codec}");
+        let run = repo
+            .dbguard([
+                "export",
+                "posts.db",
+                "--format",
+                "parquet,jsonl",
+                "--compression",
+                codec,
+                "--out",
+                &out,
+                "--json",
+            ])
+            .ok();
+        let report = run.json();
+        assert_eq!(report[0]["tables"][0]["rows"], 50_000, "{codec}");
+        assert!(run.stderr.contains("posts: 50,000 rows"), "{}", run.stderr);
+        let dir = repo.root.join(&out).join("posts.db");
+        let parquet = find_file(&dir, "/parquet/posts.parquet");
+        let jsonl = find_file(&dir, &format!("/jsonl/posts{suffix}"));
+        let got = python_json(READ_BACK, &[&parquet, &jsonl]);
+        for reader in ["pyarrow", "jsonl", "duckdb"] {
+            assert_eq!(got[reader], expected, "{reader} reading the {codec} export");
+        }
+    }
+}
+
+#[test]
+fn backup_export_by_snapshot_id_uses_the_snapshot_time_in_the_path() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 100, 10);
+    dbguard_env(
+        &repo,
+        &[("DBGUARD_NOW", "2026-11-21T11:45:00Z")],
+        &["snapshot", "posts.db"],
+    )
+    .ok();
+    // The live file changes afterwards; the export is of the snapshot.
+    common::add_posts(
+        &rusqlite::Connection::open(repo.root.join("posts.db")).unwrap(),
+        50,
+        10,
+    );
+    let report = repo
+        .dbguard([
+            "export",
+            "#1",
+            "--format",
+            "jsonl",
+            "--compression",
+            "none",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report[0]["tables"][0]["rows"], 100);
+    let file = repo
+        .root
+        .join("dbguard-export/posts.db/20261121T114500Z/jsonl/posts.jsonl");
+    assert_eq!(fs::read_to_string(file).unwrap().lines().count(), 100);
+    let missing = repo.dbguard(["export", "99"]).fails();
+    assert!(
+        missing.stderr.contains("#99 does not exist"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stderr.contains("Hint:"), "{}", missing.stderr);
+    let table = repo.dbguard(["export", "1", "--table", "nope"]).fails();
+    assert!(table.stderr.contains("nope"), "{}", table.stderr);
+    assert!(table.stderr.contains("Hint:"), "{}", table.stderr);
+}
+
+/// `id|typeof|value` of every row of `m` (TEXT as hex: it need not be UTF-8).
+fn typed_rows(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id || '|' || typeof(v) || '|' || \
+             CASE typeof(v) WHEN 'text' THEN hex(v) ELSE quote(v) END FROM m ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn backup_mixed_type_column_round_trips_through_export_and_import_table() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("mixed.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE m(id INTEGER PRIMARY KEY, v);
+         INSERT INTO m(v) VALUES (42), ('text'), (3.25), (x'00ff10'), (NULL),
+           (9007199254740993), (-0.5), (''), (x''), (CAST(x'fffe41' AS TEXT)),
+           ('{\"$blob_b64\": \"AA==\"}'), (1e300), (-9223372036854775808);",
+    )
+    .unwrap();
+    drop(conn);
+    let expected = typed_rows(&db);
+    assert!(expected.iter().any(|r| r.contains("|blob|")));
+    repo.dbguard([
+        "export",
+        "mixed.db",
+        "--format",
+        "parquet,jsonl",
+        "--compression",
+        "gzip",
+    ])
+    .ok();
+    let dir = repo.root.join("dbguard-export/mixed.db");
+    let jsonl = find_file(&dir, "/jsonl/m.jsonl.gz");
+    let parquet = find_file(&dir, "/parquet/m.parquet");
+    for (file, target) in [(&jsonl, "from-jsonl.db"), (&parquet, "from-parquet.db")] {
+        let run = repo
+            .dbguard([
+                "import-table".as_ref(),
+                file.as_os_str(),
+                "--into".as_ref(),
+                target.as_ref(),
+                "--table".as_ref(),
+                "m".as_ref(),
+            ])
+            .ok();
+        assert!(run.stderr.contains("loaded 13 rows"), "{}", run.stderr);
+        assert_eq!(typed_rows(&repo.root.join(target)), expected, "{target}");
+    }
+    if python_has("pyarrow") {
+        let meta = python_json(
+            "import json,sys,pyarrow.parquet as pq\n\
+             t=pq.read_table(sys.argv[1]); m=pq.ParquetFile(sys.argv[1]).metadata.metadata or {}\n\
+             types=[v and v['type'] for v in t.column('v').to_pylist()]\n\
+             print(json.dumps({'rows': t.num_rows, 'types': types, 'encoding': m.get(b'dbguard.encoding.v', b'').decode()}))",
+            &[&parquet],
+        );
+        assert_eq!(meta["rows"], 13);
+        let types: Vec<String> = expected
+            .iter()
+            .map(|r| match r.split('|').nth(1).unwrap() {
+                "null" => "null".to_string(),
+                t => format!("\"{t}\""),
+            })
+            .collect();
+        assert_eq!(meta["types"].to_string(), format!("[{}]", types.join(",")));
+        assert!(
+            meta["encoding"]
+                .as_str()
+                .unwrap()
+                .starts_with("sqlite-value-struct"),
+            "{meta}"
+        );
+    }
+}
+
+#[test]
+fn backup_import_table_snapshots_an_existing_database_first() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 20, 5);
+    repo.dbguard(["export", "posts.db", "--format", "jsonl"])
+        .ok();
+    let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    // No --table: the name comes from the file; --replace: the 20 rows are not doubled.
+    let report = repo
+        .dbguard([
+            "import-table".as_ref(),
+            jsonl.as_os_str(),
+            "--into".as_ref(),
+            "posts.db".as_ref(),
+            "--replace".as_ref(),
+            "--json".as_ref(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["rows"], 20);
+    assert_eq!(report["table"], "posts");
+    assert_eq!(
+        report["undo"], 2,
+        "snapshot #1 by export, #2 before the import"
+    );
+    assert_eq!(common::sqlite_count(&db, "posts"), 20);
+    let duck = repo.root.join("x.duckdb");
+    duckdb::Connection::open(&duck)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(i INTEGER)")
+        .unwrap();
+    let refused = repo
+        .dbguard([
+            "import-table".as_ref(),
+            jsonl.as_os_str(),
+            "--into".as_ref(),
+            "x.duckdb".as_ref(),
+        ])
+        .fails();
+    assert!(refused.stderr.contains("SQLite only"), "{}", refused.stderr);
+}
+
+/// (id, path) of every snapshot in the catalog, oldest first.
+fn catalog_snapshots(repo: &TestRepo) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(repo.store().join("catalog.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, path FROM snapshots ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// 15 rounds, one hour apart: posts.db grows every round, notes.db only every third.
+fn fifteen_rounds(repo: &TestRepo) {
+    let posts = repo.root.join("posts.db");
+    let notes = repo.root.join("notes.db");
+    make_posts_db(&posts, 2_000, 200);
+    make_posts_db(&notes, 100, 50);
+    for round in 0..15 {
+        let conn = rusqlite::Connection::open(&posts).unwrap();
+        common::add_posts(&conn, 300, 200);
+        if round % 3 == 0 {
+            common::add_posts(&rusqlite::Connection::open(&notes).unwrap(), 10, 50);
+        }
+        let now = format!("2026-11-01T{round:02}:00:00Z");
+        dbguard_env(repo, &[("DBGUARD_NOW", &now)], &["snapshot", "--quiet"]).ok();
+    }
+}
+
+#[test]
+fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
+    let repo = TestRepo::new();
+    fifteen_rounds(&repo);
+    let before = catalog_snapshots(&repo);
+    assert_eq!(before.len(), 30);
+    let chunks_before = repo.chunk_count();
+    let later = [("DBGUARD_NOW", "2026-11-02T00:00:00Z")];
+
+    let dry = dbguard_env(
+        &repo,
+        &later,
+        &["prune", "--keep-last", "3", "--dry-run", "--json"],
+    )
+    .ok();
+    assert_eq!(
+        catalog_snapshots(&repo),
+        before,
+        "--dry-run removed something"
+    );
+    assert_eq!(repo.chunk_count(), chunks_before);
+    let dry = dry.json();
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 24);
+    assert!(dry["bytes_freed"].as_u64().unwrap() > 0);
+
+    let run = dbguard_env(&repo, &later, &["prune", "--keep-last", "3", "--json"]).ok();
+    assert!(
+        run.stderr.contains("removed 24 snapshots, kept 6; freed"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["removed"], dry["removed"]);
+    assert_eq!(
+        report["bytes_freed"], dry["bytes_freed"],
+        "dry run predicted the bytes"
+    );
+    assert!(report["bytes_freed"].as_u64().unwrap() > 0);
+    let after = catalog_snapshots(&repo);
+    for path in ["posts.db", "notes.db"] {
+        let all: Vec<i64> = before
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(id, _)| *id)
+            .collect();
+        let kept: Vec<i64> = after
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(kept, all[all.len() - 3..].to_vec(), "{path}");
+    }
+    assert!(repo.chunk_count() < chunks_before);
+    let verify = repo.dbguard(["verify"]).ok();
+    assert!(verify.stdout.contains("store ok"), "{}", verify.stdout);
+    // Every kept snapshot still restores.
+    let restored = repo.path("old.db");
+    repo.dbguard([
+        "restore".as_ref(),
+        "--from".as_ref(),
+        after[0].0.to_string().as_ref(),
+        "--to".as_ref(),
+        restored.as_os_str(),
+    ])
+    .ok();
+    assert_eq!(common::quick_check(&restored), "ok");
+}
+
+#[test]
+fn backup_prune_never_removes_the_newest_snapshot_of_a_path() {
+    let repo = TestRepo::new();
+    fifteen_rounds(&repo);
+    let before = catalog_snapshots(&repo);
+    // A month later, "keep what is younger than an hour" matches nothing at all.
+    dbguard_env(
+        &repo,
+        &[("DBGUARD_NOW", "2026-12-01T00:00:00Z")],
+        &["prune", "--keep-within", "1h"],
+    )
+    .ok();
+    let after = catalog_snapshots(&repo);
+    let newest = |path: &str| {
+        before
+            .iter()
+            .filter(|(_, p)| p == path)
+            .map(|(id, _)| *id)
+            .max()
+    };
+    assert_eq!(after.len(), 2);
+    for path in ["posts.db", "notes.db"] {
+        assert!(
+            after.iter().any(|(id, _)| Some(*id) == newest(path)),
+            "{path}"
+        );
+    }
+    repo.dbguard(["verify"]).ok();
+    let bad = repo.dbguard(["prune", "--keep-within", "soon"]).fails();
+    assert!(bad.stderr.contains("Hint:"), "{}", bad.stderr);
+}
+
+#[test]
+fn backup_prune_without_flags_uses_the_configured_policy() {
+    let repo = TestRepo::new();
+    fifteen_rounds(&repo);
+    // Default policy: keep the last 10 of each path.
+    repo.dbguard(["prune"]).ok();
+    assert_eq!(catalog_snapshots(&repo).len(), 20);
+    repo.git(["config", "dbguard.keepLast", "4"]);
+    repo.dbguard(["prune"]).ok();
+    assert_eq!(catalog_snapshots(&repo).len(), 8);
+}
+
+/// A crontab program that keeps the table in `<dir>/crontab` (absent = no crontab).
+fn fake_crontab(dir: &Path) -> (PathBuf, PathBuf) {
+    let table = dir.join("crontab");
+    let script = dir.join("fake-crontab");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nf='{}'\ncase \"$1\" in\n  -l) if [ -f \"$f\" ]; then cat \"$f\"; else echo \"no crontab for tester\" >&2; exit 1; fi ;;\n  -) cat > \"$f\" ;;\n  *) exit 2 ;;\nesac\n",
+            table.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (script, table)
+}
+
+#[test]
+fn backup_schedule_installs_once_and_removes_only_its_line() {
+    let repo = TestRepo::new();
+    let (script, table) = fake_crontab(repo.tmp.path());
+    let env = [("DBGUARD_CRONTAB", script.to_str().unwrap())];
+    let marker = format!("# dbguard:{}", repo.root.canonicalize().unwrap().display());
+    let ours = |text: &str| text.lines().filter(|l| l.ends_with(&marker)).count();
+
+    // No crontab yet.
+    dbguard_env(&repo, &env, &["schedule"]).ok();
+    let text = fs::read_to_string(&table).unwrap();
+    assert_eq!(ours(&text), 1, "{text}");
+    assert!(text.starts_with("0 */8 * * * cd '"), "{text}");
+    assert!(text.contains("snapshot --quiet"), "{text}");
+    assert!(text.contains("prune --quiet"), "{text}");
+    assert!(text.contains("schedule.log"), "{text}");
+    dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    assert_eq!(fs::read_to_string(&table).unwrap(), "");
+
+    let unrelated = "MAILTO=me@example.com\n15 4 * * * /usr/local/bin/backup --all\n";
+    fs::write(&table, unrelated).unwrap();
+    dbguard_env(&repo, &env, &["schedule"]).ok();
+    dbguard_env(&repo, &env, &["schedule"]).ok();
+    let text = fs::read_to_string(&table).unwrap();
+    assert_eq!(ours(&text), 1, "installed twice:\n{text}");
+    assert!(text.starts_with(unrelated), "{text}");
+
+    dbguard_env(&repo, &env, &["schedule", "--every", "weekly"]).ok();
+    let text = fs::read_to_string(&table).unwrap();
+    assert_eq!(ours(&text), 1, "{text}");
+    assert!(text.contains("\n0 3 * * 0 cd '"), "{text}");
+
+    let printed = dbguard_env(&repo, &env, &["schedule", "--every", "daily", "--print"]).ok();
+    assert!(
+        printed.stdout.contains("0 3 * * * cd '"),
+        "{}",
+        printed.stdout
+    );
+    assert!(
+        printed.stdout.contains("OnCalendar=*-*-* 03:00:00"),
+        "{}",
+        printed.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(&table).unwrap(),
+        text,
+        "--print installed something"
+    );
+
+    dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    assert_eq!(fs::read_to_string(&table).unwrap(), unrelated);
+    let again = dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    assert!(
+        again.stderr.contains("no dbguard schedule"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(fs::read_to_string(&table).unwrap(), unrelated);
+
+    let bad = dbguard_env(&repo, &env, &["schedule", "--every", "fortnightly"]).fails();
+    assert!(bad.stderr.contains("Hint:"), "{}", bad.stderr);
+    let missing = dbguard_env(
+        &repo,
+        &[("DBGUARD_CRONTAB", "/nonexistent/crontab")],
+        &["schedule"],
+    )
+    .fails();
+    assert!(missing.stderr.contains("--print"), "{}", missing.stderr);
+}
+
+#[test]
+fn backup_scheduled_command_runs_without_a_terminal_and_logs_one_line() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 500, 20);
+    let (script, table) = fake_crontab(repo.tmp.path());
+    dbguard_env(
+        &repo,
+        &[("DBGUARD_CRONTAB", script.to_str().unwrap())],
+        &["schedule"],
+    )
+    .ok();
+    let line = fs::read_to_string(&table).unwrap();
+    // Run the command part of the line the way cron would: sh -c, no terminal.
+    let command = line.splitn(6, ' ').nth(5).unwrap().trim().to_string();
+    let status = repo
+        .command("sh", Path::new("/"))
+        .args(["-c", &command])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let log = fs::read_to_string(repo.store().join("schedule.log")).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("snapshot: 1 database, 1 changed"), "{log}");
+}
+
+#[test]
+fn backup_snapshot_quiet_prints_one_line() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 500, 20);
+    make_posts_db(&repo.root.join("notes.db"), 50, 20);
+    let now = [("DBGUARD_NOW", "2026-11-21T11:45:00Z")];
+    let run = dbguard_env(&repo, &now, &["snapshot", "--quiet"]).ok();
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .starts_with("2026-11-21T11:45:00Z snapshot: 2 databases, 2 changed, +"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stderr, "");
+    let again = dbguard_env(&repo, &now, &["snapshot", "--quiet"]).ok();
+    assert_eq!(
+        again.stdout,
+        "2026-11-21T11:45:00Z snapshot: 2 databases, 0 changed, +0 B\n"
+    );
+}
