@@ -1,0 +1,94 @@
+"""Export benchmark (issue 6: backups).
+
+On a ~400 MB, ~900k-row SQLite database, in one run: `dbguard export posts.db --format
+parquet,jsonl --compression gzip` vs the pandas script it replaces (read_sql_query of the
+whole table, to_parquet gzip, to_json lines gzip). Wall time and peak RSS of each, and the
+ratios (goals: dbguard >= 10x faster and <= 1/10 of the peak memory).
+
+dbguard's export snapshots the database first; a baseline snapshot is taken before timing
+(as `dbguard install` or the schedule would have), so the timed runs reuse it through the
+stat cache. Its time is printed separately. pandas' to_json cannot write bytes, so the
+script base64-encodes the BLOB column first (as dbguard's JSON Lines does).
+Usage: python3 bench/export.py [--rows N] [--body BYTES] [--dir DIR]
+"""
+import argparse
+import os
+import shutil
+import sys
+
+from common import dbguard_bin, env, fresh_dir, git, make_posts_db, peak_rss_kib, run
+
+PANDAS_SCRIPT = """
+import base64, sqlite3, sys
+import pandas as pd
+db, out = sys.argv[1], sys.argv[2]
+conn = sqlite3.connect(db)
+df = pd.read_sql_query('SELECT * FROM posts', conn)
+df.to_parquet(out + '/posts.parquet', compression='gzip')
+# to_json cannot write bytes (the BLOB column): base64 them, as dbguard's JSONL does.
+for c in df.columns:
+    if df[c].map(lambda v: isinstance(v, bytes)).any():
+        df[c] = df[c].map(lambda v: base64.b64encode(v).decode() if isinstance(v, bytes) else v)
+df.to_json(out + '/posts.jsonl.gz', orient='records', lines=True, compression='gzip')
+"""
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--rows", type=int, default=900_000)
+parser.add_argument("--body", type=int, default=380)
+parser.add_argument("--dir", default="/tmp/dbguard-bench-export")
+args = parser.parse_args()
+
+binary = dbguard_bin()
+base = fresh_dir(args.dir)
+work = os.path.join(base, "work")
+os.makedirs(work)
+e = env(os.path.join(base, "home"), binary)
+git(["init", "-q"], work, e)
+db = os.path.join(work, "posts.db")
+make_posts_db(db, args.rows, args.body)
+size = os.path.getsize(db)
+print(f"database: {args.rows:,} rows, {size / 2**20:.0f} MiB")
+
+script = os.path.join(base, "pandas_export.py")
+with open(script, "w") as f:
+    f.write(PANDAS_SCRIPT)
+
+
+def out_dir(name):
+    return fresh_dir(os.path.join(base, name))
+
+
+def dbguard_cmd(out):
+    return [binary, "export", "posts.db", "--format", "parquet,jsonl", "--compression", "gzip", "--out", out]
+
+
+def pandas_cmd(out):
+    return [sys.executable, script, db, out]
+
+
+def output_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+t_baseline = run([binary, "snapshot", "posts.db"], cwd=work, env=e)
+
+out = out_dir("out-dbguard-time")
+t_dbguard = run(dbguard_cmd(out), cwd=work, env=e)
+dbguard_bytes = output_size(out)
+rss_dbguard = peak_rss_kib(dbguard_cmd(out_dir("out-dbguard-rss")), cwd=work, env=e)
+
+out = out_dir("out-pandas-time")
+t_pandas = run(pandas_cmd(out), env=e)
+pandas_bytes = output_size(out)
+rss_pandas = peak_rss_kib(pandas_cmd(out_dir("out-pandas-rss")), env=e)
+
+for name in ["out-dbguard-time", "out-dbguard-rss", "out-pandas-time", "out-pandas-rss"]:
+    shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+print(f"baseline snapshot      {t_baseline:8.2f} s   (not included below)")
+print(f"dbguard export         {t_dbguard:8.2f} s   peak {rss_dbguard / 1024:8.1f} MiB   output {dbguard_bytes / 2**20:.1f} MiB")
+print(f"pandas script          {t_pandas:8.2f} s   peak {rss_pandas / 1024:8.1f} MiB   output {pandas_bytes / 2**20:.1f} MiB")
+speed = t_pandas / t_dbguard
+memory = rss_dbguard / rss_pandas if rss_pandas > 0 else float("nan")
+print(f"speed-up   {speed:6.1f}x   (goal >= 10x)  {'met' if speed >= 10 else 'NOT met'}")
+print(f"peak RSS   {memory:6.3f} of pandas   (goal <= 0.1)  {'met' if memory <= 0.1 else 'NOT met'}")
