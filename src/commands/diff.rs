@@ -143,7 +143,8 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ]];
         for t in &d.tables {
             let change = match (t.before, t.after) {
-                (Some(b), Some(a)) if a >= b => format!("+{}", ui::count(a - b)),
+                (Some(b), Some(a)) if a == b => String::new(),
+                (Some(b), Some(a)) if a > b => format!("+{}", ui::count(a - b)),
                 (Some(b), Some(a)) => format!("-{}", ui::count(b - a)),
                 (Some(_), None) => "table gone".into(),
                 (None, Some(_)) => "new table".into(),

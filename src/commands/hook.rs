@@ -35,7 +35,11 @@ pub struct Args {
     pub args: Vec<OsString>,
 }
 
-/// Run a hook; the exit code git sees (0 unless pre-commit refuses).
+/// What `dbguard hook pre-commit` exits with to make the shim refuse the commit (any
+/// other failure, a crash included, lets the commit through).
+pub const REFUSE_COMMIT: u8 = 3;
+
+/// Run a hook; its exit code (0, or [`REFUSE_COMMIT`]).
 pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
     // The guard already snapshotted and will compare after git returns.
     if std::env::var_os(GUARD_ENV).is_some() {
@@ -246,7 +250,7 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
         ui.hint(
             "to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn",
         );
-        1
+        REFUSE_COMMIT
     } else {
         0
     }

@@ -147,7 +147,9 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Ok(());
     }
     let mut store = ctx.store()?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = std::iter::once("dbguard".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
     let operation = store
         .catalog
         .begin_operation("snapshot", &argv, ctx.repo.head().as_deref(), clock::now())

@@ -41,7 +41,7 @@ pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
         "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
     ));
     ui.hint(&format!(
-        "stop tracking it: git rm --cached '{path}' && echo '/{path}' >> .gitignore && git commit"
+        "stop tracking it: dbguard untrack '{path}' (snapshot, git rm --cached, .gitignore), then commit"
     ));
     ui.hint(
         "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",

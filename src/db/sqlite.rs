@@ -83,6 +83,10 @@ fn open_live(path: &Path) -> Result<Connection, DbError> {
 pub fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
     let src = open_live(source)?;
     let mut dst = Connection::open(dest).map_err(|e| err(dest, e))?;
+    // The copy is private staging: the chunks made from it are what gets fsynced, so
+    // neither a journal nor a sync of the 400 MB copy buys anything.
+    dst.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+        .map_err(|e| err(dest, e))?;
     {
         let backup = Backup::new(&src, &mut dst).map_err(|e| err(source, e))?;
         let deadline = Instant::now() + BUSY_WAIT;

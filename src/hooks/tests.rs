@@ -39,13 +39,17 @@ fn shims_are_well_formed_blocks() {
         assert!(s.starts_with(&format!("{BEGIN_MARKER}\n")), "{hook}");
         assert!(s.ends_with(&format!("{END_MARKER}\n")), "{hook}");
         assert!(s.contains(&format!("dbguard hook {hook} \"$@\"")), "{hook}");
-        assert!(!s.contains('\r') && !s.contains("exit"), "{hook}");
+        // Only pre-commit may stop git, and only on dbguard's explicit refusal.
+        assert!(!s.contains('\r'), "{hook}");
+        assert_eq!(s.contains("exit"), hook == "pre-commit", "{hook}");
         assert_eq!(find_block(s).unwrap().map(|b| b.end), Some(s.len()));
         for line in s.lines() {
             assert!(!is_line(line, CREATED_MARKER), "{hook}");
         }
         let stdin_hook = matches!(hook, "post-rewrite" | "reference-transaction");
-        if !stdin_hook {
+        if hook == "pre-commit" {
+            assert!(s.contains("dbguard hook pre-commit \"$@\" </dev/null || dbguard_status=$?"));
+        } else if !stdin_hook {
             assert!(s.contains(&format!("dbguard hook {hook} \"$@\" </dev/null || :")));
         }
         assert_eq!(s.contains("exec 0<<DBGUARD_STDIN"), stdin_hook, "{hook}");

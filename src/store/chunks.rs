@@ -43,6 +43,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A compressed chunk written to `tmp/`, not yet durable nor visible.
+pub struct Staged {
+    temp: PathBuf,
+    final_path: PathBuf,
+    pub size: u64,
+}
+
 /// The `objects/` directory of a store.
 pub struct Chunks {
     objects: PathBuf,
@@ -90,45 +97,77 @@ impl Chunks {
         self.object_path(hash).is_file()
     }
 
-    /// Store `plain` under `hash` unless it is already there. Returns the compressed size
-    /// written (0 when the chunk already existed). The directory fsync is left to the
-    /// caller, once per snapshot, through `dirty_dirs`.
-    pub fn put(
-        &self,
-        hash: &str,
-        plain: &[u8],
-        dirty_dirs: &mut BTreeSet<PathBuf>,
-    ) -> Result<u64, ChunkError> {
+    /// Compress `plain` into a temp file for `hash`, unless the chunk already exists.
+    /// The chunk becomes visible only through [`Chunks::publish`], after an fsync.
+    pub fn stage(&self, hash: &str, plain: &[u8]) -> Result<Option<Staged>, ChunkError> {
         let final_path = self.object_path(hash);
         if final_path.is_file() {
-            return Ok(0);
+            return Ok(None);
         }
         let write_err = |source| ChunkError::Write {
             path: final_path.clone(),
             source,
         };
         let compressed = zstd::bulk::compress(plain, ZSTD_LEVEL).map_err(write_err)?;
-        let dir = final_path
-            .parent()
-            .expect("object paths always have a parent")
-            .to_path_buf();
-        if !dir.is_dir() {
-            create_private_dir(&dir).map_err(write_err)?;
-            dirty_dirs.insert(self.objects.clone());
-        }
         let temp = temp_path(&self.tmp, ".chunk");
-        let result = (|| {
-            let mut file = create_private(&temp)?;
-            file.write_all(&compressed)?;
-            file.sync_all()?;
-            fs::rename(&temp, &final_path)
-        })();
-        if let Err(source) = result {
+        let written = create_private(&temp).and_then(|mut file| file.write_all(&compressed));
+        if let Err(source) = written {
             let _ = fs::remove_file(&temp);
             return Err(write_err(source));
         }
+        Ok(Some(Staged {
+            temp,
+            final_path,
+            size: compressed.len() as u64,
+        }))
+    }
+
+    /// fsync a staged chunk and rename it into place. Returns the directory that gained an
+    /// entry (to fsync once per snapshot); the objects dir too when a prefix dir is new.
+    pub fn publish(
+        &self,
+        staged: &Staged,
+        dirty_dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<(), ChunkError> {
+        let write_err = |source| ChunkError::Write {
+            path: staged.final_path.clone(),
+            source,
+        };
+        let dir = staged
+            .final_path
+            .parent()
+            .unwrap_or(&self.objects)
+            .to_path_buf();
+        let result = (|| {
+            File::open(&staged.temp)?.sync_all()?;
+            if !dir.is_dir() {
+                create_private_dir(&dir)?;
+                dirty_dirs.insert(self.objects.clone());
+            }
+            fs::rename(&staged.temp, &staged.final_path)
+        })();
+        if let Err(source) = result {
+            let _ = fs::remove_file(&staged.temp);
+            return Err(write_err(source));
+        }
         dirty_dirs.insert(dir);
-        Ok(compressed.len() as u64)
+        Ok(())
+    }
+
+    /// Stage and publish in one go (for callers that do not pipeline).
+    pub fn put(
+        &self,
+        hash: &str,
+        plain: &[u8],
+        dirty_dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<u64, ChunkError> {
+        match self.stage(hash, plain)? {
+            None => Ok(0),
+            Some(staged) => {
+                self.publish(&staged, dirty_dirs)?;
+                Ok(staged.size)
+            }
+        }
     }
 
     /// Read a chunk back, decompress it and check it against its name.

@@ -310,12 +310,28 @@ impl Store {
         before: &StatSignature,
         progress: Progress<'_>,
     ) -> Result<SnapshotOutcome, StoreError> {
+        let timing = std::env::var_os("DBGUARD_TIMING").is_some();
+        let t0 = Instant::now();
         let copied = db::copy(request.kind, live, image_path)?;
+        if timing {
+            eprintln!("timing: copy {:?}", t0.elapsed());
+        }
         // Integrity check + census on one core while the other hashes and compresses.
         let chunks = &self.chunks;
         let (census, ingested) = std::thread::scope(|scope| {
-            let census = scope.spawn(|| db::check_and_census(request.kind, image_path));
+            let census = scope.spawn(|| {
+                let t = Instant::now();
+                let result = db::check_and_census(request.kind, image_path);
+                if timing {
+                    eprintln!("timing: check+census {:?}", t.elapsed());
+                }
+                result
+            });
+            let t = Instant::now();
             let ingested = ingest(chunks, image_path, progress);
+            if timing {
+                eprintln!("timing: ingest {:?}", t.elapsed());
+            }
             let census = census.join().unwrap_or_else(|_| {
                 Err(DbError::Integrity {
                     path: image_path.to_path_buf(),
@@ -502,8 +518,9 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// Cut an image into 1 MiB chunks, hash them and store the new ones; directories that
-/// gained entries are fsynced once at the end, before the catalog commit.
+/// Cut an image into 1 MiB chunks, hash them and store the new ones. A second thread
+/// fsyncs and publishes staged chunks so disk waits overlap with hashing and compression;
+/// directories that gained entries are fsynced once at the end, before the catalog commit.
 fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Ingested, StoreError> {
     let mut file = File::open(image).map_err(io_err(image))?;
     let mut buffer = vec![0u8; CHUNK_SIZE];
@@ -513,29 +530,52 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
         new_bytes: 0,
         new_chunks: 0,
     };
-    let mut dirty_dirs = BTreeSet::new();
-    loop {
-        let filled = read_full(&mut file, &mut buffer).map_err(io_err(image))?;
-        if filled == 0 {
-            break;
-        }
-        let plain = &buffer[..filled];
-        let hash = sha256_hex(plain);
-        let written = chunks.put(&hash, plain, &mut dirty_dirs)?;
-        if written > 0 {
-            result.new_bytes += written;
-            result.new_chunks += 1;
-        }
-        result.chunks.push(hash);
-        result.size += filled as u64;
-        progress(result.size);
-        if filled < CHUNK_SIZE {
-            break;
-        }
-    }
-    for dir in &dirty_dirs {
-        sync_dir(dir).map_err(io_err(dir))?;
-    }
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<chunks::Staged>(64);
+    std::thread::scope(|scope| {
+        let publisher = scope.spawn(move || {
+            let mut dirty_dirs = BTreeSet::new();
+            for staged in receiver {
+                chunks.publish(&staged, &mut dirty_dirs)?;
+            }
+            for dir in &dirty_dirs {
+                sync_dir(dir).map_err(io_err(dir))?;
+            }
+            Ok::<(), StoreError>(())
+        });
+        let staging = (|| {
+            loop {
+                let filled = read_full(&mut file, &mut buffer).map_err(io_err(image))?;
+                if filled == 0 {
+                    break;
+                }
+                let plain = &buffer[..filled];
+                let hash = sha256_hex(plain);
+                if let Some(staged) = chunks.stage(&hash, plain)? {
+                    result.new_bytes += staged.size;
+                    result.new_chunks += 1;
+                    if sender.send(staged).is_err() {
+                        // The publisher stopped on an error; it reports it below.
+                        break;
+                    }
+                }
+                result.chunks.push(hash);
+                result.size += filled as u64;
+                progress(result.size);
+                if filled < CHUNK_SIZE {
+                    break;
+                }
+            }
+            Ok::<(), StoreError>(())
+        })();
+        drop(sender);
+        let published = publisher.join().unwrap_or_else(|_| {
+            Err(StoreError::Io {
+                path: image.to_path_buf(),
+                source: io::Error::other("the chunk writer thread crashed"),
+            })
+        });
+        staging.and(published)
+    })?;
     Ok(result)
 }
 

@@ -1,0 +1,270 @@
+//! Installed hooks with plain git: the post-checkout comparison, the reference-transaction
+//! snapshot before a pull's merge, pre-commit, and coexistence with existing hooks.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+fn hook_path(repo: &TestRepo, name: &str) -> std::path::PathBuf {
+    repo.root.join(".git/hooks").join(name)
+}
+
+#[test]
+fn plain_checkout_over_an_ignored_900k_database_reports_the_shrink() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    repo.git(["checkout", "-q", "-b", "sample"]);
+    make_posts_db(&repo.root.join("posts.db"), 5000, 8);
+    repo.git(["add", "-f", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample data"]);
+    repo.git(["checkout", "-q", "main"]);
+    make_posts_db(&repo.root.join("posts.db"), 900_000, 8);
+
+    let install = repo.dbguard(["install"]).ok();
+    assert!(
+        install.stderr.contains("post-checkout"),
+        "{}",
+        install.stderr
+    );
+    let baseline = repo.dbguard(["log", "--json"]).ok().json();
+    assert_eq!(baseline[0]["census"]["tables"]["posts"], 900_000);
+    let id = baseline[0]["id"].as_i64().unwrap();
+
+    // Plain git, as people type it: git itself says nothing about the database.
+    let checkout = Run::from(
+        repo.command("git", &repo.root)
+            .args(["checkout", "sample"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        checkout.code, 0,
+        "hooks never break git: {}",
+        checkout.stderr
+    );
+    assert_eq!(sqlite_count(&repo.root.join("posts.db"), "posts"), 5000);
+    let err = &checkout.stderr;
+    assert!(err.contains("dbguard: posts.db lost rows"), "{err}");
+    assert!(err.contains("900,000") && err.contains("5,000"), "{err}");
+    assert!(
+        err.contains(&format!("dbguard restore posts.db --from {id}")),
+        "{err}"
+    );
+
+    // The printed command works.
+    repo.dbguard(["restore", "posts.db", "--from", &id.to_string()])
+        .ok();
+    assert_eq!(sqlite_count(&repo.root.join("posts.db"), "posts"), 900_000);
+}
+
+#[test]
+fn plain_pull_is_snapshotted_by_reference_transaction_before_the_merge() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    let remote = repo.path("remote.git");
+    repo.git([
+        "clone",
+        "-q",
+        "--bare",
+        repo.root.to_str().unwrap(),
+        remote.to_str().unwrap(),
+    ]);
+    let clone = repo.path("clone");
+    repo.git([
+        "clone",
+        "-q",
+        remote.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
+    make_posts_db(&clone.join("posts.db"), 1000, 8);
+    repo.dbguard_in(&clone, ["install"]).ok();
+    // The crawler keeps going after the baseline: 20,000 rows by the time of the pull.
+    add_posts(
+        &rusqlite::Connection::open(clone.join("posts.db")).unwrap(),
+        19_000,
+        8,
+    );
+
+    make_posts_db(&repo.root.join("posts.db"), 5000, 8);
+    repo.git(["add", "-f", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample"]);
+    repo.git(["push", "-q", remote.to_str().unwrap(), "HEAD:main"]);
+
+    let pull = Run::from(
+        repo.command("git", &clone)
+            .args(["pull", "--no-rebase"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(pull.code, 0, "{}", pull.stderr);
+    assert_eq!(sqlite_count(&clone.join("posts.db"), "posts"), 5000);
+    let log = repo.dbguard_in(&clone, ["log", "--json"]).ok().json();
+    // Taken in the `prepared` state of the fetch's ref update (and again, unchanged,
+    // before ORIG_HEAD), i.e. before the merge wrote the file.
+    let labels: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["census"]["tables"]["posts"] == 20_000)
+        .map(|s| s["operation"]["argv"][0].as_str().unwrap())
+        .collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.contains("before updating refs/remotes/origin/main")),
+        "no snapshot of the 20,000 rows before the fetch's ref update: {labels:?}"
+    );
+    assert!(
+        pull.stderr.contains("20,000"),
+        "the post-merge hook reports: {}",
+        pull.stderr
+    );
+}
+
+#[test]
+fn existing_hooks_keep_running_after_install_and_uninstall() {
+    let repo = TestRepo::new();
+    let marker = repo.path("marker");
+    let own = format!(
+        "#!/bin/sh\necho \"own hook $*\" >> '{}'\n",
+        marker.display()
+    );
+    fs::write(hook_path(&repo, "post-checkout"), &own).unwrap();
+    fs::set_permissions(
+        hook_path(&repo, "post-checkout"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    make_posts_db(&repo.root.join("a.db"), 10, 8);
+
+    repo.dbguard(["install"]).ok();
+    let status = repo.dbguard(["install", "--status"]).ok();
+    assert!(
+        status.stdout.contains("post-checkout") && status.stdout.contains("installed"),
+        "{}",
+        status.stdout
+    );
+    repo.git(["checkout", "-q", "-b", "x"]);
+    assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 1);
+
+    // Reinstalling is idempotent: one block, the user's lines intact.
+    repo.dbguard(["install"]).ok();
+    let text = fs::read_to_string(hook_path(&repo, "post-checkout")).unwrap();
+    assert_eq!(text.matches(">>> dbguard >>>").count(), 1);
+    assert!(text.contains("own hook"));
+
+    repo.dbguard(["uninstall"]).ok();
+    assert_eq!(
+        fs::read_to_string(hook_path(&repo, "post-checkout")).unwrap(),
+        own
+    );
+    assert!(
+        !hook_path(&repo, "post-merge").exists(),
+        "files dbguard created are removed"
+    );
+    repo.git(["checkout", "-q", "main"]);
+    assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn hooks_are_silent_when_no_database_is_involved() {
+    let repo = TestRepo::new();
+    repo.dbguard(["install"]).ok();
+    fs::write(repo.root.join("file.txt"), "x").unwrap();
+    repo.git(["add", "file.txt"]);
+    let commit = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "text"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!((commit.code, commit.stderr.as_str()), (0, ""));
+    let checkout = Run::from(
+        repo.command("git", &repo.root)
+            .args(["checkout", "-q", "-b", "b"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!((checkout.code, checkout.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn pre_commit_refuses_a_database_unless_configured() {
+    let repo = TestRepo::new();
+    repo.dbguard(["install"]).ok();
+    make_posts_db(&repo.root.join("data.db"), 10, 8);
+    repo.git(["add", "data.db"]);
+    let refused = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "db"])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("data.db"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--no-verify"), "{}", refused.stderr);
+    repo.git(["config", "dbguard.precommit", "warn"]);
+    let warned = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "db"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(warned.code, 0, "{}", warned.stderr);
+    assert!(warned.stderr.contains("warning"), "{}", warned.stderr);
+}
+
+#[test]
+fn untrack_snapshots_removes_from_the_index_and_ignores() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 77, 8);
+    repo.git(["add", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "track"]);
+    let run = repo.dbguard(["untrack", "posts.db"]).ok();
+    assert!(run.stderr.contains("collaborators"), "{}", run.stderr);
+    assert_eq!(repo.git(["ls-files", "posts.db"]).trim(), "");
+    assert!(
+        fs::read_to_string(repo.root.join(".gitignore"))
+            .unwrap()
+            .contains("/posts.db")
+    );
+    assert_eq!(
+        repo.dbguard(["log", "--json"]).ok().json()[0]["census"]["tables"]["posts"],
+        77
+    );
+    assert!(repo.root.join("posts.db").exists());
+}
+
+#[test]
+fn core_hooks_path_and_linked_worktree() {
+    let repo = TestRepo::new();
+    repo.git(["config", "core.hooksPath", ".githooks"]);
+    repo.dbguard(["install"]).ok();
+    assert!(repo.root.join(".githooks/post-checkout").exists());
+    let run = repo.dbguard(["install"]).ok();
+    assert!(run.stderr.contains("outside .git"), "{}", run.stderr);
+
+    let linked = repo.path("linked");
+    repo.git([
+        "worktree",
+        "add",
+        "-q",
+        linked.to_str().unwrap(),
+        "-b",
+        "wt",
+    ]);
+    make_posts_db(&linked.join("w.db"), 9, 8);
+    let report = repo.dbguard_in(&linked, ["snapshot", "--json"]).ok().json();
+    assert_eq!(report[0]["rows"], 9);
+    // One store for all worktrees, in the common dir; each worktree sees its own.
+    assert!(repo.store().join("catalog.db").exists());
+    let main_log = repo.dbguard(["log", "--json"]).ok().json();
+    assert_eq!(main_log, serde_json::json!([]));
+}
