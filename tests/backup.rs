@@ -609,3 +609,61 @@ fn backup_snapshot_quiet_prints_one_line() {
         "2026-11-21T11:45:00Z snapshot: 2 databases, 0 changed, +0 B\n"
     );
 }
+
+#[test]
+fn backup_export_of_a_duckdb_database_reads_back() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("events.duckdb");
+    duckdb::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE events AS SELECT range AS id, 'event ' || range AS name,
+               DATE '2026-01-01' + CAST(range % 300 AS INTEGER) AS day FROM range(20000);
+             CREATE TABLE users(id INTEGER, name VARCHAR); INSERT INTO users VALUES (1, 'ada'), (2, NULL);",
+        )
+        .unwrap();
+    let report = repo
+        .dbguard(["export", "events.duckdb", "--compression", "gzip", "--json"])
+        .ok()
+        .json();
+    let rows: Vec<(String, u64)> = report[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("events".to_string(), 20000), ("users".to_string(), 2)]
+    );
+    let dir = repo.root.join("dbguard-export/events.duckdb");
+    let jsonl = find_file(&dir, "/jsonl/users.jsonl.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(fs::File::open(jsonl).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(
+        text,
+        "{\"id\":1,\"name\":\"ada\"}\n{\"id\":2,\"name\":null}\n"
+    );
+    if python_has("pyarrow") {
+        let parquet = find_file(&dir, "/parquet/events.parquet");
+        let got = python_json(
+            "import json,sys,pyarrow.parquet as pq\n\
+             t=pq.read_table(sys.argv[1]).to_pydict()\n\
+             print(json.dumps({'rows': len(t['id']), 'sum': sum(t['id']), 'last': t['name'][-1], 'day': str(t['day'][0])}))",
+            &[&parquet],
+        );
+        assert_eq!(
+            got,
+            serde_json::json!({"rows": 20000, "sum": 199990000, "last": "event 19999", "day": "2026-01-01"})
+        );
+    }
+}

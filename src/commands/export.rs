@@ -164,6 +164,13 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     }
 }
 
+/// This command line as the log shows it: "dbguard export posts.db".
+fn command_line() -> Vec<String> {
+    std::iter::once("dbguard".to_string())
+        .chain(std::env::args().skip(1))
+        .collect()
+}
+
 /// `14` or `#14`.
 fn is_snapshot_id(text: &str) -> bool {
     let digits = text.strip_prefix('#').unwrap_or(text);
@@ -204,7 +211,7 @@ fn fresh_snapshots(
         );
     }
     let mut store = ctx.store()?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = command_line();
     let operation = store
         .catalog
         .begin_operation("export", &argv, ctx.repo.head().as_deref(), clock::now())
@@ -450,7 +457,7 @@ fn snapshot_before_import(
     }
     let databases = ctx.scanner().explicit(&ctx.cwd, &args.into)?;
     let mut store = ctx.store()?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = command_line();
     let operation = store
         .catalog
         .begin_operation(
