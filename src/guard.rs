@@ -68,6 +68,10 @@ pub fn run(
             .status();
         if !fetched.is_ok_and(|s| s.success()) {
             ui.warn("git fetch failed; snapshotting every database before git pull");
+        } else if pull_is_noop(&ctx, &invocation.args) {
+            // Up to date: git pull will not touch the working tree. Answered in process,
+            // because each planner query is a git process (~3 ms).
+            return run_git(cwd, argv, &[]);
         }
     }
     let relative: Vec<_> = databases
@@ -175,6 +179,27 @@ pub fn run(
         crate::restore::offer(ui, &ctx, &shrinks);
     }
     Ok(code)
+}
+
+/// A plain `git pull [--options]` (no remote or refspec) whose upstream is already
+/// contained in HEAD: nothing to merge, so nothing in the working tree changes.
+fn pull_is_noop(ctx: &Context, args: &[OsString]) -> bool {
+    if args.iter().any(|a| !a.to_string_lossy().starts_with('-')) {
+        return false;
+    }
+    let repo = &ctx.repo.git;
+    let head = repo.head().ok().and_then(|h| h.target());
+    let upstream = repo
+        .revparse_single("@{upstream}")
+        .ok()
+        .and_then(|o| o.peel_to_commit().ok())
+        .map(|c| c.id());
+    match (head, upstream) {
+        (Some(head), Some(upstream)) => {
+            head == upstream || repo.graph_descendant_of(head, upstream).unwrap_or(false)
+        }
+        _ => false,
+    }
 }
 
 /// Run the real git with inherited stdio; its exit code (128 + signal when killed).
