@@ -125,10 +125,10 @@ fn find_file(dir: &Path, suffix: &str) -> PathBuf {
 
 #[test]
 fn backup_export_both_formats_and_codecs_read_back_with_pyarrow_and_duckdb() {
-    if !python_has("pyarrow") || !python_has("duckdb") {
-        eprintln!("skipped: needs the Python modules pyarrow and duckdb");
-        return;
-    }
+    assert!(
+        python_has("pyarrow") && python_has("duckdb"),
+        "needs the Python modules pyarrow and duckdb (.ci/run installs them)"
+    );
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 50_000, 60);
