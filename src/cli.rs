@@ -79,31 +79,67 @@ pub enum Command {
     /// Play the story in a sandbox: forced pull, 900k → 5k rows, restore.
     Demo(commands::demo::Args),
     /// Print shell completions (bash, zsh, fish, powershell).
+    #[command(
+        after_long_help = "Examples:\n  dbguard completions bash > ~/.local/share/bash-completion/completions/dbguard\n  dbguard completions fish > ~/.config/fish/completions/dbguard.fish"
+    )]
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
+    #[command(
+        after_long_help = "Examples:\n  dbguard man | man -l -\n  dbguard man > ~/.local/share/man/man1/dbguard.1"
+    )]
     Man,
     /// Run by the installed git hooks.
     #[command(hide = true)]
     Hook(commands::hook::Args),
     /// Snapshot what `git pull` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard pull\n  dbguard pull --rebase origin main\n\nArguments go to git exactly as given, so `dbguard pull --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot pull …` overrides."
+    )]
     Pull(GitArgs),
     /// Snapshot what `git reset` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard reset --hard origin/main\n\nArguments go to git exactly as given, so `dbguard reset --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot reset …` overrides."
+    )]
     Reset(GitArgs),
     /// Snapshot what `git checkout` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard checkout other-branch\n  dbguard checkout -- data/app.db\n\nArguments go to git exactly as given, so `dbguard checkout --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot checkout …` overrides."
+    )]
     Checkout(GitArgs),
     /// Snapshot what `git switch` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard switch other-branch\n\nArguments go to git exactly as given, so `dbguard switch --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot switch …` overrides."
+    )]
     Switch(GitArgs),
     /// Snapshot what `git merge` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard merge origin/main\n\nArguments go to git exactly as given, so `dbguard merge --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot merge …` overrides."
+    )]
     Merge(GitArgs),
     /// Snapshot what `git rebase` will overwrite, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard rebase origin/main\n\nArguments go to git exactly as given, so `dbguard rebase --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rebase …` overrides."
+    )]
     Rebase(GitArgs),
     /// Snapshot what `git clean` will delete, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard clean -fdx\n\nArguments go to git exactly as given, so `dbguard clean --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot clean …` overrides."
+    )]
     Clean(GitArgs),
     /// Snapshot what `git stash` will take away, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard stash -u\n\nArguments go to git exactly as given, so `dbguard stash --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot stash …` overrides."
+    )]
     Stash(GitArgs),
     /// Snapshot what `git rm` will delete, then run it.
+    #[command(
+        after_long_help = "Examples:\n  dbguard rm -r data/\n\nArguments go to git exactly as given, so `dbguard rm --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rm …` overrides."
+    )]
     Rm(GitArgs),
     /// Any git command, guarded (`dbguard git restore -- data.db`).
+    #[command(
+        after_long_help = "Examples:\n  dbguard git restore -- data/app.db\n  dbguard git up        (an alias: resolved through git config)\n\nArguments go to git exactly as given, so `dbguard git --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot git …` overrides."
+    )]
     Git(GitArgs),
 }
 

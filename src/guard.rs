@@ -58,6 +58,11 @@ pub fn run(
         return run_git(cwd, argv, &[]);
     }
     if invocation.subcommand.as_deref() == Some("pull") && invocation.shell_alias.is_none() {
+        // A local remote whose branch has not moved, merged already: nothing to do, and
+        // asking it in process saves a second fetch.
+        if remote_branch_unmoved(&ctx, &invocation.args) && pull_is_noop(&ctx, &invocation.args) {
+            return run_git(cwd, argv, &[]);
+        }
         // Fetch first so the plan sees what the merge will bring; git pull's own fetch
         // then finds nothing new.
         let fetch = plan::pull_fetch_args(&invocation);
@@ -200,6 +205,42 @@ fn pull_is_noop(ctx: &Context, args: &[OsString]) -> bool {
         }
         _ => false,
     }
+}
+
+/// For a plain `git pull` whose upstream lives in a remote on this machine: whether the
+/// remote's branch still points where our remote-tracking ref does (libgit2's local
+/// transport, no process). Network remotes answer `false`: they are fetched as usual.
+fn remote_branch_unmoved(ctx: &Context, args: &[OsString]) -> bool {
+    if args.iter().any(|a| !a.to_string_lossy().starts_with('-')) {
+        return false;
+    }
+    let repo = &ctx.repo.git;
+    let lookup = || -> Option<bool> {
+        let head = repo.head().ok()?;
+        let branch = head.name().ok()?;
+        let remote_name = repo.branch_upstream_remote(branch).ok()?;
+        let merge = repo.branch_upstream_merge(branch).ok()?;
+        let tracking = repo.branch_upstream_name(branch).ok()?;
+        let tracking = repo.refname_to_id(tracking.as_str().ok()?).ok()?;
+        let mut remote = repo.find_remote(remote_name.as_str().ok()?).ok()?;
+        let url = remote.url().ok()?.to_string();
+        let local = url.starts_with('/')
+            || url.starts_with("file://")
+            || ctx.repo.worktree.join(&url).exists();
+        if !local {
+            return None;
+        }
+        remote.connect(git2::Direction::Fetch).ok()?;
+        let merge = merge.as_str().ok()?;
+        let tip = remote
+            .list()
+            .ok()?
+            .iter()
+            .find(|h| h.name() == merge)
+            .map(|h| h.oid())?;
+        Some(tip == tracking)
+    };
+    lookup().unwrap_or(false)
 }
 
 /// Run the real git with inherited stdio; its exit code (128 + signal when killed).

@@ -139,9 +139,37 @@ fn help_is_grouped_and_subcommands_have_examples() {
         assert!(help.contains(group), "{help}");
     }
     for sub in [
-        "snapshot", "status", "log", "show", "diff", "restore", "verify", "install", "init",
+        "install",
+        "uninstall",
+        "untrack",
+        "init",
+        "snapshot",
+        "schedule",
+        "status",
+        "log",
+        "show",
+        "diff",
+        "config",
+        "restore",
+        "export",
+        "import-table",
+        "demo",
+        "verify",
+        "prune",
+        "completions",
+        "man",
+        "pull",
+        "reset",
+        "checkout",
+        "switch",
+        "merge",
+        "rebase",
+        "clean",
+        "stash",
+        "rm",
+        "git",
     ] {
-        let long = fixed(&repo, &[sub, "--help"]).ok().stdout;
+        let long = fixed(&repo, &["help", sub]).ok().stdout;
         assert!(
             long.contains("Example"),
             "{sub} --help has no examples:\n{long}"
