@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -519,7 +520,7 @@ pub struct VerifyReport {
 }
 
 /// Cut an image into 1 MiB chunks, hash them and store the new ones. A second thread
-/// fsyncs and publishes staged chunks so disk waits overlap with hashing and compression;
+/// compresses, fsyncs and publishes new chunks, so that work overlaps with hashing;
 /// directories that gained entries are fsynced once at the end, before the catalog commit.
 fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Ingested, StoreError> {
     let mut file = File::open(image).map_err(io_err(image))?;
@@ -530,12 +531,18 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
         new_bytes: 0,
         new_chunks: 0,
     };
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<chunks::Staged>(64);
+    // A few chunks in flight at most: memory stays bounded whatever the database size.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(4);
+    let (new_bytes, new_chunks) = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|scope| {
-        let publisher = scope.spawn(move || {
+        let publisher = scope.spawn(|| {
             let mut dirty_dirs = BTreeSet::new();
-            for staged in receiver {
-                chunks.publish(&staged, &mut dirty_dirs)?;
+            for (hash, plain) in receiver {
+                if let Some(staged) = chunks.stage(&hash, &plain)? {
+                    new_bytes.fetch_add(staged.size, Ordering::Relaxed);
+                    new_chunks.fetch_add(1, Ordering::Relaxed);
+                    chunks.publish(&staged, &mut dirty_dirs)?;
+                }
             }
             for dir in &dirty_dirs {
                 sync_dir(dir).map_err(io_err(dir))?;
@@ -550,13 +557,10 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
                 }
                 let plain = &buffer[..filled];
                 let hash = sha256_hex(plain);
-                if let Some(staged) = chunks.stage(&hash, plain)? {
-                    result.new_bytes += staged.size;
-                    result.new_chunks += 1;
-                    if sender.send(staged).is_err() {
-                        // The publisher stopped on an error; it reports it below.
-                        break;
-                    }
+                // Compression and the fsync happen on the publisher thread.
+                if !chunks.contains(&hash) && sender.send((hash.clone(), plain.to_vec())).is_err() {
+                    // The publisher stopped on an error; it reports it below.
+                    break;
                 }
                 result.chunks.push(hash);
                 result.size += filled as u64;
@@ -576,6 +580,8 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
         });
         staging.and(published)
     })?;
+    result.new_bytes = new_bytes.into_inner();
+    result.new_chunks = new_chunks.into_inner() as usize;
     Ok(result)
 }
 
