@@ -233,7 +233,13 @@ pub fn run() -> ExitCode {
     let ui = Ui::new(cli.color, cli.quiet, cli.json, cli.yes);
     match dispatch(&ui, &cli, git_args) {
         Ok(code) => ExitCode::from(code),
-        Err(error) => {
+        Err(mut error) => {
+            // Every error says what to do next; specific hints come from the command.
+            if error.hints.is_empty() {
+                error.hints.push(
+                    "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees".into(),
+                );
+            }
             ui.error(&error.message, &error.causes, &error.hints);
             ExitCode::from(error.exit_code)
         }

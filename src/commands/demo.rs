@@ -81,6 +81,12 @@ fn rows(path: &Path) -> String {
 }
 
 pub fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
+    play(ui, args).map_err(|error| {
+        error.hint("the demo needs git on PATH and a writable temporary directory ($TMPDIR)")
+    })
+}
+
+fn play(ui: &Ui, args: &Args) -> Result<(), CommandError> {
     let me = std::env::current_exe()
         .map_err(|e| CommandError::new(format!("cannot find the dbguard executable: {e}")))?;
     let sandbox = Sandbox {
