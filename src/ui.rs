@@ -133,6 +133,29 @@ impl Ui {
         bar
     }
 
+    /// A spinner for work of unknown size (export, verify), under the same rules as
+    /// [`Ui::progress`]: a terminal only, and only after a second.
+    pub fn spinner(&self, message: &str) -> ProgressBar {
+        if self.quiet || self.json || !io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let shown = bar.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            if !shown.is_finished() {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        });
+        bar
+    }
+
     /// Whether a person can answer a question: a terminal we can open.
     pub fn can_prompt(&self) -> bool {
         if self.assume_yes {

@@ -273,8 +273,11 @@ fn export_snapshot(
     let materialized = store.materialize(snapshot, &image, &report);
     bar.finish_and_clear();
     let result = materialized.map_err(CommandError::from).and_then(|()| {
-        export::export_image(export_kind(snapshot.kind), &image, &dir, opts)
-            .map_err(CommandError::from)
+        let spinner = ui.spinner(&format!("export #{}", snapshot.id));
+        let exported = export::export_image(export_kind(snapshot.kind), &image, &dir, opts)
+            .map_err(CommandError::from);
+        spinner.finish_and_clear();
+        exported
     });
     for suffix in ["", ".wal", "-journal", "-wal", "-shm"] {
         let mut name = image.clone().into_os_string();

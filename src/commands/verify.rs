@@ -16,8 +16,9 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
         ui.status("no snapshot store yet: nothing to verify");
         return Ok(());
     };
-    let bar = ui.progress(0, "verify");
-    let report = store.verify(&|done| bar.set_position(done))?;
+    let bar = ui.spinner("verify: re-reading every chunk");
+    let report =
+        store.verify(&|done| bar.set_message(format!("verify: {} read", ui::bytes(done))))?;
     bar.finish_and_clear();
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
