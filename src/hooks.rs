@@ -579,11 +579,14 @@ pub fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> 
             add_yourself: manual_line(hook),
         };
         let outcome = match inspect(&path)? {
-            Found::Nothing => {
-                let text = insert_block(None, hook).expect("known hook");
-                write_hook(&path, &text, 0o755)?;
-                Install::Created
-            }
+            // Every name in HOOK_NAMES has a shim, so a new file always gets one.
+            Found::Nothing => match insert_block(None, hook) {
+                Ok(text) => {
+                    write_hook(&path, &text, 0o755)?;
+                    Install::Created
+                }
+                Err(_) => continue,
+            },
             Found::Symlink(target) => skip(SkipReason::Symlink { target }),
             Found::NotAFile => skip(SkipReason::NotAFile),
             Found::File(bytes, mode) => match String::from_utf8(bytes) {

@@ -18,26 +18,12 @@ struct Story {
 
 fn story(local_rows: u64, ignored: bool) -> Story {
     let repo = TestRepo::new();
-    let remote = repo.path("remote.git");
     if ignored {
         fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
         repo.git(["add", ".gitignore"]);
         repo.git(["commit", "-q", "-m", "ignore the crawler's database"]);
     }
-    repo.git([
-        "clone",
-        "-q",
-        "--bare",
-        repo.root.to_str().unwrap(),
-        remote.to_str().unwrap(),
-    ]);
-    let clone = repo.path("clone");
-    repo.git([
-        "clone",
-        "-q",
-        remote.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
+    let (remote, clone) = repo.remote_and_clone();
     make_posts_db(&clone.join("posts.db"), local_rows, 8);
 
     // Upstream someone commits an old 5,000-row copy.
@@ -174,21 +160,7 @@ fn upstream_commit_that_untracks_the_database_is_snapshotted_before_pull_deletes
     make_posts_db(&repo.root.join("posts.db"), 4321, 8);
     repo.git(["add", "posts.db"]);
     repo.git(["commit", "-q", "-m", "track db"]);
-    let remote = repo.path("remote.git");
-    repo.git([
-        "clone",
-        "-q",
-        "--bare",
-        repo.root.to_str().unwrap(),
-        remote.to_str().unwrap(),
-    ]);
-    let clone = repo.path("clone");
-    repo.git([
-        "clone",
-        "-q",
-        remote.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
+    let (remote, clone) = repo.remote_and_clone();
     repo.git(["rm", "-q", "--cached", "posts.db"]);
     repo.git(["commit", "-q", "-m", "stop tracking posts.db"]);
     repo.git(["push", "-q", remote.to_str().unwrap(), "HEAD:main"]);

@@ -68,21 +68,7 @@ fn plain_pull_is_snapshotted_by_reference_transaction_before_the_merge() {
     fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
     repo.git(["add", ".gitignore"]);
     repo.git(["commit", "-q", "-m", "ignore"]);
-    let remote = repo.path("remote.git");
-    repo.git([
-        "clone",
-        "-q",
-        "--bare",
-        repo.root.to_str().unwrap(),
-        remote.to_str().unwrap(),
-    ]);
-    let clone = repo.path("clone");
-    repo.git([
-        "clone",
-        "-q",
-        remote.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
+    let (remote, clone) = repo.remote_and_clone();
     make_posts_db(&clone.join("posts.db"), 1000, 8);
     repo.dbguard_in(&clone, ["install"]).ok();
     // The crawler keeps going after the baseline: 20,000 rows by the time of the pull.

@@ -26,21 +26,7 @@ fn census_of(repo: &TestRepo, id: i64) -> serde_json::Value {
 #[test]
 fn story_forced_pull_then_restore_then_undo() {
     let repo = TestRepo::new();
-    let remote = repo.path("remote.git");
-    repo.git([
-        "clone",
-        "-q",
-        "--bare",
-        repo.root.to_str().unwrap(),
-        remote.to_str().unwrap(),
-    ]);
-    let clone = repo.path("clone");
-    repo.git([
-        "clone",
-        "-q",
-        remote.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
+    let (remote, clone) = repo.remote_and_clone();
     make_posts_db(&clone.join("posts.db"), 900_000, 8);
     make_posts_db(&repo.root.join("posts.db"), 5000, 8);
     repo.git(["add", "posts.db"]);

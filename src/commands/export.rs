@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Context;
-use crate::clock;
+use super::{Context, command_line};
 use crate::db::{self, DbKind, Sniff};
 use crate::error::CommandError;
 use crate::export::{self, Compression, ExportFormat, ExportOptions};
@@ -165,12 +164,6 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
 }
 
 /// This command line as the log shows it: "dbguard export posts.db".
-fn command_line() -> Vec<String> {
-    std::iter::once("dbguard".to_string())
-        .chain(std::env::args().skip(1))
-        .collect()
-}
-
 /// `14` or `#14`.
 fn is_snapshot_id(text: &str) -> bool {
     let digits = text.strip_prefix('#').unwrap_or(text);
@@ -211,23 +204,14 @@ fn fresh_snapshots(
         );
     }
     let mut store = ctx.store()?;
-    let argv = command_line();
-    let operation = store
-        .catalog
-        .begin_operation("export", &argv, ctx.repo.head().as_deref(), clock::now())
-        .map_err(StoreError::from)?;
-    let results = super::snapshot::snapshot_all(
+    let results = super::snapshot::snapshot_operation(
         ui,
         ctx,
         &mut store,
+        ("export", &command_line()),
         &databases,
-        operation,
         Some("before export"),
-    );
-    store
-        .catalog
-        .finish_operation(operation, ctx.repo.head().as_deref(), Some(0))
-        .map_err(StoreError::from)?;
+    )?;
     let mut snapshots = Vec::new();
     for (_, outcome) in results {
         match outcome {
@@ -460,28 +444,14 @@ fn snapshot_before_import(
     }
     let databases = ctx.scanner().explicit(&ctx.cwd, &args.into)?;
     let mut store = ctx.store()?;
-    let argv = command_line();
-    let operation = store
-        .catalog
-        .begin_operation(
-            "import-table",
-            &argv,
-            ctx.repo.head().as_deref(),
-            clock::now(),
-        )
-        .map_err(StoreError::from)?;
-    let results = super::snapshot::snapshot_all(
+    let results = super::snapshot::snapshot_operation(
         ui,
         ctx,
         &mut store,
+        ("import-table", &command_line()),
         &databases,
-        operation,
         Some("state before import-table"),
-    );
-    store
-        .catalog
-        .finish_operation(operation, ctx.repo.head().as_deref(), Some(0))
-        .map_err(StoreError::from)?;
+    )?;
     let mut undo = None;
     for (_, outcome) in results {
         let taken = outcome.map_err(|e| {

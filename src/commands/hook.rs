@@ -14,8 +14,7 @@ use std::ffi::OsString;
 use std::io::Read;
 
 use super::Context;
-use super::snapshot::snapshot_all;
-use crate::clock;
+use super::snapshot::snapshot_operation;
 use crate::compare;
 use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
@@ -179,21 +178,19 @@ fn snapshot_quietly(
         return Ok(());
     }
     let mut store = ctx.store()?;
-    let operation = store
-        .catalog
-        .begin_operation(
-            "hook",
-            &[label.to_string()],
-            ctx.repo.head().as_deref(),
-            clock::now(),
-        )
-        .map_err(StoreError::from)?;
     let quiet = Ui {
         quiet: true,
         prefix: ui.prefix,
         ..Ui::new(crate::ui::ColorChoice::Never, true, false, false)
     };
-    for (database, outcome) in snapshot_all(&quiet, ctx, &mut store, databases, operation, None) {
+    for (database, outcome) in snapshot_operation(
+        &quiet,
+        ctx,
+        &mut store,
+        ("hook", &[label.to_string()]),
+        databases,
+        None,
+    )? {
         match outcome {
             Ok(taken) if !taken.reused => {
                 ui.status(&super::snapshot::describe(ui, &database, &taken))

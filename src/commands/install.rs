@@ -7,13 +7,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::Context;
-use super::snapshot::snapshot_all;
+use super::command_line;
+use super::snapshot::snapshot_operation;
 use super::status::version_control_warning;
-use crate::clock;
 use crate::error::CommandError;
 use crate::hooks::{self, HookError, HookState, Install, Uninstall};
 use crate::repo::run_git;
-use crate::store::StoreError;
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -84,23 +83,14 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
     let databases = ctx.scanner().scan().databases;
     if !databases.is_empty() {
         let mut store = ctx.store()?;
-        let operation = store
-            .catalog
-            .begin_operation(
-                "install",
-                &["dbguard".into(), "install".into()],
-                ctx.repo.head().as_deref(),
-                clock::now(),
-            )
-            .map_err(StoreError::from)?;
-        for (database, outcome) in snapshot_all(
+        for (database, outcome) in snapshot_operation(
             ui,
             ctx,
             &mut store,
+            ("install", &command_line()),
             &databases,
-            operation,
             Some("baseline at install"),
-        ) {
+        )? {
             if let Err(error) = outcome {
                 ui.warn(&format!(
                     "could not snapshot {}: {}",
@@ -178,27 +168,14 @@ pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), Command
     }
     {
         let mut store = ctx.store()?;
-        let operation = store
-            .catalog
-            .begin_operation(
-                "untrack",
-                &[
-                    "dbguard".into(),
-                    "untrack".into(),
-                    database.path.to_string(),
-                ],
-                ctx.repo.head().as_deref(),
-                clock::now(),
-            )
-            .map_err(StoreError::from)?;
-        for (_, outcome) in snapshot_all(
+        for (_, outcome) in snapshot_operation(
             ui,
             ctx,
             &mut store,
+            ("untrack", &command_line()),
             std::slice::from_ref(&database),
-            operation,
             Some("before untrack"),
-        ) {
+        )? {
             outcome?;
         }
     }

@@ -82,6 +82,13 @@ impl Context {
     }
 }
 
+/// This process's command line as the catalog records it: `dbguard snapshot -m …`.
+pub fn command_line() -> Vec<String> {
+    std::iter::once("dbguard".to_string())
+        .chain(std::env::args().skip(1))
+        .collect()
+}
+
 /// "2 hours ago" style age of a timestamp, for people.
 pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
     let seconds = (crate::clock::now() - then).num_seconds().max(0);

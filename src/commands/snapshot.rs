@@ -9,7 +9,7 @@ use super::Context;
 use crate::clock;
 use crate::error::CommandError;
 use crate::scan::DbFile;
-use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
+use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
 use crate::ui::{self, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,9 @@ pub struct Taken {
     pub error: Option<String>,
 }
 
+/// One database and what snapshotting it gave.
+pub type SnapshotResult = (DbFile, Result<SnapshotOutcome, CommandError>);
+
 /// Snapshot each database, printing one line each. Failures are returned, not printed,
 /// so the caller decides whether they are fatal (the guard refuses to run git).
 pub fn snapshot_all(
@@ -50,7 +53,7 @@ pub fn snapshot_all(
     databases: &[DbFile],
     operation_id: i64,
     message: Option<&str>,
-) -> Vec<(DbFile, Result<SnapshotOutcome, CommandError>)> {
+) -> Vec<SnapshotResult> {
     let mut results = Vec::new();
     for database in databases {
         let bar = ui.progress(database.size, &format!("snapshot {}", database.path));
@@ -77,6 +80,28 @@ pub fn snapshot_all(
         results.push((database.clone(), outcome));
     }
     results
+}
+
+/// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
+pub fn snapshot_operation(
+    ui: &Ui,
+    ctx: &Context,
+    store: &mut Store,
+    (kind, argv): (&str, &[String]),
+    databases: &[DbFile],
+    message: Option<&str>,
+) -> Result<Vec<SnapshotResult>, CommandError> {
+    let head = ctx.repo.head();
+    let operation = store
+        .catalog
+        .begin_operation(kind, argv, head.as_deref(), clock::now())
+        .map_err(StoreError::from)?;
+    let results = snapshot_all(ui, ctx, store, databases, operation, message);
+    store
+        .catalog
+        .finish_operation(operation, head.as_deref(), Some(0))
+        .map_err(StoreError::from)?;
+    Ok(results)
 }
 
 /// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
@@ -147,21 +172,14 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Ok(());
     }
     let mut store = ctx.store()?;
-    let argv: Vec<String> = std::iter::once("dbguard".to_string())
-        .chain(std::env::args().skip(1))
-        .collect();
-    let operation = store
-        .catalog
-        .begin_operation("snapshot", &argv, ctx.repo.head().as_deref(), clock::now())
-        .map_err(crate::store::StoreError::from)?;
-    let results = snapshot_all(
+    let results = snapshot_operation(
         ui,
         ctx,
         &mut store,
+        ("snapshot", &super::command_line()),
         &databases,
-        operation,
         args.message.as_deref(),
-    );
+    )?;
     let mut failures = Vec::new();
     let mut report = Vec::new();
     for (database, outcome) in &results {
@@ -195,10 +213,6 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         }
         report.push(taken);
     }
-    store
-        .catalog
-        .finish_operation(operation, ctx.repo.head().as_deref(), Some(0))
-        .map_err(crate::store::StoreError::from)?;
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
     } else if ui.quiet {
@@ -206,10 +220,10 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     }
     match failures.len() {
         0 => Ok(()),
-        1 if results.len() == 1 => {
-            let (_, outcome) = results.into_iter().next().expect("one result");
-            outcome.map(|_| ())
-        }
+        1 if results.len() == 1 => match results.into_iter().next() {
+            Some((_, outcome)) => outcome.map(|_| ()),
+            None => Ok(()),
+        },
         n => {
             for error in &failures {
                 ui.error(&error.message, &error.causes, &[]);

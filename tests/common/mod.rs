@@ -130,6 +130,27 @@ impl TestRepo {
         self.root.join(".git/dbguard")
     }
 
+    /// A bare remote cloned from this repository, and a clone of that remote:
+    /// `(remote, clone)`, as a collaborator's machine sees them.
+    pub fn remote_and_clone(&self) -> (PathBuf, PathBuf) {
+        let remote = self.path("remote.git");
+        let clone = self.path("clone");
+        self.git([
+            "clone",
+            "-q",
+            "--bare",
+            self.root.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ]);
+        self.git([
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ]);
+        (remote, clone)
+    }
+
     /// Number of chunk files in the store.
     pub fn chunk_count(&self) -> usize {
         let objects = self.store().join("objects");
