@@ -23,17 +23,24 @@
 //! # stdin
 //!
 //! Only `post-rewrite` and `reference-transaction` get data on stdin. Their blocks read
-//! it once into a shell variable (`dbguard_in=$(cat)`), give dbguard a copy through a
-//! here-document, then `exec 0<<…` the same text as the script's stdin, so whatever
-//! follows the block in the same file reads the complete stdin from the start. No temp
-//! files. `$(cat)` drops trailing newlines and the here-document adds one back: exact
-//! for git's input (LF-terminated lines; a missing final newline would gain one). The
-//! other blocks run dbguard with `</dev/null` and never touch the hook's stdin.
+//! it once into a shell variable, give dbguard a copy through a here-document, then
+//! `exec 0<<…` the same text as the script's stdin, so whatever follows the block in
+//! the same file reads the complete stdin from the start. No temp files. Reading drops
+//! trailing newlines and the here-document adds one back: exact for git's input
+//! (LF-terminated lines; a missing final newline would gain one). The other blocks run
+//! dbguard with `</dev/null` and never touch the hook's stdin.
 //!
-//! The `reference-transaction` block decides in `sh` with `case` patterns: in any state
-//! but `prepared` it does nothing (no process started, stdin untouched); in `prepared`
-//! it costs one `cat` and starts dbguard only when a `refs/remotes/*`, `ORIG_HEAD` or
-//! `refs/stash` line is on stdin.
+//! # Staying fast when no database is involved
+//!
+//! Every hook is a `/bin/sh` start (git runs reference-transaction several times per
+//! commit), so the blocks decide in `sh` builtins whether dbguard must start at all:
+//!
+//! * `reference-transaction` does nothing in any state but `prepared`; in `prepared` it
+//!   reads stdin with `read` and starts dbguard only when a `refs/remotes/*`,
+//!   `ORIG_HEAD` or `refs/stash` line is on it.
+//! * The post-* blocks start with `hooks/fast-path.sh`: it reads the [`watch`] file
+//!   and starts dbguard only when a database dbguard compares (or its WAL, or the
+//!   catalog) changed since dbguard last looked, or is missing.
 //!
 //! This module never prints; errors carry the paths involved.
 
@@ -61,9 +68,13 @@ pub const CREATED_MARKER: &str = "# dbguard-created";
 
 const NEW_FILE_SHEBANG: &str = "#!/bin/sh\n";
 
-/// The shim block (markers included) for `hook`, as shipped in `hooks/<hook>`.
-pub fn shim(hook: &str) -> Option<&'static str> {
-    Some(match hook {
+/// The line in a shim that stands for `hooks/fast-path.sh`.
+const FAST_PATH_PLACEHOLDER: &str = "# @fast-path@ (hooks/fast-path.sh is inserted here)\n";
+
+/// The shim block (markers included) for `hook`: `hooks/<hook>` with the fast-path
+/// check (shared by the post-* shims) put in place of its placeholder line.
+pub fn shim(hook: &str) -> Option<String> {
+    let template = match hook {
         "post-checkout" => include_str!("../hooks/post-checkout"),
         "post-merge" => include_str!("../hooks/post-merge"),
         "post-rewrite" => include_str!("../hooks/post-rewrite"),
@@ -71,7 +82,8 @@ pub fn shim(hook: &str) -> Option<&'static str> {
         "pre-rebase" => include_str!("../hooks/pre-rebase"),
         "reference-transaction" => include_str!("../hooks/reference-transaction"),
         _ => return None,
-    })
+    };
+    Some(template.replace(FAST_PATH_PLACEHOLDER, include_str!("../hooks/fast-path.sh")))
 }
 
 /// The line a user can add to a hook dbguard will not edit.
@@ -351,7 +363,7 @@ fn check_editable(text: &str) -> Result<(), BlockError> {
 /// `None`; otherwise `existing` with the block replaced in place, or inserted after the
 /// shebang line (at the top without one). Every other byte is kept.
 pub fn insert_block(existing: Option<&str>, hook: &str) -> Result<String, BlockError> {
-    let shim = shim(hook).ok_or_else(|| BlockError::UnknownHook(hook.to_string()))?;
+    let shim = &shim(hook).ok_or_else(|| BlockError::UnknownHook(hook.to_string()))?;
     let Some(text) = existing else {
         return Ok(format!("{NEW_FILE_SHEBANG}{}", render(shim, true)));
     };
@@ -695,3 +707,4 @@ fn is_executable(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests;
+pub mod watch;

@@ -254,3 +254,92 @@ fn core_hooks_path_and_linked_worktree() {
     let main_log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(main_log, serde_json::json!([]));
 }
+
+/// Plain `git <args>` in the repository, as a user types it (hooks run, stdin closed).
+fn plain_git(repo: &TestRepo, args: &[&str]) -> Run {
+    let run = Run::from(repo.command("git", &repo.root).args(args).output().unwrap());
+    assert_eq!(run.code, 0, "hooks never break git: {}", run.stderr);
+    run
+}
+
+fn mtime(path: &std::path::Path) -> std::time::SystemTime {
+    fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+fn hooks_decide_in_sh_until_a_watched_database_changes() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    repo.git(["checkout", "-q", "-b", "sample"]);
+    make_posts_db(&repo.root.join("posts.db"), 50, 8);
+    repo.git(["add", "-f", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample data"]);
+    repo.git(["checkout", "-q", "main"]);
+    repo.git(["checkout", "-q", "-b", "other"]);
+    fs::write(repo.root.join("notes.txt"), "unrelated\n").unwrap();
+    repo.git(["add", "notes.txt"]);
+    repo.git(["commit", "-q", "-m", "notes"]);
+    repo.git(["checkout", "-q", "main"]);
+    // The crawler's database, last written an hour ago.
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 2000, 8);
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    repo.dbguard(["install"]).ok();
+
+    // Once the catalog written by install is a second old, a hook run by git that finds
+    // nothing writes the watch file, listing the catalog and the database.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    plain_git(&repo, &["checkout", "-q", "other"]);
+    let watch = repo.root.join(".git/dbguard-watch");
+    let listed = fs::read_to_string(&watch).unwrap();
+    let canonical = repo.root.canonicalize().unwrap();
+    assert!(
+        listed.starts_with("dbguard-watch 1\n")
+            && listed.contains(&format!("{}\n", canonical.join("posts.db").display()))
+            && listed.contains("/dbguard/catalog.db\n"),
+        "{listed}"
+    );
+
+    // A dbguard run now would stamp the file a second later: it stays as it was because
+    // the shims decided in sh, and git says nothing.
+    let stamp = mtime(&watch);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for branch in ["main", "other", "main"] {
+        let run = plain_git(&repo, &["checkout", "-q", branch]);
+        assert_eq!(run.stderr, "");
+    }
+    assert_eq!(mtime(&watch), stamp, "dbguard was started");
+
+    // git overwrites the watched, ignored database: dbguard starts and reports.
+    let checkout = plain_git(&repo, &["checkout", "-q", "sample"]);
+    assert!(
+        checkout
+            .stderr
+            .contains("posts.db lost rows: 2,000 before, 50 now"),
+        "{}",
+        checkout.stderr
+    );
+    assert_ne!(mtime(&watch), stamp);
+
+    // Leaving the branch that tracks it deletes the file: reported once, not on every
+    // later checkout.
+    let leave = plain_git(&repo, &["checkout", "-q", "main"]);
+    assert!(
+        leave.stderr.contains("posts.db is gone"),
+        "{}",
+        leave.stderr
+    );
+    assert!(!db.exists());
+    for branch in ["other", "main"] {
+        let run = plain_git(&repo, &["checkout", "-q", branch]);
+        assert_eq!(run.stderr, "", "reported twice");
+    }
+}

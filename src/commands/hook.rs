@@ -20,6 +20,7 @@ use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
 use crate::error::CommandError;
 use crate::guard::GUARD_ENV;
+use crate::hooks::watch;
 use crate::repo::{RepoPath, run_git};
 use crate::scan::DbFile;
 use crate::store::{StoreError, stat_signature};
@@ -67,8 +68,26 @@ pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
     0
 }
 
-/// Compare touched databases with their last snapshot, offer restores, refresh baselines.
+/// Compare touched databases with their last snapshot, offer restores, refresh baselines,
+/// then rewrite the watch file so the next hook can skip all this when nothing changed.
 fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(), CommandError> {
+    let result = compare_and_refresh(ui, ctx, from, to, what);
+    if let Err(error) = refresh_watch(ctx) {
+        ui.warn(&format!(
+            "could not update the hooks' watch file: {}",
+            error.message
+        ));
+    }
+    result
+}
+
+fn compare_and_refresh(
+    ui: &Ui,
+    ctx: &Context,
+    from: &str,
+    to: &str,
+    what: &str,
+) -> Result<(), CommandError> {
     // No store means no baseline: there is nothing to compare against.
     let Some(store) = ctx.existing_store()? else {
         return Ok(());
@@ -117,10 +136,20 @@ fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(),
             shrinks.push(shrink);
         }
     }
-    drop(store);
     if !shrinks.is_empty() {
         crate::restore::offer(ui, ctx, &shrinks);
     }
+    // A vanished database is reported once, not on every later checkout; its snapshots
+    // stay, and it is compared again when a checkout brings the path back.
+    for path in &candidates {
+        if std::fs::symlink_metadata(ctx.repo.worktree.join(path)).is_err() {
+            store
+                .catalog
+                .forget_stat_cache(&worktree, path)
+                .map_err(StoreError::from)?;
+        }
+    }
+    drop(store);
     // Refresh the baseline of whatever is a database now.
     let databases: Vec<DbFile> = candidates
         .iter()
@@ -137,6 +166,38 @@ fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(),
         &databases,
         &format!("git {what} (post hook baseline)"),
     )
+}
+
+/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog and every
+/// database a post-* hook would compare, stamped before this moment when each one still
+/// matches its stat signature, or removed when one does not.
+fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
+    let git_dir = ctx.repo.git.path();
+    let io_error = |e: std::io::Error| CommandError::new(format!("{}: {e}", git_dir.display()));
+    let Some(store) = ctx.existing_store()? else {
+        return watch::remove(&git_dir.join(watch::WATCH_FILE)).map_err(io_error);
+    };
+    let worktree = ctx.worktree_key();
+    let verified_at = std::time::SystemTime::now();
+    let entries = store
+        .catalog
+        .stat_cache_entries(&worktree)
+        .map_err(StoreError::from)?;
+    let unchanged = entries.iter().all(|(path, kind, signature)| {
+        stat_signature(&ctx.repo.worktree.join(path), *kind).is_ok_and(|s| s.text == *signature)
+    });
+    let mut paths = vec![ctx.settings.store.value.join("catalog.db")];
+    for path in store
+        .catalog
+        .snapshotted_paths(&worktree)
+        .map_err(StoreError::from)?
+    {
+        let on_disk = ctx.repo.worktree.join(&path);
+        if entries.iter().any(|(p, _, _)| *p == path) || on_disk.exists() {
+            paths.push(on_disk);
+        }
+    }
+    watch::write(git_dir, &paths, unchanged.then_some(verified_at)).map_err(io_error)
 }
 
 /// Snapshot every database before git changes the working tree.

@@ -35,7 +35,7 @@ const HUSKY_HOOK: &str = "#!/usr/bin/env sh\n. \"$(dirname \"$0\")/h\"";
 #[test]
 fn shims_are_well_formed_blocks() {
     for &hook in HOOK_NAMES {
-        let s = shim(hook).unwrap();
+        let s = &shim(hook).unwrap();
         assert!(s.starts_with(&format!("{BEGIN_MARKER}\n")), "{hook}");
         assert!(s.ends_with(&format!("{END_MARKER}\n")), "{hook}");
         assert!(s.contains(&format!("dbguard hook {hook} \"$@\"")), "{hook}");
@@ -53,6 +53,10 @@ fn shims_are_well_formed_blocks() {
             assert!(s.contains(&format!("dbguard hook {hook} \"$@\" </dev/null || :")));
         }
         assert_eq!(s.contains("exec 0<<DBGUARD_STDIN"), stdin_hook, "{hook}");
+        // The post-* shims carry the fast path, which reads the watch file's format.
+        assert!(!s.contains("@fast-path@"), "{hook}");
+        let fast_path = format!("= \"{}\" ] && dbguard_run=", watch::HEADER);
+        assert_eq!(s.contains(&fast_path), hook.starts_with("post-"), "{hook}");
     }
     assert_eq!(shim("pre-push"), None);
 }

@@ -368,6 +368,18 @@ impl Catalog {
             .map_err(self.fail())
     }
 
+    /// Stop watching a path's stat signature (its snapshots stay): used once a vanished
+    /// database has been reported, so that it is not reported again on every checkout.
+    pub fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
+                params![worktree, path],
+            )
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
     /// Every path with a cached stat signature in this worktree, with its kind.
     pub fn stat_cache_entries(
         &self,
