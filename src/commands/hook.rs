@@ -112,14 +112,22 @@ fn compare_and_refresh(
             }
         }
     }
-    for (path, kind, signature) in store
+    let entries = store
         .catalog
         .stat_cache_entries(&worktree)
-        .map_err(StoreError::from)?
-    {
-        let now = stat_signature(&ctx.repo.worktree.join(&path), kind).map(|s| s.text);
+        .map_err(StoreError::from)?;
+    for (path, kind, signature) in &entries {
+        let now = stat_signature(&ctx.repo.worktree.join(path), *kind).map(|s| s.text);
         if now.ok().as_deref() != Some(signature.as_str()) {
-            candidates.insert(path);
+            candidates.insert(path.clone());
+        }
+    }
+    // A snapshot taken while the file was being written keeps no stat signature (it
+    // could not tell a later write in the same clock tick): such a database may have
+    // changed, so it is compared whenever it exists.
+    for path in &snapshotted {
+        if !entries.iter().any(|(p, _, _)| p == path) && ctx.repo.worktree.join(path).exists() {
+            candidates.insert(path.clone());
         }
     }
     if candidates.is_empty() {
@@ -183,7 +191,7 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
         .catalog
         .stat_cache_entries(&worktree)
         .map_err(StoreError::from)?;
-    let unchanged = entries.iter().all(|(path, kind, signature)| {
+    let mut unchanged = entries.iter().all(|(path, kind, signature)| {
         stat_signature(&ctx.repo.worktree.join(path), *kind).is_ok_and(|s| s.text == *signature)
     });
     let mut paths = vec![ctx.settings.store.value.join("catalog.db")];
@@ -193,7 +201,10 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
         .map_err(StoreError::from)?
     {
         let on_disk = ctx.repo.worktree.join(&path);
-        if entries.iter().any(|(p, _, _)| *p == path) || on_disk.exists() {
+        let has_signature = entries.iter().any(|(p, _, _)| *p == path);
+        if has_signature || on_disk.exists() {
+            // Without a signature the post-* hook compares it every time (see above).
+            unchanged &= has_signature;
             paths.push(on_disk);
         }
     }

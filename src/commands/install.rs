@@ -68,6 +68,9 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
             Install::Updated => "updated".to_string(),
             Install::AddedToExisting => "added to the existing hook".to_string(),
             Install::Unchanged => "already installed".to_string(),
+            Install::KeptInCopy { copy, manager } => {
+                format!("already installed in {} (run by {manager})", copy.display())
+            }
             Install::Skipped {
                 reason,
                 add_yourself,
@@ -128,6 +131,31 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
                 "missing from the existing hook (run dbguard install)",
             ),
             HookState::Missing { file_exists: false } => ui.paint(Tone::Warn, "not installed"),
+            HookState::InstalledInCopy {
+                copy,
+                manager,
+                current,
+            } => {
+                let name = copy.file_name().unwrap_or_default().to_string_lossy();
+                if current {
+                    ui.paint(
+                        Tone::Good,
+                        &format!("installed in {name}, which {manager} runs"),
+                    )
+                } else {
+                    ui.paint(
+                        Tone::Warn,
+                        &format!("installed in {name} ({manager} runs it), outdated (run dbguard install)"),
+                    )
+                }
+            }
+            HookState::StrandedInCopy { copy, manager } => {
+                let name = copy.file_name().unwrap_or_default().to_string_lossy();
+                ui.paint(
+                    Tone::Warn,
+                    &format!("missing: {manager} moved it to {name} and does not run it (run dbguard install)"),
+                )
+            }
             HookState::Foreign(reason) => ui.paint(Tone::Warn, &format!("cannot edit: {reason}")),
         };
         ui.out(&format!("  {hook:<22} {text}"));
@@ -137,7 +165,18 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
 
 pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
-    for change in hooks::uninstall(&dir.path).map_err(hook_error)? {
+    // Hooks installed before core.hooksPath moved elsewhere (husky does that) lie dormant
+    // in .git/hooks and would come back when it is unset: remove those blocks as well.
+    let mut dirs = vec![dir.path.clone()];
+    let default_dir = dir.git_dir.join("hooks");
+    if default_dir != dir.path {
+        dirs.push(default_dir);
+    }
+    let mut changes = Vec::new();
+    for dir in &dirs {
+        changes.extend(hooks::uninstall(dir).map_err(hook_error)?);
+    }
+    for change in changes {
         let what = match &change.outcome {
             Uninstall::Removed => "removed".to_string(),
             Uninstall::BlockRemoved => {
@@ -146,7 +185,11 @@ pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), Co
             Uninstall::NotInstalled => continue,
             Uninstall::Skipped(reason) => format!("left alone: {reason}"),
         };
-        ui.status(&format!("{:<22} {what}", change.hook));
+        ui.status(&format!(
+            "{:<22} {what} ({})",
+            change.hook,
+            change.path.display()
+        ));
     }
     ui.status("snapshots stay in the store; `dbguard config` shows where");
     Ok(())
