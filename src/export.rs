@@ -63,6 +63,8 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::ArrowWriter;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression as PqCompression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -438,11 +440,147 @@ impl Write for JsonlSink {
     }
 }
 
+/// Bytes handed to the JSON Lines compressor thread at a time.
+const JSONL_CHUNK: usize = 1 << 20;
+
+/// A [`JsonlSink`] fed from another thread: the exporting thread formats JSON into a
+/// buffer and hands full buffers over, so compression runs on the second core while
+/// rows are read and formatted. At most two chunks wait in the queue.
+struct BackgroundJsonl {
+    buffer: Vec<u8>,
+    chunks: Option<SyncSender<Vec<u8>>>,
+    worker: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl BackgroundJsonl {
+    fn start(mut sink: JsonlSink) -> Self {
+        let (chunks, queue) = sync_channel::<Vec<u8>>(2);
+        let worker = std::thread::spawn(move || {
+            for chunk in queue {
+                sink.write_all(&chunk)?;
+            }
+            sink.finish()
+        });
+        BackgroundJsonl {
+            buffer: Vec::with_capacity(JSONL_CHUNK),
+            chunks: Some(chunks),
+            worker: Some(worker),
+        }
+    }
+
+    fn hand_over(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(JSONL_CHUNK));
+        let delivered = self.chunks.as_ref().is_some_and(|c| c.send(chunk).is_ok());
+        if delivered { Ok(()) } else { self.stop() }
+    }
+
+    /// Stop the worker and return how it ended (its write error, when it failed).
+    fn stop(&mut self) -> io::Result<()> {
+        self.chunks = None;
+        match self.worker.take().map(JoinHandle::join) {
+            None => Err(io::Error::other("the JSON Lines writer has already stopped")),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the JSON Lines writer thread panicked")),
+        }
+    }
+
+    /// Write what is buffered, finish the compressed stream and fsync the file.
+    fn finish(mut self) -> io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.hand_over()?;
+        }
+        self.stop()
+    }
+}
+
+impl Drop for BackgroundJsonl {
+    /// On an error path: let the worker end before the partial file is removed.
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Write for BackgroundJsonl {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= JSONL_CHUNK {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An [`ArrowWriter`] on its own thread: batches are encoded and compressed into Parquet
+/// pages while the next batch is read. One batch waits in the queue at most, which
+/// bounds memory to about three batches.
+struct BackgroundParquet {
+    batches: Option<SyncSender<RecordBatch>>,
+    worker: Option<JoinHandle<Result<(), ParquetError>>>,
+}
+
+impl Drop for BackgroundParquet {
+    /// On an error path: let the worker end before the partial file is removed.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl BackgroundParquet {
+    fn start(mut writer: ArrowWriter<BufWriter<File>>) -> Self {
+        let (batches, queue) = sync_channel::<RecordBatch>(1);
+        let worker = std::thread::spawn(move || {
+            for batch in queue {
+                writer.write(&batch)?;
+            }
+            let mut file = writer.into_inner()?;
+            file.flush()?;
+            file.get_ref().sync_all()?;
+            Ok(())
+        });
+        BackgroundParquet {
+            batches: Some(batches),
+            worker: Some(worker),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let delivered = self
+            .batches
+            .as_ref()
+            .is_some_and(|b| b.send(batch.clone()).is_ok());
+        if delivered { Ok(()) } else { self.stop() }
+    }
+
+    /// Stop the worker and return how it ended: its error, or Ok once the file is
+    /// complete and synced.
+    fn stop(&mut self) -> Result<(), ParquetError> {
+        self.batches = None;
+        match self.worker.take().map(JoinHandle::join) {
+            None => Err(ParquetError::General("the Parquet writer has already stopped".into())),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ParquetError::General("the Parquet writer thread panicked".into())),
+        }
+    }
+}
+
 /// The open output files of one table.
 struct TableSinks {
     table: String,
-    parquet: Option<(PathBuf, ArrowWriter<BufWriter<File>>)>,
-    jsonl: Option<(PathBuf, JsonlSink)>,
+    parquet: Option<(PathBuf, BackgroundParquet)>,
+    jsonl: Option<(PathBuf, BackgroundJsonl)>,
     /// JSON-encoded column names, each followed by `:`.
     json_keys: Vec<Vec<u8>>,
 }
@@ -495,14 +633,14 @@ impl TableSinks {
                 table: table.to_string(),
                 source,
             })?;
-            sinks.parquet = Some((path, writer));
+            sinks.parquet = Some((path, BackgroundParquet::start(writer)));
         }
         if opts.formats.contains(&ExportFormat::Jsonl) {
             let dir = dest_dir.join("jsonl");
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let path = dir.join(format!("{stem}.{}", jsonl_extension(opts.compression)));
             let sink = JsonlSink::create(&path, opts.compression).map_err(io_err(&path))?;
-            sinks.jsonl = Some((path, sink));
+            sinks.jsonl = Some((path, BackgroundJsonl::start(sink)));
         }
         Ok(sinks)
     }
@@ -531,14 +669,12 @@ impl TableSinks {
 
     fn finish(self) -> Result<Vec<PathBuf>, ExportError> {
         let mut files = Vec::new();
-        if let Some((path, writer)) = self.parquet {
-            let mut inner = writer.into_inner().map_err(|source| ExportError::Parquet {
+        if let Some((path, mut writer)) = self.parquet {
+            writer.stop().map_err(|source| ExportError::Parquet {
                 path: path.clone(),
                 table: self.table.clone(),
                 source,
             })?;
-            inner.flush().map_err(io_err(&path))?;
-            inner.get_ref().sync_all().map_err(io_err(&path))?;
             files.push(path);
         }
         if let Some((path, sink)) = self.jsonl {
