@@ -63,8 +63,6 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::ArrowWriter;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::thread::JoinHandle;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression as PqCompression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -74,6 +72,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Metadata value for a mixed SQLite column stored as a struct (see module docs).
 pub const ENCODING_SQLITE_VALUE: &str = "sqlite-value-struct-v1: struct<type: utf8 (integer|real|text|blob), integer: int64, real: float64, text: utf8, blob: binary>; NULL = null struct; TEXT that is not valid UTF-8 = type 'text' with its bytes in 'blob'";
@@ -478,7 +478,9 @@ impl BackgroundJsonl {
     fn stop(&mut self) -> io::Result<()> {
         self.chunks = None;
         match self.worker.take().map(JoinHandle::join) {
-            None => Err(io::Error::other("the JSON Lines writer has already stopped")),
+            None => Err(io::Error::other(
+                "the JSON Lines writer has already stopped",
+            )),
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other("the JSON Lines writer thread panicked")),
         }
@@ -569,9 +571,13 @@ impl BackgroundParquet {
     fn stop(&mut self) -> Result<(), ParquetError> {
         self.batches = None;
         match self.worker.take().map(JoinHandle::join) {
-            None => Err(ParquetError::General("the Parquet writer has already stopped".into())),
+            None => Err(ParquetError::General(
+                "the Parquet writer has already stopped".into(),
+            )),
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(ParquetError::General("the Parquet writer thread panicked".into())),
+            Some(Err(_)) => Err(ParquetError::General(
+                "the Parquet writer thread panicked".into(),
+            )),
         }
     }
 }

@@ -128,7 +128,7 @@ pub fn restore(
     let image = temp_path(store.tmp_dir(), ".restore");
     let result = (|| {
         let bar = ui.progress(snapshot.size, &format!("read #{}", snapshot.id));
-        store.materialize(snapshot, &image, &|done| bar.set_position(done))?;
+        store.materialize(snapshot, &image, true, &|done| bar.set_position(done))?;
         bar.finish_and_clear();
         Ok::<_, CommandError>(())
     })()

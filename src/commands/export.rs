@@ -254,7 +254,7 @@ fn export_snapshot(
     let image = temp_path(store.tmp_dir(), ".export");
     let bar = ui.progress(snapshot.size, &format!("read #{}", snapshot.id));
     let report = |done: u64| bar.set_position(done);
-    let materialized = store.materialize(snapshot, &image, &report);
+    let materialized = store.materialize(snapshot, &image, false, &report);
     bar.finish_and_clear();
     let result = materialized.map_err(CommandError::from).and_then(|()| {
         let spinner = ui.spinner(&format!("export #{}", snapshot.id));

@@ -381,11 +381,14 @@ impl Store {
     }
 
     /// Write the image of a snapshot to `dest` (created; must not exist), checking every
-    /// chunk's hash and the image digest. The file is fsynced before returning.
+    /// chunk's hash and the image digest. With `durable`, the file is fsynced before
+    /// returning (a restore renames it over the user's file); a scratch copy that is read
+    /// and deleted (export) skips that, which saves writing the whole image to disk.
     pub fn materialize(
         &self,
         snapshot: &SnapshotInfo,
         dest: &Path,
+        durable: bool,
         progress: Progress<'_>,
     ) -> Result<(), StoreError> {
         let hashes = self.catalog.image_chunks(snapshot.image_id)?;
@@ -405,7 +408,9 @@ impl Store {
             return Err(StoreError::DigestMismatch { id: snapshot.id });
         }
         let file = out.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
-        file.sync_all().map_err(io_err(dest))?;
+        if durable {
+            file.sync_all().map_err(io_err(dest))?;
+        }
         Ok(())
     }
 
