@@ -331,3 +331,66 @@ fn diff_shows_rows_now_and_between_snapshots() {
         .ok();
     assert!(between.stdout.contains("-40"), "{}", between.stdout);
 }
+
+#[test]
+fn restore_never_writes_through_symlinks() {
+    let repo = TestRepo::new();
+    fs::create_dir(repo.root.join("data")).unwrap();
+    make_posts_db(&repo.root.join("data/posts.db"), 50, 8);
+    make_posts_db(&repo.root.join("app.db"), 50, 8);
+    let taken = repo.dbguard(["snapshot", "--json"]).ok().json();
+    let id_of = |path: &str| {
+        taken
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["path"] == path)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+            .to_string()
+    };
+
+    // The directory became a link to somewhere outside the working tree.
+    let elsewhere = repo.path("elsewhere");
+    fs::rename(repo.root.join("data"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, repo.root.join("data")).unwrap();
+    let outside = elsewhere.join("posts.db");
+    let before = sha(&outside);
+    // Named on the command line, or only by the snapshot: refused either way.
+    let id = id_of("data/posts.db");
+    for args in [
+        vec!["restore", "data/posts.db", "--from", &id],
+        vec!["restore", "--from", &id],
+    ] {
+        let run = repo.dbguard(args).fails();
+        assert!(run.stderr.contains("outside"), "{}", run.stderr);
+    }
+    assert_eq!(
+        sha(&outside),
+        before,
+        "the file behind the link was written"
+    );
+
+    // The database file itself became a link.
+    let target = repo.path("target.db");
+    make_posts_db(&target, 3, 8);
+    let target_before = sha(&target);
+    fs::remove_file(repo.root.join("app.db")).unwrap();
+    std::os::unix::fs::symlink(&target, repo.root.join("app.db")).unwrap();
+    let run = repo
+        .dbguard(["restore", "app.db", "--from", &id_of("app.db")])
+        .fails();
+    assert!(
+        run.stderr.contains("app.db is a symlink now"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sha(&target), target_before);
+    assert!(
+        fs::symlink_metadata(repo.root.join("app.db"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
