@@ -72,7 +72,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// Metadata value for a mixed SQLite column stored as a struct (see module docs).
@@ -443,47 +443,83 @@ impl Write for JsonlSink {
 /// Bytes handed to the JSON Lines compressor thread at a time.
 const JSONL_CHUNK: usize = 1 << 20;
 
+/// A thread that consumes items from a bounded queue and reports how it ended once the
+/// queue is closed: the shared mechanism behind [`BackgroundJsonl`] and
+/// [`BackgroundParquet`].
+struct QueueWorker<T, E> {
+    queue: Option<SyncSender<T>>,
+    thread: Option<JoinHandle<Result<(), E>>>,
+    /// Builds the error reported when the thread is gone or panicked.
+    lost: fn(&'static str) -> E,
+}
+
+impl<T: Send + 'static, E: Send + 'static> QueueWorker<T, E> {
+    fn start(
+        depth: usize,
+        lost: fn(&'static str) -> E,
+        body: impl FnOnce(Receiver<T>) -> Result<(), E> + Send + 'static,
+    ) -> Self {
+        let (queue, items) = sync_channel(depth);
+        QueueWorker {
+            queue: Some(queue),
+            thread: Some(std::thread::spawn(move || body(items))),
+            lost,
+        }
+    }
+
+    /// Queue an item (blocking while the queue is full). A worker that stopped early
+    /// failed: its error is returned.
+    fn send(&mut self, item: T) -> Result<(), E> {
+        let delivered = self.queue.as_ref().is_some_and(|q| q.send(item).is_ok());
+        if delivered { Ok(()) } else { self.stop() }
+    }
+
+    /// Close the queue, wait for the worker and return how it ended.
+    fn stop(&mut self) -> Result<(), E> {
+        self.queue = None;
+        match self.thread.take().map(JoinHandle::join) {
+            None => Err((self.lost)("the writer thread has already stopped")),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err((self.lost)("the writer thread panicked")),
+        }
+    }
+}
+
+impl<T, E> Drop for QueueWorker<T, E> {
+    /// On an error path: let the worker end before the partial file is removed.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A [`JsonlSink`] fed from another thread: the exporting thread formats JSON into a
 /// buffer and hands full buffers over, so compression runs on the second core while
 /// rows are read and formatted. At most two chunks wait in the queue.
 struct BackgroundJsonl {
     buffer: Vec<u8>,
-    chunks: Option<SyncSender<Vec<u8>>>,
-    worker: Option<JoinHandle<io::Result<()>>>,
+    worker: QueueWorker<Vec<u8>, io::Error>,
 }
 
 impl BackgroundJsonl {
     fn start(mut sink: JsonlSink) -> Self {
-        let (chunks, queue) = sync_channel::<Vec<u8>>(2);
-        let worker = std::thread::spawn(move || {
-            for chunk in queue {
+        let worker = QueueWorker::start(2, io::Error::other, move |chunks: Receiver<Vec<u8>>| {
+            for chunk in chunks {
                 sink.write_all(&chunk)?;
             }
             sink.finish()
         });
         BackgroundJsonl {
             buffer: Vec::with_capacity(JSONL_CHUNK),
-            chunks: Some(chunks),
-            worker: Some(worker),
+            worker,
         }
     }
 
     fn hand_over(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(JSONL_CHUNK));
-        let delivered = self.chunks.as_ref().is_some_and(|c| c.send(chunk).is_ok());
-        if delivered { Ok(()) } else { self.stop() }
-    }
-
-    /// Stop the worker and return how it ended (its write error, when it failed).
-    fn stop(&mut self) -> io::Result<()> {
-        self.chunks = None;
-        match self.worker.take().map(JoinHandle::join) {
-            None => Err(io::Error::other(
-                "the JSON Lines writer has already stopped",
-            )),
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the JSON Lines writer thread panicked")),
-        }
+        self.worker.send(chunk)
     }
 
     /// Write what is buffered, finish the compressed stream and fsync the file.
@@ -491,17 +527,7 @@ impl BackgroundJsonl {
         if !self.buffer.is_empty() {
             self.hand_over()?;
         }
-        self.stop()
-    }
-}
-
-impl Drop for BackgroundJsonl {
-    /// On an error path: let the worker end before the partial file is removed.
-    fn drop(&mut self) {
-        self.chunks = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
+        self.worker.stop()
     }
 }
 
@@ -525,60 +551,29 @@ impl Write for BackgroundJsonl {
 /// An [`ArrowWriter`] on its own thread: batches are encoded and compressed into Parquet
 /// pages while the next batch is read. One batch waits in the queue at most, which
 /// bounds memory to about three batches.
-struct BackgroundParquet {
-    batches: Option<SyncSender<RecordBatch>>,
-    worker: Option<JoinHandle<Result<(), ParquetError>>>,
-}
-
-impl Drop for BackgroundParquet {
-    /// On an error path: let the worker end before the partial file is removed.
-    fn drop(&mut self) {
-        self.batches = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
-    }
-}
+struct BackgroundParquet(QueueWorker<RecordBatch, ParquetError>);
 
 impl BackgroundParquet {
     fn start(mut writer: ArrowWriter<BufWriter<File>>) -> Self {
-        let (batches, queue) = sync_channel::<RecordBatch>(1);
-        let worker = std::thread::spawn(move || {
-            for batch in queue {
+        let lost = |why: &'static str| ParquetError::General(why.to_string());
+        BackgroundParquet(QueueWorker::start(1, lost, move |batches| {
+            for batch in batches {
                 writer.write(&batch)?;
             }
             let mut file = writer.into_inner()?;
             file.flush()?;
             file.get_ref().sync_all()?;
             Ok(())
-        });
-        BackgroundParquet {
-            batches: Some(batches),
-            worker: Some(worker),
-        }
+        }))
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        let delivered = self
-            .batches
-            .as_ref()
-            .is_some_and(|b| b.send(batch.clone()).is_ok());
-        if delivered { Ok(()) } else { self.stop() }
+        self.0.send(batch.clone())
     }
 
-    /// Stop the worker and return how it ended: its error, or Ok once the file is
-    /// complete and synced.
+    /// Wait until the file is complete and synced; the writer's error if it failed.
     fn stop(&mut self) -> Result<(), ParquetError> {
-        self.batches = None;
-        match self.worker.take().map(JoinHandle::join) {
-            None => Err(ParquetError::General(
-                "the Parquet writer has already stopped".into(),
-            )),
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(ParquetError::General(
-                "the Parquet writer thread panicked".into(),
-            )),
-        }
+        self.0.stop()
     }
 }
 

@@ -83,22 +83,37 @@ const SIDE_COPIES: &[SideCopy] = &[
     },
 ];
 
-/// The side copy of `hook` that holds dbguard's block, if any, with its text and whether
-/// the hook file at `path` (whose text is `main_text`) runs it.
-fn copy_with_block(
-    path: &Path,
-    main_text: &str,
-) -> Option<(&'static SideCopy, PathBuf, String, bool)> {
-    SIDE_COPIES.iter().find_map(|copy| {
-        let copy_path = PathBuf::from(format!("{}{}", path.display(), copy.suffix));
+/// A side copy of a hook that holds dbguard's block.
+struct CopyWithBlock {
+    kind: &'static SideCopy,
+    path: PathBuf,
+    text: String,
+    /// The hook file itself runs this copy (pre-commit's migration mode).
+    run_by_hook: bool,
+}
+
+fn side_copy_path(hook_path: &Path, copy: &SideCopy) -> PathBuf {
+    PathBuf::from(format!("{}{}", hook_path.display(), copy.suffix))
+}
+
+/// The side copy of the hook at `path` (whose text is `main_text`) that holds dbguard's
+/// block, if any.
+fn copy_with_block(path: &Path, main_text: &str) -> Option<CopyWithBlock> {
+    SIDE_COPIES.iter().find_map(|kind| {
+        let copy_path = side_copy_path(path, kind);
         let text = fs::read_to_string(&copy_path).ok()?;
         if !matches!(find_block(&text), Ok(Some(_))) {
             return None;
         }
-        let runs = copy
+        let run_by_hook = kind
             .runner_signature
             .is_some_and(|signature| main_text.lines().any(|line| line == signature));
-        Some((copy, copy_path, text, runs))
+        Some(CopyWithBlock {
+            kind,
+            path: copy_path,
+            text,
+            run_by_hook,
+        })
     })
 }
 
@@ -666,24 +681,22 @@ pub fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> 
             Found::NotAFile => skip(SkipReason::NotAFile),
             Found::File(bytes, mode) => match String::from_utf8(bytes) {
                 Err(_) => skip(SkipReason::Binary),
+                // Another manager took the file over and runs our block from its copy:
+                // keep it there (a second block in its file would run dbguard twice).
                 Ok(old)
                     if !matches!(find_block(&old), Ok(Some(_)))
-                        && copy_with_block(&path, &old).is_some_and(|c| c.3) =>
+                        && let Some(copy) =
+                            copy_with_block(&path, &old).filter(|c| c.run_by_hook) =>
                 {
-                    // Another manager took the file over and runs our block from its copy:
-                    // keep it there (a second block in its file would run dbguard twice).
-                    let Some((copy, copy_path, copy_text, _)) = copy_with_block(&path, &old) else {
-                        continue;
-                    };
-                    if let Ok(updated) = insert_block(Some(&copy_text), hook)
-                        && updated != copy_text
+                    if let Ok(updated) = insert_block(Some(&copy.text), hook)
+                        && updated != copy.text
                     {
-                        let copy_mode = fs::metadata(&copy_path).map_or(0o755, |m| mode_of(&m));
-                        write_hook(&copy_path, &updated, copy_mode)?;
+                        let copy_mode = fs::metadata(&copy.path).map_or(0o755, |m| mode_of(&m));
+                        write_hook(&copy.path, &updated, copy_mode)?;
                     }
                     Install::KeptInCopy {
-                        copy: copy_path,
-                        manager: copy.manager,
+                        copy: copy.path,
+                        manager: copy.kind.manager,
                     }
                 }
                 Ok(old) => match insert_block(Some(&old), hook) {
@@ -730,21 +743,7 @@ pub fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookErr
             }
             Found::File(bytes, mode) => match String::from_utf8(bytes) {
                 Err(_) => Uninstall::NotInstalled,
-                Ok(old) => match remove_block(&old) {
-                    Err(e) => Uninstall::Skipped(SkipReason::from_block(e)),
-                    Ok(None) => {
-                        fs::remove_file(&path).map_err(|source| HookError::Remove {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        Uninstall::Removed
-                    }
-                    Ok(Some(new)) if new == old => Uninstall::NotInstalled,
-                    Ok(Some(new)) => {
-                        write_hook(&path, &new, mode)?;
-                        Uninstall::BlockRemoved
-                    }
-                },
+                Ok(old) => remove_block_from_file(&path, &old, mode)?,
             },
         };
         changes.push(HookChange {
@@ -753,26 +752,13 @@ pub fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookErr
             outcome,
         });
         // Copies other managers made of our hook (and may run, or put back later).
-        for copy in SIDE_COPIES {
-            let copy_path = PathBuf::from(format!("{}{}", path.display(), copy.suffix));
+        for kind in SIDE_COPIES {
+            let copy_path = side_copy_path(&path, kind);
             if let Found::File(bytes, mode) = inspect(&copy_path)?
                 && let Ok(old) = String::from_utf8(bytes)
                 && let Ok(Some(_)) = find_block(&old)
             {
-                let outcome = match remove_block(&old) {
-                    Err(e) => Uninstall::Skipped(SkipReason::from_block(e)),
-                    Ok(None) => {
-                        fs::remove_file(&copy_path).map_err(|source| HookError::Remove {
-                            path: copy_path.clone(),
-                            source,
-                        })?;
-                        Uninstall::Removed
-                    }
-                    Ok(Some(new)) => {
-                        write_hook(&copy_path, &new, mode)?;
-                        Uninstall::BlockRemoved
-                    }
-                };
+                let outcome = remove_block_from_file(&copy_path, &old, mode)?;
                 changes.push(HookChange {
                     hook,
                     path: copy_path,
@@ -782,6 +768,26 @@ pub fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookErr
         }
     }
     Ok(changes)
+}
+
+/// Remove dbguard's block from the hook file at `path` whose text is `old`: rewrite it,
+/// or delete it when dbguard created it and nothing else is left.
+fn remove_block_from_file(path: &Path, old: &str, mode: u32) -> Result<Uninstall, HookError> {
+    Ok(match remove_block(old) {
+        Err(e) => Uninstall::Skipped(SkipReason::from_block(e)),
+        Ok(None) => {
+            fs::remove_file(path).map_err(|source| HookError::Remove {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Uninstall::Removed
+        }
+        Ok(Some(new)) if new == old => Uninstall::NotInstalled,
+        Ok(Some(new)) => {
+            write_hook(path, &new, mode)?;
+            Uninstall::BlockRemoved
+        }
+    })
 }
 
 /// The state of every hook of [`HOOK_NAMES`] in `hooks_dir` (which need not exist).
@@ -806,23 +812,22 @@ pub fn status(hooks_dir: &Path) -> Result<Vec<(String, HookState)>, HookError> {
                 Err(_) => HookState::Foreign(SkipReason::Binary),
                 Ok(text) => match state_of_text(&text, hook, mode & 0o111 != 0) {
                     HookState::Missing { .. } | HookState::Foreign(_)
-                        if let Some((copy, copy_path, copy_text, runs)) =
-                            copy_with_block(&path, &text) =>
+                        if let Some(copy) = copy_with_block(&path, &text) =>
                     {
-                        if runs {
+                        if copy.run_by_hook {
                             let current = matches!(
-                                state_of_text(&copy_text, hook, true),
+                                state_of_text(&copy.text, hook, true),
                                 HookState::Installed { current: true, .. }
                             );
                             HookState::InstalledInCopy {
-                                copy: copy_path,
-                                manager: copy.manager,
+                                copy: copy.path,
+                                manager: copy.kind.manager,
                                 current,
                             }
                         } else {
                             HookState::StrandedInCopy {
-                                copy: copy_path,
-                                manager: copy.manager,
+                                copy: copy.path,
+                                manager: copy.kind.manager,
                             }
                         }
                     }
