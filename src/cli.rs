@@ -253,7 +253,13 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Some(dir) => cwd.join(dir),
         None => cwd,
     };
-    let ctx = || Context::load(&cwd);
+    let ctx = || {
+        Context::load(&cwd).inspect(|ctx| {
+            for warning in &ctx.settings.warnings {
+                ui.warn(warning);
+            }
+        })
+    };
     let guard = |subcommand: Option<&str>| {
         let argv: Vec<OsString> = subcommand
             .map(OsString::from)

@@ -78,12 +78,16 @@ pub struct RetentionConfig {
     pub keep_within: Option<String>,
 }
 
+/// `.dbguard.toml`. Unknown top-level keys (a typo, or a key from a newer dbguard) are
+/// reported and ignored: every known setting keeps protecting. Unknown keys inside
+/// `[retention]` are errors, because retention decides what `prune` deletes.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileConfig {
     exclude: Option<Vec<String>>,
     retention: Option<RetentionConfig>,
     pre_commit: Option<PreCommitPolicy>,
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,6 +96,9 @@ pub struct Settings {
     pub exclude: Setting<Vec<String>>,
     pub retention: Setting<RetentionConfig>,
     pub pre_commit: Setting<PreCommitPolicy>,
+    /// Problems that did not stop loading (unknown keys), for commands to show.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +129,7 @@ impl Settings {
                 ..RetentionConfig::default()
             }),
             pre_commit: Setting::default(PreCommitPolicy::Refuse),
+            warnings: Vec::new(),
         };
         let file = repo.worktree.join(FILE_NAME);
         if let Ok(text) = std::fs::read_to_string(&file) {
@@ -141,6 +149,26 @@ impl Settings {
                     source: Source::File,
                 };
             }
+            for key in parsed.unknown.keys() {
+                let known_in_retention = matches!(
+                    key.as_str(),
+                    "keep_last"
+                        | "keep_hourly"
+                        | "keep_daily"
+                        | "keep_weekly"
+                        | "keep_monthly"
+                        | "keep_within"
+                );
+                settings.warnings.push(format!(
+                    "{}: unknown setting `{key}` ignored{}",
+                    file.display(),
+                    if known_in_retention {
+                        format!(" (did you mean `{key}` under [retention]?)")
+                    } else {
+                        " (known: exclude, pre_commit, [retention])".to_string()
+                    }
+                ));
+            }
             if let Some(policy) = parsed.pre_commit {
                 settings.pre_commit = Setting {
                     value: policy,
@@ -153,10 +181,8 @@ impl Settings {
     }
 
     fn apply_git_config(&mut self, repo: &Repo) -> Result<(), ConfigError> {
-        let Ok(config) = repo.git.config() else {
-            return Ok(());
-        };
-        if let Ok(store) = config.get_path("dbguard.store") {
+        let config = GitConfig::new(repo);
+        if let Some(store) = config.path("dbguard.store") {
             let store = if store.is_absolute() {
                 store
             } else {
@@ -167,7 +193,7 @@ impl Settings {
                 source: Source::GitConfig,
             };
         }
-        if let Ok(text) = config.get_string("dbguard.precommit") {
+        if let Some(text) = config.string("dbguard.precommit") {
             let policy = PreCommitPolicy::parse(&text).ok_or_else(|| ConfigError::Git {
                 key: "dbguard.precommit".into(),
                 value: text.clone(),
@@ -178,7 +204,7 @@ impl Settings {
                 source: Source::GitConfig,
             };
         }
-        if let Ok(text) = config.get_string("dbguard.exclude") {
+        if let Some(text) = config.string("dbguard.exclude") {
             self.exclude = Setting {
                 value: text
                     .split(',')
@@ -197,16 +223,16 @@ impl Settings {
             ("dbguard.keepWeekly", &mut retention.keep_weekly),
             ("dbguard.keepMonthly", &mut retention.keep_monthly),
         ] {
-            if let Ok(value) = config.get_i64(key) {
-                *slot = Some(u32::try_from(value).map_err(|_| ConfigError::Git {
+            if let Some(text) = config.string(key) {
+                *slot = Some(text.trim().parse::<u32>().map_err(|_| ConfigError::Git {
                     key: key.into(),
-                    value: value.to_string(),
+                    value: text.clone(),
                     message: "expected a non-negative number".into(),
                 })?);
                 retention_from_git = true;
             }
         }
-        if let Ok(within) = config.get_string("dbguard.keepWithin") {
+        if let Some(within) = config.string("dbguard.keepWithin") {
             retention.keep_within = Some(within);
             retention_from_git = true;
         }
@@ -222,5 +248,129 @@ impl Settings {
     /// Whether the store lives inside the worktree (then scans must skip it).
     pub fn store_in(&self, worktree: &Path) -> bool {
         self.store.value.starts_with(worktree)
+    }
+}
+
+/// git config as git itself sees it for this process: the repository's files (through
+/// libgit2) overlaid with `git -c key=value` options, which git hands to hooks and child
+/// processes in `GIT_CONFIG_PARAMETERS` / `GIT_CONFIG_COUNT` and libgit2 does not read.
+struct GitConfig {
+    files: Option<git2::Config>,
+    /// `(lowercased key, value)` from the command line, later entries winning.
+    command_line: Vec<(String, Option<String>)>,
+}
+
+impl GitConfig {
+    fn new(repo: &Repo) -> GitConfig {
+        let mut command_line = std::env::var("GIT_CONFIG_PARAMETERS")
+            .map(|text| parse_config_parameters(&text))
+            .unwrap_or_default();
+        let count: usize = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        for i in 0..count {
+            if let Ok(key) = std::env::var(format!("GIT_CONFIG_KEY_{i}")) {
+                let value = std::env::var(format!("GIT_CONFIG_VALUE_{i}")).ok();
+                command_line.push((key.to_ascii_lowercase(), value));
+            }
+        }
+        GitConfig {
+            files: repo.git.config().ok(),
+            command_line,
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        let lower = key.to_ascii_lowercase();
+        if let Some((_, value)) = self.command_line.iter().rev().find(|(k, _)| *k == lower) {
+            // `-c key` without a value means "true" to git.
+            return Some(value.clone().unwrap_or_else(|| "true".into()));
+        }
+        self.files.as_ref()?.get_string(key).ok()
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        let lower = key.to_ascii_lowercase();
+        if let Some((_, Some(value))) = self.command_line.iter().rev().find(|(k, _)| *k == lower) {
+            return Some(expand_home(value));
+        }
+        self.files.as_ref()?.get_path(key).ok()
+    }
+}
+
+fn expand_home(value: &str) -> PathBuf {
+    match (value.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(value),
+    }
+}
+
+/// Parse git's `GIT_CONFIG_PARAMETERS`: space-separated shell-quoted words, either
+/// `'key=value'` (older git) or `'key'='value'` / `'key'` (git ≥ 2.31).
+fn parse_config_parameters(text: &str) -> Vec<(String, Option<String>)> {
+    let mut entries = Vec::new();
+    let mut chars = text.chars().peekable();
+    // Read one single-quoted word, with git's `'\''` escape for a quote inside it.
+    let quoted = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<String> {
+        chars.next_if_eq(&'\'')?;
+        let mut word = String::new();
+        loop {
+            match chars.next()? {
+                '\'' => {
+                    // `'\''` (close, escaped quote, reopen) and `'\!'` continue the word.
+                    if chars.peek() == Some(&'\\') {
+                        chars.next();
+                        word.push(chars.next()?);
+                        chars.next_if_eq(&'\'')?;
+                    } else {
+                        return Some(word);
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+    };
+    loop {
+        while chars.next_if_eq(&' ').is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let Some(first) = quoted(&mut chars) else {
+            break;
+        };
+        if chars.next_if_eq(&'=').is_some() {
+            let value = quoted(&mut chars).unwrap_or_default();
+            entries.push((first.to_ascii_lowercase(), Some(value)));
+        } else if let Some((key, value)) = first.split_once('=') {
+            entries.push((key.to_ascii_lowercase(), Some(value.to_string())));
+        } else {
+            entries.push((first.to_ascii_lowercase(), None));
+        }
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_git_config_parameters_in_both_formats() {
+        assert_eq!(
+            parse_config_parameters("'dbguard.precommit'='allow' 'core.bare'"),
+            vec![
+                ("dbguard.precommit".into(), Some("allow".into())),
+                ("core.bare".into(), None)
+            ]
+        );
+        assert_eq!(
+            parse_config_parameters("'dbGuard.preCommit=warn'"),
+            vec![("dbguard.precommit".into(), Some("warn".into()))]
+        );
+        assert_eq!(
+            parse_config_parameters("'a.b'='it'\\''s'"),
+            vec![("a.b".into(), Some("it's".into()))]
+        );
     }
 }

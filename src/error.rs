@@ -83,7 +83,10 @@ impl From<DbError> for CommandError {
                 "stop process {pid} (or let it run CHECKPOINT) and try again; `dbguard status` shows which databases are busy"
             ),
             DbError::Integrity { .. } | DbError::Sqlite { .. } | DbError::DuckDb { .. } => {
-                "the file may be truncated or damaged; copy it aside (cp) before git touches it, or exclude it with --skip <path>".into()
+                "the file may be truncated or damaged; copy it aside (cp) before git touches it; `dbguard status` shows which databases dbguard can read".into()
+            }
+            DbError::NewerFormat { .. } => {
+                "the file is not damaged: install a newer dbguard (its DuckDB reads newer files), and copy the file aside (cp) before git touches it".into()
             }
             DbError::Io { .. } => "check that the file exists and is readable".into(),
         };
@@ -115,6 +118,9 @@ impl From<ScanError> for CommandError {
             }
             ScanError::NotDatabase { .. } => {
                 "dbguard snapshots SQLite and DuckDB files, recognised by their header bytes"
+            }
+            ScanError::Outside { .. } => {
+                "name a file or directory inside this repository's working tree"
             }
             ScanError::Io { .. } => "check the file's permissions",
         };

@@ -11,8 +11,7 @@ use crate::commands::snapshot::snapshot_all;
 use crate::commands::status::version_control_warning;
 use crate::compare;
 use crate::error::CommandError;
-use crate::plan::{self, Operation};
-use crate::scan::DbFile;
+use crate::plan;
 use crate::store::StoreError;
 use crate::ui::Ui;
 
@@ -26,6 +25,10 @@ pub struct GuardOptions {
 }
 
 /// Run `git <argv>` under guard; returns git's exit code.
+///
+/// Fails closed: git runs unguarded only with `--no-snapshot`, outside a repository (or in
+/// a bare one), or when the plan shows that no database is at risk. Anything else that
+/// goes wrong before git starts refuses, naming the override.
 pub fn run(
     ui: &Ui,
     cwd: &Path,
@@ -36,16 +39,36 @@ pub fn run(
         ui.warn("not snapshotting (--no-snapshot): git may overwrite databases without a copy");
         return run_git(cwd, argv, &[]);
     }
-    let invocation = match plan::parse_invocation(argv, cwd) {
-        Ok(invocation) => invocation,
-        // git will report its own usage errors; we have nothing to protect yet.
-        Err(_) => return run_git(cwd, argv, &[]),
-    };
+    let refuse = |error: CommandError| refusal(error, argv);
+    // An argv we cannot parse (a global option newer than dbguard, say) is planned as
+    // "anything may change" in the repository around the cwd.
+    let parsed = plan::parse_invocation(argv, cwd);
+    let repo_dir = parsed
+        .as_ref()
+        .map_or(cwd, |invocation| invocation.cwd.as_path());
     // Not a repository, or a bare one: nothing on disk to protect; let git speak.
-    let Ok(ctx) = Context::load(&invocation.cwd) else {
+    let Some(ctx) = Context::load_to_protect(repo_dir).map_err(refuse)? else {
         return run_git(cwd, argv, &[]);
     };
+    for warning in &ctx.settings.warnings {
+        ui.warn(warning);
+    }
+    let (invocation, unparsed) = match parsed {
+        Ok(invocation) => (invocation, None),
+        Err(error) => {
+            let invocation = plan::GitInvocation {
+                global: Vec::new(),
+                subcommand: None,
+                args: argv.to_vec(),
+                cwd: cwd.to_path_buf(),
+                aliases: Vec::new(),
+                shell_alias: None,
+            };
+            (invocation, Some(error.to_string()))
+        }
+    };
     let risky = invocation.shell_alias.is_some()
+        || unparsed.is_some()
         || invocation
             .subcommand
             .as_deref()
@@ -53,8 +76,9 @@ pub fn run(
     if !risky {
         return run_git(cwd, argv, &[]);
     }
-    let databases = ctx.scanner().scan().databases;
-    if databases.is_empty() {
+    let scanner = ctx.scanner();
+    let scan = scanner.scan();
+    if scan.databases.is_empty() && scan.excluded.is_empty() {
         return run_git(cwd, argv, &[]);
     }
     if invocation.subcommand.as_deref() == Some("pull") && invocation.shell_alias.is_none() {
@@ -79,36 +103,47 @@ pub fn run(
             return run_git(cwd, argv, &[]);
         }
     }
-    let relative: Vec<_> = databases
+    let relative: Vec<_> = scan
+        .databases
         .iter()
         .map(|d| std::path::PathBuf::from(d.path.as_str()))
         .collect();
+    // Databases in excluded directories are found where git says it will write.
+    let probe = |path: &Path| -> Vec<std::path::PathBuf> {
+        scanner
+            .excluded_databases(&scan, path)
+            .into_iter()
+            .map(|d| std::path::PathBuf::from(d.path.as_str()))
+            .collect()
+    };
+    let probe: Option<plan::Probe<'_>> = (!scan.excluded.is_empty()).then_some(&probe);
     // Fail safe: a plan we cannot make means every database is at risk.
-    let plan =
-        plan::plan(&invocation, &ctx.repo.worktree, &relative).unwrap_or_else(|error| plan::Plan {
-            operation: Operation::Other,
-            at_risk: relative
-                .iter()
-                .map(|path| plan::AtRisk {
-                    path: path.clone(),
-                    why: plan::Reason::Fallback,
-                })
-                .collect(),
-            fallback_reason: Some(error.to_string()),
-        });
+    let plan = match &unparsed {
+        Some(reason) => plan::Plan::everything(&relative, probe, reason),
+        None => plan::plan(&invocation, &ctx.repo.worktree, &relative, probe)
+            .unwrap_or_else(|error| plan::Plan::everything(&relative, probe, &error.to_string())),
+    };
     if let Some(reason) = &plan.fallback_reason {
         ui.status(&format!(
             "dbguard: could not work out what git will touch ({reason}); snapshotting every database"
         ));
     }
-    let at_risk: Vec<DbFile> = databases
-        .into_iter()
-        .filter(|d| {
-            plan.at_risk
-                .iter()
-                .any(|r| r.path == Path::new(d.path.as_str()))
-        })
-        .collect();
+    let mut at_risk = Vec::new();
+    for risk in &plan.at_risk {
+        match scan
+            .databases
+            .iter()
+            .find(|d| Path::new(d.path.as_str()) == risk.path)
+        {
+            Some(database) => at_risk.push(database.clone()),
+            None => at_risk.extend(
+                scanner
+                    .unfiltered()
+                    .explicit(&ctx.repo.worktree, &risk.path)
+                    .map_err(|error| refuse(error.into()))?,
+            ),
+        }
+    }
     if at_risk.is_empty() {
         return run_git(cwd, argv, &[]);
     }
@@ -118,11 +153,11 @@ pub fn run(
         .collect();
     let head_before = ctx.repo.head();
     let (operation_id, snapshots) = {
-        let mut store = ctx.store()?;
+        let mut store = ctx.store().map_err(refuse)?;
         let operation_id = store
             .catalog
             .begin_operation("guard", &git_argv, head_before.as_deref(), clock::now())
-            .map_err(StoreError::from)?;
+            .map_err(|error| refuse(StoreError::from(error).into()))?;
         let results = snapshot_all(ui, &ctx, &mut store, &at_risk, operation_id, None);
         let mut taken = Vec::new();
         let mut failed = Vec::new();
@@ -145,14 +180,9 @@ pub fn run(
             for (database, cause) in &failed {
                 error = error.cause(format!("{}: {}", database.path, cause.message));
             }
-            let retry = argv
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ");
-            return Err(error
-                .hint("copy the database aside yourself, then run git anyway with:")
-                .hint(format!("dbguard --no-snapshot git {retry}")));
+            return Err(refuse(error.hint(
+                "copy the database aside yourself before running git anyway",
+            )));
         }
         (operation_id, taken)
         // The store lock is released here: hooks that git runs may need the store.
@@ -184,6 +214,19 @@ pub fn run(
         crate::restore::offer(ui, &ctx, &shrinks);
     }
     Ok(code)
+}
+
+/// Git will not run: the error, then how to run it anyway. A user who reads only the
+/// last line learns the override, and that it gives up the snapshot.
+fn refusal(error: CommandError, argv: &[OsString]) -> CommandError {
+    let retry = argv
+        .iter()
+        .map(|a| crate::restore::shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    error.hint(format!(
+        "git did not run; to run it without a snapshot: dbguard --no-snapshot git {retry}"
+    ))
 }
 
 /// A plain `git pull [--options]` (no remote or refspec) whose upstream is already

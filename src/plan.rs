@@ -212,6 +212,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The fail-safe plan: every database is at risk (the probe's excluded ones too).
+    pub fn everything(databases: &[PathBuf], probe: Option<Probe<'_>>, reason: &str) -> Plan {
+        let dbs = DbSet::new(databases, probe).unwrap_or_else(|_| DbSet {
+            by_norm: Default::default(),
+            probe,
+        });
+        let mut risk = Risk::default();
+        dbs.discover(Path::new(""));
+        for db in databases.iter().cloned().chain(dbs.all()) {
+            risk.add(&db, Reason::Fallback);
+        }
+        Plan {
+            operation: Operation::Other,
+            at_risk: risk.into_vec(),
+            fallback_reason: Some(reason.to_string()),
+        }
+    }
+
     /// True when git can run without snapshotting anything.
     pub fn is_empty(&self) -> bool {
         self.at_risk.is_empty()
@@ -705,26 +723,51 @@ fn normalize(p: &Path) -> Option<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // The set of databases and the at-risk accumulator
 
-struct DbSet<'a> {
-    /// normalized path → the caller's path
-    by_norm: BTreeMap<PathBuf, &'a PathBuf>,
+/// Finds databases the caller's scan left out (configured exclusions) at or below a
+/// worktree-relative path that git reported: `dir/` → every database under it, a file →
+/// itself when it is a database. Planning learns what git will touch from git itself, so an
+/// exclusion can save scanning time but never hides a database from the plan.
+pub type Probe<'p> = &'p dyn Fn(&Path) -> Vec<PathBuf>;
+
+struct DbSet<'p> {
+    /// normalized path → the caller's path (or the probe's, for a database it found).
+    by_norm: std::cell::RefCell<BTreeMap<PathBuf, PathBuf>>,
+    probe: Option<Probe<'p>>,
 }
 
-impl<'a> DbSet<'a> {
-    fn new(databases: &'a [PathBuf]) -> Result<Self, PlanError> {
+impl<'p> DbSet<'p> {
+    fn new(databases: &[PathBuf], probe: Option<Probe<'p>>) -> Result<Self, PlanError> {
         let mut by_norm = BTreeMap::new();
         for db in databases {
             let n = normalize(db)
                 .filter(|n| !n.as_os_str().is_empty())
                 .ok_or_else(|| PlanError::InvalidPath(db.clone()))?;
-            by_norm.insert(n, db);
+            by_norm.insert(n, db.clone());
         }
-        Ok(DbSet { by_norm })
+        Ok(DbSet {
+            by_norm: std::cell::RefCell::new(by_norm),
+            probe,
+        })
+    }
+
+    /// Learn the databases the probe finds at or below `path`.
+    fn discover(&self, path: &Path) {
+        let Some(probe) = self.probe else { return };
+        for found in probe(path) {
+            if let Some(n) = normalize(&found).filter(|n| !n.as_os_str().is_empty()) {
+                self.by_norm.borrow_mut().entry(n).or_insert(found);
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<PathBuf> {
+        self.by_norm.borrow().values().cloned().collect()
     }
 
     /// `:(top,literal)<path>` for each database.
     fn literal_pathspecs(&self) -> Vec<OsString> {
         self.by_norm
+            .borrow()
             .keys()
             .map(|p| {
                 let mut s = OsString::from(":(top,literal)");
@@ -735,29 +778,34 @@ impl<'a> DbSet<'a> {
     }
 
     /// The database at exactly `path`.
-    fn exact(&self, path: &Path) -> Option<&'a PathBuf> {
-        normalize(path).and_then(|n| self.by_norm.get(&n).copied())
+    fn exact(&self, path: &Path) -> Option<PathBuf> {
+        let n = normalize(path)?;
+        if !self.by_norm.borrow().contains_key(&n) {
+            self.discover(&n);
+        }
+        self.by_norm.borrow().get(&n).cloned()
     }
 
     /// Databases at `path`, under it (a directory), or whose parent directory is `path`
     /// (a file replacing a directory).
-    fn touched_by(&self, path: &Path) -> Vec<&'a PathBuf> {
+    fn touched_by(&self, path: &Path) -> Vec<PathBuf> {
         let Some(n) = normalize(path) else {
             return Vec::new();
         };
-        let mut hits: Vec<&'a PathBuf> = self
-            .by_norm
+        self.discover(&n);
+        let by_norm = self.by_norm.borrow();
+        let mut hits: Vec<PathBuf> = by_norm
             .range(n.clone()..)
             .take_while(|(k, _)| k.starts_with(&n))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.clone())
             .collect();
         // a database where the target has a directory: `db` is a prefix of `path`
         for anc in n.ancestors().skip(1) {
             if anc.as_os_str().is_empty() {
                 break;
             }
-            if let Some(v) = self.by_norm.get(anc) {
-                hits.push(v);
+            if let Some(v) = by_norm.get(anc) {
+                hits.push(v.clone());
             }
         }
         hits
@@ -779,12 +827,12 @@ impl Risk {
     fn add_changes(&mut self, dbs: &DbSet, changes: &[(PathBuf, Reason)]) {
         for (p, why) in changes {
             for db in dbs.touched_by(p) {
-                let why = if db.as_path() == p.as_path() || dbs.exact(p) == Some(db) {
+                let why = if db.as_path() == p.as_path() || dbs.exact(p).as_ref() == Some(&db) {
                     *why
                 } else {
                     Reason::Overwritten
                 };
-                self.add(db, why);
+                self.add(&db, why);
             }
         }
     }
@@ -798,7 +846,7 @@ impl Risk {
     ) {
         for p in paths {
             if let Some(db) = dbs.exact(p) {
-                self.add(db, why);
+                self.add(&db, why);
             }
         }
     }
@@ -1958,19 +2006,13 @@ pub fn plan(
     inv: &GitInvocation,
     worktree_root: &Path,
     databases: &[PathBuf],
+    probe: Option<Probe<'_>>,
 ) -> Result<Plan, PlanError> {
-    let dbs = DbSet::new(databases)?;
+    let dbs = DbSet::new(databases, probe)?;
     let git = Git::new(inv);
     let fallback = |operation: Operation, reason: String| Plan {
         operation,
-        at_risk: {
-            let mut r = Risk::default();
-            for db in dbs.by_norm.values() {
-                r.add(db, Reason::Fallback);
-            }
-            r.into_vec()
-        },
-        fallback_reason: Some(reason),
+        ..Plan::everything(databases, probe, &reason)
     };
     if let Some(shell) = &inv.shell_alias {
         let name = inv.subcommand.clone().unwrap_or_default();
@@ -1993,7 +2035,7 @@ pub fn plan(
             ));
         }
     };
-    if operation == Operation::Other || databases.is_empty() {
+    if operation == Operation::Other || (databases.is_empty() && probe.is_none()) {
         return Ok(Plan {
             operation,
             at_risk: Vec::new(),
@@ -2158,6 +2200,11 @@ fn assess(
                 let modified = git.modified_tracked(paths)?;
                 risk.add_exact(dbs, modified.iter().map(|e| &e.path), Reason::Stashed);
                 if *untracked {
+                    if paths.is_empty() {
+                        // The listing below is limited to known databases: learn the
+                        // excluded ones first.
+                        dbs.discover(Path::new(""));
+                    }
                     let u = git.untracked(paths, *all, dbs)?;
                     risk.add_exact(dbs, &u, Reason::Stashed);
                 }
@@ -2431,8 +2478,8 @@ fn clean(
         };
         // a removed directory takes every database below it
         for db in dbs.touched_by(&path) {
-            if normalize(db).is_some_and(|n| n.starts_with(&path)) {
-                risk.add(db, Reason::Cleaned);
+            if normalize(&db).is_some_and(|n| n.starts_with(&path)) {
+                risk.add(&db, Reason::Cleaned);
             }
         }
     }
@@ -2556,7 +2603,7 @@ mod tests {
         fn plan_in(&self, dir: &Path, argv: &str, dbs: &[&str]) -> Plan {
             let inv = parse_invocation(&os(argv), dir).unwrap();
             let dbs: Vec<PathBuf> = dbs.iter().map(PathBuf::from).collect();
-            plan(&inv, &self.root, &dbs).unwrap()
+            plan(&inv, &self.root, &dbs, None).unwrap()
         }
 
         fn plan(&self, argv: &str, dbs: &[&str]) -> Plan {
@@ -2713,6 +2760,7 @@ mod tests {
             &inv,
             &repo.root,
             &[PathBuf::from("a.db"), PathBuf::from("b/c.db")],
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -2930,7 +2978,7 @@ mod tests {
             .map(OsString::from)
             .collect();
         let inv = parse_invocation(&argv, &repo.root).unwrap();
-        let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from)).unwrap();
+        let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from), None).unwrap();
         assert!(
             matches!(&p.operation, Operation::Checkout { target: None, paths, .. } if paths == &["a.db"])
         );
@@ -3010,7 +3058,7 @@ mod tests {
             .collect();
         let fetch: Vec<&str> = fetch.iter().map(String::as_str).collect();
         repo.git(&fetch);
-        let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from)).unwrap();
+        let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from), None).unwrap();
         assert_eq!(p.fallback_reason, None);
         assert_eq!(risks(&p), vec![r("app.db", Reason::Deleted)]);
         // explicit remote and branch, and rebase
@@ -3295,7 +3343,7 @@ mod tests {
         assert!(repo.plan("reset --hard nosuchrev", &[]).at_risk.is_empty());
         let inv = parse_invocation(&os("checkout main"), &repo.root).unwrap();
         assert!(matches!(
-            plan(&inv, &repo.root, &[PathBuf::from("../escape.db")]),
+            plan(&inv, &repo.root, &[PathBuf::from("../escape.db")], None),
             Err(PlanError::InvalidPath(_))
         ));
     }

@@ -29,6 +29,8 @@ pub struct Skipped {
 pub struct Scan {
     pub databases: Vec<DbFile>,
     pub skipped: Vec<Skipped>,
+    /// Directories not descended into because a configured exclusion names them.
+    pub excluded: Vec<PathBuf>,
 }
 
 /// Smaller than one SQLite page (512 bytes) cannot hold a database worth keeping.
@@ -41,6 +43,8 @@ pub enum ScanError {
     Missing { path: String },
     #[error("{path} is not a database: {reason}")]
     NotDatabase { path: String, reason: String },
+    #[error("{path} is outside the working tree {worktree}")]
+    Outside { path: String, worktree: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -86,8 +90,11 @@ impl Scanner<'_> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if file_type.is_dir() {
+                if self.exclude_dirs.iter().any(|d| *d == name) && name != ".git" {
+                    scan.excluded.push(path);
+                    continue;
+                }
                 if name == ".git"
-                    || self.exclude_dirs.iter().any(|d| *d == name)
                     || path == self.store_dir
                     // A nested repository (submodule): its databases belong to it.
                     || (path != self.repo.worktree && path.join(".git").exists())
@@ -144,6 +151,65 @@ impl Scanner<'_> {
         }))
     }
 
+    /// The same scanner without the configured exclusions: for paths git is about to
+    /// touch, which are protected wherever they live.
+    pub fn unfiltered(&self) -> Scanner<'_> {
+        Scanner {
+            repo: self.repo,
+            exclude_dirs: &[],
+            store_dir: self.store_dir,
+        }
+    }
+
+    /// Whether a worktree-relative path lies in (or is) a directory that the configured
+    /// exclusions keep out of [`Scanner::scan`].
+    pub fn is_excluded(&self, relative: &Path) -> bool {
+        relative.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_some_and(|name| self.exclude_dirs.iter().any(|d| d == name))
+        })
+    }
+
+    /// Databases that [`Scanner::scan`] left out because of an exclusion, at or below the
+    /// worktree-relative `relative` (every excluded directory in `scan` when it is empty):
+    /// the planner's probe, so that git's own list of paths decides what is at risk.
+    pub fn excluded_databases(&self, scan: &Scan, relative: &Path) -> Vec<DbFile> {
+        let unfiltered = self.unfiltered();
+        if relative.as_os_str().is_empty() {
+            return scan
+                .excluded
+                .iter()
+                .flat_map(|dir| unfiltered.scan_under(dir).databases)
+                .collect();
+        }
+        if !self.is_excluded(relative) {
+            return Vec::new();
+        }
+        let absolute = self.repo.worktree.join(relative);
+        match fs::symlink_metadata(&absolute) {
+            Ok(meta) if meta.is_dir() => unfiltered.scan_under(&absolute).databases,
+            Ok(meta) if meta.is_file() => unfiltered
+                .inspect(&absolute)
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect(),
+            Ok(_) => Vec::new(),
+            // Gone: a database may sit where git wants a directory (`x.db/file`).
+            Err(_) => absolute
+                .ancestors()
+                .skip(1)
+                .take_while(|dir| {
+                    dir.starts_with(&self.repo.worktree) && *dir != self.repo.worktree
+                })
+                .find(|dir| dir.is_file())
+                .and_then(|file| unfiltered.inspect(file).ok().flatten())
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Resolve a path the user named: a database file, or a directory to scan.
     pub fn explicit(&self, cwd: &Path, user_path: &Path) -> Result<Vec<DbFile>, ScanError> {
         let shown = user_path.display().to_string();
@@ -172,6 +238,15 @@ impl Scanner<'_> {
             return Err(not_db("it is a symlink; name the file it points to"));
         }
         if meta.is_dir() {
+            let inside = absolute
+                .canonicalize()
+                .is_ok_and(|real| real.starts_with(&self.repo.worktree));
+            if !inside {
+                return Err(ScanError::Outside {
+                    path: shown,
+                    worktree: self.repo.worktree.display().to_string(),
+                });
+            }
             return Ok(self.scan_under(&absolute).databases);
         }
         if !meta.is_file() {

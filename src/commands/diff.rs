@@ -45,6 +45,16 @@ fn is_id(text: &str) -> bool {
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
+        if let Some(missing) = args
+            .items
+            .iter()
+            .find(|item| !is_id(item) && !ctx.cwd.join(item).exists())
+        {
+            return Err(CommandError::new(format!(
+                "{missing} does not exist and has no snapshots"
+            ))
+            .hint("check the path; `dbguard status` lists the databases dbguard sees"));
+        }
         return Err(
             CommandError::new("there are no snapshots in this repository yet")
                 .hint("`dbguard snapshot` takes one"),
@@ -92,6 +102,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             ));
         }
         _ => {
+            let named = !paths.is_empty();
             let targets: Vec<String> = match paths.first() {
                 Some(path) => vec![
                     ctx.repo
@@ -112,6 +123,23 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                     .latest(&worktree, &path)
                     .map_err(StoreError::from)?
                 else {
+                    if named {
+                        let exists = ctx.repo.worktree.join(&path).exists();
+                        return Err(CommandError::new(if exists {
+                            format!("there is no snapshot of {path} to compare with")
+                        } else {
+                            format!("{path} does not exist and has no snapshots")
+                        })
+                        .hint(if exists {
+                            format!(
+                                "`dbguard snapshot {}` takes one",
+                                crate::restore::shell_quote(&path)
+                            )
+                        } else {
+                            "check the path; `dbguard log` lists the snapshots there are"
+                                .to_string()
+                        }));
+                    }
                     ui.status(&format!("{path}: no snapshot yet"));
                     continue;
                 };

@@ -45,8 +45,21 @@ pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
     if std::env::var_os(GUARD_ENV).is_some() {
         return 0;
     }
-    let Ok(ctx) = Context::load(cwd) else {
-        return 0;
+    // A hook runs inside a repository; if dbguard cannot load its settings it says so
+    // (nothing was checked) and lets git go on.
+    let ctx = match Context::load_to_protect(cwd) {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => return 0,
+        Err(error) => {
+            ui.warn(&format!(
+                "databases not checked: {} (git continues)",
+                error.message
+            ));
+            for hint in &error.hints {
+                ui.hint(hint);
+            }
+            return 0;
+        }
     };
     let arg = |i: usize| args.args.get(i).and_then(|a| a.to_str()).unwrap_or("");
     let result = match args.name.as_str() {

@@ -28,7 +28,20 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         Some(path) => Some(ctx.repo.relative(&ctx.cwd, path)?),
         None => None,
     };
+    // A path that names nothing, now or in any snapshot, is a typo: say so (git log does).
+    let unknown_path = |path: &crate::repo::RepoPath| {
+        CommandError::new(format!(
+            "{path} does not exist and has no snapshots in this working tree"
+        ))
+        .hint("check the path; `dbguard log` lists every snapshot, `dbguard status` every database")
+    };
+    let missing = path
+        .as_ref()
+        .filter(|p| std::fs::symlink_metadata(p.in_worktree(&ctx.repo.worktree)).is_err());
     let Some(store) = ctx.existing_store()? else {
+        if let Some(path) = missing {
+            return Err(unknown_path(path));
+        }
         if ui.json {
             ui.out("[]");
         } else {
@@ -45,6 +58,11 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             Some(args.limit),
         )
         .map_err(StoreError::from)?;
+    if snapshots.is_empty()
+        && let Some(path) = missing
+    {
+        return Err(unknown_path(path));
+    }
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&snapshots).unwrap_or_default());
         return Ok(());

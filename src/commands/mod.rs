@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
 use crate::error::CommandError;
-use crate::repo::Repo;
+use crate::repo::{Repo, RepoError};
 use crate::scan::Scanner;
 use crate::store::{SnapshotInfo, Store};
 
@@ -41,6 +41,24 @@ impl Context {
             repo,
             settings,
         })
+    }
+
+    /// The context for a command that is about to let git write the worktree. `Ok(None)`
+    /// only where there is no worktree to protect (not a repository, or a bare one); any
+    /// other failure (an invalid setting, an unreadable repository) is an error, so that
+    /// the caller refuses instead of running git unguarded.
+    pub fn load_to_protect(cwd: &Path) -> Result<Option<Context>, CommandError> {
+        let repo = match Repo::discover(cwd) {
+            Ok(repo) => repo,
+            Err(RepoError::NotARepo(_) | RepoError::Bare(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let settings = Settings::load(&repo)?;
+        Ok(Some(Context {
+            cwd: cwd.to_path_buf(),
+            repo,
+            settings,
+        }))
     }
 
     pub fn scanner(&self) -> Scanner<'_> {
@@ -84,8 +102,13 @@ impl Context {
 
 /// This process's command line as the catalog records it: `dbguard snapshot -m …`.
 pub fn command_line() -> Vec<String> {
+    // args_os: a file name that is not UTF-8 must not make dbguard panic.
     std::iter::once("dbguard".to_string())
-        .chain(std::env::args().skip(1))
+        .chain(
+            std::env::args_os()
+                .skip(1)
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        )
         .collect()
 }
 

@@ -105,9 +105,14 @@ fn choose(
         ));
     }
     if ui.assume_yes || !ui.can_prompt() {
+        // `recent` is newest first and not empty: an example the user can run as it is.
+        let example = &recent[0];
         return Err(
-            CommandError::new("which snapshot? name a PATH or --from ID")
-                .hint("`dbguard log` lists them; e.g. dbguard restore posts.db --from 14"),
+            CommandError::new("which snapshot? name a PATH or --from ID").hint(format!(
+                "`dbguard log` lists them; e.g. dbguard restore {} --from {}",
+                crate::restore::shell_quote(&example.path),
+                example.id
+            )),
         );
     }
     let items: Vec<String> = recent

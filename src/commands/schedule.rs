@@ -246,6 +246,26 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let cadence = parse_cadence(&args.every)?;
     let exe = current_exe()?;
     let log = ctx.settings.store.value.join("schedule.log");
+    // A crontab entry is one line, and cron reads `%` and newlines itself: a path with a
+    // line break would add lines of its own to the user's crontab.
+    for (what, path) in [
+        ("working tree", &worktree),
+        ("dbguard program", &exe),
+        ("store", &log),
+    ] {
+        if path
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .any(|b| matches!(b, b'\n' | b'\r'))
+        {
+            return Err(CommandError::new(format!(
+                "the {what} path {:?} contains a line break, which a crontab line cannot hold",
+                path.display().to_string()
+            ))
+            .hint("rename or move it to a path without line breaks, or run `dbguard snapshot` from your own scheduler"));
+        }
+    }
     let line = crontab_line(&cadence, &worktree, &exe, &log);
     if !args.print {
         // The log lives in the store; create it now so the first run can append to it.

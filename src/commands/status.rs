@@ -131,5 +131,21 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     {
         version_control_warning(ui, &database.path);
     }
+    if !scan.excluded.is_empty() {
+        let shown: Vec<String> = scan
+            .excluded
+            .iter()
+            .map(|dir| {
+                let relative = dir.strip_prefix(&ctx.repo.worktree).unwrap_or(dir);
+                format!("{}/", relative.display())
+            })
+            .collect();
+        ui.status(&format!(
+            "not listed: {} (exclude = {:?}, from {}); a database there is still snapshotted before git overwrites or deletes it",
+            shown.join(", "),
+            ctx.settings.exclude.value,
+            ctx.settings.exclude.source.describe()
+        ));
+    }
     Ok(())
 }

@@ -83,10 +83,24 @@ pub fn copy(source: &Path, dest: &Path) -> Result<(Consistency, Option<String>),
         Err(error) => {
             let message = error.to_string();
             let Some(holder) = parse_lock_holder(&message) else {
-                return Err(err(source, first_line(&message)));
+                return Err(open_error(source, &message));
             };
             copy_main_file_while_locked(source, dest, holder)
         }
+    }
+}
+
+/// Why DuckDB would not open a file: a storage version newer than ours is not damage.
+fn open_error(path: &Path, message: &str) -> DbError {
+    let line = first_line(message);
+    if line.contains("version number") || line.contains("newer version of DuckDB") {
+        DbError::NewerFormat {
+            path: path.to_path_buf(),
+            kind: super::DbKind::DuckDb,
+            detail: line.to_string(),
+        }
+    } else {
+        err(path, line)
     }
 }
 

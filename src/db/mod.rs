@@ -136,6 +136,9 @@ impl Census {
 pub enum Consistency {
     /// SQLite online backup API in one step: a transactionally consistent copy.
     OnlineBackup,
+    /// A writer had crashed mid-transaction: its hot journal was rolled back in a private
+    /// copy (never in the user's files), leaving the last committed state.
+    RolledBackHotJournal,
     /// DuckDB file and WAL copied under DuckDB's own lock, then checkpointed in the copy.
     LockedCopy,
     /// DuckDB main file only, copied while another process held it: consistent as of the
@@ -147,6 +150,9 @@ impl Consistency {
     pub fn label(&self) -> String {
         match self {
             Consistency::OnlineBackup => "online-backup".into(),
+            Consistency::RolledBackHotJournal => {
+                "online-backup (hot journal rolled back in the copy)".into()
+            }
             Consistency::LockedCopy => "locked-copy".into(),
             Consistency::AsOfLastCheckpoint { wal_bytes } => {
                 format!("as-of-last-checkpoint (missing {wal_bytes} WAL bytes)")
@@ -182,15 +188,30 @@ pub enum DbError {
     },
     #[error("{path} failed its integrity check: {detail}")]
     Integrity { path: PathBuf, detail: String },
+    #[error("{path} was written by a newer {kind} than the one built into dbguard: {detail}")]
+    NewerFormat {
+        path: PathBuf,
+        kind: DbKind,
+        detail: String,
+    },
 }
 
 /// Make a consistent copy of the live database `source` at `dest` (a private path).
 pub fn copy(kind: DbKind, source: &Path, dest: &Path) -> Result<CopyReport, DbError> {
     match kind {
-        DbKind::Sqlite => Ok(CopyReport {
-            consistency: sqlite::copy(source, dest)?,
-            warning: None,
-        }),
+        DbKind::Sqlite => {
+            let consistency = sqlite::copy(source, dest)?;
+            let warning = (consistency == Consistency::RolledBackHotJournal).then(|| {
+                format!(
+                    "{} has a hot journal (a writer crashed mid-transaction): the snapshot holds the last committed state; the unfinished transaction was rolled back in the copy, your files are unchanged",
+                    source.display()
+                )
+            });
+            Ok(CopyReport {
+                consistency,
+                warning,
+            })
+        }
         DbKind::DuckDb => {
             let (consistency, warning) = duckdb::copy(source, dest)?;
             Ok(CopyReport {

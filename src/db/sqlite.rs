@@ -4,7 +4,9 @@
 //! database that this process also has a connection to would drop SQLite's POSIX locks
 //! when it is closed.
 
-use std::path::Path;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -77,10 +79,126 @@ fn open_live(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// Copy `source` to `dest` as one transactionally consistent state, even while other
+/// processes write. A database a crashed writer left with a hot journal cannot be read
+/// without rolling that journal back, which we never do to the user's files: the rollback
+/// happens in a private copy instead.
+pub fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
+    match backup(source, dest) {
+        Err(error) if has_hot_journal(source) => {
+            let _ = fs::remove_file(dest);
+            copy_rolling_back(source, dest).map_err(|rollback_error| match rollback_error {
+                // Nothing better to say than why the plain backup failed.
+                RollbackError::Changing => error,
+                RollbackError::Db(error) => error,
+            })
+        }
+        other => other,
+    }
+}
+
+/// The first 8 bytes of a rollback journal that holds pages to play back.
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-journal");
+    PathBuf::from(name)
+}
+
+/// A journal whose header is intact: a transaction was under way. When no live process
+/// holds the database's write lock, SQLite calls it hot and must roll it back first.
+fn has_hot_journal(database: &Path) -> bool {
+    let mut header = [0u8; 8];
+    fs::File::open(journal_path(database))
+        .and_then(|mut file| file.read_exact(&mut header))
+        .is_ok_and(|()| header == JOURNAL_MAGIC)
+}
+
+enum RollbackError {
+    /// The files kept changing while we copied them (another process recovered it).
+    Changing,
+    Db(DbError),
+}
+
+/// Copy the database and its hot journal byte for byte, let SQLite roll the journal back
+/// in the copy, then take the usual backup of the result. The user's files are only read,
+/// and only while no connection of ours is open on them (closing a plain handle would drop
+/// SQLite's locks). If another process recovers the database meanwhile, the files change
+/// under us and we start again.
+fn copy_rolling_back(source: &Path, dest: &Path) -> Result<Consistency, RollbackError> {
+    let scratch = {
+        let mut name = dest.as_os_str().to_owned();
+        name.push(".rollback");
+        PathBuf::from(name)
+    };
+    let result = (|| {
+        for _ in 0..5 {
+            let before = file_states(source);
+            let copied = fs::copy(source, &scratch)
+                .and_then(|_| fs::copy(journal_path(source), journal_path(&scratch)));
+            if copied.is_err() || file_states(source) != before {
+                let _ = fs::remove_file(&scratch);
+                let _ = fs::remove_file(journal_path(&scratch));
+                if !has_hot_journal(source) {
+                    // Recovered by someone else: the plain backup works now.
+                    return backup(source, dest).map_err(RollbackError::Db);
+                }
+                sleep(Duration::from_millis(50));
+                continue;
+            }
+            {
+                // Opening the private copy read-write plays its journal back.
+                let conn =
+                    Connection::open(&scratch).map_err(|e| RollbackError::Db(err(source, e)))?;
+                conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| RollbackError::Db(err(source, e)))?;
+            }
+            if has_hot_journal(&scratch) {
+                return Err(RollbackError::Db(err(
+                    source,
+                    "its hot journal (left by a writer that crashed) could not be rolled back in a copy",
+                )));
+            }
+            backup(&scratch, dest).map_err(RollbackError::Db)?;
+            return Ok(Consistency::RolledBackHotJournal);
+        }
+        Err(RollbackError::Changing)
+    })();
+    let _ = fs::remove_file(&scratch);
+    let _ = fs::remove_file(journal_path(&scratch));
+    result
+}
+
+/// Size, mtime (s, ns) and ctime (s, ns) of one file.
+type FileState = (u64, i64, i64, i64, i64);
+
+/// Size, mtime and ctime of a database and its journal: equal before and after a copy
+/// means nobody wrote them while we read.
+fn file_states(database: &Path) -> Vec<Option<FileState>> {
+    use std::os::unix::fs::MetadataExt;
+    [database.to_path_buf(), journal_path(database)]
+        .iter()
+        .map(|path| {
+            fs::metadata(path).ok().map(|m| {
+                (
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Copy `source` to `dest` with the online backup API in a single step, so the copy is
 /// one transactionally consistent state even while other processes write. (A stepwise
 /// backup restarts every time a writer commits and may never finish.)
-pub fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
+fn backup(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
     let src = open_live(source)?;
     let mut dst = Connection::open(dest).map_err(|e| err(dest, e))?;
     // The copy is private staging: the chunks made from it are what gets fsynced, so
