@@ -210,6 +210,35 @@ impl Scanner<'_> {
         }
     }
 
+    /// Every database in the worktree plus the tracked ones that exclusions hide: what a
+    /// hook snapshots before a merge or rebase, which overwrites tracked files wherever
+    /// they are. (Reading the index is cheap; walking excluded trees is not.)
+    pub fn scan_with_tracked(&self) -> Scan {
+        let mut scan = self.scan();
+        if scan.excluded.is_empty() {
+            return scan;
+        }
+        let Ok(index) = self.repo.git.index() else {
+            return scan;
+        };
+        let unfiltered = self.unfiltered();
+        for entry in index.iter() {
+            let Ok(relative) = std::str::from_utf8(&entry.path) else {
+                continue;
+            };
+            if !self.is_excluded(Path::new(relative)) {
+                continue;
+            }
+            if let Ok(Some(found)) = unfiltered.inspect(&self.repo.worktree.join(relative))
+                && !scan.databases.iter().any(|d| d.path == found.path)
+            {
+                scan.databases.push(found);
+            }
+        }
+        scan.databases.sort_by(|a, b| a.path.cmp(&b.path));
+        scan
+    }
+
     /// Resolve a path the user named: a database file, or a directory to scan.
     pub fn explicit(&self, cwd: &Path, user_path: &Path) -> Result<Vec<DbFile>, ScanError> {
         let shown = user_path.display().to_string();

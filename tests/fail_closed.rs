@@ -318,3 +318,24 @@ fn schedule_refuses_a_path_with_a_line_break() {
     assert!(run.stderr.contains("line break"), "{}", run.stderr);
     assert!(!table.exists(), "the crontab was written");
 }
+
+#[test]
+fn hooks_snapshot_tracked_databases_in_excluded_directories() {
+    let repo = grown_tracked_db("data/x.db");
+    fs::write(repo.root.join(".dbguard.toml"), "exclude = [\"data\"]\n").unwrap();
+    repo.dbguard(["install"]).ok();
+    // Plain git: the reference-transaction hook snapshots before refs/stash moves.
+    let stash = Run::from(
+        repo.command("git", &repo.root)
+            .args(["stash", "-q"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(stash.code, 0, "{}", stash.stderr);
+    assert_eq!(sqlite_count(&repo.root.join("data/x.db"), "posts"), 1000);
+    assert!(
+        snapshot_rows(&repo, "data/x.db").contains(&6000),
+        "{:?}",
+        snapshot_rows(&repo, "data/x.db")
+    );
+}

@@ -224,9 +224,10 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
     watch::write(git_dir, &paths, unchanged.then_some(verified_at)).map_err(io_error)
 }
 
-/// Snapshot every database before git changes the working tree.
+/// Snapshot every database before git changes the working tree (tracked ones in excluded
+/// directories too: a merge or rebase overwrites those).
 fn before(ui: &Ui, ctx: &Context, what: &str) -> Result<(), CommandError> {
-    let databases = ctx.scanner().scan().databases;
+    let databases = ctx.scanner().scan_with_tracked().databases;
     if databases.is_empty() {
         return Ok(());
     }
