@@ -28,6 +28,9 @@ fn ids(snapshots: &[&SnapshotRef], max: usize) -> String {
     text.join(", ")
 }
 
+/// One database's snapshots that cannot be restored, and those that can.
+type BrokenAndIntact<'a> = (Vec<&'a SnapshotRef>, Vec<&'a SnapshotRef>);
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -80,8 +83,7 @@ fn damage_error(ui: &Ui, ctx: &Context, report: &VerifyReport) -> CommandError {
         }
     };
     // Per database: (broken, restorable), in id order.
-    let mut per_path: BTreeMap<(String, String), (Vec<&SnapshotRef>, Vec<&SnapshotRef>)> =
-        BTreeMap::new();
+    let mut per_path: BTreeMap<(String, String), BrokenAndIntact<'_>> = BTreeMap::new();
     for s in &report.broken {
         per_path
             .entry((s.worktree.clone(), s.path.clone()))
