@@ -102,6 +102,15 @@ impl From<StoreError> for CommandError {
                 .hint("wait for the other dbguard (a long snapshot or prune) to finish, then try again"),
             StoreError::Chunk(_) | StoreError::DigestMismatch { .. } => CommandError::from_error(&error)
                 .hint("run `dbguard verify` to see every damaged snapshot; older snapshots may still be intact"),
+            StoreError::ReadOnly { .. } => CommandError::from_error(&error).hint(
+                "snapshots need a writable store: make it writable again, or point dbguard at a writable directory with `git config dbguard.store <dir>` (log, show, verify and restore --to still read this one)",
+            ),
+            StoreError::Full { .. } => CommandError::from_error(&error).hint(
+                "free space on that disk, or move the store to a disk with room: `git config dbguard.store <dir>`",
+            ),
+            StoreError::NotADirectory { .. } => CommandError::from_error(&error).hint(
+                "move that file out of the way, or point dbguard at a directory: `git config dbguard.store <dir>`",
+            ),
             StoreError::Catalog(_) => CommandError::from_error(&error)
                 .hint("check the disk and permissions of the store directory (`dbguard config` shows where it is)"),
             _ => CommandError::from_error(&error)

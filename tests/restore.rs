@@ -394,3 +394,138 @@ fn restore_never_writes_through_symlinks() {
             .is_symlink()
     );
 }
+
+/// A tmpfs mounted for one test and unmounted when dropped, even when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "skipping: cannot mount a tmpfs at {}: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipping: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{mode} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_store_can_still_be_read_and_restored_from() {
+    let repo = TestRepo::new();
+    let disk = repo.path("store-disk");
+    let Some(mount) = Tmpfs::mount(&disk, "32m") else {
+        return;
+    };
+    let store = disk.join("store");
+    repo.git(["config", "dbguard.store", store.to_str().unwrap()]);
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 1000, 100);
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // #1
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    add_posts(&conn, 500, 100);
+    drop(conn);
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // #2
+    // A writer killed right after a commit leaves that commit only in catalog.db-wal.
+    {
+        let catalog = rusqlite::Connection::open(store.join("catalog.db")).unwrap();
+        catalog
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .unwrap();
+        catalog
+            .execute(
+                "UPDATE snapshots SET message = 'only in the WAL' WHERE id = 2",
+                [],
+            )
+            .unwrap();
+    }
+    assert!(fs::metadata(store.join("catalog.db-wal")).unwrap().len() > 0);
+    let before = sha(&db);
+    mount.remount("ro");
+
+    let read_everything = |label: &str| {
+        let log = repo.dbguard(["log", "--json"]).ok().json();
+        assert_eq!(log.as_array().unwrap().len(), 2, "{label}: {log}");
+        let show = repo.dbguard(["show", "2"]).ok();
+        assert!(
+            show.stdout.contains("only in the WAL"),
+            "{label}: the catalog's last commit is read:\n{}",
+            show.stdout
+        );
+        let verify = repo.dbguard(["verify"]).ok();
+        assert!(
+            verify.stdout.contains("store ok"),
+            "{label}: {}",
+            verify.stdout
+        );
+        let out = repo.path(&format!("restored-{label}.db"));
+        repo.dbguard(["restore", "--from", "2", "--to", out.to_str().unwrap()])
+            .ok();
+        assert_eq!(sqlite_count(&out, "posts"), 1500, "{label}");
+        assert_eq!(quick_check(&out), "ok");
+    };
+    read_everything("wal-and-shm");
+
+    // Writing commands say why they cannot, and what to do instead.
+    for args in [
+        vec!["snapshot", "posts.db"],
+        vec!["restore", "posts.db", "--from", "1"],
+        vec!["prune", "--keep-last", "1"],
+    ] {
+        let run = repo.dbguard(&args).fails();
+        assert!(
+            run.stderr.contains(&format!(
+                "the snapshot store at {} is read-only",
+                store.display()
+            )) && run.stderr.contains("git config dbguard.store"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(sha(&db), before, "the live database was not touched");
+
+    // The -wal without its -shm: SQLite cannot read it in place on a read-only mount.
+    mount.remount("rw");
+    fs::remove_file(store.join("catalog.db-shm")).unwrap();
+    mount.remount("ro");
+    read_everything("wal-only");
+
+    // A writer that closes the store leaves everything in catalog.db.
+    mount.remount("rw");
+    repo.dbguard(["log"]).ok();
+    assert!(fs::metadata(store.join("catalog.db-wal")).map_or(true, |m| m.len() == 0));
+    mount.remount("ro");
+    read_everything("checkpointed");
+}

@@ -245,3 +245,324 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
     assert_eq!(fs::read_dir(repo.store().join("tmp")).unwrap().count(), 0);
     repo.dbguard(["verify"]).ok();
 }
+
+/// A tmpfs mounted for one test and unmounted when dropped, even when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "skipping: cannot mount a tmpfs at {}: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipping: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The chunk file holding piece `seq` of snapshot `id`'s image.
+fn chunk_file(repo: &TestRepo, id: i64, seq: i64) -> std::path::PathBuf {
+    let conn = rusqlite::Connection::open_with_flags(
+        repo.store().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let hash: String = conn
+        .query_row(
+            "SELECT c.hash FROM image_chunks c JOIN snapshots s ON s.image_id = c.image_id \
+             WHERE s.id = ?1 AND c.seq = ?2",
+            [id, seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    repo.store().join("objects").join(&hash[..2]).join(&hash)
+}
+
+/// Bit rot, or a stray write: one byte in the middle of the file changes.
+fn flip_a_byte(path: &std::path::Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    fs::write(path, bytes).unwrap();
+}
+
+fn ids(list: &serde_json::Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn restored_rows(repo: &TestRepo, id: i64, name: &str) -> u64 {
+    let out = repo.path(name);
+    repo.dbguard([
+        "restore",
+        "--from",
+        &id.to_string(),
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    sqlite_count(&out, "posts")
+}
+
+#[test]
+fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 300, 300);
+    sleep(Duration::from_millis(200));
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // #1: one chunk
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    add_posts(&conn, 12_000, 300); // ~4.7 MiB: five chunks
+    drop(conn);
+    sleep(Duration::from_millis(200));
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // #2
+    let again = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // #3
+    assert_eq!(again[0]["reused"], true, "{again}");
+
+    // A chunk of #2 (and of #3, the same image) goes bad; #1 does not use it.
+    let damaged = chunk_file(&repo, 2, 1);
+    flip_a_byte(&damaged);
+    let verify = repo.dbguard(["verify"]).fails();
+    assert!(
+        verify.stdout.contains("breaks #2, #3"),
+        "verify names the snapshots a damaged chunk breaks:\n{}{}",
+        verify.stdout,
+        verify.stderr
+    );
+    assert!(
+        verify
+            .stdout
+            .contains("posts.db: cannot restore #2, #3; restorable: #1"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stderr.contains("2 snapshots cannot be restored")
+            && verify.stderr.contains("`dbguard snapshot posts.db`")
+            && verify
+                .stderr
+                .contains("`dbguard restore posts.db --from 1`"),
+        "{}",
+        verify.stderr
+    );
+    let report = repo.dbguard(["verify", "--json"]).fails().json();
+    assert_eq!(ids(&report["broken"]), vec![2, 3]);
+    assert_eq!(ids(&report["restorable"]), vec![1]);
+    // The advice works: #1 restores.
+    assert_eq!(restored_rows(&repo, 1, "one.db"), 300);
+
+    // verify stopped trusting the stat cache for the damaged image: the next snapshot of
+    // the unchanged file reads it and rewrites the chunk, which repairs #2 and #3 too.
+    let repair = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #4
+    assert_eq!(repair.json()[0]["reused"], false, "{}", repair.stderr);
+    assert!(repair.stderr.contains("damaged chunk"), "{}", repair.stderr);
+    repo.dbguard(["verify"]).ok();
+    assert_eq!(restored_rows(&repo, 3, "three.db"), 12_300);
+
+    // Without verify: a chunk written since the stat cache entry was recorded is not
+    // trusted either, and a snapshot after a change rewrites the damaged chunk it reuses.
+    flip_a_byte(&chunk_file(&repo, 4, 1));
+    // A new table: page 1 and a page at the end change, the middle chunks stay the same.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('new');")
+        .unwrap();
+    drop(conn);
+    sleep(Duration::from_millis(200));
+    let changed = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #5
+    assert_eq!(changed.json()[0]["rows"], 12_301);
+    assert!(
+        changed.stderr.contains("damaged chunk"),
+        "{}",
+        changed.stderr
+    );
+    assert_eq!(restored_rows(&repo, 5, "five.db"), 12_300);
+    assert_eq!(sqlite_count(&repo.path("five.db"), "notes"), 1);
+    flip_a_byte(&chunk_file(&repo, 5, 2));
+    let unchanged = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #6
+    assert_eq!(unchanged.json()[0]["reused"], false, "{}", unchanged.stderr);
+    assert_eq!(restored_rows(&repo, 6, "six.db"), 12_300);
+    repo.dbguard(["verify"]).ok();
+    let cached = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // #7
+    assert_eq!(cached[0]["reused"], true, "an intact image is reused again");
+
+    // What no live file holds any more cannot be repaired: verify names only that.
+    flip_a_byte(&chunk_file(&repo, 1, 0));
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // #8
+    let lost = repo.dbguard(["verify", "--json"]).fails().json();
+    assert_eq!(ids(&lost["broken"]), vec![1]);
+    assert_eq!(ids(&lost["restorable"]), vec![2, 3, 4, 5, 6, 7, 8]);
+    let lost = repo.dbguard(["verify"]).fails();
+    assert!(
+        lost.stderr.contains("`dbguard restore posts.db --from 8`"),
+        "{}",
+        lost.stderr
+    );
+}
+
+#[test]
+fn store_files_are_private_even_under_umask_000() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 2000, 300);
+    // Hold the database exclusively so that dbguard waits inside its copy, with the
+    // catalog's -wal/-shm and the staging image all on disk.
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let child = repo
+        .command("sh", &repo.root)
+        .args(["-c", "umask 000; exec \"$0\" snapshot posts.db"])
+        .arg(dbguard_bin())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tmp = repo.store().join("tmp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let staged = loop {
+        let found = fs::read_dir(&tmp).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".img"))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no staging image appeared"
+        );
+        sleep(Duration::from_millis(5));
+    };
+    let mut seen = Vec::new();
+    let mut check = |path: &std::path::Path| {
+        let meta = fs::metadata(path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        seen.push(format!("{} {mode:o}", path.display()));
+        assert_eq!(mode, want, "{} is {mode:o}", path.display());
+    };
+    check(&staged);
+    for name in [
+        "",
+        "tmp",
+        "objects",
+        "lock",
+        "catalog.db",
+        "catalog.db-wal",
+        "catalog.db-shm",
+    ] {
+        check(&repo.store().join(name));
+    }
+    drop(locker);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for entry in walk(&repo.store()) {
+        check(&entry);
+    }
+    assert!(seen.len() > 10, "{seen:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            out.extend(walk(&entry.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_full_store_disk_is_named_as_such_not_blamed_on_the_database() {
+    let repo = TestRepo::new();
+    let disk = repo.path("store-disk");
+    let Some(_mount) = Tmpfs::mount(&disk, "2m") else {
+        return;
+    };
+    let store = disk.join("store");
+    repo.git(["config", "dbguard.store", store.to_str().unwrap()]);
+    // Too big for the disk even as the staging copy.
+    make_posts_db(&repo.root.join("big.db"), 12_000, 300);
+    // Fits as a copy (1.3 MiB) but not also as incompressible chunks.
+    let conn = rusqlite::Connection::open(repo.root.join("noise.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE noise(b BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1300)
+         INSERT INTO noise SELECT randomblob(1000) FROM n;",
+    )
+    .unwrap();
+    drop(conn);
+    for db in ["big.db", "noise.db"] {
+        let run = repo.dbguard(["snapshot", db]).fails();
+        assert!(
+            run.stderr.contains(&format!(
+                "the disk holding the snapshot store at {} is full",
+                store.display()
+            )),
+            "{db}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("not a usable") && !run.stderr.contains("damaged"),
+            "{db}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("git config dbguard.store"),
+            "{}",
+            run.stderr
+        );
+        // Nothing half-written stays behind, and the store still verifies.
+        assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+        repo.dbguard(["verify"]).ok();
+    }
+}
+
+#[test]
+fn a_file_where_the_store_should_be_is_reported() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 100, 100);
+    repo.dbguard(["snapshot", "posts.db"]).ok();
+    fs::remove_dir_all(repo.store()).unwrap();
+    fs::write(repo.store(), "not a store\n").unwrap();
+    for args in [vec!["log"], vec!["verify"], vec!["snapshot", "posts.db"]] {
+        let run = repo.dbguard(&args).fails();
+        assert!(
+            run.stderr.contains(&format!(
+                "the snapshot store path {} is not a directory",
+                repo.store().display()
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("no snapshots yet"), "{}", run.stderr);
+    }
+}

@@ -74,9 +74,18 @@ impl Context {
         Ok(Store::open(&self.settings.store.value)?)
     }
 
-    /// Open the store if it exists; read-only commands say "no snapshots yet" otherwise.
+    /// Open the store if it exists, for reading (read-only when it cannot be written);
+    /// reading commands say "no snapshots yet" otherwise.
     pub fn existing_store(&self) -> Result<Option<Store>, CommandError> {
         Ok(Store::open_existing(&self.settings.store.value)?)
+    }
+
+    /// Open the store if it exists, for a command that changes it (prune, restore in
+    /// place): a read-only store is refused with a message that says so.
+    pub fn existing_store_for_writing(&self) -> Result<Option<Store>, CommandError> {
+        Ok(Store::open_existing_for_writing(
+            &self.settings.store.value,
+        )?)
     }
 
     pub fn worktree_key(&self) -> String {

@@ -111,7 +111,13 @@ fn policy(ctx: &Context, args: &Args) -> Result<Policy, CommandError> {
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let policy = policy(ctx, args)?;
-    let Some(mut store) = ctx.existing_store()? else {
+    // A dry run only reads, so it works on a read-only store too.
+    let store = if args.dry_run {
+        ctx.existing_store()?
+    } else {
+        ctx.existing_store_for_writing()?
+    };
+    let Some(mut store) = store else {
         ui.status("there are no snapshots in this repository yet; nothing to prune");
         if ui.json {
             ui.out(&serde_json::to_string_pretty(&empty_report(args.dry_run)).unwrap_or_default());

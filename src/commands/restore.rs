@@ -33,7 +33,14 @@ pub struct Args {
 }
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
-    let Some(mut store) = ctx.existing_store()? else {
+    // Only --to leaves the store alone (an in-place restore records an undo snapshot), so
+    // only --to can read a read-only store.
+    let store = if args.to.is_some() {
+        ctx.existing_store()?
+    } else {
+        ctx.existing_store_for_writing()?
+    };
+    let Some(mut store) = store else {
         return Err(
             CommandError::new("there are no snapshots in this repository yet")
                 .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming"),

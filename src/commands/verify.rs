@@ -1,8 +1,12 @@
 //! `dbguard verify`: re-read every chunk, check every image against its digest, and
-//! check the catalog itself.
+//! check the catalog itself; name every snapshot that damage breaks and the ones that
+//! remain restorable.
+
+use std::collections::BTreeMap;
 
 use super::Context;
 use crate::error::CommandError;
+use crate::store::{SnapshotRef, VerifyReport};
 use crate::ui::{self, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -10,6 +14,26 @@ use crate::ui::{self, Ui};
   dbguard verify
   dbguard verify --json")]
 pub struct Args {}
+
+/// "#2, #3" (at most `max` ids, then how many more).
+fn ids(snapshots: &[&SnapshotRef], max: usize) -> String {
+    let mut text: Vec<String> = snapshots
+        .iter()
+        .take(max)
+        .map(|s| format!("#{}", s.id))
+        .collect();
+    if snapshots.len() > max {
+        text.push(format!("and {} more", snapshots.len() - max));
+    }
+    text.join(", ")
+}
+
+/// One database's snapshots that cannot be restored, and those that can.
+type BrokenAndIntact<'a> = (Vec<&'a SnapshotRef>, Vec<&'a SnapshotRef>);
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
@@ -44,10 +68,102 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
         }
         return Ok(());
     }
-    let mut error = CommandError::new(format!("the store has {} problems", report.problems.len()))
-        .hint("snapshots that use a damaged chunk cannot be restored; take a fresh `dbguard snapshot` now");
-    for problem in report.problems.iter().take(20) {
+    Err(damage_error(ui, ctx, &report))
+}
+
+/// Say what is damaged, which snapshots it breaks, per database which ones remain
+/// restorable, and what to do.
+fn damage_error(ui: &Ui, ctx: &Context, report: &VerifyReport) -> CommandError {
+    let here = ctx.worktree_key();
+    let name = |s: &SnapshotRef| {
+        if s.worktree == here {
+            s.path.clone()
+        } else {
+            format!("{} (worktree {})", s.path, s.worktree)
+        }
+    };
+    // Per database: (broken, restorable), in id order.
+    let mut per_path: BTreeMap<(String, String), BrokenAndIntact<'_>> = BTreeMap::new();
+    for s in &report.broken {
+        per_path
+            .entry((s.worktree.clone(), s.path.clone()))
+            .or_default()
+            .0
+            .push(s);
+    }
+    for s in &report.restorable {
+        if let Some(entry) = per_path.get_mut(&(s.worktree.clone(), s.path.clone())) {
+            entry.1.push(s);
+        }
+    }
+    if !ui.json {
+        for damage in &report.damage {
+            let breaks = if damage.snapshots.is_empty() {
+                "no snapshot uses it".to_string()
+            } else {
+                let list: Vec<String> =
+                    damage.snapshots.iter().map(|id| format!("#{id}")).collect();
+                format!("breaks {}", list.join(", "))
+            };
+            ui.out(&format!("{}; {breaks}", damage.problem));
+        }
+        for (broken, restorable) in per_path.values() {
+            let first = broken[0];
+            ui.out(&format!(
+                "{}: cannot restore {}; {}",
+                name(first),
+                ids(broken, 20),
+                if restorable.is_empty() {
+                    "no intact snapshot".to_string()
+                } else {
+                    format!("restorable: {}", ids(restorable, 20))
+                }
+            ));
+        }
+    }
+    let mut message = format!(
+        "the store has {}",
+        plural(report.problems.len(), "problem", "problems")
+    );
+    if !report.broken.is_empty() {
+        message.push_str(&format!(
+            ": {} cannot be restored",
+            plural(report.broken.len(), "snapshot", "snapshots")
+        ));
+    }
+    let mut error = CommandError::new(message);
+    // On a terminal the damage lines above name the problems; JSON readers get them here.
+    let causes = report
+        .problems
+        .iter()
+        .filter(|p| ui.json || p.starts_with("catalog: "));
+    for problem in causes.take(20) {
         error = error.cause(problem.clone());
     }
-    Err(error)
+    for ((worktree, path), (broken, restorable)) in &per_path {
+        let in_worktree = if *worktree == here {
+            String::new()
+        } else {
+            format!(" in {worktree}")
+        };
+        error = error.hint(format!(
+            "`dbguard snapshot {path}`{in_worktree} repairs the damaged chunks of {} while the live file still holds those bytes; then run `dbguard verify` again",
+            ids(broken, 5)
+        ));
+        if let Some(latest) = restorable.last() {
+            error = error.hint(format!(
+                "#{} of {path} is intact: `dbguard restore {path} --from {}`{in_worktree}",
+                latest.id, latest.id
+            ));
+        }
+    }
+    if report.read_only {
+        error = error.hint("the store is read-only: repairs need it writable again");
+    } else if report.stat_cache_cleared > 0 {
+        ui.status(&format!(
+            "the next snapshot of each affected database reads the file again instead of reusing a damaged image ({} cleared)",
+            plural(report.stat_cache_cleared, "cache entry", "cache entries")
+        ));
+    }
+    error
 }

@@ -25,6 +25,38 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> DbError {
     }
 }
 
+/// An error writing the copy at `dest` (a private staging file): it is about the disk the
+/// copy is written to, never about the database being copied, so it carries `dest` and an
+/// I/O error that the caller can classify (disk full, say) instead of a SQLite reason.
+fn dest_err(dest: &Path, error: rusqlite::Error) -> DbError {
+    let kind = match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => std::io::ErrorKind::StorageFull,
+        Some(rusqlite::ErrorCode::ReadOnly) => std::io::ErrorKind::ReadOnlyFilesystem,
+        Some(rusqlite::ErrorCode::PermissionDenied) => std::io::ErrorKind::PermissionDenied,
+        _ => std::io::ErrorKind::Other,
+    };
+    DbError::Io {
+        path: dest.to_path_buf(),
+        source: std::io::Error::new(kind, error.to_string()),
+    }
+}
+
+/// Whether a failed backup step failed writing the destination: the source is only read,
+/// so a full disk or a failed write, sync or truncate is the copy's.
+fn is_write_failure(error: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) => {
+            e.code == rusqlite::ErrorCode::DiskFull
+                || matches!(
+                    e.extended_code,
+                    ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_TRUNCATE
+                )
+        }
+        _ => false,
+    }
+}
+
 /// SQLite's messages are terse; say what they mean for a file on disk.
 fn friendly(reason: &str) -> String {
     if reason.contains("file is not a database") || reason.contains("malformed") {
@@ -200,16 +232,23 @@ fn file_states(database: &Path) -> Vec<Option<FileState>> {
 /// backup restarts every time a writer commits and may never finish.)
 fn backup(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
     let src = open_live(source)?;
-    let mut dst = Connection::open(dest).map_err(|e| err(dest, e))?;
+    let mut dst = Connection::open(dest).map_err(|e| dest_err(dest, e))?;
     // The copy is private staging: the chunks made from it are what gets fsynced, so
     // neither a journal nor a sync of the 400 MB copy buys anything.
     dst.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
-        .map_err(|e| err(dest, e))?;
+        .map_err(|e| dest_err(dest, e))?;
     {
         let backup = Backup::new(&src, &mut dst).map_err(|e| err(source, e))?;
         let deadline = Instant::now() + BUSY_WAIT;
         loop {
-            match backup.step(-1).map_err(|e| err(source, e))? {
+            let step = backup.step(-1).map_err(|e| {
+                if is_write_failure(&e) {
+                    dest_err(dest, e)
+                } else {
+                    err(source, e)
+                }
+            });
+            match step? {
                 StepResult::Done => break,
                 StepResult::More => continue,
                 StepResult::Busy | StepResult::Locked => {
@@ -225,7 +264,7 @@ fn backup(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
             }
         }
     }
-    dst.close().map_err(|(_, e)| err(dest, e))?;
+    dst.close().map_err(|(_, e)| dest_err(dest, e))?;
     drop(src);
     Ok(Consistency::OnlineBackup)
 }

@@ -2,15 +2,20 @@
 //! census and the stat cache. Chunks hold bytes; the catalog says what they mean.
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::db::sqlite::uri;
 use crate::db::{Census, DbKind};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `stat_cache.chunks_ctime_ns` (the newest chunk ctime of the image when the entry was
+/// recorded; a chunk changed since then is not trusted without reading it).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -60,9 +65,16 @@ CREATE TABLE IF NOT EXISTS stat_cache (
     path TEXT NOT NULL,
     signature TEXT NOT NULL,
     snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    chunks_ctime_ns INTEGER,
     PRIMARY KEY (worktree, path)
 ) WITHOUT ROWID;
 ";
+
+/// Schema changes from each older version to the next, applied in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "ALTER TABLE stat_cache ADD COLUMN chunks_ctime_ns INTEGER;",
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -76,6 +88,46 @@ pub enum CatalogError {
         "the snapshot catalog {path} was written by a newer dbguard (schema {found}, this one knows {SCHEMA_VERSION})"
     )]
     TooNew { path: String, found: i64 },
+    #[error("the snapshot catalog {path} is read-only")]
+    ReadOnly { path: String },
+}
+
+impl CatalogError {
+    /// Whether SQLite refused because the catalog or its directory cannot be written.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            CatalogError::ReadOnly { .. } => true,
+            CatalogError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::ReadOnly)
+            ),
+            CatalogError::TooNew { .. } => false,
+        }
+    }
+
+    /// Whether SQLite failed because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, CatalogError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+}
+
+/// What the stat cache remembers of a path: the snapshot to reuse and, when known, the
+/// newest ctime among that image's chunk files at the time.
+#[derive(Debug, Clone, Copy)]
+pub struct StatCacheHit {
+    pub snapshot_id: i64,
+    pub chunks_ctime_ns: Option<i64>,
+}
+
+/// One snapshot reduced to what `verify` needs to say which ones a damaged image breaks.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRef {
+    pub id: i64,
+    pub worktree: String,
+    pub path: String,
+    #[serde(skip)]
+    pub image_id: i64,
 }
 
 /// One snapshot as users see it.
@@ -138,6 +190,7 @@ pub struct NewSnapshot<'a> {
 pub struct Catalog {
     conn: Connection,
     path: String,
+    read_only: bool,
 }
 
 fn ts(time: &DateTime<Utc>) -> String {
@@ -171,7 +224,41 @@ impl Catalog {
             path: display.clone(),
             source,
         };
+        // SQLite gives the -wal and -shm files the mode of the database file: make that
+        // private before SQLite creates them (mkdir/open modes, never the umask, which
+        // git's children inherit).
+        let private = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path);
+        match private {
+            Ok(file) => {
+                let narrow = file
+                    .metadata()
+                    .is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+                if narrow {
+                    let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
+                }
+            }
+            Err(e) if crate::store::chunks::is_read_only(&e) => {
+                return Err(CatalogError::ReadOnly { path: display });
+            }
+            // SQLite's own open says what is wrong.
+            Err(_) => {}
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut sidecar = path.as_os_str().to_owned();
+            sidecar.push(suffix);
+            if fs::metadata(&sidecar).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                let _ = fs::set_permissions(&sidecar, fs::Permissions::from_mode(0o600));
+            }
+        }
         let conn = Connection::open(path).map_err(fail)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(CatalogError::ReadOnly { path: display });
+        }
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(fail)?;
         conn.execute_batch(
@@ -188,15 +275,119 @@ impl Catalog {
             });
         }
         if version < SCHEMA_VERSION {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(fail)?;
+            // A new catalog gets the whole schema; an older one each migration since its
+            // version, all in one transaction.
+            let mut batch = format!("BEGIN IMMEDIATE; {SCHEMA}");
+            if version > 0 {
+                for (from, sql) in MIGRATIONS {
+                    if *from >= version {
+                        batch.push_str(sql);
+                    }
+                }
+            }
+            batch.push_str(&format!(" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"));
+            conn.execute_batch(&batch).map_err(fail)?;
         }
         Ok(Catalog {
             conn,
             path: display,
+            read_only: false,
         })
+    }
+
+    /// Open the catalog of a store that cannot be written (a read-only mount, or a store
+    /// that is not ours): nothing is created, migrated or locked. SQLite reads a WAL
+    /// database read-only only while its -wal and -shm exist; with `immutable=1` it
+    /// would ignore the -wal, and with it the last commits of a writer that was killed.
+    /// So: read-only in place when SQLite can; else, when a -wal holds commits, from a
+    /// copy of the catalog and its -wal in `scratch`; else (no -wal) immutable.
+    pub fn open_read_only(path: &Path, scratch: &Path) -> Result<Catalog, CatalogError> {
+        let display = path.display().to_string();
+        let fail = |source| CatalogError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let usable = |conn: Connection| -> Result<(Connection, i64), rusqlite::Error> {
+            conn.busy_timeout(std::time::Duration::from_secs(60))?;
+            // Opening is lazy: read the schema to find out whether SQLite can read it.
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((conn, version))
+        };
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        let opened = Connection::open_with_flags(uri(path, "mode=ro"), flags).and_then(usable);
+        let (conn, version) = match opened {
+            Ok(opened) => opened,
+            Err(_) if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) => {
+                let copy = scratch.join("catalog.db");
+                let mut copy_wal = copy.as_os_str().to_owned();
+                copy_wal.push("-wal");
+                let copied = fs::copy(path, &copy).and_then(|_| fs::copy(&wal, &copy_wal));
+                if let Err(e) = copied {
+                    return Err(fail(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some(format!(
+                            "cannot copy it to {} to read it: {e}",
+                            scratch.display()
+                        )),
+                    )));
+                }
+                Connection::open(&copy)
+                    .and_then(|conn| {
+                        conn.execute_batch("PRAGMA query_only=ON")?;
+                        Ok(conn)
+                    })
+                    .and_then(usable)
+                    .map_err(fail)?
+            }
+            Err(_) => Connection::open_with_flags(uri(path, "immutable=1"), flags)
+                .and_then(usable)
+                .map_err(fail)?,
+        };
+        if version > SCHEMA_VERSION {
+            return Err(CatalogError::TooNew {
+                path: display,
+                found: version,
+            });
+        }
+        Ok(Catalog {
+            conn,
+            path: display,
+            read_only: true,
+        })
+    }
+
+    /// Refuse a write up front on a read-only catalog (SQLite's own message would say
+    /// "attempt to write a readonly database", which names no way out).
+    fn writable(&self) -> Result<(), CatalogError> {
+        if self.read_only {
+            return Err(CatalogError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fold the WAL back into the catalog and empty it, so that the store is complete in
+    /// catalog.db alone (a store later mounted read-only, copied or backed up file by
+    /// file loses nothing). Best effort: a busy reader only delays it.
+    pub fn checkpoint(&self) {
+        if !self.read_only {
+            // TRUNCATE waits for readers through the busy handler: not for long.
+            let _ = self
+                .conn
+                .busy_timeout(std::time::Duration::from_millis(200));
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
     }
 
     fn fail(&self) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
@@ -213,6 +404,7 @@ impl Catalog {
         head_before: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<i64, CatalogError> {
+        self.writable()?;
         self.conn
             .execute(
                 "INSERT INTO operations(created_at, kind, argv, head_before) VALUES (?1, ?2, ?3, ?4)",
@@ -233,6 +425,7 @@ impl Catalog {
         head_after: Option<&str>,
         exit_code: Option<i32>,
     ) -> Result<(), CatalogError> {
+        self.writable()?;
         self.conn
             .execute(
                 "UPDATE operations SET head_after = ?2, exit_code = ?3 WHERE id = ?1",
@@ -243,13 +436,17 @@ impl Catalog {
     }
 
     /// Record an image and its chunk list (or find the identical one already recorded),
-    /// and the snapshot that refers to it, in one transaction.
+    /// and the snapshot that refers to it, in one transaction. `stat_cache` is the live
+    /// file's stat signature and the newest ctime among the image's chunk files: the stat
+    /// cache reuses the image only while no chunk file was written after that (`None`
+    /// for the ctime makes the next snapshot read the file once).
     pub fn insert_snapshot(
         &mut self,
         snapshot: &NewSnapshot<'_>,
         image: Option<(&str, u64, &[String])>,
-        stat_signature: Option<&str>,
+        stat_cache: Option<(&str, Option<i64>)>,
     ) -> Result<i64, CatalogError> {
+        self.writable()?;
         let path = self.path.clone();
         let fail = move |source| CatalogError::Sqlite {
             path: path.clone(),
@@ -319,11 +516,17 @@ impl Catalog {
                     .map_err(&fail)?;
             }
         }
-        match stat_signature {
-            Some(signature) => tx.execute(
-                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![snapshot.worktree, snapshot.path, signature, snapshot_id],
+        match stat_cache {
+            Some((signature, chunks_ctime_ns)) => tx.execute(
+                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id, \
+                 chunks_ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    snapshot.worktree,
+                    snapshot.path,
+                    signature,
+                    snapshot_id,
+                    chunks_ctime_ns
+                ],
             ),
             None => tx.execute(
                 "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
@@ -341,12 +544,18 @@ impl Catalog {
         worktree: &str,
         path: &str,
         signature: &str,
-    ) -> Result<Option<i64>, CatalogError> {
+    ) -> Result<Option<StatCacheHit>, CatalogError> {
         self.conn
             .query_row(
-                "SELECT snapshot_id FROM stat_cache WHERE worktree = ?1 AND path = ?2 AND signature = ?3",
+                "SELECT snapshot_id, chunks_ctime_ns FROM stat_cache \
+                 WHERE worktree = ?1 AND path = ?2 AND signature = ?3",
                 params![worktree, path, signature],
-                |r| r.get(0),
+                |r| {
+                    Ok(StatCacheHit {
+                        snapshot_id: r.get(0)?,
+                        chunks_ctime_ns: r.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(self.fail())
@@ -371,6 +580,7 @@ impl Catalog {
     /// Stop watching a path's stat signature (its snapshots stay): used once a vanished
     /// database has been reported, so that it is not reported again on every checkout.
     pub fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), CatalogError> {
+        self.writable()?;
         self.conn
             .execute(
                 "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
@@ -558,6 +768,7 @@ impl Catalog {
 
     /// Delete snapshots, then images no snapshot refers to any more.
     pub fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
+        self.writable()?;
         let path = self.path.clone();
         let fail = move |source| CatalogError::Sqlite {
             path: path.clone(),
@@ -582,6 +793,46 @@ impl Catalog {
         tx.commit().map_err(&fail)
     }
 
+    /// Stop trusting the stat cache for paths whose cached snapshot uses one of these
+    /// images (they are damaged): the next snapshot reads the file again, which also
+    /// rewrites the damaged chunks from the live bytes. Returns how many entries went.
+    pub fn forget_stat_cache_of_images(&self, image_ids: &[i64]) -> Result<usize, CatalogError> {
+        self.writable()?;
+        let mut forgotten = 0;
+        for image_id in image_ids {
+            forgotten += self
+                .conn
+                .execute(
+                    "DELETE FROM stat_cache WHERE snapshot_id IN \
+                     (SELECT id FROM snapshots WHERE image_id = ?1)",
+                    [image_id],
+                )
+                .map_err(self.fail())?;
+        }
+        Ok(forgotten)
+    }
+
+    /// Every snapshot with its image, oldest first.
+    pub fn snapshot_refs(&self) -> Result<Vec<SnapshotRef>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, worktree, path, image_id FROM snapshots ORDER BY id")
+            .map_err(self.fail())?;
+        let refs = stmt
+            .query_map([], |r| {
+                Ok(SnapshotRef {
+                    id: r.get(0)?,
+                    worktree: r.get(1)?,
+                    path: r.get(2)?,
+                    image_id: r.get(3)?,
+                })
+            })
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        Ok(refs)
+    }
+
     /// SQLite's own integrity check of the catalog file.
     pub fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
         let mut stmt = self
@@ -594,5 +845,57 @@ impl Catalog {
             .collect::<Result<_, _>>()
             .map_err(self.fail())?;
         Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_catalog_stays_readable_and_is_migrated_by_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let v1 = SCHEMA.replace("    chunks_ctime_ns INTEGER,\n", "");
+        assert_ne!(v1, SCHEMA);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; {v1} PRAGMA user_version=1;
+                 INSERT INTO operations(created_at, kind, argv)
+                     VALUES ('2026-01-01T00:00:00Z', 'snapshot', '[]');
+                 INSERT INTO images(digest, size) VALUES ('d', 0);
+                 INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at,
+                     consistency, git_state, schema_hash)
+                     VALUES (1, 1, '/w', 'a.db', 'sqlite', '2026-01-01T00:00:00Z',
+                     'online-backup', 'tracked', 's');
+                 INSERT INTO stat_cache(worktree, path, signature, snapshot_id)
+                     VALUES ('/w', 'a.db', 'sig', 1);"
+            ))
+            .unwrap();
+        }
+        // Reading needs no migration (and could not write one).
+        let scratch = tempfile::tempdir().unwrap();
+        let read_only = Catalog::open_read_only(&path, scratch.path()).unwrap();
+        assert_eq!(read_only.snapshots(None, None, None).unwrap().len(), 1);
+        assert!(matches!(
+            read_only.begin_operation("snapshot", &[], None, Utc::now()),
+            Err(CatalogError::ReadOnly { .. })
+        ));
+        drop(read_only);
+        let catalog = Catalog::open(&path).unwrap();
+        let version: i64 = catalog
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let hit = catalog
+            .stat_cache_hit("/w", "a.db", "sig")
+            .unwrap()
+            .unwrap();
+        assert_eq!(hit.snapshot_id, 1);
+        // An entry from before the migration has no chunk ctime: it is not trusted.
+        assert_eq!(hit.chunks_ctime_ns, None);
+        assert_eq!(catalog.snapshots(None, None, None).unwrap().len(), 1);
     }
 }

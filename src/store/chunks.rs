@@ -2,9 +2,9 @@
 //! plain bytes, zstd-compressed, written atomically and durably.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,9 +73,48 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Create a directory (and missing parents) readable only by its owner. The mode is given
+/// to mkdir itself, so it is never wider, even for a moment or under `umask 000`; an
+/// existing directory is narrowed only when it is not private already (chmod fails on a
+/// read-only mount even when nothing would change).
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
-    fs::create_dir_all(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+    DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o777 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT)
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Whether an I/O error means the place cannot be written at all (read-only mount, or
+/// not ours to write).
+pub fn is_read_only(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// What an existing chunk file holds compared with the plain bytes it should hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkState {
+    Intact,
+    Missing,
+    Damaged,
 }
 
 /// fsync a directory so a rename inside it survives a power cut.
@@ -93,17 +132,45 @@ impl Chunks {
         self.objects.join(prefix).join(hash)
     }
 
-    pub fn contains(&self, hash: &str) -> bool {
-        self.object_path(hash).is_file()
+    /// Compare the stored chunk `hash` with `plain`, the bytes it must decompress to.
+    /// Dedup relies on this: a chunk is reused only when it really holds these bytes, so
+    /// a damaged file is never referenced by a new snapshot. Decompressing and comparing
+    /// costs less than hashing the result again.
+    pub fn check(&self, hash: &str, plain: &[u8]) -> ChunkState {
+        let path = self.object_path(hash);
+        let mut compressed = Vec::new();
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut compressed)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return ChunkState::Missing,
+            Err(_) => return ChunkState::Damaged,
+        }
+        match zstd::bulk::decompress(&compressed, CHUNK_SIZE) {
+            Ok(stored) if stored == plain => ChunkState::Intact,
+            _ => ChunkState::Damaged,
+        }
+    }
+
+    /// The chunk file's ctime in ns, if it exists: a later ctime than the one recorded
+    /// when it was last known intact means something wrote to it since.
+    pub fn ctime_ns(&self, hash: &str) -> Option<i128> {
+        let meta = fs::symlink_metadata(self.object_path(hash)).ok()?;
+        meta.is_file()
+            .then(|| meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128)
     }
 
     /// Compress `plain` into a temp file for `hash`, unless the chunk already exists.
     /// The chunk becomes visible only through [`Chunks::publish`], after an fsync.
     pub fn stage(&self, hash: &str, plain: &[u8]) -> Result<Option<Staged>, ChunkError> {
-        let final_path = self.object_path(hash);
-        if final_path.is_file() {
+        if self.object_path(hash).is_file() {
             return Ok(None);
         }
+        self.stage_replacement(hash, plain).map(Some)
+    }
+
+    /// Compress `plain` into a temp file for `hash` whether or not a chunk file exists:
+    /// publishing it replaces a damaged file atomically with the right bytes.
+    pub fn stage_replacement(&self, hash: &str, plain: &[u8]) -> Result<Staged, ChunkError> {
+        let final_path = self.object_path(hash);
         let write_err = |source| ChunkError::Write {
             path: final_path.clone(),
             source,
@@ -115,11 +182,11 @@ impl Chunks {
             let _ = fs::remove_file(&temp);
             return Err(write_err(source));
         }
-        Ok(Some(Staged {
+        Ok(Staged {
             temp,
             final_path,
             size: compressed.len() as u64,
-        }))
+        })
     }
 
     /// fsync a staged chunk and rename it into place. Returns the directory that gained an
@@ -261,12 +328,20 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(chunks.check(&hash, &data), ChunkState::Intact);
+        assert_eq!(chunks.check(&hash, &[7u8; 4999]), ChunkState::Damaged);
         fs::write(chunks.object_path(&hash), b"garbage").unwrap();
         assert!(matches!(chunks.get(&hash), Err(ChunkError::Damaged { .. })));
+        assert_eq!(chunks.check(&hash, &data), ChunkState::Damaged);
+        // A replacement is written atomically over the damaged file.
+        let staged = chunks.stage_replacement(&hash, &data).unwrap();
+        chunks.publish(&staged, &mut dirty).unwrap();
+        assert_eq!(chunks.get(&hash).unwrap(), data);
         let missing = "0".repeat(64);
         assert!(matches!(
             chunks.get(&missing),
             Err(ChunkError::Missing { .. })
         ));
+        assert_eq!(chunks.check(&missing, &data), ChunkState::Missing);
     }
 }

@@ -4,7 +4,7 @@
 pub mod catalog;
 pub mod chunks;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -17,8 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::db::{self, Census, DbError, DbKind, hex};
-pub use catalog::{Catalog, CatalogError, NewSnapshot, OperationInfo, SnapshotInfo};
-use chunks::{CHUNK_SIZE, ChunkError, Chunks, create_private_dir, sha256_hex, sync_dir, temp_path};
+pub use catalog::{Catalog, CatalogError, NewSnapshot, OperationInfo, SnapshotInfo, SnapshotRef};
+use chunks::{
+    CHUNK_SIZE, ChunkError, ChunkState, Chunks, create_private, create_private_dir, is_disk_full,
+    is_read_only, sha256_hex, sync_dir, temp_path,
+};
 
 /// How long a dbguard process waits for another one to release the store.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -34,9 +37,19 @@ pub enum StoreError {
     #[error("another dbguard process has held the snapshot store at {path} for {} s", LOCK_WAIT.as_secs())]
     Locked { path: PathBuf },
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Catalog(CatalogError),
     #[error(transparent)]
-    Chunk(#[from] ChunkError),
+    Chunk(ChunkError),
+    /// The store cannot be written (read-only mount, or not ours): reading commands still
+    /// work, writing ones cannot.
+    #[error("the snapshot store at {path} is read-only")]
+    ReadOnly { path: PathBuf },
+    /// Writing into the store failed for lack of space: the store's disk, not the
+    /// database being snapshotted.
+    #[error("the disk holding the snapshot store at {path} is full ({detail})")]
+    Full { path: PathBuf, detail: String },
+    #[error("the snapshot store path {path} is not a directory")]
+    NotADirectory { path: PathBuf },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("snapshot #{0} does not exist")]
@@ -49,6 +62,75 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// An I/O error while writing `path` inside the store at `root`: say that the store is
+/// full or read-only when that is what happened.
+fn write_err<'a>(root: &'a Path, path: &'a Path) -> impl Fn(io::Error) -> StoreError + 'a {
+    move |source| {
+        if is_disk_full(&source) {
+            StoreError::Full {
+                path: root.to_path_buf(),
+                detail: source.to_string(),
+            }
+        } else if is_read_only(&source) {
+            StoreError::ReadOnly {
+                path: root.to_path_buf(),
+            }
+        } else if source.kind() == io::ErrorKind::NotADirectory && !root.is_dir() {
+            StoreError::NotADirectory {
+                path: root.to_path_buf(),
+            }
+        } else {
+            StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
+/// The store root of a catalog path (`<root>/catalog.db`).
+fn catalog_root(catalog: &str) -> PathBuf {
+    Path::new(catalog)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+impl From<CatalogError> for StoreError {
+    fn from(error: CatalogError) -> StoreError {
+        match &error {
+            CatalogError::ReadOnly { path } => StoreError::ReadOnly {
+                path: catalog_root(path),
+            },
+            CatalogError::Sqlite { path, source } if error.is_disk_full() => StoreError::Full {
+                path: catalog_root(path),
+                detail: source.to_string(),
+            },
+            _ if error.is_read_only() => match &error {
+                CatalogError::Sqlite { path, .. } => StoreError::ReadOnly {
+                    path: catalog_root(path),
+                },
+                _ => StoreError::Catalog(error),
+            },
+            _ => StoreError::Catalog(error),
+        }
+    }
+}
+
+impl From<ChunkError> for StoreError {
+    fn from(error: ChunkError) -> StoreError {
+        match error {
+            // A failed write is about the store's disk, never about a damaged snapshot.
+            ChunkError::Write { path, source } => {
+                let objects = path.parent().and_then(Path::parent).unwrap_or(&path);
+                let root = objects.parent().unwrap_or(objects).to_path_buf();
+                write_err(&root, &path)(source)
+            }
+            other => StoreError::Chunk(other),
+        }
     }
 }
 
@@ -65,6 +147,8 @@ pub struct SnapshotOutcome {
     pub reused: bool,
     pub consistency: String,
     pub warning: Option<String>,
+    /// Damaged chunks this snapshot found in the store and rewrote from the live bytes.
+    pub repaired_chunks: usize,
 }
 
 /// Where and why a database is snapshotted.
@@ -80,10 +164,23 @@ pub struct SnapshotRequest<'a> {
 
 pub struct Store {
     root: PathBuf,
+    /// Staging: the store's `tmp/`, or a private directory in the system temp dir when
+    /// the store is read-only.
     tmp: PathBuf,
     pub catalog: Catalog,
     pub chunks: Chunks,
-    _lock: File,
+    /// Exclusive for writers; shared (when the lock file can be read) for a read-only
+    /// open, so that no prune deletes chunks while they are read.
+    _lock: Option<File>,
+    read_only: bool,
+    /// Declared last: removed only after the catalog (which may live in it) is closed.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.catalog.checkpoint();
+    }
 }
 
 /// File identity and timestamps of a database and its WAL: unchanged signature means
@@ -167,6 +264,7 @@ struct Ingested {
     size: u64,
     new_bytes: u64,
     new_chunks: usize,
+    repaired_chunks: usize,
 }
 
 /// Progress callback: bytes done so far.
@@ -176,9 +274,14 @@ impl Store {
     /// Open (creating if needed) the store at `root` for writing, waiting for any other
     /// dbguard process to finish with it, and clear debris a crash left in `tmp/`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
+            return Err(StoreError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
         let tmp = root.join("tmp");
         for dir in [root.to_path_buf(), root.join("objects"), tmp.clone()] {
-            create_private_dir(&dir).map_err(io_err(&dir))?;
+            create_private_dir(&dir).map_err(write_err(root, &dir))?;
         }
         let lock_path = root.join("lock");
         let lock = OpenOptions::new()
@@ -187,7 +290,7 @@ impl Store {
             .write(true)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
+            .map_err(write_err(root, &lock_path))?;
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             match lock.try_lock() {
@@ -210,29 +313,130 @@ impl Store {
             }
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        let _ = fs::set_permissions(
-            root.join("catalog.db"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        );
         Ok(Store {
             root: root.to_path_buf(),
             chunks: Chunks::new(root.join("objects"), tmp.clone()),
             tmp,
             catalog,
-            _lock: lock,
+            _lock: Some(lock),
+            read_only: false,
+            _scratch: None,
         })
     }
 
-    /// Open the store only if it exists (for read-only commands); `None` when there is none.
+    /// `None` when there is no store at `root` yet; an error when something else is there.
+    fn exists(root: &Path) -> Result<bool, StoreError> {
+        match fs::metadata(root) {
+            Ok(meta) if !meta.is_dir() => Err(StoreError::NotADirectory {
+                path: root.to_path_buf(),
+            }),
+            Ok(_) => Ok(root.join("catalog.db").is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(root)(e)),
+        }
+    }
+
+    /// Open the store only if it exists, for reading; `None` when there is none. A store
+    /// that cannot be written (read-only mount, another user's) is opened read-only.
     pub fn open_existing(root: &Path) -> Result<Option<Store>, StoreError> {
-        if !root.join("catalog.db").is_file() {
+        if !Store::exists(root)? {
+            return Ok(None);
+        }
+        match Store::open(root) {
+            Err(StoreError::ReadOnly { .. }) => Store::open_read_only(root).map(Some),
+            other => other.map(Some),
+        }
+    }
+
+    /// Open the store only if it exists, for a command that writes to it (prune,
+    /// restore in place): a read-only store is an error that says so.
+    pub fn open_existing_for_writing(root: &Path) -> Result<Option<Store>, StoreError> {
+        if !Store::exists(root)? {
             return Ok(None);
         }
         Store::open(root).map(Some)
     }
 
+    /// Open a store that cannot be written: nothing is created or cleaned up, staging
+    /// (e.g. `restore --to`) happens in a private directory in the system temp dir.
+    pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("dbguard-read-")
+            .tempdir()
+            .map_err(io_err(&std::env::temp_dir()))?;
+        // A shared lock keeps a writer (when there can be one: a store that is only not
+        // ours) from pruning chunks under us; a lock we cannot take on a read-only mount
+        // means nobody can write there either.
+        let lock = File::open(root.join("lock")).ok().and_then(|lock| {
+            let deadline = Instant::now() + LOCK_WAIT;
+            loop {
+                match lock.try_lock_shared() {
+                    Ok(()) => return Some(Ok(lock)),
+                    Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(fs::TryLockError::WouldBlock) => return Some(Err(())),
+                    Err(fs::TryLockError::Error(_)) => return None,
+                }
+            }
+        });
+        let lock = match lock {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(())) => {
+                return Err(StoreError::Locked {
+                    path: root.to_path_buf(),
+                });
+            }
+            None => None,
+        };
+        let catalog = Catalog::open_read_only(&root.join("catalog.db"), scratch.path())?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            chunks: Chunks::new(root.join("objects"), scratch.path().to_path_buf()),
+            tmp: scratch.path().to_path_buf(),
+            catalog,
+            _lock: lock,
+            read_only: true,
+            _scratch: Some(scratch),
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The newest ctime among an image's chunk files, or `None` when one is missing.
+    fn newest_chunk_ctime(&self, hashes: &[String]) -> Option<i64> {
+        let mut newest = i64::MIN;
+        for hash in hashes {
+            newest = newest.max(i64::try_from(self.chunks.ctime_ns(hash)?).ok()?);
+        }
+        Some(newest)
+    }
+
+    /// Whether every chunk of an image is still the file that was there when the stat
+    /// cache entry was recorded: present, and not written since (a later ctime). One stat
+    /// per MiB keeps the unchanged-file path fast; `verify` reads the bytes.
+    fn image_untouched_since(
+        &self,
+        image_id: i64,
+        chunks_ctime_ns: i64,
+    ) -> Result<bool, StoreError> {
+        let hashes = self.catalog.image_chunks(image_id)?;
+        Ok(hashes.iter().all(|hash| {
+            self.chunks
+                .ctime_ns(hash)
+                .is_some_and(|ctime| ctime <= chunks_ctime_ns as i128)
+        }))
     }
 
     pub fn tmp_dir(&self) -> &Path {
@@ -247,6 +451,7 @@ impl Store {
         request: &SnapshotRequest<'_>,
         progress: Progress<'_>,
     ) -> Result<SnapshotOutcome, StoreError> {
+        self.writable()?;
         let live = request.worktree.join(request.path);
         let worktree = request.worktree.to_string_lossy();
         let started = clock::now();
@@ -256,10 +461,12 @@ impl Store {
                 source: e,
             })
         })?;
-        if let Some(previous) =
-            self.catalog
-                .stat_cache_hit(&worktree, request.path, &before.text)?
-            && let Some(previous) = self.catalog.snapshot(previous)?
+        if let Some(hit) = self
+            .catalog
+            .stat_cache_hit(&worktree, request.path, &before.text)?
+            && let Some(chunks_ctime_ns) = hit.chunks_ctime_ns
+            && let Some(previous) = self.catalog.snapshot(hit.snapshot_id)?
+            && self.image_untouched_since(previous.image_id, chunks_ctime_ns)?
         {
             let id = self.catalog.insert_snapshot(
                 &NewSnapshot {
@@ -276,7 +483,7 @@ impl Store {
                     message: request.message,
                 },
                 None,
-                Some(&before.text),
+                Some((&before.text, Some(chunks_ctime_ns))),
             )?;
             return Ok(SnapshotOutcome {
                 id,
@@ -287,10 +494,14 @@ impl Store {
                 reused: true,
                 consistency: previous.consistency,
                 warning: None,
+                repaired_chunks: 0,
             });
         }
 
         let image_path = temp_path(&self.tmp, ".img");
+        // Created private here, before SQLite or DuckDB write into it (they would create
+        // it 0644, or wider under `umask 000`); an existing empty file is a fine target.
+        drop(create_private(&image_path).map_err(write_err(&self.root, &image_path))?);
         let result =
             self.snapshot_via_copy(request, &live, &image_path, started, &before, progress);
         let _ = fs::remove_file(&image_path);
@@ -313,7 +524,8 @@ impl Store {
     ) -> Result<SnapshotOutcome, StoreError> {
         let timing = std::env::var_os("DBGUARD_TIMING").is_some();
         let t0 = Instant::now();
-        let copied = db::copy(request.kind, live, image_path)?;
+        let copied = db::copy(request.kind, live, image_path)
+            .map_err(|e| self.staging_error(e, image_path))?;
         if timing {
             eprintln!("timing: copy {:?}", t0.elapsed());
         }
@@ -341,7 +553,10 @@ impl Store {
             });
             (census, ingested)
         });
-        let census = census.map_err(|e| relabel(e, live))?;
+        let census = census.map_err(|e| match self.staging_error(e, image_path) {
+            StoreError::Db(e) => StoreError::Db(relabel(e, live)),
+            other => other,
+        })?;
         let ingested = ingested?;
         // Trust the stat cache next time only if the file did not change while we copied
         // it and its last write is safely older than the copy.
@@ -349,6 +564,11 @@ impl Store {
         let trusted = after.as_ref() == Some(before)
             && before.newest_ns + before.granularity_ns < now_ns(started);
         let digest = image_digest(&ingested.chunks, ingested.size);
+        let chunks_ctime_ns = if trusted {
+            self.newest_chunk_ctime(&ingested.chunks)
+        } else {
+            None
+        };
         let consistency = copied.consistency.label();
         let worktree = request.worktree.to_string_lossy();
         let id = self.catalog.insert_snapshot(
@@ -366,8 +586,23 @@ impl Store {
                 message: request.message,
             },
             Some((&digest, ingested.size, &ingested.chunks)),
-            trusted.then_some(before.text.as_str()),
+            chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime))),
         )?;
+        let mut warning = copied.warning;
+        if ingested.repaired_chunks > 0 {
+            let one = ingested.repaired_chunks == 1;
+            let repaired = format!(
+                "rewrote {} damaged chunk{} in the store from {} (older snapshots that use {} are whole again)",
+                ingested.repaired_chunks,
+                if one { "" } else { "s" },
+                request.path,
+                if one { "it" } else { "them" },
+            );
+            warning = Some(match warning {
+                Some(w) => format!("{w}; {repaired}"),
+                None => repaired,
+            });
+        }
         Ok(SnapshotOutcome {
             id,
             census,
@@ -376,8 +611,44 @@ impl Store {
             new_chunks: ingested.new_chunks,
             reused: false,
             consistency,
-            warning: copied.warning,
+            warning,
+            repaired_chunks: ingested.repaired_chunks,
         })
+    }
+
+    /// A failure while copying into (or reading back) our staging image: when the cause
+    /// is the store's disk or permissions, say so instead of blaming the user's database.
+    fn staging_error(&self, error: DbError, image: &Path) -> StoreError {
+        let full = |detail: String| StoreError::Full {
+            path: self.root.clone(),
+            detail,
+        };
+        match error {
+            DbError::Io { path, source }
+                if path.starts_with(&self.tmp) || is_disk_full(&source) =>
+            {
+                write_err(&self.root, &path)(source)
+            }
+            DbError::Sqlite { reason, .. } | DbError::DuckDb { reason, .. }
+                if reason.contains("database or disk is full")
+                    || reason.contains("No space left on device") =>
+            {
+                full(reason)
+            }
+            DbError::Sqlite {
+                ref path,
+                ref reason,
+            }
+            | DbError::DuckDb {
+                ref path,
+                ref reason,
+            } if path == image && reason.contains("Read-only file system") => {
+                StoreError::ReadOnly {
+                    path: self.root.clone(),
+                }
+            }
+            other => StoreError::Db(other),
+        }
     }
 
     /// Write the image of a snapshot to `dest` (created; must not exist), checking every
@@ -399,7 +670,15 @@ impl Store {
         let mut out = BufWriter::new(file);
         let mut written = 0u64;
         for hash in &hashes {
-            let plain = self.chunks.get(hash)?;
+            let plain = self.chunks.get(hash).inspect_err(|_| {
+                // Found damaged: the next snapshot of this path must read the live file
+                // (and so rewrite the chunk) instead of reusing this image.
+                if !self.read_only {
+                    let _ = self
+                        .catalog
+                        .forget_stat_cache_of_images(&[snapshot.image_id]);
+                }
+            })?;
             out.write_all(&plain).map_err(io_err(dest))?;
             written += plain.len() as u64;
             progress(written);
@@ -426,9 +705,15 @@ impl Store {
         Ok(())
     }
 
-    /// Re-read every chunk and check every image. Returns the problems found.
+    /// Re-read every chunk and check every image. Returns the problems found, which
+    /// snapshots each one breaks and which snapshots remain restorable. On a writable
+    /// store, the stat cache stops trusting damaged images, so that the next snapshot
+    /// reads the live file and rewrites the damaged chunks from it.
     pub fn verify(&self, progress: Progress<'_>) -> Result<VerifyReport, StoreError> {
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            read_only: self.read_only,
+            ..VerifyReport::default()
+        };
         report.problems.extend(
             self.catalog
                 .integrity_problems()?
@@ -436,17 +721,25 @@ impl Store {
                 .map(|p| format!("catalog: {p}")),
         );
         let mut good: HashSet<String> = HashSet::new();
-        let mut bad: HashSet<String> = HashSet::new();
+        // Damaged or missing chunk -> its problem and the images that use it.
+        let mut bad: HashMap<String, (String, Vec<i64>)> = HashMap::new();
+        let mut bad_order: Vec<String> = Vec::new();
+        // Image problems that are not about one chunk (chunk list, size).
+        let mut image_damage: Vec<(String, i64)> = Vec::new();
         for (image_id, digest, size) in self.catalog.images()? {
             report.images += 1;
             let hashes = self.catalog.image_chunks(image_id)?;
             if image_digest(&hashes, size) != digest {
-                report.problems.push(format!(
-                    "image {digest:.12}: chunk list does not match its digest"
+                image_damage.push((
+                    format!("image {digest:.12}: chunk list does not match its digest"),
+                    image_id,
                 ));
             }
             for hash in &hashes {
-                if bad.contains(hash) {
+                if let Some((_, images)) = bad.get_mut(hash) {
+                    if images.last() != Some(&image_id) {
+                        images.push(image_id);
+                    }
                     continue;
                 }
                 if !good.contains(hash) {
@@ -457,21 +750,62 @@ impl Store {
                             good.insert(hash.clone());
                         }
                         Err(e) => {
-                            report.problems.push(e.to_string());
-                            bad.insert(hash.clone());
+                            bad.insert(hash.clone(), (e.to_string(), vec![image_id]));
+                            bad_order.push(hash.clone());
                         }
                     }
                 }
             }
             let expected_chunks = size.div_ceil(CHUNK_SIZE as u64);
             if hashes.len() as u64 != expected_chunks {
-                report.problems.push(format!(
-                    "image {digest:.12}: {} chunks recorded for {size} bytes",
-                    hashes.len()
+                image_damage.push((
+                    format!(
+                        "image {digest:.12}: {} chunks recorded for {size} bytes",
+                        hashes.len()
+                    ),
+                    image_id,
                 ));
             }
         }
         report.chunks = good.len() + bad.len();
+        let snapshots = self.catalog.snapshot_refs()?;
+        let ids_of = |images: &[i64]| -> Vec<i64> {
+            snapshots
+                .iter()
+                .filter(|s| images.contains(&s.image_id))
+                .map(|s| s.id)
+                .collect()
+        };
+        let mut broken_images: HashSet<i64> = HashSet::new();
+        for hash in &bad_order {
+            let (problem, images) = &bad[hash];
+            broken_images.extend(images);
+            report.damage.push(Damage {
+                problem: problem.clone(),
+                snapshots: ids_of(images),
+            });
+        }
+        for (problem, image_id) in image_damage {
+            broken_images.insert(image_id);
+            report.damage.push(Damage {
+                problem,
+                snapshots: ids_of(&[image_id]),
+            });
+        }
+        report
+            .problems
+            .extend(report.damage.iter().map(|d| d.problem.clone()));
+        for snapshot in snapshots {
+            if broken_images.contains(&snapshot.image_id) {
+                report.broken.push(snapshot);
+            } else {
+                report.restorable.push(snapshot);
+            }
+        }
+        if !self.read_only && !broken_images.is_empty() {
+            let images: Vec<i64> = broken_images.into_iter().collect();
+            report.stat_cache_cleared = self.catalog.forget_stat_cache_of_images(&images)?;
+        }
         let referenced = self.catalog.referenced_chunks()?;
         let on_disk = self.chunks.list().map_err(io_err(&self.root))?;
         report.unreferenced = on_disk.iter().filter(|h| !referenced.contains(*h)).count();
@@ -480,6 +814,7 @@ impl Store {
 
     /// Delete chunks no image refers to. Returns (chunks removed, bytes freed).
     pub fn remove_unreferenced_chunks(&self) -> Result<(usize, u64), StoreError> {
+        self.writable()?;
         let referenced = self.catalog.referenced_chunks()?;
         let mut removed = 0;
         let mut freed = 0;
@@ -522,6 +857,22 @@ pub struct VerifyReport {
     pub bytes: u64,
     pub unreferenced: usize,
     pub problems: Vec<String>,
+    /// Each damaged or missing chunk, or inconsistent image, with the snapshots it breaks.
+    pub damage: Vec<Damage>,
+    /// Snapshots that cannot be restored, oldest first.
+    pub broken: Vec<SnapshotRef>,
+    /// Snapshots whose every chunk is intact, oldest first.
+    pub restorable: Vec<SnapshotRef>,
+    /// Stat cache entries dropped so that the next snapshot re-reads those files.
+    pub stat_cache_cleared: usize,
+    pub read_only: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Damage {
+    pub problem: String,
+    /// Ids of the snapshots that cannot be restored because of it.
+    pub snapshots: Vec<i64>,
 }
 
 /// Cut an image into 1 MiB chunks, hash them and store the new ones. A second thread
@@ -535,15 +886,32 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
         size: 0,
         new_bytes: 0,
         new_chunks: 0,
+        repaired_chunks: 0,
     };
     // A few chunks in flight at most: memory stays bounded whatever the database size.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(4);
-    let (new_bytes, new_chunks) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (new_bytes, new_chunks, repaired) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|scope| {
         let publisher = scope.spawn(|| {
             let mut dirty_dirs = BTreeSet::new();
+            let mut seen: HashSet<String> = HashSet::new();
             for (hash, plain) in receiver {
-                if let Some(staged) = chunks.stage(&hash, &plain)? {
+                if !seen.insert(hash.clone()) {
+                    continue;
+                }
+                // Dedup never trusts a file for its name alone: an existing chunk is
+                // reused only if it decompresses to exactly these bytes; a damaged one
+                // is replaced with them (which repairs every snapshot that uses it).
+                let staged = match chunks.check(&hash, &plain) {
+                    ChunkState::Intact => continue,
+                    ChunkState::Missing => chunks.stage(&hash, &plain)?,
+                    ChunkState::Damaged => {
+                        repaired.fetch_add(1, Ordering::Relaxed);
+                        Some(chunks.stage_replacement(&hash, &plain)?)
+                    }
+                };
+                if let Some(staged) = staged {
                     new_bytes.fetch_add(staged.size, Ordering::Relaxed);
                     new_chunks.fetch_add(1, Ordering::Relaxed);
                     chunks.publish(&staged, &mut dirty_dirs)?;
@@ -562,8 +930,8 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
                 }
                 let plain = &buffer[..filled];
                 let hash = sha256_hex(plain);
-                // Compression and the fsync happen on the publisher thread.
-                if !chunks.contains(&hash) && sender.send((hash.clone(), plain.to_vec())).is_err() {
+                // Checking, compression and the fsync happen on the publisher thread.
+                if sender.send((hash.clone(), plain.to_vec())).is_err() {
                     // The publisher stopped on an error; it reports it below.
                     break;
                 }
@@ -587,6 +955,7 @@ fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Inges
     })?;
     result.new_bytes = new_bytes.into_inner();
     result.new_chunks = new_chunks.into_inner() as usize;
+    result.repaired_chunks = repaired.into_inner() as usize;
     Ok(result)
 }
 
