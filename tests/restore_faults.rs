@@ -136,15 +136,22 @@ fn full_worktree_disk_leaves_a_wal_database_exactly_as_it_was() {
     let store = repo.path("store");
     repo.git_in(&work, ["config", "dbguard.store", store.to_str().unwrap()]);
     let db = work.join("w.db");
-    make_wal_db(&db, 2000, 200);
+    // The snapshot to restore is of a large state (3 MB)...
+    make_wal_db(&db, 3000, 1000);
     let id = snapshot_id(&repo.dbguard_in(&work, ["snapshot", "--json", "w.db"]).ok());
-    // An app committed 3,000 more rows and died: they live only in the -wal.
+    // ...the database now is small (1 MB), and an app that died afterwards left 500 rows
+    // in the -wal only: folding them in grows the main file, which a full disk refuses,
+    // and the image does not fit in what removing the WAL would free.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("DELETE FROM posts WHERE id > 1000; VACUUM;")
+            .unwrap();
+    }
     python_sqlite(
         &repo,
         &db,
         "conn.execute('PRAGMA wal_autocheckpoint=0')\n\
-         conn.execute(\"INSERT INTO posts(author, body) SELECT 'late', printf('%.*c', 200, 'y') FROM posts LIMIT 2000\")\n\
-         conn.execute(\"INSERT INTO posts(author, body) SELECT 'late', printf('%.*c', 200, 'z') FROM posts LIMIT 1000\")",
+         conn.execute(\"INSERT INTO posts(author, body) SELECT 'late', printf('%.*c', 1000, 'y') FROM posts LIMIT 500\")",
     );
     let wal = sidecar(&db, "-wal");
     assert!(
@@ -182,19 +189,19 @@ fn full_worktree_disk_leaves_a_wal_database_exactly_as_it_was() {
 
     fs::remove_file(&filler).unwrap();
     assert_eq!(integrity_check(&db), "ok");
-    assert_eq!(sqlite_count(&db, "posts"), 5000);
-    // With room again, the same restore works (and can be undone to the 5,000 rows).
+    assert_eq!(sqlite_count(&db, "posts"), 1500);
+    // With room again, the same restore works (and can be undone to the 1,500 rows).
     let run = repo
         .dbguard_in(
             &work,
             ["restore", "w.db", "--from", &id.to_string(), "--json"],
         )
         .ok();
-    assert_eq!(sqlite_count(&db, "posts"), 2000);
+    assert_eq!(sqlite_count(&db, "posts"), 3000);
     let undo = run.json()["undo"].as_i64().unwrap();
     repo.dbguard_in(&work, ["restore", "w.db", "--from", &undo.to_string()])
         .ok();
-    assert_eq!(sqlite_count(&db, "posts"), 5000);
+    assert_eq!(sqlite_count(&db, "posts"), 1500);
     assert_eq!(integrity_check(&db), "ok");
 }
 
