@@ -530,3 +530,70 @@ fn exports_of_crafted_catalog_paths_stay_inside_out() {
         );
     }
 }
+
+#[test]
+fn kill_9_at_random_moments_leaves_a_duckdb_database_old_or_new() {
+    let repo = TestRepo::new();
+    let duck = repo.root.join("w.duckdb");
+    {
+        let conn = duckdb::Connection::open(&duck).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(100000);",
+        )
+        .unwrap();
+    }
+    let id = snapshot_id(&repo.dbguard(["snapshot", "--json", "w.duckdb"]).ok()).to_string();
+    let count = || -> i64 {
+        let conn = duckdb::Connection::open(&duck).unwrap();
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    // The old state: 1,000 rows, the deletion in the .wal (usually).
+    let make_old_state = || {
+        let conn = duckdb::Connection::open(&duck).unwrap();
+        conn.execute_batch(
+            "PRAGMA disable_checkpoint_on_shutdown; SET checkpoint_threshold = '1GB';
+             DELETE FROM t WHERE i >= 1000;
+             UPDATE t SET s = 'old state' WHERE i = 0;",
+        )
+        .unwrap();
+        drop(conn);
+        // DuckDB may still checkpoint such a deletion at once; count the rounds where
+        // the .wal held it.
+        fs::metadata(sidecar(&duck, ".wal")).is_ok_and(|m| m.len() > 0)
+    };
+    assert!(make_old_state(), "the deletion is in the .wal");
+    let started = Instant::now();
+    repo.dbguard(["restore", "w.duckdb", "--from", &id]).ok();
+    let full = started.elapsed();
+    assert_eq!(count(), 100_000);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}; one DuckDB restore takes {full:?}");
+    let mut rng = Rng(seed);
+    let (mut old, mut new, mut with_wal) = (0, 0, 0);
+    for round in 1..=15 {
+        with_wal += usize::from(make_old_state());
+        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 * 11 / 10 + 1));
+        let mut child = repo
+            .command(dbguard_bin(), &repo.root)
+            .args(["restore", "w.duckdb", "--from", &id])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        sleep(delay);
+        let _ = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+        child.wait().unwrap();
+        match count() {
+            1000 => old += 1,
+            100_000 => new += 1,
+            rows => panic!("round {round}, killed after {delay:?}: {rows} rows (seed {seed})"),
+        }
+    }
+    eprintln!("after 15 kills: {old} old, {new} new, 0 other ({with_wal} with data in the .wal)");
+}
