@@ -21,6 +21,8 @@ pub struct Shrink {
     pub snapshot_id: i64,
     /// The git command the snapshot was taken before, for the prompt.
     pub taken_before: String,
+    /// When the snapshot records the state a restore put back: the snapshot it restored.
+    pub restored_from: Option<i64>,
     pub before: Census,
     /// `None`: the file is gone (or no longer a readable database).
     pub after: Option<Census>,
@@ -109,10 +111,41 @@ pub fn render(ui: &Ui, shrink: &Shrink) -> Vec<String> {
     }
     lines.extend(ui::table(&rows).into_iter().map(|l| format!("  {l}")));
     lines.push(format!(
-        "  snapshot #{} was taken before `{}`",
-        shrink.snapshot_id, shrink.taken_before
+        "  snapshot #{} {}",
+        shrink.snapshot_id,
+        origin(shrink)
     ));
     lines
+}
+
+/// Where a shrink's snapshot came from, as the end of a sentence about it.
+pub fn origin(shrink: &Shrink) -> String {
+    match shrink.restored_from {
+        Some(from) => format!(
+            "is the state restored from #{from} by `{}`",
+            shrink.taken_before
+        ),
+        None => format!("was taken before `{}`", shrink.taken_before),
+    }
+}
+
+/// The message of the snapshot that records a restored state (see [`restored_from`]).
+pub fn restored_from_message(id: i64) -> String {
+    format!("restored from #{id}")
+}
+
+/// The snapshot a restore put back, when `snapshot` records the state right after that
+/// restore rather than a state taken before some command.
+pub fn restored_from(snapshot: &crate::store::SnapshotInfo) -> Option<i64> {
+    if snapshot.operation.kind != "restore" {
+        return None;
+    }
+    snapshot
+        .message
+        .as_deref()?
+        .strip_prefix("restored from #")?
+        .parse()
+        .ok()
 }
 
 /// Census the live file and compare it with `snapshot`; `Some` when it is worse off.
@@ -142,6 +175,7 @@ pub fn check_live(
         path: snapshot.path.clone(),
         snapshot_id: snapshot.id,
         taken_before: snapshot.operation.describe(),
+        restored_from: restored_from(snapshot),
         before: snapshot.census.clone(),
         after,
         lost,

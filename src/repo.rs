@@ -21,6 +21,8 @@ pub enum RepoError {
     OutsideWorktree { path: PathBuf, worktree: PathBuf },
     #[error("{0:?} is not a usable path inside the working tree")]
     BadPath(String),
+    #[error("{0:?} is inside a .git directory, which belongs to git")]
+    GitDir(String),
 }
 
 /// How git sees a database file.
@@ -51,9 +53,10 @@ impl GitState {
     }
 }
 
-/// A validated worktree-relative path (`/`-separated, no `..`, not absolute, not in
-/// `.git`). Everything that writes into the worktree takes one, so no catalog entry can
-/// make dbguard write outside it.
+/// A validated worktree-relative path (`/`-separated, no `..`, not absolute, no `.git`
+/// component anywhere). Everything that writes into the worktree takes one, so no catalog
+/// entry can make dbguard write outside it or into a repository's git directory (hooks,
+/// config: code that git runs).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RepoPath(String);
 
@@ -72,8 +75,11 @@ impl RepoPath {
                 _ => return Err(bad()),
             }
         }
-        if parts.is_empty() || parts[0] == ".git" {
+        if parts.is_empty() {
             return Err(bad());
+        }
+        if parts.iter().any(|part| is_dot_git(part)) {
+            return Err(RepoError::GitDir(text.to_string()));
         }
         Ok(RepoPath(parts.join("/")))
     }
@@ -218,6 +224,15 @@ impl Repo {
     }
 }
 
+/// Whether a path component names a git directory the way git's own `verify_path` sees
+/// it: `.git` in any case (case-insensitive filesystems open `.GIT` as `.git`), with the
+/// trailing dots and spaces Windows drops, or as its 8.3 short name `git~1`. Git refuses
+/// to check such paths out; dbguard refuses to write them.
+fn is_dot_git(part: &str) -> bool {
+    let trimmed = part.trim_end_matches(['.', ' ']);
+    trimmed.eq_ignore_ascii_case(".git") || part.eq_ignore_ascii_case("git~1")
+}
+
 /// Resolve `.` and `..` lexically (for paths that may not exist).
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -260,8 +275,22 @@ mod tests {
             "a/../../x",
             ".git/config",
             "./.git/x",
+            "nested/.git/hooks/post-checkout",
+            "nested/.GIT/hooks/post-checkout",
+            "a/.Git",
+            "a/.git. /hooks/x",
+            "GIT~1/config",
         ] {
             assert!(RepoPath::new(bad).is_err(), "{bad} should be rejected");
+        }
+        for good in [
+            ".gitignore",
+            "a/.github/x.db",
+            "a/git/x.db",
+            "x.git",
+            "a/..git",
+        ] {
+            assert!(RepoPath::new(good).is_ok(), "{good} should be accepted");
         }
         assert!(RepoPath::new("dir with space/ünï.db").is_ok());
     }

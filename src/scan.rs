@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::db::{self, DbKind, Sniff};
-use crate::repo::{GitState, Repo, RepoPath};
+use crate::repo::{GitState, Repo, RepoError, RepoPath};
 
 /// A database file found in the worktree.
 #[derive(Clone, Debug, Serialize)]
@@ -31,6 +31,24 @@ pub struct Scan {
     pub skipped: Vec<Skipped>,
     /// Directories not descended into because a configured exclusion names them.
     pub excluded: Vec<PathBuf>,
+}
+
+/// The name a restore stages its image under, next to the file it replaces:
+/// `.<name>.dbguard-restore-<pid>`. Renamed over `<name>` when complete; a killed restore
+/// leaves it behind (see [`restore_staging_pid`]).
+pub fn restore_staging_name(name: &str, pid: u32) -> String {
+    format!(".{name}.dbguard-restore-{pid}")
+}
+
+/// The pid in a restore staging file's name, `None` for any other name. Such files are
+/// never databases of the user's: scans skip them and restores remove stale ones.
+pub fn restore_staging_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (stem, pid) = rest.rsplit_once(".dbguard-restore-")?;
+    if stem.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Smaller than one SQLite page (512 bytes) cannot hold a database worth keeping.
@@ -90,11 +108,15 @@ impl Scanner<'_> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if file_type.is_dir() {
-                if self.exclude_dirs.iter().any(|d| *d == name) && name != ".git" {
+                if self.exclude_dirs.iter().any(|d| *d == name)
+                    && !name.eq_ignore_ascii_case(".git")
+                {
                     scan.excluded.push(path);
                     continue;
                 }
-                if name == ".git"
+                // `.GIT` too: git refuses such paths (see `RepoPath`), so nothing there is
+                // the worktree's.
+                if name.eq_ignore_ascii_case(".git")
                     || path == self.store_dir
                     // A nested repository (submodule): its databases belong to it.
                     || (path != self.repo.worktree && path.join(".git").exists())
@@ -102,6 +124,9 @@ impl Scanner<'_> {
                     continue;
                 }
                 self.walk(&path, scan);
+            } else if restore_staging_pid(&name).is_some() {
+                // A restore's half-written (or killed) staging copy, not a database.
+                continue;
             } else if file_type.is_file() {
                 match self.inspect(&path) {
                     Ok(Some(found)) => scan.databases.push(found),
@@ -139,9 +164,12 @@ impl Scanner<'_> {
             _ => return Ok(None),
         };
         let relative = self.display(path);
-        let repo_path = RepoPath::new(&relative).map_err(|_| Skipped {
+        let repo_path = RepoPath::new(&relative).map_err(|error| Skipped {
             path: relative.clone(),
-            reason: "its name is not valid UTF-8".into(),
+            reason: match error {
+                RepoError::GitDir(_) => "it is inside a .git directory".into(),
+                _ => "its name is not valid UTF-8".into(),
+            },
         })?;
         Ok(Some(DbFile {
             git: self.repo.git_state(&repo_path),
@@ -281,6 +309,16 @@ impl Scanner<'_> {
         if !meta.is_file() {
             return Err(not_db("it is not a regular file"));
         }
+        if absolute
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(restore_staging_pid)
+            .is_some()
+        {
+            return Err(not_db(
+                "it is a restore's staging copy (a restore was interrupted); the next restore of that database removes it",
+            ));
+        }
         let kind = match db::sniff(&absolute).map_err(|e| ScanError::Io {
             path: shown.clone(),
             source: e,
@@ -298,5 +336,28 @@ impl Scanner<'_> {
             kind,
             size: meta.len(),
         }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_staging_names_round_trip_and_nothing_else_matches() {
+        let name = restore_staging_name("big.db", 4242);
+        assert_eq!(name, ".big.db.dbguard-restore-4242");
+        assert_eq!(restore_staging_pid(&name), Some(4242));
+        for other in [
+            "big.db",
+            ".big.db",
+            "big.db.dbguard-restore-1",
+            "..dbguard-restore-1",
+            ".big.db.dbguard-restore-",
+            ".big.db.dbguard-restore-12x",
+            ".big.db.dbguard-moved-20260101T000000",
+        ] {
+            assert_eq!(restore_staging_pid(other), None, "{other}");
+        }
     }
 }

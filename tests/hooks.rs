@@ -341,3 +341,64 @@ fn hooks_decide_in_sh_until_a_watched_database_changes() {
         assert_eq!(run.stderr, "", "reported twice");
     }
 }
+
+#[test]
+fn plain_checkout_after_a_restore_reports_the_restored_rows_lost() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 1000, 8);
+    repo.git(["add", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample"]);
+    repo.dbguard(["install"]).ok();
+    add_posts(&rusqlite::Connection::open(&db).unwrap(), 2000, 8);
+    let good = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    // git puts the committed 1,000 rows back; the hook reports it.
+    let first = plain_git(&repo, &["checkout", "--", "posts.db"]);
+    assert!(
+        first
+            .stderr
+            .contains("posts.db lost rows: 3,000 before, 1,000 now"),
+        "{}",
+        first.stderr
+    );
+    let restored = repo
+        .dbguard(["restore", "posts.db", "--from", &good.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(sqlite_count(&db, "posts"), 3000);
+    let baseline = restored["baseline"].as_i64().expect("a baseline snapshot");
+    let log = repo.dbguard(["log", "posts.db"]).ok();
+    assert!(
+        log.stdout.contains(&format!("(restored from #{good})")),
+        "{}",
+        log.stdout
+    );
+
+    // The same plain checkout again: the restored rows are what is lost now.
+    let again = plain_git(&repo, &["checkout", "--", "posts.db"]);
+    assert_eq!(sqlite_count(&db, "posts"), 1000);
+    let err = &again.stderr;
+    assert!(
+        err.contains("posts.db lost rows: 3,000 before, 1,000 now"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "snapshot #{baseline} is the state restored from #{good}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "to restore it: dbguard restore posts.db --from {baseline}"
+        )),
+        "{err}"
+    );
+    // The offered command brings the restored rows back.
+    repo.dbguard(["restore", "posts.db", "--from", &baseline.to_string()])
+        .ok();
+    assert_eq!(sqlite_count(&db, "posts"), 3000);
+    assert_eq!(quick_check(&db), "ok");
+}

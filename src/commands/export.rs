@@ -231,8 +231,23 @@ fn fresh_snapshots(
 
 /// `<out>/<database path, / as _>/<created_at as 20261121T114500Z>`.
 pub fn export_dir(out: &Path, snapshot: &SnapshotInfo) -> PathBuf {
-    out.join(snapshot.path.replace('/', "_"))
+    out.join(database_dir_name(&snapshot.path))
         .join(snapshot.created_at.format("%Y%m%dT%H%M%SZ").to_string())
+}
+
+/// One directory name for a database path, always a plain name inside `--out` whatever
+/// the catalog says: `/` (and NUL) becomes `_`, and the names that would mean the directory itself
+/// or its parent (`""`, `.`, `..`, any all-dots name) get their dots written as `%2E`
+/// (an empty one becomes `%`, as an empty table name does).
+fn database_dir_name(path: &str) -> String {
+    let name = path.replace(['/', '\0'], "_");
+    if name.is_empty() {
+        "%".to_string()
+    } else if name.bytes().all(|b| b == b'.') {
+        name.replace('.', "%2E")
+    } else {
+        name
+    }
 }
 
 fn export_kind(kind: DbKind) -> export::DbKind {
@@ -473,6 +488,26 @@ mod tests {
         assert!(!is_snapshot_id("#"));
         assert!(!is_snapshot_id("posts.db"));
         assert!(!is_snapshot_id("14a"));
+    }
+
+    #[test]
+    fn database_dir_names_stay_inside_out() {
+        assert_eq!(database_dir_name("data/posts.db"), "data_posts.db");
+        assert_eq!(database_dir_name(".."), "%2E%2E");
+        assert_eq!(database_dir_name("."), "%2E");
+        assert_eq!(database_dir_name(""), "%");
+        assert_eq!(database_dir_name("../../x"), ".._.._x");
+        assert_eq!(database_dir_name("/etc/passwd"), "_etc_passwd");
+        for path in ["..", ".", "", "/", "a/../..", "...", "\0"] {
+            let name = database_dir_name(path);
+            let joined = Path::new("out").join(&name);
+            assert_eq!(
+                joined.parent(),
+                Some(Path::new("out")),
+                "{path:?} -> {name:?}"
+            );
+            assert!(!matches!(name.as_str(), "" | "." | ".."));
+        }
     }
 
     #[test]

@@ -86,7 +86,11 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             snapshot.path.clone(),
             ui::count(snapshot.census.total_rows()),
             ui::bytes(snapshot.size),
-            snapshot.operation.describe(),
+            // A restored state was not taken before anything: say what it is.
+            match crate::compare::restored_from(snapshot) {
+                Some(from) => format!("(restored from #{from})"),
+                None => snapshot.operation.describe(),
+            },
         ]);
     }
     for (i, line) in ui::table(&rows).into_iter().enumerate() {

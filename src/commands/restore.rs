@@ -59,9 +59,6 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&restored).unwrap_or_default());
     }
-    if let Some(note) = &restored.note {
-        ui.status(note);
-    }
     let shown = match &args.to {
         Some(_) => restored.path.display().to_string(),
         None => snapshot.path.clone(),

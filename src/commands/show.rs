@@ -37,7 +37,10 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                 super::age(snapshot.created_at)
             ),
         ),
-        ("before", snapshot.operation.describe()),
+        match crate::compare::restored_from(&snapshot) {
+            Some(_) => ("after", snapshot.operation.describe()),
+            None => ("before", snapshot.operation.describe()),
+        },
         ("git state", snapshot.git_state.clone()),
         ("size", ui::bytes(snapshot.size)),
         ("consistency", snapshot.consistency.clone()),
