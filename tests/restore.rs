@@ -395,49 +395,6 @@ fn restore_never_writes_through_symlinks() {
     );
 }
 
-/// A tmpfs mounted for one test and unmounted when dropped, even when the test fails.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match output {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "skipping: cannot mount a tmpfs at {}: {}",
-                    dir.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipping: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn remount(&self, mode: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -o remount,{mode} failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_read_only_store_can_still_be_read_and_restored_from() {

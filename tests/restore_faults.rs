@@ -31,46 +31,6 @@ fn integrity_check(path: &Path) -> String {
         .unwrap()
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// `None` (and the reason printed) where mounting is impossible, e.g. not root.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(output) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs at {}: {}",
-                    dir.display(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-                None
-            }
-            Err(error) => {
-                eprintln!("SKIPPED: cannot run mount: {error}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !unmounted {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
 
 /// Run a Python sqlite3 script on `db` that ends with `os._exit(0)`: the process dies
 /// without closing, as a killed app does, so what it committed stays in the `-wal`.

@@ -246,40 +246,6 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
     repo.dbguard(["verify"]).ok();
 }
 
-/// A tmpfs mounted for one test and unmounted when dropped, even when the test fails.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match output {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "skipping: cannot mount a tmpfs at {}: {}",
-                    dir.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipping: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// The chunk file holding piece `seq` of snapshot `id`'s image.
 fn chunk_file(repo: &TestRepo, id: i64, seq: i64) -> std::path::PathBuf {

@@ -263,3 +263,57 @@ pub fn python_has(module: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// A tmpfs mounted for one test (a small disk to fill, or one to remount read-only) and
+/// unmounted when dropped, even when the test fails. CI runs as root, so these tests run
+/// there; elsewhere they print why they skip.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs at {}: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// `mount -o remount,<mode>` (`ro` or `rw`).
+    pub fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{mode} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Busy (a process still has a file open): detach it so no mount is left.
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
