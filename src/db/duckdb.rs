@@ -234,7 +234,7 @@ fn wal_header(bytes: &[u8]) -> Option<(usize, Option<u64>)> {
     } else {
         None
     };
-    field(&mut at, 0xff).then_some((at, iteration))
+    (bytes.get(at..at + 2) == Some(&[0xff, 0xff])).then_some((at + 2, iteration))
 }
 
 /// `WAL_FLUSH` entries (type 100) mark commits: count the complete ones in a WAL file.
