@@ -158,14 +158,6 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
         .unwrap_or(0)
 }
 
-/// The storage format version: the u64 after `DUCK` at offset 8 (64 = v1.0 .. v1.1,
-/// 67 = v1.4; DuckDB 2.0 keeps a file's version when it writes it).
-pub fn storage_version(path: &Path) -> io::Result<u64> {
-    let mut head = [0u8; 20];
-    File::open(path)?.read_exact_at(&mut head, 0)?;
-    Ok(u64_at(&head, 12))
-}
-
 /// The active checkpoint iteration, or why the headers cannot be trusted right now (a
 /// checkpoint is writing one: its checksum does not match).
 fn checkpoint_iteration(path: &Path) -> Result<Result<u64, String>, DbError> {
@@ -647,6 +639,33 @@ mod tests {
             })
         );
         assert_eq!(parse_lock_holder("IO Error: no such file"), None);
+    }
+
+    #[test]
+    fn reads_checkpoint_iteration_and_wal_commits_of_a_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.duckdb");
+        let conn = Connection::open(&src).unwrap();
+        conn.execute_batch(
+            "SET checkpoint_threshold = '100GB'; CREATE TABLE t(i INT); CHECKPOINT;
+             INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); INSERT INTO t VALUES (3);",
+        )
+        .unwrap();
+        // Both headers pass their checksums; the active iteration is what the WAL continues.
+        let iteration = checkpoint_iteration(&src).unwrap().unwrap();
+        assert!(iteration >= 1);
+        let wal = std::fs::read(wal_path(&src)).unwrap();
+        let (_, wal_iteration) = wal_header(&wal).unwrap();
+        assert_eq!(wal_iteration, Some(iteration));
+        assert_eq!(count_wal_commits(&wal_path(&src)), Some(3));
+        // A damaged header is noticed.
+        let copy = dir.path().join("b.duckdb");
+        std::fs::copy(&src, &copy).unwrap();
+        let file = fs::OpenOptions::new().write(true).open(&copy).unwrap();
+        file.write_all_at(&[0x5a; 8], 4096 + 100).unwrap();
+        file.write_all_at(&[0x5a; 8], 8192 + 100).unwrap();
+        assert!(checkpoint_iteration(&copy).unwrap().is_err());
+        drop(conn);
     }
 
     #[test]

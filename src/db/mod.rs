@@ -426,6 +426,40 @@ mod tests {
     }
 
     #[test]
+    fn completeness_is_read_back_from_the_stored_label() {
+        let instant = DateTime::parse_from_rfc3339("2026-12-01T19:50:01.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let live = Consistency::LiveCopy {
+            instant,
+            retries: 3,
+            pid: 4242,
+        }
+        .label();
+        let read = Completeness::of_label(&live);
+        assert!(!read.partial);
+        assert_eq!(read.instant, Some(instant));
+        assert_eq!(read.retries, Some(3));
+        let missing = Missing {
+            commits: Some(12),
+            wal_bytes: 45678,
+            since: Some(instant),
+            until: None,
+            holder_pid: Some(4242),
+        };
+        let read = Completeness::of_label(&Consistency::Partial(missing.clone()).label());
+        assert!(read.partial);
+        assert_eq!(read.missing, Some(missing));
+        // Labels written before live copies existed.
+        let old = Completeness::of_label("as-of-last-checkpoint (missing 900 WAL bytes)");
+        assert!(old.partial);
+        assert_eq!(old.missing.as_ref().unwrap().wal_bytes, 900);
+        assert_eq!(old.missing.as_ref().unwrap().commits, None);
+        assert!(!Completeness::of_label("online-backup").partial);
+        assert!(!Completeness::of_label("locked-copy").partial);
+    }
+
+    #[test]
     fn fingerprint_ignores_whitespace_only() {
         let a = Census::fingerprint(["CREATE TABLE t(a,\n  b)"]);
         let b = Census::fingerprint(["CREATE  TABLE t(a, b)"]);
