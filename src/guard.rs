@@ -10,8 +10,10 @@ use crate::commands::Context;
 use crate::commands::snapshot::snapshot_all;
 use crate::commands::status::version_control_warning;
 use crate::compare;
+use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::plan;
+use crate::scan::DbFile;
 use crate::store::StoreError;
 use crate::ui::Ui;
 
@@ -163,6 +165,11 @@ pub fn run(
         let mut failed = Vec::new();
         for (database, outcome) in results {
             match outcome {
+                // A partial copy (it lacks committed data) counts as not made.
+                Ok(outcome) if Completeness::of_label(&outcome.consistency).partial => {
+                    let error = partial_refusal(&database, &outcome);
+                    failed.push((database, error));
+                }
                 Ok(outcome) => taken.push((database, outcome.id)),
                 Err(error) => failed.push((database, error)),
             }
@@ -226,6 +233,25 @@ fn refusal(error: CommandError, argv: &[OsString]) -> CommandError {
         .join(" ");
     error.hint(format!(
         "git did not run; to run it without a snapshot: dbguard --no-snapshot git {retry}"
+    ))
+}
+
+/// Why a partial snapshot is not enough to let git run: which process holds the file,
+/// what the copy lacks, and what the user can do.
+fn partial_refusal(database: &DbFile, outcome: &crate::store::SnapshotOutcome) -> CommandError {
+    let completeness = Completeness::of_label(&outcome.consistency);
+    let pid = completeness.missing.as_ref().and_then(|m| m.holder_pid);
+    let holder = pid
+        .map(crate::db::duckdb::describe_process)
+        .unwrap_or_else(|| "another process".into());
+    CommandError::new(format!(
+        "only a partial copy could be made while {holder} holds it open for writing: {}; {}",
+        crate::commands::snapshot::partial_message(
+            outcome.id,
+            database.path.as_str(),
+            &completeness
+        ),
+        crate::commands::snapshot::partial_advice(pid),
     ))
 }
 

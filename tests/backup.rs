@@ -606,7 +606,7 @@ fn backup_snapshot_quiet_prints_one_line() {
     let again = dbguard_env(&repo, &now, &["snapshot", "--quiet"]).ok();
     assert_eq!(
         again.stdout,
-        "2026-11-21T11:45:00Z snapshot: 2 databases, 0 changed, +0 B\n"
+        "2026-11-21T11:45:00Z snapshot: 2 databases, 0 changed, +0 B, complete\n"
     );
 }
 

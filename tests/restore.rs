@@ -395,7 +395,6 @@ fn restore_never_writes_through_symlinks() {
     );
 }
 
-
 #[test]
 fn a_read_only_store_can_still_be_read_and_restored_from() {
     let repo = TestRepo::new();

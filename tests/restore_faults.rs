@@ -31,7 +31,6 @@ fn integrity_check(path: &Path) -> String {
         .unwrap()
 }
 
-
 /// Run a Python sqlite3 script on `db` that ends with `os._exit(0)`: the process dies
 /// without closing, as a killed app does, so what it committed stays in the `-wal`.
 fn python_sqlite(repo: &TestRepo, db: &Path, body: &str) {

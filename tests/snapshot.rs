@@ -246,7 +246,6 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
     repo.dbguard(["verify"]).ok();
 }
 
-
 /// The chunk file holding piece `seq` of snapshot `id`'s image.
 fn chunk_file(repo: &TestRepo, id: i64, seq: i64) -> std::path::PathBuf {
     let conn = rusqlite::Connection::open_with_flags(

@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
+
+use super::snapshot::partial_message;
 use super::{Context, local_time};
+use crate::db::Completeness;
 use crate::error::CommandError;
-use crate::store::StoreError;
+use crate::store::{SnapshotInfo, StoreError};
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +68,14 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Err(unknown_path(path));
     }
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&snapshots).unwrap_or_default());
+        let entries: Vec<Entry> = snapshots
+            .iter()
+            .map(|snapshot| Entry {
+                completeness: Completeness::of_label(&snapshot.consistency),
+                snapshot,
+            })
+            .collect();
+        ui.out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
         return Ok(());
     }
     if snapshots.is_empty() {
@@ -79,12 +90,19 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         "SIZE".into(),
         "TAKEN BEFORE".into(),
     ]];
+    let mut partial = Vec::new();
     for snapshot in &snapshots {
+        let completeness = Completeness::of_label(&snapshot.consistency);
+        let mut rows_cell = ui::count(snapshot.census.total_rows());
+        if completeness.partial {
+            rows_cell.push_str(" PARTIAL");
+            partial.push(partial_message(snapshot.id, &snapshot.path, &completeness));
+        }
         rows.push(vec![
             format!("#{}", snapshot.id),
             local_time(snapshot.created_at),
             snapshot.path.clone(),
-            ui::count(snapshot.census.total_rows()),
+            rows_cell,
             ui::bytes(snapshot.size),
             // A restored state was not taken before anything: say what it is.
             match crate::compare::restored_from(snapshot) {
@@ -100,5 +118,18 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             line
         });
     }
+    for message in &partial {
+        ui.warn(message);
+    }
     Ok(())
+}
+
+/// One snapshot as `log --json` prints it: the catalog's fields plus `partial`,
+/// `missing` (what a partial snapshot lacks) and a live copy's `instant` and `retries`.
+#[derive(Serialize)]
+pub struct Entry<'a> {
+    #[serde(flatten)]
+    pub snapshot: &'a SnapshotInfo,
+    #[serde(flatten)]
+    pub completeness: Completeness,
 }

@@ -1,6 +1,9 @@
 //! `dbguard show ID`: one snapshot in full: when, how, what git did, rows per table.
 
+use super::log::Entry;
+use super::snapshot::{partial_advice, partial_message};
 use super::{Context, local_time};
+use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::ui::{self, Tone, Ui};
 
@@ -21,8 +24,13 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         );
     };
     let snapshot = Context::find_snapshot(&store, &args.id)?;
+    let completeness = Completeness::of_label(&snapshot.consistency);
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&snapshot).unwrap_or_default());
+        let entry = Entry {
+            snapshot: &snapshot,
+            completeness,
+        };
+        ui.out(&serde_json::to_string_pretty(&entry).unwrap_or_default());
         return Ok(());
     }
     ui.out(&ui.paint(Tone::Bold, &format!("snapshot #{}", snapshot.id)));
@@ -44,6 +52,14 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ("git state", snapshot.git_state.clone()),
         ("size", ui::bytes(snapshot.size)),
         ("consistency", snapshot.consistency.clone()),
+        (
+            "complete",
+            match completeness.describe_missing() {
+                Some(missing) if completeness.partial => format!("NO: partial, {missing}"),
+                _ if completeness.partial => "NO: partial".into(),
+                _ => "yes".into(),
+            },
+        ),
         ("image", snapshot.image_digest[..16].to_string()),
     ];
     if snapshot.reused {
@@ -71,6 +87,12 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     ui.out("");
     for line in ui::table(&rows) {
         ui.out(&format!("  {line}"));
+    }
+    if completeness.partial {
+        ui.warn(&partial_message(snapshot.id, &snapshot.path, &completeness));
+        ui.hint(&partial_advice(
+            completeness.missing.as_ref().and_then(|m| m.holder_pid),
+        ));
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::clock;
+use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::scan::DbFile;
 use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
@@ -16,7 +17,14 @@ use crate::ui::{self, Ui};
 #[command(after_long_help = "Examples:
   dbguard snapshot                      every database in the working tree
   dbguard snapshot data/posts.db -m 'before migration'
-  dbguard snapshot --quiet              for cron: one line per run")]
+  dbguard snapshot --quiet              for cron: one line per run
+
+A DuckDB file that another process holds open read-write is copied live (WAL and main
+file, retried while checkpoints overlap the copy). When no complete copy can be made, the
+database as of its last checkpoint is stored and marked partial (`log`, `show`, `status`).
+
+Exit status: 0 every snapshot complete; 1 a snapshot failed; 3 every snapshot was stored
+but at least one is partial (it lacks commits still in a DuckDB WAL).")]
 pub struct Args {
     /// Database files or directories (default: every database in the working tree).
     pub paths: Vec<PathBuf>,
@@ -38,7 +46,35 @@ pub struct Taken {
     pub stored_bytes: Option<u64>,
     pub reused: bool,
     pub consistency: Option<String>,
+    /// `partial` (true when the snapshot lacks committed data), `missing` (what it
+    /// lacks), and for a live copy `instant` and `retries`.
+    #[serde(flatten)]
+    pub completeness: Completeness,
     pub error: Option<String>,
+}
+
+/// Exit status of `dbguard snapshot` when every snapshot was stored but one is partial,
+/// so cron and monitoring can alert (documented in `--help` and the README).
+pub const PARTIAL_EXIT: u8 = 3;
+
+/// What the user can do about a partial snapshot of a file `pid` holds.
+pub fn partial_advice(pid: Option<u32>) -> String {
+    let process = pid
+        .map(|pid| format!("process {pid}"))
+        .unwrap_or_else(|| "the process holding it".into());
+    format!(
+        "let {process} checkpoint (CHECKPOINT, or wait for its automatic one) and run `dbguard snapshot` again, or stop {process} first"
+    )
+}
+
+/// "snapshot #7 of live.duckdb is partial: it lacks 12 committed transactions (…) …".
+pub fn partial_message(id: i64, path: &str, completeness: &Completeness) -> String {
+    format!(
+        "snapshot #{id} of {path} is partial: it {}",
+        completeness
+            .describe_missing()
+            .unwrap_or_else(|| "lacks commits made since the last checkpoint".into())
+    )
 }
 
 /// One database and what snapshotting it gave.
@@ -76,6 +112,14 @@ pub fn snapshot_all(
                 ui.warn(warning);
             }
             ui.status(&describe(ui, database, taken));
+            let completeness = Completeness::of_label(&taken.consistency);
+            if completeness.partial {
+                ui.warn(&partial_message(
+                    taken.id,
+                    database.path.as_str(),
+                    &completeness,
+                ));
+            }
         }
         results.push((database.clone(), outcome));
     }
@@ -143,6 +187,37 @@ fn quiet_summary(results: &[(DbFile, Result<SnapshotOutcome, CommandError>)]) ->
     if failed > 0 {
         line.push_str(&format!(", {failed} failed"));
     }
+    // A scheduled run's log line says whether the backup is whole.
+    let partial: Vec<String> = results
+        .iter()
+        .filter_map(|(database, r)| {
+            let taken = r.as_ref().ok()?;
+            let completeness = Completeness::of_label(&taken.consistency);
+            completeness.partial.then(|| {
+                format!(
+                    "{} #{} {}",
+                    database.path,
+                    taken.id,
+                    completeness.describe_missing().unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    if partial.is_empty() {
+        if !taken.is_empty() {
+            line.push_str(if failed == 0 {
+                ", complete"
+            } else {
+                ", the rest complete"
+            });
+        }
+    } else {
+        line.push_str(&format!(
+            ", {} PARTIAL: {}",
+            partial.len(),
+            partial.join("; ")
+        ));
+    }
     line
 }
 
@@ -181,6 +256,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         args.message.as_deref(),
     )?;
     let mut failures = Vec::new();
+    let mut partial = Vec::new();
     let mut report = Vec::new();
     for (database, outcome) in &results {
         let mut taken = Taken {
@@ -194,6 +270,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             stored_bytes: None,
             reused: false,
             consistency: None,
+            completeness: Completeness::default(),
             error: None,
         };
         match outcome {
@@ -205,6 +282,11 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                 taken.stored_bytes = Some(outcome.new_bytes);
                 taken.reused = outcome.reused;
                 taken.consistency = Some(outcome.consistency.clone());
+                let completeness = Completeness::of_label(&outcome.consistency);
+                if completeness.partial {
+                    partial.push((database.path.to_string(), outcome.id, completeness.clone()));
+                }
+                taken.completeness = completeness;
             }
             Err(error) => {
                 taken.error = Some(error.message.clone());
@@ -219,6 +301,24 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ui.out(&quiet_summary(&results));
     }
     match failures.len() {
+        0 if !partial.is_empty() => {
+            let pid = partial
+                .iter()
+                .find_map(|(_, _, c)| c.missing.as_ref().and_then(|m| m.holder_pid));
+            let mut error = CommandError::new(format!(
+                "{} of {} snapshot{} partial: {} lack{} committed data",
+                partial.len(),
+                results.len(),
+                if results.len() == 1 { " is" } else { "s are" },
+                if partial.len() == 1 { "it" } else { "they" },
+                if partial.len() == 1 { "s" } else { "" },
+            ));
+            for (path, id, completeness) in &partial {
+                error = error.cause(partial_message(*id, path, completeness));
+            }
+            error.exit_code = PARTIAL_EXIT;
+            Err(error.hint(partial_advice(pid)))
+        }
         0 => Ok(()),
         1 if results.len() == 1 => match results.into_iter().next() {
             Some((_, outcome)) => outcome.map(|_| ()),

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
+use super::snapshot::{partial_advice, partial_message};
 use super::{Context, age};
-use crate::db::{self, DbError};
+use crate::db::{self, Completeness, DbError};
 use crate::error::CommandError;
 use crate::repo::RepoPath;
 use crate::store::StoreError;
@@ -33,6 +34,9 @@ struct LastSnapshot {
     #[serde(serialize_with = "crate::store::catalog::rfc3339")]
     taken: chrono::DateTime<chrono::Utc>,
     rows: u64,
+    /// `partial`, and for a partial snapshot `missing`.
+    #[serde(flatten)]
+    completeness: Completeness,
 }
 
 /// The warning and advice for a database git tracks (status, install and the guard).
@@ -80,6 +84,7 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
                 id: s.id,
                 taken: s.created_at,
                 rows: s.census.total_rows(),
+                completeness: Completeness::of_label(&s.consistency),
             }),
         });
     }
@@ -112,7 +117,14 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
                     .unwrap_or_else(|| "never".into()),
                 row.last_snapshot
                     .as_ref()
-                    .map(|s| ui::count(s.rows))
+                    .map(|s| {
+                        let rows = ui::count(s.rows);
+                        if s.completeness.partial {
+                            format!("{rows} PARTIAL")
+                        } else {
+                            rows
+                        }
+                    })
                     .unwrap_or_default(),
             ]);
         }
@@ -122,6 +134,24 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
             } else {
                 line
             });
+        }
+    }
+    for row in &rows {
+        if let Some(last) = row
+            .last_snapshot
+            .as_ref()
+            .filter(|s| s.completeness.partial)
+        {
+            ui.warn(&format!(
+                "last {}",
+                partial_message(last.id, &row.path, &last.completeness)
+            ));
+            ui.hint(&partial_advice(
+                last.completeness
+                    .missing
+                    .as_ref()
+                    .and_then(|m| m.holder_pid),
+            ));
         }
     }
     for database in scan

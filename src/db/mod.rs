@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -132,6 +133,8 @@ impl Census {
 }
 
 /// How a snapshot image was taken; shown to users so they know what they are restoring.
+/// The catalog stores [`Consistency::label`]; [`Completeness::of_label`] reads the
+/// structured facts back from that text, so the catalog schema needs no new columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Consistency {
     /// SQLite online backup API in one step: a transactionally consistent copy.
@@ -141,10 +144,53 @@ pub enum Consistency {
     RolledBackHotJournal,
     /// DuckDB file and WAL copied under DuckDB's own lock, then checkpointed in the copy.
     LockedCopy,
-    /// DuckDB main file only, copied while another process held it: consistent as of the
-    /// last checkpoint, missing `wal_bytes` bytes of later changes.
-    AsOfLastCheckpoint { wal_bytes: u64 },
+    /// DuckDB WAL and main file copied while another process held the file read-write,
+    /// between two reads of the checkpoint iteration that agreed; the copy replayed its
+    /// WAL and was checkpointed. It holds every transaction committed before `instant`.
+    LiveCopy {
+        instant: DateTime<Utc>,
+        retries: u32,
+        pid: u32,
+    },
+    /// DuckDB main file only (no complete copy could be made while `pid` held the file):
+    /// consistent as of the last checkpoint, missing what the WAL holds.
+    Partial(Missing),
 }
+
+/// What a partial copy lacks: the commits in the WAL of the live file at the time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    /// Committed transactions in the WAL the copy lacks (None: not known).
+    pub commits: Option<u64>,
+    pub wal_bytes: u64,
+    /// When the WAL was started (the last checkpoint), as far as the file system says.
+    #[serde(serialize_with = "opt_rfc3339")]
+    pub since: Option<DateTime<Utc>>,
+    /// The WAL's last write: the newest missing commit.
+    #[serde(serialize_with = "opt_rfc3339")]
+    pub until: Option<DateTime<Utc>>,
+    /// The process that held the file read-write.
+    pub holder_pid: Option<u32>,
+}
+
+fn rfc3339(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn opt_rfc3339<S: serde::Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => serializer.serialize_str(&rfc3339(time)),
+        None => serializer.serialize_none(),
+    }
+}
+
+const LIVE_PREFIX: &str = "live-copy as of ";
+const PARTIAL_PREFIX: &str = "partial as of last checkpoint";
+/// The label dbguard before live copies wrote for a main-file-only copy: also partial.
+const OLD_PARTIAL_PREFIX: &str = "as-of-last-checkpoint";
 
 impl Consistency {
     pub fn label(&self) -> String {
@@ -154,11 +200,140 @@ impl Consistency {
                 "online-backup (hot journal rolled back in the copy)".into()
             }
             Consistency::LockedCopy => "locked-copy".into(),
-            Consistency::AsOfLastCheckpoint { wal_bytes } => {
-                format!("as-of-last-checkpoint (missing {wal_bytes} WAL bytes)")
+            Consistency::LiveCopy {
+                instant,
+                retries,
+                pid,
+            } => format!(
+                "{LIVE_PREFIX}{} (held by pid {pid}; {retries} retries; verified: WAL replayed and checkpointed, every column of every table read)",
+                rfc3339(instant)
+            ),
+            Consistency::Partial(missing) => {
+                let mut text = format!("{PARTIAL_PREFIX}: missing ");
+                match missing.commits {
+                    Some(commits) => text.push_str(&format!("{commits} commits")),
+                    None => text.push_str("unknown commits"),
+                }
+                text.push_str(&format!(" ({} WAL bytes)", missing.wal_bytes));
+                if let Some(since) = missing.since {
+                    text.push_str(&format!(" made since {}", rfc3339(&since)));
+                }
+                if let Some(until) = missing.until {
+                    text.push_str(&format!(" until {}", rfc3339(&until)));
+                }
+                if let Some(pid) = missing.holder_pid {
+                    text.push_str(&format!(" (held by pid {pid})"));
+                }
+                text
             }
         }
     }
+}
+
+/// Whether a stored snapshot holds every committed transaction, read from its label.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Completeness {
+    pub partial: bool,
+    /// The instant a live copy stands for (every commit before it is in the snapshot).
+    #[serde(
+        serialize_with = "opt_rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub instant: Option<DateTime<Utc>>,
+    /// Copies that a checkpoint overlapped and that were made again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
+}
+
+/// The first unsigned number right after `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(key)? + key.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+fn time_after(text: &str, key: &str) -> Option<DateTime<Utc>> {
+    let at = text.find(key)? + key.len();
+    let word = text[at..].split([' ', ')', ';']).next()?;
+    DateTime::parse_from_rfc3339(word)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Completeness {
+    pub fn of_label(label: &str) -> Completeness {
+        if label.starts_with(LIVE_PREFIX) {
+            return Completeness {
+                partial: false,
+                instant: time_after(label, LIVE_PREFIX),
+                retries: number_after(label, "; ").map(|n| n as u32),
+                missing: None,
+            };
+        }
+        if label.starts_with(PARTIAL_PREFIX) || label.starts_with(OLD_PARTIAL_PREFIX) {
+            let wal_bytes = number_after(label, "(")
+                .or_else(|| number_after(label, "missing "))
+                .unwrap_or(0);
+            return Completeness {
+                partial: true,
+                instant: None,
+                retries: None,
+                missing: Some(Missing {
+                    commits: number_after(label, "missing "),
+                    wal_bytes,
+                    since: time_after(label, " since "),
+                    until: time_after(label, " until "),
+                    holder_pid: number_after(label, "pid ").map(|n| n as u32),
+                })
+                .map(|mut m| {
+                    // The old label said "missing N WAL bytes": N is bytes, not commits.
+                    if label.starts_with(OLD_PARTIAL_PREFIX) {
+                        m.commits = None;
+                    }
+                    m
+                }),
+            };
+        }
+        Completeness::default()
+    }
+
+    /// "missing 12 commits (45.0 KiB of WAL) made since 19:02:11 until 19:40:00".
+    pub fn describe_missing(&self) -> Option<String> {
+        let missing = self.missing.as_ref()?;
+        let mut text = match missing.commits {
+            Some(n) => format!(
+                "lacks {n} committed transaction{} ({} of WAL)",
+                if n == 1 { "" } else { "s" },
+                crate::ui::bytes(missing.wal_bytes)
+            ),
+            None => format!(
+                "lacks the changes in {} of WAL",
+                crate::ui::bytes(missing.wal_bytes)
+            ),
+        };
+        match (missing.since, missing.until) {
+            (Some(since), Some(until)) => text.push_str(&format!(
+                " committed between {} and {}",
+                local(since),
+                local(until)
+            )),
+            (Some(since), None) => text.push_str(&format!(" committed since {}", local(since))),
+            (None, Some(until)) => text.push_str(&format!(" committed until {}", local(until))),
+            (None, None) => text.push_str(" committed since the last checkpoint"),
+        }
+        Some(text)
+    }
+}
+
+fn local(time: DateTime<Utc>) -> String {
+    time.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// How a copy was made, and anything the user should know about it (e.g. a lock holder).
@@ -226,8 +401,7 @@ pub fn copy(kind: DbKind, source: &Path, dest: &Path) -> Result<CopyReport, DbEr
 pub fn check_and_census(kind: DbKind, image: &Path) -> Result<Census, DbError> {
     match kind {
         DbKind::Sqlite => sqlite::check_and_census(image),
-        // Opening the copy and counting every table is DuckDB's verification.
-        DbKind::DuckDb => duckdb::census_file(image),
+        DbKind::DuckDb => duckdb::check_and_census(image),
     }
 }
 
@@ -270,6 +444,40 @@ mod tests {
         assert!(matches!(sniff_bytes(b""), Sniff::NotDatabase("empty file")));
         assert!(matches!(sniff_bytes(b"SQLite"), Sniff::NotDatabase(_)));
         assert!(matches!(sniff_bytes(&[0x8f; 64]), Sniff::NotDatabase(_)));
+    }
+
+    #[test]
+    fn completeness_is_read_back_from_the_stored_label() {
+        let instant = DateTime::parse_from_rfc3339("2026-12-01T19:50:01.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let live = Consistency::LiveCopy {
+            instant,
+            retries: 3,
+            pid: 4242,
+        }
+        .label();
+        let read = Completeness::of_label(&live);
+        assert!(!read.partial);
+        assert_eq!(read.instant, Some(instant));
+        assert_eq!(read.retries, Some(3));
+        let missing = Missing {
+            commits: Some(12),
+            wal_bytes: 45678,
+            since: Some(instant),
+            until: None,
+            holder_pid: Some(4242),
+        };
+        let read = Completeness::of_label(&Consistency::Partial(missing.clone()).label());
+        assert!(read.partial);
+        assert_eq!(read.missing, Some(missing));
+        // Labels written before live copies existed.
+        let old = Completeness::of_label("as-of-last-checkpoint (missing 900 WAL bytes)");
+        assert!(old.partial);
+        assert_eq!(old.missing.as_ref().unwrap().wal_bytes, 900);
+        assert_eq!(old.missing.as_ref().unwrap().commits, None);
+        assert!(!Completeness::of_label("online-backup").partial);
+        assert!(!Completeness::of_label("locked-copy").partial);
     }
 
     #[test]
