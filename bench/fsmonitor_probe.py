@@ -348,6 +348,8 @@ def step2():
                 parent += " <- " + c.get("gparent", "").strip()
             if c.get("cwd") != repo:
                 parent += f" (cwd {c.get('cwd')})"
+            if c.get("stdin", "").startswith("pipe:"):
+                parent += " (hook stdin = git's stdin pipe)"
             desc.append(f"[{parent} | lock={c.get('lock')} | {state}]")
         wrote = "writes watched file" if before != after else "watched file untouched"
         result(S, f"{label} (rc={r.returncode}, {wrote}) calls={len(calls)}", " ".join(desc) or "-")
