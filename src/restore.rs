@@ -520,6 +520,14 @@ fn is_damage(error: &db::DbError) -> bool {
     }
 }
 
+/// Process ids as people read them: `4242, 4243`.
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -823,11 +831,7 @@ fn replace_file(
             return Err(CommandError::new(format!(
                 "{} was opened by process {} during the restore",
                 snapshot.path,
-                users
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pid_list(&users)
             ))
             .hint(format!(
                 "nothing was restored{kept}; stop that process, then run the restore again"
@@ -878,11 +882,7 @@ fn restore_sqlite_file(
             return Err(CommandError::new(format!(
                 "{} is open in process {} and {why}",
                 snapshot.path,
-                users
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pid_list(&users)
             ))
             .hint("nothing was changed; stop that process, then run the restore again"));
         }
