@@ -25,6 +25,7 @@ fn census_of(repo: &TestRepo, id: i64) -> serde_json::Value {
 
 #[test]
 fn story_forced_pull_then_restore_then_undo() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let (remote, clone) = repo.remote_and_clone();
     make_posts_db(&clone.join("posts.db"), 900_000, 8);
@@ -59,6 +60,7 @@ fn story_forced_pull_then_restore_then_undo() {
 
 #[test]
 fn restore_into_a_database_an_app_is_writing_to() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("app.db");
     {
@@ -129,6 +131,7 @@ while True:
 
 #[test]
 fn table_level_restore_leaves_other_tables_new_rows() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("app.db");
     make_posts_db(&db, 500, 8);
@@ -160,6 +163,7 @@ fn table_level_restore_leaves_other_tables_new_rows() {
 
 #[test]
 fn damaged_snapshot_is_refused_and_the_live_file_untouched() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 3000, 200);
@@ -202,6 +206,7 @@ fn damaged_snapshot_is_refused_and_the_live_file_untouched() {
 
 #[test]
 fn kill_during_restore_leaves_old_or_new_database() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("big.db");
     make_posts_db(&db, 200_000, 200);
@@ -236,6 +241,7 @@ fn kill_during_restore_leaves_old_or_new_database() {
 
 #[test]
 fn restore_to_another_path_and_duckdb_restore() {
+    let _serial = alone();
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 42, 8);
@@ -285,6 +291,7 @@ fn restore_to_another_path_and_duckdb_restore() {
 
 #[test]
 fn catalog_paths_that_escape_the_worktree_are_refused() {
+    let _serial = shared();
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 5, 8);
     let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
@@ -306,6 +313,7 @@ fn catalog_paths_that_escape_the_worktree_are_refused() {
 
 #[test]
 fn diff_shows_rows_now_and_between_snapshots() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 100, 8);
@@ -334,6 +342,7 @@ fn diff_shows_rows_now_and_between_snapshots() {
 
 #[test]
 fn restore_never_writes_through_symlinks() {
+    let _serial = shared();
     let repo = TestRepo::new();
     fs::create_dir(repo.root.join("data")).unwrap();
     make_posts_db(&repo.root.join("data/posts.db"), 50, 8);
@@ -397,6 +406,7 @@ fn restore_never_writes_through_symlinks() {
 
 #[test]
 fn a_read_only_store_can_still_be_read_and_restored_from() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let disk = repo.path("store-disk");
     let Some(mount) = Tmpfs::mount(&disk, "32m") else {

@@ -82,6 +82,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn full_worktree_disk_leaves_a_wal_database_exactly_as_it_was() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let mount_dir = repo.path("small");
     let Some(_tmpfs) = Tmpfs::mount(&mount_dir, "8m") else {
@@ -178,6 +179,7 @@ impl Rng {
 
 #[test]
 fn kill_9_at_random_moments_leaves_a_wal_database_old_or_new() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("w.db");
     make_wal_db(&db, 30_000, 200);
@@ -250,6 +252,7 @@ fn kill_9_at_random_moments_leaves_a_wal_database_old_or_new() {
 
 #[test]
 fn a_duckdb_wal_is_folded_in_never_dropped() {
+    let _serial = alone();
     let repo = TestRepo::new();
     let duck = repo.root.join("w.duckdb");
     {
@@ -291,6 +294,7 @@ fn a_duckdb_wal_is_folded_in_never_dropped() {
 
 #[test]
 fn a_damaged_database_is_kept_aside_and_the_snapshot_restored_over_it() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("posts.db");
     make_posts_db(&db, 3000, 200);
@@ -344,6 +348,7 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn staging_files_of_killed_restores_are_never_databases_and_get_cleaned_up() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("big.db");
     make_posts_db(&db, 500, 100);
@@ -384,6 +389,7 @@ fn staging_files_of_killed_restores_are_never_databases_and_get_cleaned_up() {
 
 #[test]
 fn restore_to_keeps_the_databases_mode_or_follows_the_umask() {
+    let _serial = shared();
     let repo = TestRepo::new();
     let db = repo.root.join("secret.db");
     make_posts_db(&db, 10, 8);
@@ -418,6 +424,7 @@ fn restore_to_keeps_the_databases_mode_or_follows_the_umask() {
 
 #[test]
 fn catalog_paths_inside_a_git_directory_are_refused() {
+    let _serial = shared();
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 5, 8);
     let id = snapshot_id(&repo.dbguard(["snapshot", "--json"]).ok()).to_string();
@@ -445,6 +452,7 @@ fn catalog_paths_inside_a_git_directory_are_refused() {
 
 #[test]
 fn exports_of_crafted_catalog_paths_stay_inside_out() {
+    let _serial = shared();
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 5, 8);
     let id = snapshot_id(&repo.dbguard(["snapshot", "--json"]).ok()).to_string();
@@ -492,6 +500,7 @@ fn exports_of_crafted_catalog_paths_stay_inside_out() {
 
 #[test]
 fn kill_9_at_random_moments_leaves_a_duckdb_database_old_or_new() {
+    let _serial = alone();
     let repo = TestRepo::new();
     let duck = repo.root.join("w.duckdb");
     {

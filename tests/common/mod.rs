@@ -317,3 +317,18 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// DuckDB opens files it only reads without `O_CLOEXEC` (local_file_system.cpp), so while
+/// a test holds a DuckDB connection in this process, every child that another test thread
+/// spawns inherits those descriptors, and a restore then rightly refuses because "another
+/// process" has the file open. Tests that open DuckDB in process run alone; the others
+/// share.
+pub static IN_PROCESS_DUCKDB: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    IN_PROCESS_DUCKDB.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    IN_PROCESS_DUCKDB.write().unwrap_or_else(|e| e.into_inner())
+}
