@@ -196,15 +196,7 @@ impl Drop for Writer {
 /// The image of snapshot `id`, restored to a file outside the worktree, opened by DuckDB
 /// without errors: (rows, distinct ids, max id).
 fn restored_ev(repo: &TestRepo, id: i64) -> (u64, u64, u64) {
-    let out = repo.path(&format!("restored-{id}.duckdb"));
-    repo.dbguard([
-        "restore",
-        "--from",
-        &id.to_string(),
-        "--to",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let out = repo.restore_to(id, &format!("restored-{id}.duckdb"));
     let conn = duckdb::Connection::open(&out).unwrap();
     let row: (i64, i64, i64) = conn
         .query_row(
@@ -455,15 +447,7 @@ fn duckdb_live_copy_of_a_v1_storage_file_keeps_its_format() {
     }
     drop(writer);
     for id in ids {
-        let out = repo.path(&format!("old-{id}.duckdb"));
-        repo.dbguard([
-            "restore",
-            "--from",
-            &id.to_string(),
-            "--to",
-            out.to_str().unwrap(),
-        ])
-        .ok();
+        let out = repo.restore_to(id, &format!("old-{id}.duckdb"));
         assert_eq!(version(&out), 64, "the snapshot kept the v1.0.0 format");
     }
     assert_eq!(version(&db), 64, "the user's file was not upgraded");

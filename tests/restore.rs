@@ -248,15 +248,7 @@ fn restore_to_another_path_and_duckdb_restore() {
     let id = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
         .as_i64()
         .unwrap();
-    let out = repo.path("elsewhere.db");
-    repo.dbguard([
-        "restore",
-        "--from",
-        &id.to_string(),
-        "--to",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let out = repo.restore_to(id, "elsewhere.db");
     assert_eq!(sqlite_count(&out, "posts"), 42);
     repo.dbguard([
         "restore",

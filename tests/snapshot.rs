@@ -281,15 +281,7 @@ fn ids(list: &serde_json::Value) -> Vec<i64> {
 }
 
 fn restored_rows(repo: &TestRepo, id: i64, name: &str) -> u64 {
-    let out = repo.path(name);
-    repo.dbguard([
-        "restore",
-        "--from",
-        &id.to_string(),
-        "--to",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let out = repo.restore_to(id, name);
     sqlite_count(&out, "posts")
 }
 

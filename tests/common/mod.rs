@@ -126,6 +126,21 @@ impl TestRepo {
         )
     }
 
+    /// `dbguard restore --from ID --to <temp>/<name>`, insisting that it succeeds; the
+    /// path of the restored copy.
+    pub fn restore_to(&self, id: i64, name: &str) -> PathBuf {
+        let out = self.path(name);
+        self.dbguard([
+            "restore",
+            "--from",
+            &id.to_string(),
+            "--to",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        out
+    }
+
     pub fn store(&self) -> PathBuf {
         self.root.join(".git/dbguard")
     }
