@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Context};
-use crate::error::CommandError;
+use crate::error::{CommandError, ErrorKind};
 use crate::guard;
 use crate::ui::{ColorChoice, Ui};
 
@@ -227,21 +227,19 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if error.use_stderr() {
+                ErrorKind::Usage.exit_code()
+            } else {
+                0
+            });
         }
     };
     let ui = Ui::new(cli.color, cli.quiet, cli.json, cli.yes);
     match dispatch(&ui, &cli, git_args) {
         Ok(code) => ExitCode::from(code),
-        Err(mut error) => {
-            // Every error says what to do next; specific hints come from the command.
-            if error.hints.is_empty() {
-                error.hints.push(
-                    "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees".into(),
-                );
-            }
-            ui.error(&error.message, &error.causes, &error.hints);
-            ExitCode::from(error.exit_code)
+        Err(error) => {
+            error.report(&ui);
+            ExitCode::from(error.exit_code())
         }
     }
 }

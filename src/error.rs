@@ -1,5 +1,7 @@
-//! `CommandError`: what a command reports when it fails: a message, its causes and a
-//! hint saying what to do next. Domain errors become one here; `cli` prints it.
+//! `CommandError`: what a command reports when it fails. It keeps the real error (and
+//! so its `source()` chain), the hints that say what to do next, and a kind that decides
+//! the exit code. Domain errors become one here, with their hints; [`CommandError::report`]
+//! is the one place that prints an error.
 
 use std::error::Error as StdError;
 
@@ -8,23 +10,60 @@ use crate::db::DbError;
 use crate::repo::RepoError;
 use crate::scan::ScanError;
 use crate::store::StoreError;
+use crate::ui::Ui;
+
+/// What kind of failure, and so which exit code: the one table of them. A wrapped git's
+/// own exit code is no error of dbguard's: the guard returns it as its result, unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command could not do what was asked (bad input, missing file, damaged store).
+    User,
+    /// The command line itself is wrong (clap's parse errors).
+    Usage,
+    /// A deliberate refusal a script should tell apart: the pre-commit hook refusing a
+    /// commit, a snapshot that is only partial.
+    Refused,
+}
+
+impl ErrorKind {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::User => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Refused => 3,
+        }
+    }
+}
+
+type BoxedError = Box<dyn StdError + Send + Sync + 'static>;
 
 #[derive(Debug)]
 pub struct CommandError {
-    pub message: String,
-    pub causes: Vec<String>,
-    pub hints: Vec<String>,
-    /// Process exit code: 1 for user errors, or git's own code for wrapped commands.
-    pub exit_code: u8,
+    kind: ErrorKind,
+    /// The headline error; its `source()` chain is printed as "Caused by" lines.
+    error: BoxedError,
+    /// Further "Caused by" lines the command adds (one per damaged snapshot, say).
+    details: Vec<String>,
+    hints: Vec<String>,
 }
 
 impl CommandError {
+    /// A failure described by `message` alone.
     pub fn new(message: impl Into<String>) -> CommandError {
+        CommandError::from_boxed(message.into().into())
+    }
+
+    /// A failure whose headline is `error` and whose causes are its `source()` chain.
+    pub fn from_source<E: StdError + Send + Sync + 'static>(error: E) -> CommandError {
+        CommandError::from_boxed(Box::new(error))
+    }
+
+    fn from_boxed(error: BoxedError) -> CommandError {
         CommandError {
-            message: message.into(),
-            causes: Vec::new(),
+            kind: ErrorKind::User,
+            error,
+            details: Vec::new(),
             hints: Vec::new(),
-            exit_code: 1,
         }
     }
 
@@ -34,22 +73,62 @@ impl CommandError {
     }
 
     pub fn cause(mut self, cause: impl Into<String>) -> CommandError {
-        self.causes.push(cause.into());
+        self.details.push(cause.into());
         self
     }
 
-    /// Build from any error: its message plus the chain of sources as causes.
-    pub fn from_error(error: &(dyn StdError + 'static)) -> CommandError {
-        let mut result = CommandError::new(error.to_string());
-        let mut source = error.source();
+    pub fn with_kind(mut self, kind: ErrorKind) -> CommandError {
+        self.kind = kind;
+        self
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.kind.exit_code()
+    }
+
+    /// The one-line headline.
+    pub fn message(&self) -> String {
+        self.error.to_string()
+    }
+
+    pub fn hints(&self) -> &[String] {
+        &self.hints
+    }
+
+    /// The causes under the headline: the source chain (minus text the headline already
+    /// says, as thiserror messages often embed their source), then the added details.
+    pub fn causes(&self) -> Vec<String> {
+        let message = self.message();
+        let mut causes = Vec::new();
+        let mut source = self.error.source();
         while let Some(cause) = source {
             let text = cause.to_string();
-            if !result.message.contains(&text) {
-                result.causes.push(text);
+            if !message.contains(&text) {
+                causes.push(text);
             }
             source = cause.source();
         }
-        result
+        causes.extend(self.details.iter().cloned());
+        causes
+    }
+
+    /// Print the error, its causes and hints (the one place errors are printed); a
+    /// command without its own hint gets the general one.
+    pub fn report(&self, ui: &Ui) {
+        const GENERAL: &str = "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees";
+        let general = [GENERAL.to_string()];
+        let hints = if self.hints.is_empty() {
+            &general[..]
+        } else {
+            &self.hints[..]
+        };
+        ui.error(&self.message(), &self.causes(), hints);
+    }
+
+    /// Print the error and causes without hints (one failure among several, where the
+    /// summary after them says what to do).
+    pub fn report_without_hints(&self, ui: &Ui) {
+        ui.error(&self.message(), &self.causes(), &[]);
     }
 }
 
@@ -68,7 +147,7 @@ impl From<RepoError> for CommandError {
             }
             _ => None,
         };
-        let result = CommandError::from_error(&error);
+        let result = CommandError::from_source(error);
         match hint {
             Some(hint) => result.hint(hint),
             None => result,
@@ -90,7 +169,7 @@ impl From<DbError> for CommandError {
             }
             DbError::Io { .. } => "check that the file exists and is readable".into(),
         };
-        CommandError::from_error(&error).hint(hint)
+        CommandError::from_source(error).hint(hint)
     }
 }
 
@@ -98,22 +177,22 @@ impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> CommandError {
         match error {
             StoreError::Db(db) => db.into(),
-            StoreError::Locked { .. } => CommandError::from_error(&error)
+            StoreError::Locked { .. } => CommandError::from_source(error)
                 .hint("wait for the other dbguard (a long snapshot or prune) to finish, then try again"),
-            StoreError::Chunk(_) | StoreError::DigestMismatch { .. } => CommandError::from_error(&error)
+            StoreError::Chunk(_) | StoreError::DigestMismatch { .. } => CommandError::from_source(error)
                 .hint("run `dbguard verify` to see every damaged snapshot; older snapshots may still be intact"),
-            StoreError::ReadOnly { .. } => CommandError::from_error(&error).hint(
+            StoreError::ReadOnly { .. } => CommandError::from_source(error).hint(
                 "snapshots need a writable store: make it writable again, or point dbguard at a writable directory with `git config dbguard.store <dir>` (log, show, verify and restore --to still read this one)",
             ),
-            StoreError::Full { .. } => CommandError::from_error(&error).hint(
+            StoreError::Full { .. } => CommandError::from_source(error).hint(
                 "free space on that disk, or move the store to a disk with room: `git config dbguard.store <dir>`",
             ),
-            StoreError::NotADirectory { .. } => CommandError::from_error(&error).hint(
+            StoreError::NotADirectory { .. } => CommandError::from_source(error).hint(
                 "move that file out of the way, or point dbguard at a directory: `git config dbguard.store <dir>`",
             ),
-            StoreError::Catalog(_) => CommandError::from_error(&error)
+            StoreError::Catalog(_) => CommandError::from_source(error)
                 .hint("check the disk and permissions of the store directory (`dbguard config` shows where it is)"),
-            _ => CommandError::from_error(&error)
+            _ => CommandError::from_source(error)
                 .hint("check free disk space and permissions of the store directory (`dbguard config` shows where it is)"),
         }
     }
@@ -133,13 +212,13 @@ impl From<ScanError> for CommandError {
             }
             ScanError::Io { .. } => "check the file's permissions",
         };
-        CommandError::from_error(&error).hint(hint)
+        CommandError::from_source(error).hint(hint)
     }
 }
 
 impl From<ConfigError> for CommandError {
     fn from(error: ConfigError) -> CommandError {
-        CommandError::from_error(&error).hint(
+        CommandError::from_source(error).hint(
             "fix the setting, or remove it to use the default (`dbguard config` shows them all)",
         )
     }
@@ -165,6 +244,6 @@ impl From<crate::export::ExportError> for CommandError {
                 "load into a SQLite database, or read the Parquet file with DuckDB's read_parquet()"
             }
         };
-        CommandError::from_error(&error).hint(hint)
+        CommandError::from_source(error).hint(hint)
     }
 }

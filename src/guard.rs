@@ -1,9 +1,9 @@
 //! The "before" half: plan what git is about to overwrite or delete → snapshot it →
 //! warn → run the real git with the user's arguments → compare → offer a restore.
 
+use crate::git::{self, GitRunner};
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 use crate::clock;
 use crate::commands::Context;
@@ -16,10 +16,6 @@ use crate::plan;
 use crate::scan::DbFile;
 use crate::store::StoreError;
 use crate::ui::Ui;
-
-/// Set for git (and so for the hooks it runs) while the guard is in charge, so hooks do
-/// not snapshot or prompt a second time.
-pub const GUARD_ENV: &str = "DBGUARD_GUARDED";
 
 pub struct GuardOptions {
     /// Run git even though the snapshot failed or was skipped (explicit user override).
@@ -39,7 +35,7 @@ pub fn run(
 ) -> Result<u8, CommandError> {
     if options.no_snapshot || std::env::var_os("DBGUARD_SKIP").is_some_and(|v| v == "1") {
         ui.warn("not snapshotting (--no-snapshot): git may overwrite databases without a copy");
-        return run_git(cwd, argv, &[]);
+        return run_git(cwd, argv, false);
     }
     let refuse = |error: CommandError| refusal(error, argv);
     // An argv we cannot parse (a global option newer than dbguard, say) is planned as
@@ -50,7 +46,7 @@ pub fn run(
         .map_or(cwd, |invocation| invocation.cwd.as_path());
     // Not a repository, or a bare one: nothing on disk to protect; let git speak.
     let Some(ctx) = Context::load_to_protect(repo_dir).map_err(refuse)? else {
-        return run_git(cwd, argv, &[]);
+        return run_git(cwd, argv, false);
     };
     for warning in &ctx.settings.warnings {
         ui.warn(warning);
@@ -76,33 +72,32 @@ pub fn run(
             .as_deref()
             .is_some_and(plan::is_risky_subcommand);
     if !risky {
-        return run_git(cwd, argv, &[]);
+        return run_git(cwd, argv, false);
     }
     let scanner = ctx.scanner();
     let scan = scanner.scan();
     if scan.databases.is_empty() && scan.excluded.is_empty() {
-        return run_git(cwd, argv, &[]);
+        return run_git(cwd, argv, false);
     }
     if invocation.subcommand.as_deref() == Some("pull") && invocation.shell_alias.is_none() {
         // A local remote whose branch has not moved, merged already: nothing to do, and
         // asking it in process saves a second fetch.
         if remote_branch_unmoved(&ctx, &invocation.args) && pull_is_noop(&ctx, &invocation.args) {
-            return run_git(cwd, argv, &[]);
+            return run_git(cwd, argv, false);
         }
         // Fetch first so the plan sees what the merge will bring; git pull's own fetch
         // then finds nothing new.
         let fetch = plan::pull_fetch_args(&invocation);
-        let fetched = Command::new("git")
+        let fetched = GitRunner::default()
+            .user(&invocation.cwd, true)
             .args(&fetch)
-            .current_dir(&invocation.cwd)
-            .env(GUARD_ENV, "1")
             .status();
         if !fetched.is_ok_and(|s| s.success()) {
             ui.warn("git fetch failed; snapshotting every database before git pull");
         } else if pull_is_noop(&ctx, &invocation.args) {
             // Up to date: git pull will not touch the working tree. Answered in process,
             // because each planner query is a git process (~3 ms).
-            return run_git(cwd, argv, &[]);
+            return run_git(cwd, argv, false);
         }
     }
     let relative: Vec<_> = scan
@@ -147,7 +142,7 @@ pub fn run(
         }
     }
     if at_risk.is_empty() {
-        return run_git(cwd, argv, &[]);
+        return run_git(cwd, argv, false);
     }
 
     let git_argv: Vec<String> = std::iter::once("git".to_string())
@@ -185,7 +180,7 @@ pub fn run(
                 if failed.len() == 1 { "" } else { "s" }
             ));
             for (database, cause) in &failed {
-                error = error.cause(format!("{}: {}", database.path, cause.message));
+                error = error.cause(format!("{}: {}", database.path, cause.message()));
             }
             return Err(refuse(error.hint(
                 "copy the database aside yourself before running git anyway",
@@ -200,7 +195,7 @@ pub fn run(
         }
     }
 
-    let code = run_git(cwd, argv, &[(GUARD_ENV, "1")])?;
+    let code = run_git(cwd, argv, true)?;
 
     let store = ctx.store()?;
     let _ = store.catalog.finish_operation(
@@ -312,25 +307,15 @@ fn remote_branch_unmoved(ctx: &Context, args: &[OsString]) -> bool {
     lookup().unwrap_or(false)
 }
 
-/// Run the real git with inherited stdio; its exit code (128 + signal when killed).
-fn run_git(cwd: &Path, argv: &[OsString], env: &[(&str, &str)]) -> Result<u8, CommandError> {
-    let mut command = Command::new("git");
-    command.args(argv).current_dir(cwd);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let status = command.status().map_err(|e| {
-        CommandError::new(format!("cannot run git: {e}"))
-            .hint("install git and make sure it is on PATH")
-    })?;
-    Ok(exit_code(status))
-}
-
-fn exit_code(status: std::process::ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code.clamp(0, 255) as u8,
-        (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
-        _ => 1,
-    }
+/// Run the user's git with inherited stdio; its exit code (128 + signal when killed).
+fn run_git(cwd: &Path, argv: &[OsString], guarded: bool) -> Result<u8, CommandError> {
+    let status = GitRunner::default()
+        .user(cwd, guarded)
+        .args(argv)
+        .status()
+        .map_err(|e| {
+            CommandError::new(format!("cannot run git: {e}"))
+                .hint("install git and make sure it is on PATH")
+        })?;
+    Ok(git::exit_code(status))
 }

@@ -49,6 +49,8 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::git::GitRunner;
+
 /// The hooks dbguard installs, in a stable order.
 pub const HOOK_NAMES: &[&str] = &[
     "post-checkout",
@@ -525,7 +527,7 @@ fn state_of_text(text: &str, hook: &str, executable: bool) -> HookState {
 /// Resolves the hooks directory with `git rev-parse --git-path hooks` run in `repo_dir`
 /// (honours `core.hooksPath` and linked worktrees).
 pub fn hooks_dir(repo_dir: &Path) -> Result<HooksDir, HookError> {
-    hooks_dir_with(repo_dir, Command::new("git"))
+    hooks_dir_with(repo_dir, GitRunner::default().query(repo_dir))
 }
 
 fn hooks_dir_with(repo_dir: &Path, mut git: Command) -> Result<HooksDir, HookError> {

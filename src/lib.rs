@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod git;
 pub mod guard;
 pub mod hooks;
 pub mod plan;

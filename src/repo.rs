@@ -3,9 +3,11 @@
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde::Serialize;
+
+use crate::git::GitRunner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -248,17 +250,20 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Run the real git with `args` in `cwd`, capturing its output.
-pub fn run_git<I, S>(cwd: &Path, args: I) -> Result<Output, RepoError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    Command::new("git")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .map_err(RepoError::Spawn)
+impl Repo {
+    /// A git query run in the worktree (see [`GitRunner::query`]), for commands that
+    /// parse git's output or need its effect.
+    pub fn query_git<I, S>(&self, args: I) -> Result<Output, RepoError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        GitRunner::default()
+            .query(&self.worktree)
+            .args(args)
+            .output()
+            .map_err(RepoError::Spawn)
+    }
 }
 
 #[cfg(test)]

@@ -444,7 +444,7 @@ fn record_baseline(
             ui.warn(&format!(
                 "{} is restored, but the restored state could not be recorded as its latest snapshot ({}); take one with `dbguard snapshot {}` so later losses are measured against it",
                 snapshot.path,
-                error.message,
+                error.message(),
                 shell_quote(&snapshot.path)
             ));
             None
@@ -1156,7 +1156,7 @@ pub fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
         match ui.confirm(&question, true) {
             Some(true) => match restore_by_id(ui, ctx, shrink.snapshot_id) {
                 Ok(restored) => report(ui, &shrink.path, shrink.snapshot_id, &restored),
-                Err(error) => ui.error(&error.message, &error.causes, &error.hints),
+                Err(error) => error.report(ui),
             },
             Some(false) => ui.status(&format!("not restored; later: {command}")),
             None => ui.status(&format!("to restore it: {command}")),

@@ -153,7 +153,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         1 if snapshots.is_empty() => Err(failures.remove(0)),
         n => {
             for error in &failures {
-                ui.error(&error.message, &error.causes, &[]);
+                error.report_without_hints(ui);
             }
             Err(CommandError::new(format!(
                 "{n} databases could not be snapshotted, so they were not exported"

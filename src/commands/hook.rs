@@ -18,10 +18,10 @@ use super::snapshot::snapshot_operation;
 use crate::compare;
 use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
-use crate::error::CommandError;
-use crate::guard::GUARD_ENV;
+use crate::error::{CommandError, ErrorKind};
+use crate::git::GUARD_ENV;
 use crate::hooks::watch;
-use crate::repo::{RepoPath, run_git};
+use crate::repo::RepoPath;
 use crate::scan::DbFile;
 use crate::store::{StoreError, stat_signature};
 use crate::ui::Ui;
@@ -35,11 +35,9 @@ pub struct Args {
     pub args: Vec<OsString>,
 }
 
-/// What `dbguard hook pre-commit` exits with to make the shim refuse the commit (any
-/// other failure, a crash included, lets the commit through).
-pub const REFUSE_COMMIT: u8 = 3;
-
-/// Run a hook; its exit code (0, or [`REFUSE_COMMIT`]).
+/// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
+/// the one the pre-commit shim refuses on (any other failure, a crash included, lets the
+/// commit through).
 pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
     // The guard already snapshotted and will compare after git returns.
     if std::env::var_os(GUARD_ENV).is_some() {
@@ -53,9 +51,9 @@ pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
         Err(error) => {
             ui.warn(&format!(
                 "databases not checked: {} (git continues)",
-                error.message
+                error.message()
             ));
-            for hint in &error.hints {
+            for hint in error.hints() {
                 ui.hint(hint);
             }
             return 0;
@@ -76,7 +74,7 @@ pub fn run(ui: &Ui, cwd: &std::path::Path, args: &Args) -> u8 {
         _ => Ok(()),
     };
     if let Err(error) = result {
-        ui.warn(&format!("{} (git continues)", error.message));
+        ui.warn(&format!("{} (git continues)", error.message()));
     }
     0
 }
@@ -88,7 +86,7 @@ fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(),
     if let Err(error) = refresh_watch(ctx) {
         ui.warn(&format!(
             "could not update the hooks' watch file: {}",
-            error.message
+            error.message()
         ));
     }
     result
@@ -284,7 +282,8 @@ fn snapshot_quietly(
             Ok(_) => {}
             Err(error) => ui.warn(&format!(
                 "could not snapshot {}: {}",
-                database.path, error.message
+                database.path,
+                error.message()
             )),
         }
     }
@@ -296,10 +295,10 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
     if policy == PreCommitPolicy::Allow {
         return 0;
     }
-    let Ok(output) = run_git(
-        &ctx.repo.worktree,
-        ["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"],
-    ) else {
+    let Ok(output) =
+        ctx.repo
+            .query_git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"])
+    else {
         return 0;
     };
     let offenders: Vec<(RepoPath, db::DbKind)> = output
@@ -333,7 +332,7 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
         ui.hint(
             "to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn",
         );
-        REFUSE_COMMIT
+        ErrorKind::Refused.exit_code()
     } else {
         0
     }

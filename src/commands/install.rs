@@ -12,7 +12,6 @@ use super::snapshot::snapshot_operation;
 use super::status::version_control_warning;
 use crate::error::CommandError;
 use crate::hooks::{self, HookError, HookState, Install, Uninstall};
-use crate::repo::run_git;
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +46,7 @@ pub struct UntrackArgs {
 }
 
 fn hook_error(error: HookError) -> CommandError {
-    CommandError::from_error(&error)
+    CommandError::from_source(error)
         .hint("check the permissions of the hooks directory (`git rev-parse --git-path hooks`)")
 }
 
@@ -97,7 +96,8 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
             if let Err(error) = outcome {
                 ui.warn(&format!(
                     "could not snapshot {}: {}",
-                    database.path, error.message
+                    database.path,
+                    error.message()
                 ));
             }
         }
@@ -222,10 +222,9 @@ pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), Command
             outcome?;
         }
     }
-    let output = run_git(
-        &ctx.repo.worktree,
-        ["rm", "--cached", "--quiet", "--", database.path.as_str()],
-    )?;
+    let output = ctx
+        .repo
+        .query_git(["rm", "--cached", "--quiet", "--", database.path.as_str()])?;
     if !output.status.success() {
         return Err(
             CommandError::new(format!("git rm --cached {} failed", database.path))
@@ -249,7 +248,7 @@ pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), Command
         writeln!(file, "{separator}{entry}")
             .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
     }
-    let staged = run_git(&ctx.repo.worktree, ["add", "--", ".gitignore"])?;
+    let staged = ctx.repo.query_git(["add", "--", ".gitignore"])?;
     if !staged.status.success() {
         ui.warn("could not stage .gitignore; add it yourself");
     }

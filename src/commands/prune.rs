@@ -65,7 +65,7 @@ struct Kept {
 
 fn parse_within(text: &str) -> Result<chrono::Duration, CommandError> {
     retention::parse_duration(text).map_err(|e| {
-        CommandError::from_error(&e).hint("--keep-within takes e.g. 8h, 30d, 2w or 1y2m3d4h")
+        CommandError::from_source(e).hint("--keep-within takes e.g. 8h, 30d, 2w or 1y2m3d4h")
     })
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Context;
 use crate::clock;
 use crate::db::Completeness;
-use crate::error::CommandError;
+use crate::error::{CommandError, ErrorKind};
 use crate::scan::DbFile;
 use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
 use crate::ui::{self, Ui};
@@ -52,10 +52,6 @@ pub struct Taken {
     pub completeness: Completeness,
     pub error: Option<String>,
 }
-
-/// Exit status of `dbguard snapshot` when every snapshot was stored but one is partial,
-/// so cron and monitoring can alert (documented in `--help` and the README).
-pub const PARTIAL_EXIT: u8 = 3;
 
 /// What the user can do about a partial snapshot of a file `pid` holds.
 pub fn partial_advice(pid: Option<u32>) -> String {
@@ -289,7 +285,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                 taken.completeness = completeness;
             }
             Err(error) => {
-                taken.error = Some(error.message.clone());
+                taken.error = Some(error.message());
                 failures.push(error);
             }
         }
@@ -316,8 +312,9 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             for (path, id, completeness) in &partial {
                 error = error.cause(partial_message(*id, path, completeness));
             }
-            error.exit_code = PARTIAL_EXIT;
-            Err(error.hint(partial_advice(pid)))
+            Err(error
+                .with_kind(ErrorKind::Refused)
+                .hint(partial_advice(pid)))
         }
         0 => Ok(()),
         1 if results.len() == 1 => match results.into_iter().next() {
@@ -326,7 +323,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         },
         n => {
             for error in &failures {
-                ui.error(&error.message, &error.causes, &[]);
+                error.report_without_hints(ui);
             }
             Err(CommandError::new(format!(
                 "{n} of {} databases could not be snapshotted",

@@ -1,0 +1,5 @@
+//! Git: how dbguard starts git processes ([`run`]).
+
+pub mod run;
+
+pub(crate) use run::{GUARD_ENV, GitError, GitRunner, exit_code};
