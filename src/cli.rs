@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{self, Context};
+use crate::commands;
 use crate::error::{CommandError, ErrorKind};
-use crate::guard;
+use crate::flow::Context;
+use crate::flow::guard;
 use crate::ui::{ColorChoice, Ui};
 
 #[derive(Debug, Parser)]

@@ -11,10 +11,10 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 
 use crate::clock;
-use crate::commands::Context;
 use crate::compare::{self, Shrink};
 use crate::db::{self, Census, DbKind, Sniff, quote_ident};
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::hooks::watch;
 use crate::repo::{RepoError, RepoPath};
 use crate::scan::{restore_staging_name, restore_staging_pid};

@@ -257,6 +257,24 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
         .collect()
 }
 
+/// "2 hours ago" style age of a timestamp, for people.
+pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (crate::clock::now() - then).num_seconds().max(0);
+    match seconds {
+        0..=59 => format!("{seconds} s ago"),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
+/// Local time with minutes, as the log shows it.
+pub fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

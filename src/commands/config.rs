@@ -1,7 +1,7 @@
 //! `dbguard config`: the effective settings and where each one came from.
 
-use super::Context;
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, clap::Args)]

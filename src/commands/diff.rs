@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::Context;
 use crate::db::{self, Census};
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::store::StoreError;
 use crate::ui::{self, Tone, Ui};
 

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Context, command_line};
 use crate::db::{self, DbKind, Sniff};
 use crate::error::CommandError;
 use crate::export::{self, Compression, ExportFormat, ExportOptions};
+use crate::flow::snapshot::{Lines, snapshot_operation};
+use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::{SnapshotInfo, Store, StoreError, chunks::temp_path};
 use crate::ui::{self, Ui};
@@ -204,13 +205,14 @@ fn fresh_snapshots(
         );
     }
     let mut store = ctx.store()?;
-    let results = super::snapshot::snapshot_operation(
+    let results = snapshot_operation(
         ui,
         ctx,
         &mut store,
         ("export", &command_line()),
         &databases,
         Some("before export"),
+        Lines::Every,
     )?;
     let mut snapshots = Vec::new();
     for (_, outcome) in results {
@@ -459,13 +461,14 @@ fn snapshot_before_import(
     }
     let databases = ctx.scanner().explicit(&ctx.cwd, &args.into)?;
     let mut store = ctx.store()?;
-    let results = super::snapshot::snapshot_operation(
+    let results = snapshot_operation(
         ui,
         ctx,
         &mut store,
         ("import-table", &command_line()),
         &databases,
         Some("state before import-table"),
+        Lines::Every,
     )?;
     let mut undo = None;
     for (_, outcome) in results {

@@ -6,11 +6,9 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::Context;
-use super::command_line;
-use super::snapshot::snapshot_operation;
-use super::status::version_control_warning;
 use crate::error::CommandError;
+use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning};
+use crate::flow::{Context, command_line};
 use crate::hooks::{self, HookError, HookState, Install, Uninstall};
 use crate::ui::{Tone, Ui};
 
@@ -92,6 +90,7 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
             ("install", &command_line()),
             &databases,
             Some("baseline at install"),
+            Lines::Every,
         )? {
             if let Err(error) = outcome {
                 ui.warn(&format!(
@@ -218,6 +217,7 @@ pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), Command
             ("untrack", &command_line()),
             std::slice::from_ref(&database),
             Some("before untrack"),
+            Lines::Every,
         )? {
             outcome?;
         }

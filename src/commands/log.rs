@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::snapshot::partial_message;
-use super::{Context, local_time};
 use crate::db::Completeness;
 use crate::error::CommandError;
+use crate::flow::Context;
+use crate::flow::snapshot::partial_message;
 use crate::store::{SnapshotInfo, StoreError};
+use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]

@@ -5,12 +5,13 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::{Context, local_time};
 use crate::clock;
 use crate::config::RetentionConfig;
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::retention::{self, Candidate, Policy};
 use crate::store::{Store, StoreError};
+use crate::ui::local_time;
 use crate::ui::{self, Ui};
 
 #[derive(Debug, clap::Args)]

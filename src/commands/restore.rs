@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use super::{Context, local_time};
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::restore::{self, Target};
 use crate::store::{SnapshotInfo, Store, StoreError};
+use crate::ui::local_time;
 use crate::ui::{self, Ui};
 
 #[derive(Debug, clap::Args)]

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::Context;
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]

@@ -1,10 +1,11 @@
 //! `dbguard show ID`: one snapshot in full: when, how, what git did, rows per table.
 
 use super::log::Entry;
-use super::snapshot::{partial_advice, partial_message};
-use super::{Context, local_time};
 use crate::db::Completeness;
 use crate::error::CommandError;
+use crate::flow::Context;
+use crate::flow::snapshot::{partial_advice, partial_message};
+use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +43,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
             format!(
                 "{} ({})",
                 local_time(snapshot.created_at),
-                super::age(snapshot.created_at)
+                crate::ui::age(snapshot.created_at)
             ),
         ),
         match crate::compare::restored_from(&snapshot) {

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::Context;
 use crate::clock;
 use crate::db::Completeness;
 use crate::error::{CommandError, ErrorKind};
+use crate::flow::snapshot::{Lines, partial_advice, partial_message, snapshot_operation};
+use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
-use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
+use crate::store::SnapshotOutcome;
 use crate::ui::{self, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -51,116 +52,6 @@ pub struct Taken {
     #[serde(flatten)]
     pub completeness: Completeness,
     pub error: Option<String>,
-}
-
-/// What the user can do about a partial snapshot of a file `pid` holds.
-pub fn partial_advice(pid: Option<u32>) -> String {
-    let process = pid
-        .map(|pid| format!("process {pid}"))
-        .unwrap_or_else(|| "the process holding it".into());
-    format!(
-        "let {process} checkpoint (CHECKPOINT, or wait for its automatic one) and run `dbguard snapshot` again, or stop {process} first"
-    )
-}
-
-/// "snapshot #7 of live.duckdb is partial: it lacks 12 committed transactions (…) …".
-pub fn partial_message(id: i64, path: &str, completeness: &Completeness) -> String {
-    format!(
-        "snapshot #{id} of {path} is partial: it {}",
-        completeness
-            .describe_missing()
-            .unwrap_or_else(|| "lacks commits made since the last checkpoint".into())
-    )
-}
-
-/// One database and what snapshotting it gave.
-pub type SnapshotResult = (DbFile, Result<SnapshotOutcome, CommandError>);
-
-/// Snapshot each database, printing one line each. Failures are returned, not printed,
-/// so the caller decides whether they are fatal (the guard refuses to run git).
-pub fn snapshot_all(
-    ui: &Ui,
-    ctx: &Context,
-    store: &mut Store,
-    databases: &[DbFile],
-    operation_id: i64,
-    message: Option<&str>,
-) -> Vec<SnapshotResult> {
-    let mut results = Vec::new();
-    for database in databases {
-        let bar = ui.progress(database.size, &format!("snapshot {}", database.path));
-        let report = |done: u64| bar.set_position(done);
-        let outcome = store.snapshot(
-            &SnapshotRequest {
-                worktree: &ctx.repo.worktree,
-                path: database.path.as_str(),
-                kind: database.kind,
-                git_state: database.git.as_str(),
-                operation_id,
-                message,
-            },
-            &report,
-        );
-        bar.finish_and_clear();
-        let outcome = outcome.map_err(CommandError::from);
-        if let Ok(taken) = &outcome {
-            if let Some(warning) = &taken.warning {
-                ui.warn(warning);
-            }
-            ui.status(&describe(ui, database, taken));
-            let completeness = Completeness::of_label(&taken.consistency);
-            if completeness.partial {
-                ui.warn(&partial_message(
-                    taken.id,
-                    database.path.as_str(),
-                    &completeness,
-                ));
-            }
-        }
-        results.push((database.clone(), outcome));
-    }
-    results
-}
-
-/// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
-pub fn snapshot_operation(
-    ui: &Ui,
-    ctx: &Context,
-    store: &mut Store,
-    (kind, argv): (&str, &[String]),
-    databases: &[DbFile],
-    message: Option<&str>,
-) -> Result<Vec<SnapshotResult>, CommandError> {
-    let head = ctx.repo.head();
-    let operation = store
-        .catalog
-        .begin_operation(kind, argv, head.as_deref(), clock::now())
-        .map_err(StoreError::from)?;
-    let results = snapshot_all(ui, ctx, store, databases, operation, message);
-    store
-        .catalog
-        .finish_operation(operation, head.as_deref(), Some(0))
-        .map_err(StoreError::from)?;
-    Ok(results)
-}
-
-/// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
-pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
-    let tables = taken.census.tables.len();
-    let stored = if taken.reused {
-        "unchanged, not reopened".to_string()
-    } else {
-        format!("+{} stored", ui::bytes(taken.new_bytes))
-    };
-    format!(
-        "{} {}: {} rows in {} table{}, {} ({stored})",
-        ui.paint(crate::ui::Tone::Bold, &format!("#{}", taken.id)),
-        database.path,
-        ui::count(taken.census.total_rows()),
-        tables,
-        if tables == 1 { "" } else { "s" },
-        ui::bytes(taken.size),
-    )
 }
 
 /// The one line `--quiet` prints, for cron logs:
@@ -247,9 +138,10 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         ui,
         ctx,
         &mut store,
-        ("snapshot", &super::command_line()),
+        ("snapshot", &command_line()),
         &databases,
         args.message.as_deref(),
+        Lines::Every,
     )?;
     let mut failures = Vec::new();
     let mut partial = Vec::new();

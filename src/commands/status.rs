@@ -3,12 +3,13 @@
 
 use serde::Serialize;
 
-use super::snapshot::{partial_advice, partial_message};
-use super::{Context, age};
 use crate::db::{self, Completeness, DbError};
 use crate::error::CommandError;
-use crate::repo::RepoPath;
+use crate::flow::Context;
+use crate::flow::snapshot::version_control_warning;
+use crate::flow::snapshot::{partial_advice, partial_message};
 use crate::store::StoreError;
+use crate::ui::age;
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -37,19 +38,6 @@ struct LastSnapshot {
     /// `partial`, and for a partial snapshot `missing`.
     #[serde(flatten)]
     completeness: Completeness,
-}
-
-/// The warning and advice for a database git tracks (status, install and the guard).
-pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
-    ui.warn(&format!(
-        "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
-    ));
-    ui.hint(&format!(
-        "stop tracking it: dbguard untrack '{path}' (snapshot, git rm --cached, .gitignore), then commit"
-    ));
-    ui.hint(
-        "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",
-    );
 }
 
 pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Context;
 use crate::error::CommandError;
+use crate::flow::Context;
 use crate::store::{SnapshotRef, VerifyReport};
 use crate::ui::{self, Ui};
 

@@ -6,12 +6,13 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use crate::clock;
-use crate::commands::Context;
-use crate::commands::snapshot::snapshot_all;
-use crate::commands::status::version_control_warning;
 use crate::compare;
 use crate::db::Completeness;
 use crate::error::CommandError;
+use crate::flow::Context;
+use crate::flow::snapshot::{
+    Lines, partial_advice, partial_message, snapshot_all, version_control_warning,
+};
 use crate::plan;
 use crate::scan::DbFile;
 use crate::store::StoreError;
@@ -155,7 +156,14 @@ pub fn run(
             .catalog
             .begin_operation("guard", &git_argv, head_before.as_deref(), clock::now())
             .map_err(|error| refuse(StoreError::from(error).into()))?;
-        let results = snapshot_all(ui, &ctx, &mut store, &at_risk, operation_id, None);
+        let results = snapshot_all(
+            ui,
+            &ctx,
+            &mut store,
+            &at_risk,
+            (operation_id, None),
+            Lines::Every,
+        );
         let mut taken = Vec::new();
         let mut failed = Vec::new();
         for (database, outcome) in results {
@@ -241,12 +249,8 @@ fn partial_refusal(database: &DbFile, outcome: &crate::store::SnapshotOutcome) -
         .unwrap_or_else(|| "another process".into());
     CommandError::new(format!(
         "only a partial copy could be made while {holder} holds it open for writing: {}; {}",
-        crate::commands::snapshot::partial_message(
-            outcome.id,
-            database.path.as_str(),
-            &completeness
-        ),
-        crate::commands::snapshot::partial_advice(pid),
+        partial_message(outcome.id, database.path.as_str(), &completeness),
+        partial_advice(pid),
     ))
 }
 

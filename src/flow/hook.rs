@@ -1,0 +1,322 @@
+//! What each installed git hook does (`dbguard hook <name> [args…]`).
+//!
+//! After checkout/merge/rewrite: compare the databases the operation touched (and any
+//! whose stat changed since the last snapshot) with their last snapshot, offer a restore
+//! when one shrank, then refresh the baseline. Before rebase and at the `prepared` state of
+//! a reference transaction that precedes a merge or stash: snapshot first. pre-commit:
+//! refuse (by default) commits that add or change a database file.
+//!
+//! Hooks never break git: every failure becomes a warning and exit 0, and nothing is
+//! printed when no database is involved.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::Read;
+
+use crate::compare;
+use crate::config::PreCommitPolicy;
+use crate::db::{self, Sniff};
+use crate::error::{CommandError, ErrorKind};
+use crate::flow::Context;
+use crate::flow::snapshot::{Lines, snapshot_operation};
+use crate::git::GUARD_ENV;
+use crate::hooks::watch;
+use crate::repo::RepoPath;
+use crate::scan::DbFile;
+use crate::store::{StoreError, stat_signature};
+use crate::ui::Ui;
+
+/// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
+/// the one the pre-commit shim refuses on (any other failure, a crash included, lets the
+/// commit through).
+pub fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString]) -> u8 {
+    // The guard already snapshotted and will compare after git returns.
+    if std::env::var_os(GUARD_ENV).is_some() {
+        return 0;
+    }
+    // A hook runs inside a repository; if dbguard cannot load its settings it says so
+    // (nothing was checked) and lets git go on.
+    let ctx = match Context::load_to_protect(cwd) {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => return 0,
+        Err(error) => {
+            ui.warn(&format!(
+                "databases not checked: {} (git continues)",
+                error.message()
+            ));
+            for hint in error.hints() {
+                ui.hint(hint);
+            }
+            return 0;
+        }
+    };
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
+    let result = match name {
+        "post-checkout" => after(ui, &ctx, arg(0), arg(1), "checkout"),
+        "post-merge" => after(ui, &ctx, "ORIG_HEAD", "HEAD", "merge"),
+        "post-rewrite" => {
+            // stdin lists rewritten commits; we only need to drain it.
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            after(ui, &ctx, "ORIG_HEAD", "HEAD", arg(0))
+        }
+        "pre-rebase" => before(ui, &ctx, "pre-rebase"),
+        "reference-transaction" => reference_transaction(ui, &ctx, arg(0)),
+        "pre-commit" => return pre_commit(ui, &ctx),
+        _ => Ok(()),
+    };
+    if let Err(error) = result {
+        ui.warn(&format!("{} (git continues)", error.message()));
+    }
+    0
+}
+
+/// Compare touched databases with their last snapshot, offer restores, refresh baselines,
+/// then rewrite the watch file so the next hook can skip all this when nothing changed.
+fn after(ui: &Ui, ctx: &Context, from: &str, to: &str, what: &str) -> Result<(), CommandError> {
+    let result = compare_and_refresh(ui, ctx, from, to, what);
+    if let Err(error) = refresh_watch(ctx) {
+        ui.warn(&format!(
+            "could not update the hooks' watch file: {}",
+            error.message()
+        ));
+    }
+    result
+}
+
+fn compare_and_refresh(
+    ui: &Ui,
+    ctx: &Context,
+    from: &str,
+    to: &str,
+    what: &str,
+) -> Result<(), CommandError> {
+    // No store means no baseline: there is nothing to compare against.
+    let Some(store) = ctx.existing_store()? else {
+        return Ok(());
+    };
+    let worktree = ctx.worktree_key();
+    let snapshotted: BTreeSet<String> = store
+        .catalog
+        .snapshotted_paths(&worktree)
+        .map_err(StoreError::from)?
+        .into_iter()
+        .collect();
+    let mut candidates = BTreeSet::new();
+    if !from.is_empty() && from != to {
+        // An unknown revision (e.g. no ORIG_HEAD yet) just means no diff-based candidates.
+        for path in ctx.repo.changed_paths(from, to).unwrap_or_default() {
+            let on_disk_db = matches!(
+                db::sniff(&ctx.repo.worktree.join(&path)),
+                Ok(Sniff::Database(_))
+            );
+            if snapshotted.contains(&path) || on_disk_db {
+                candidates.insert(path);
+            }
+        }
+    }
+    let entries = store
+        .catalog
+        .stat_cache_entries(&worktree)
+        .map_err(StoreError::from)?;
+    for (path, kind, signature) in &entries {
+        let now = stat_signature(&ctx.repo.worktree.join(path), *kind).map(|s| s.text);
+        if now.ok().as_deref() != Some(signature.as_str()) {
+            candidates.insert(path.clone());
+        }
+    }
+    // A snapshot taken while the file was being written keeps no stat signature (it
+    // could not tell a later write in the same clock tick): such a database may have
+    // changed, so it is compared whenever it exists.
+    for path in &snapshotted {
+        if !entries.iter().any(|(p, _, _)| p == path) && ctx.repo.worktree.join(path).exists() {
+            candidates.insert(path.clone());
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut shrinks = Vec::new();
+    for path in &candidates {
+        if let Some(last) = store
+            .catalog
+            .latest(&worktree, path)
+            .map_err(StoreError::from)?
+            && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last)
+        {
+            shrinks.push(shrink);
+        }
+    }
+    if !shrinks.is_empty() {
+        crate::restore::offer(ui, ctx, &shrinks);
+    }
+    // A vanished database is reported once, not on every later checkout; its snapshots
+    // stay, and it is compared again when a checkout brings the path back.
+    for path in &candidates {
+        if std::fs::symlink_metadata(ctx.repo.worktree.join(path)).is_err() {
+            store
+                .catalog
+                .forget_stat_cache(&worktree, path)
+                .map_err(StoreError::from)?;
+        }
+    }
+    drop(store);
+    // Refresh the baseline of whatever is a database now.
+    let databases: Vec<DbFile> = candidates
+        .iter()
+        .filter_map(|path| {
+            ctx.scanner()
+                .explicit(&ctx.repo.worktree, std::path::Path::new(path))
+                .ok()
+        })
+        .flatten()
+        .collect();
+    snapshot_quietly(
+        ui,
+        ctx,
+        &databases,
+        &format!("git {what} (post hook baseline)"),
+    )
+}
+
+/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog and every
+/// database a post-* hook would compare, stamped before this moment when each one still
+/// matches its stat signature, or removed when one does not.
+fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
+    let git_dir = ctx.repo.git.path();
+    let io_error = |e: std::io::Error| CommandError::new(format!("{}: {e}", git_dir.display()));
+    let Some(store) = ctx.existing_store()? else {
+        return watch::remove(&git_dir.join(watch::WATCH_FILE)).map_err(io_error);
+    };
+    let worktree = ctx.worktree_key();
+    let verified_at = std::time::SystemTime::now();
+    let entries = store
+        .catalog
+        .stat_cache_entries(&worktree)
+        .map_err(StoreError::from)?;
+    let mut unchanged = entries.iter().all(|(path, kind, signature)| {
+        stat_signature(&ctx.repo.worktree.join(path), *kind).is_ok_and(|s| s.text == *signature)
+    });
+    let mut paths = vec![ctx.settings.store.value.join("catalog.db")];
+    for path in store
+        .catalog
+        .snapshotted_paths(&worktree)
+        .map_err(StoreError::from)?
+    {
+        let on_disk = ctx.repo.worktree.join(&path);
+        let has_signature = entries.iter().any(|(p, _, _)| *p == path);
+        if has_signature || on_disk.exists() {
+            // Without a signature the post-* hook compares it every time (see above).
+            unchanged &= has_signature;
+            paths.push(on_disk);
+        }
+    }
+    watch::write(git_dir, &paths, unchanged.then_some(verified_at)).map_err(io_error)
+}
+
+/// Snapshot every database before git changes the working tree (tracked ones in excluded
+/// directories too: a merge or rebase overwrites those).
+fn before(ui: &Ui, ctx: &Context, what: &str) -> Result<(), CommandError> {
+    let databases = ctx.scanner().scan_with_tracked().databases;
+    if databases.is_empty() {
+        return Ok(());
+    }
+    snapshot_quietly(ui, ctx, &databases, &format!("git ({what})"))
+}
+
+/// The `prepared` state of a transaction that writes a remote-tracking ref (the fetch of
+/// a pull), ORIG_HEAD (merge/pull before touching files) or refs/stash.
+fn reference_transaction(ui: &Ui, ctx: &Context, state: &str) -> Result<(), CommandError> {
+    let mut input = String::new();
+    let _ = std::io::stdin().read_to_string(&mut input);
+    if state != "prepared" {
+        return Ok(());
+    }
+    let refs: Vec<&str> = input
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .filter(|r| r.starts_with("refs/remotes/") || *r == "ORIG_HEAD" || *r == "refs/stash")
+        .collect();
+    match refs.first() {
+        Some(first) => before(ui, ctx, &format!("before updating {first}")),
+        None => Ok(()),
+    }
+}
+
+/// Snapshot with one-line reports only for databases that really changed.
+fn snapshot_quietly(
+    ui: &Ui,
+    ctx: &Context,
+    databases: &[DbFile],
+    label: &str,
+) -> Result<(), CommandError> {
+    if databases.is_empty() {
+        return Ok(());
+    }
+    let mut store = ctx.store()?;
+    for (database, outcome) in snapshot_operation(
+        ui,
+        ctx,
+        &mut store,
+        ("hook", &[label.to_string()]),
+        databases,
+        None,
+        Lines::Changed,
+    )? {
+        if let Err(error) = outcome {
+            ui.warn(&format!(
+                "could not snapshot {}: {}",
+                database.path,
+                error.message()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
+    let policy = ctx.settings.pre_commit.value;
+    if policy == PreCommitPolicy::Allow {
+        return 0;
+    }
+    let Ok(output) =
+        ctx.repo
+            .query_git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"])
+    else {
+        return 0;
+    };
+    let offenders: Vec<(RepoPath, db::DbKind)> = output
+        .stdout
+        .split(|b| *b == 0)
+        .filter_map(|p| std::str::from_utf8(p).ok())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| RepoPath::new(p).ok())
+        .filter_map(|p| match db::sniff(&p.in_worktree(&ctx.repo.worktree)) {
+            Ok(Sniff::Database(kind)) => Some((p, kind)),
+            _ => None,
+        })
+        .collect();
+    if offenders.is_empty() {
+        return 0;
+    }
+    for (path, kind) in &offenders {
+        let line = format!("this commit adds or changes {path}, a {kind} database");
+        if policy == PreCommitPolicy::Refuse {
+            ui.error(&line, &[], &[]);
+        } else {
+            ui.warn(&line);
+        }
+    }
+    ui.hint("committed databases get overwritten by pull, checkout and reset --hard; keep them out of git:");
+    let first = &offenders[0].0;
+    ui.hint(&format!(
+        "git rm --cached '{first}' && echo '/{first}' >> .gitignore"
+    ));
+    if policy == PreCommitPolicy::Refuse {
+        ui.hint(
+            "to commit it anyway: git commit --no-verify, or git config dbguard.precommit warn",
+        );
+        ErrorKind::Refused.exit_code()
+    } else {
+        0
+    }
+}

@@ -1,0 +1,153 @@
+//! Snapshot a list of databases as one recorded operation and tell the user about each:
+//! the line per snapshot, warnings, partial copies, databases under version control.
+
+use crate::clock;
+use crate::db::Completeness;
+use crate::error::CommandError;
+use crate::flow::Context;
+use crate::repo::RepoPath;
+use crate::scan::DbFile;
+use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
+use crate::ui::{self, Ui};
+
+/// What the user can do about a partial snapshot of a file `pid` holds.
+pub fn partial_advice(pid: Option<u32>) -> String {
+    let process = pid
+        .map(|pid| format!("process {pid}"))
+        .unwrap_or_else(|| "the process holding it".into());
+    format!(
+        "let {process} checkpoint (CHECKPOINT, or wait for its automatic one) and run `dbguard snapshot` again, or stop {process} first"
+    )
+}
+
+/// "snapshot #7 of live.duckdb is partial: it lacks 12 committed transactions (…) …".
+pub fn partial_message(id: i64, path: &str, completeness: &Completeness) -> String {
+    format!(
+        "snapshot #{id} of {path} is partial: it {}",
+        completeness
+            .describe_missing()
+            .unwrap_or_else(|| "lacks commits made since the last checkpoint".into())
+    )
+}
+
+/// One database and what snapshotting it gave.
+pub type SnapshotResult = (DbFile, Result<SnapshotOutcome, CommandError>);
+
+/// Which of the per-database lines [`report`] prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lines {
+    /// A line for every snapshot (commands the user ran).
+    Every,
+    /// Only for databases that changed (git hooks: silent when nothing happened).
+    Changed,
+}
+
+/// Snapshot each database (a progress bar each on a terminal) and report each stored
+/// snapshot as it is taken ([`report`], per `lines`). Failures are returned, not
+/// printed, so the caller decides whether they are fatal (the guard refuses to run git).
+pub fn snapshot_all(
+    ui: &Ui,
+    ctx: &Context,
+    store: &mut Store,
+    databases: &[DbFile],
+    (operation_id, message): (i64, Option<&str>),
+    lines: Lines,
+) -> Vec<SnapshotResult> {
+    let mut results = Vec::new();
+    for database in databases {
+        let bar = ui.progress(database.size, &format!("snapshot {}", database.path));
+        let progress = |done: u64| bar.set_position(done);
+        let outcome = store.snapshot(
+            &SnapshotRequest {
+                worktree: &ctx.repo.worktree,
+                path: database.path.as_str(),
+                kind: database.kind,
+                git_state: database.git.as_str(),
+                operation_id,
+                message,
+            },
+            &progress,
+        );
+        bar.finish_and_clear();
+        if let Ok(taken) = &outcome {
+            report(ui, database, taken, lines);
+        }
+        results.push((database.clone(), outcome.map_err(CommandError::from)));
+    }
+    results
+}
+
+/// Tell the user about one stored snapshot: its warnings and, when partial, what it
+/// lacks (always), and its one-line description (for `Lines::Changed` only when it
+/// stored something new).
+pub fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines: Lines) {
+    if let Some(warning) = &taken.warning {
+        ui.warn(warning);
+    }
+    if lines == Lines::Every || !taken.reused {
+        ui.status(&describe(ui, database, taken));
+    }
+    let completeness = Completeness::of_label(&taken.consistency);
+    if completeness.partial {
+        ui.warn(&partial_message(
+            taken.id,
+            database.path.as_str(),
+            &completeness,
+        ));
+    }
+}
+
+/// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
+pub fn snapshot_operation(
+    ui: &Ui,
+    ctx: &Context,
+    store: &mut Store,
+    (kind, argv): (&str, &[String]),
+    databases: &[DbFile],
+    message: Option<&str>,
+    lines: Lines,
+) -> Result<Vec<SnapshotResult>, CommandError> {
+    let head = ctx.repo.head();
+    let operation = store
+        .catalog
+        .begin_operation(kind, argv, head.as_deref(), clock::now())
+        .map_err(StoreError::from)?;
+    let results = snapshot_all(ui, ctx, store, databases, (operation, message), lines);
+    store
+        .catalog
+        .finish_operation(operation, head.as_deref(), Some(0))
+        .map_err(StoreError::from)?;
+    Ok(results)
+}
+
+/// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
+pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
+    let tables = taken.census.tables.len();
+    let stored = if taken.reused {
+        "unchanged, not reopened".to_string()
+    } else {
+        format!("+{} stored", ui::bytes(taken.new_bytes))
+    };
+    format!(
+        "{} {}: {} rows in {} table{}, {} ({stored})",
+        ui.paint(crate::ui::Tone::Bold, &format!("#{}", taken.id)),
+        database.path,
+        ui::count(taken.census.total_rows()),
+        tables,
+        if tables == 1 { "" } else { "s" },
+        ui::bytes(taken.size),
+    )
+}
+
+/// The warning and advice for a database git tracks (status, install and the guard).
+pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
+    ui.warn(&format!(
+        "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
+    ));
+    ui.hint(&format!(
+        "stop tracking it: dbguard untrack '{path}' (snapshot, git rm --cached, .gitignore), then commit"
+    ));
+    ui.hint(
+        "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",
+    );
+}
