@@ -15,7 +15,10 @@ def dbguard_bin():
     """The dev-profile binary (deps optimised, see Cargo.toml); builds it if needed.
 
     Always `--all-targets`: a narrower build unifies dependency features differently and
-    makes cargo compile DuckDB's C++ a second time."""
+    makes cargo compile DuckDB's C++ a second time. `DBGUARD_BIN=/path/to/dbguard` runs
+    another build instead (to compare two versions in one session)."""
+    if os.environ.get("DBGUARD_BIN"):
+        return os.path.abspath(os.environ["DBGUARD_BIN"])
     subprocess.run(["cargo", "build", "--quiet", "--all-targets"],
                    cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": TARGET})
     return os.path.join(TARGET, "debug", "dbguard")

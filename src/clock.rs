@@ -3,8 +3,7 @@
 use chrono::{DateTime, Utc};
 
 pub fn now() -> DateTime<Utc> {
-    std::env::var("DBGUARD_NOW")
-        .ok()
+    crate::env::fixed_now()
         .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
         .map(|time| time.with_timezone(&Utc))
         .unwrap_or_else(Utc::now)

@@ -4,7 +4,7 @@
 //! The store location can only come from git config: a `.dbguard.toml` arrives with
 //! other people's commits and must not be able to send snapshots elsewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -243,11 +243,6 @@ impl Settings {
             };
         }
         Ok(())
-    }
-
-    /// Whether the store lives inside the worktree (then scans must skip it).
-    pub fn store_in(&self, worktree: &Path) -> bool {
-        self.store.value.starts_with(worktree)
     }
 }
 

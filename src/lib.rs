@@ -5,20 +5,23 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod compare;
-pub mod config;
-pub mod db;
-pub mod error;
-pub mod export;
-pub mod flow;
-pub mod git;
-pub mod hooks;
-pub mod plan;
-pub mod repo;
-pub mod restore;
-pub mod retention;
-pub mod scan;
-pub mod store;
-pub mod ui;
+pub(crate) mod clock;
+pub(crate) mod commands;
+pub(crate) mod compare;
+pub(crate) mod config;
+pub(crate) mod db;
+pub(crate) mod env;
+pub(crate) mod error;
+pub(crate) mod export;
+pub(crate) mod flow;
+pub(crate) mod git;
+pub(crate) mod hooks;
+pub(crate) mod plan;
+pub(crate) mod repo;
+pub(crate) mod restore;
+pub(crate) mod retention;
+pub(crate) mod scan;
+pub(crate) mod store;
+#[doc(hidden)]
+pub mod testing;
+pub(crate) mod ui;

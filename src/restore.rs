@@ -318,21 +318,18 @@ fn in_place(
     let live = live_path(ctx, snapshot)?;
     let relative = RepoPath::new(&snapshot.path).map_err(|e| CommandError::new(e.to_string()))?;
     remove_stale_staging(&live);
-    let operation = store
-        .catalog
-        .begin_operation(
-            "restore",
-            &[
-                "dbguard".into(),
-                "restore".into(),
-                snapshot.path.clone(),
-                "--from".into(),
-                snapshot.id.to_string(),
-            ],
-            ctx.repo.head().as_deref(),
-            clock::now(),
-        )
-        .map_err(StoreError::from)?;
+    let operation = store.begin_operation(
+        "restore",
+        &[
+            "dbguard".into(),
+            "restore".into(),
+            snapshot.path.clone(),
+            "--from".into(),
+            snapshot.id.to_string(),
+        ],
+        ctx.repo.head().as_deref(),
+        clock::now(),
+    )?;
     let current = snapshot_current_state(ctx, store, snapshot, &relative, &live, operation)?;
     let undo = match current {
         Current::Snapshotted(id) => Some(id),
@@ -359,9 +356,7 @@ fn in_place(
         }
     };
     let baseline = record_baseline(ui, ctx, store, snapshot, &relative, tables, operation);
-    let _ = store
-        .catalog
-        .finish_operation(operation, ctx.repo.head().as_deref(), Some(0));
+    let _ = store.finish_operation(operation, ctx.repo.head().as_deref(), Some(0));
     Ok(Restored {
         path: live,
         undo,
@@ -393,7 +388,6 @@ fn record_baseline(
     let git_state = ctx.repo.git_state(relative);
     let recorded = if tables.is_empty() {
         store
-            .catalog
             .insert_snapshot(
                 &NewSnapshot {
                     operation_id: operation,
@@ -411,7 +405,7 @@ fn record_baseline(
                 None,
                 None,
             )
-            .map_err(|e| CommandError::from(StoreError::from(e)))
+            .map_err(CommandError::from)
     } else {
         let message = format!(
             "after restoring {} from #{}",

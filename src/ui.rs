@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub mod format;
+pub use format::{age, bytes, count, local_time, table};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -40,9 +43,9 @@ impl Ui {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                !crate::env::no_color()
                     && io::stderr().is_terminal()
-                    && std::env::var("TERM").map_or(true, |t| t != "dumb")
+                    && !crate::env::dumb_terminal()
             }
         };
         Ui {
@@ -161,7 +164,7 @@ impl Ui {
         if self.assume_yes {
             return true;
         }
-        if std::env::var_os("DBGUARD_NO_PROMPT").is_some() || std::env::var_os("CI").is_some() {
+        if crate::env::prompts_disabled() {
             return false;
         }
         OpenOptions::new()
@@ -196,103 +199,5 @@ impl Ui {
             "y" | "yes" => true,
             _ => false,
         })
-    }
-}
-
-/// Human byte counts: 1.5 MiB.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// 900000 → "900,000".
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Render rows as an aligned plain-text table (first row is the header).
-pub fn table(rows: &[Vec<String>]) -> Vec<String> {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; columns];
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    rows.iter()
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| {
-                    let pad = widths[i] - cell.chars().count();
-                    // Numbers right-aligned, text left-aligned.
-                    if !cell.is_empty() && cell.chars().all(|c| c.is_ascii_digit() || c == ',') {
-                        format!("{}{cell}", " ".repeat(pad))
-                    } else {
-                        format!("{cell}{}", " ".repeat(pad))
-                    }
-                })
-                .collect();
-            cells.join("  ").trim_end().to_string()
-        })
-        .collect()
-}
-
-/// "2 hours ago" style age of a timestamp, for people.
-pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
-    let seconds = (crate::clock::now() - then).num_seconds().max(0);
-    match seconds {
-        0..=59 => format!("{seconds} s ago"),
-        60..=3599 => format!("{} min ago", seconds / 60),
-        3600..=86_399 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} days ago", seconds / 86_400),
-    }
-}
-
-/// Local time with minutes, as the log shows it.
-pub fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
-    time.with_timezone(&chrono::Local)
-        .format("%Y-%m-%d %H:%M")
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(count(900000), "900,000");
-        assert_eq!(count(12), "12");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(10), "10 B");
-    }
-
-    #[test]
-    fn tables_align() {
-        let lines = table(&[
-            vec!["table".into(), "rows".into()],
-            vec!["posts".into(), "900,000".into()],
-        ]);
-        assert_eq!(lines, vec!["table  rows", "posts  900,000"]);
     }
 }

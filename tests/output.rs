@@ -214,3 +214,32 @@ fn demo_plays_the_story_and_leaves_nothing_behind() {
         "the sandbox is removed"
     );
 }
+
+#[test]
+fn config_shows_the_environment_variables_in_effect() {
+    let repo = TestRepo::new();
+    // The harness sets DBGUARD_NO_PROMPT and NO_COLOR; DBGUARD_NOW is set here.
+    let text = fixed(&repo, &["config"]).ok().stdout;
+    for (name, effect) in [
+        ("DBGUARD_NO_PROMPT=1", "never prompt"),
+        ("DBGUARD_NOW=2026-11-21T10:00:00Z", "the clock"),
+        ("NO_COLOR=1", "no colour"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("config does not show {name}:\n{text}"));
+        assert!(line.contains(effect), "{line}");
+    }
+    assert!(
+        !text.contains("DBGUARD_SKIP"),
+        "an unset variable is listed:\n{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&fixed(&repo, &["--json", "config"]).ok().stdout).unwrap();
+    assert_eq!(json["environment"]["DBGUARD_NOW"], "2026-11-21T10:00:00Z");
+    assert!(
+        json["store"].is_object() || json["store"].is_string(),
+        "{json}"
+    );
+}

@@ -17,8 +17,17 @@ pub struct Args {}
 
 pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let s = &ctx.settings;
+    let environment = crate::env::in_effect();
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(s).unwrap_or_default());
+        let mut json = serde_json::to_value(s).unwrap_or_default();
+        if let Some(object) = json.as_object_mut() {
+            let variables = environment
+                .iter()
+                .map(|(variable, value)| (variable.name.to_string(), value.clone().into()))
+                .collect();
+            object.insert("environment".into(), serde_json::Value::Object(variables));
+        }
+        ui.out(&serde_json::to_string_pretty(&json).unwrap_or_default());
         return Ok(());
     }
     let r = &s.retention.value;
@@ -59,6 +68,16 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
         ui.out(&format!(
             "{name:<11} {value}  {}",
             ui.paint(Tone::Dim, &format!("({source})"))
+        ));
+    }
+    // The variables in effect, so a surprising behaviour (no prompt, a fixed clock) has a
+    // visible cause.
+    for (variable, value) in environment {
+        ui.out(&format!(
+            "{:<11} {}={value}  {}",
+            "env",
+            variable.name,
+            ui.paint(Tone::Dim, &format!("({})", variable.effect))
         ));
     }
     Ok(())

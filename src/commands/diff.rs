@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::db::{self, Census};
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::store::StoreError;
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -39,8 +38,7 @@ struct Diff {
 }
 
 fn is_id(text: &str) -> bool {
-    let digits = text.trim_start_matches('#');
-    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    crate::store::parse_snapshot_id(text).is_some()
 }
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
@@ -118,11 +116,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                     .collect(),
             };
             for path in targets {
-                let Some(last) = store
-                    .catalog
-                    .latest(&worktree, &path)
-                    .map_err(StoreError::from)?
-                else {
+                let Some(last) = store.latest(&worktree, &path)? else {
                     if named {
                         let exists = ctx.repo.worktree.join(&path).exists();
                         return Err(CommandError::new(if exists {

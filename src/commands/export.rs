@@ -164,11 +164,8 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     }
 }
 
-/// This command line as the log shows it: "dbguard export posts.db".
-/// `14` or `#14`.
 fn is_snapshot_id(text: &str) -> bool {
-    let digits = text.strip_prefix('#').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    crate::store::parse_snapshot_id(text).is_some()
 }
 
 fn dedup_formats(formats: &[FormatArg]) -> Vec<ExportFormat> {
@@ -219,9 +216,7 @@ fn fresh_snapshots(
         match outcome {
             Ok(taken) => {
                 let info = store
-                    .catalog
-                    .snapshot(taken.id)
-                    .map_err(StoreError::from)?
+                    .find_snapshot(taken.id)?
                     .ok_or(StoreError::NoSuchSnapshot(taken.id))?;
                 snapshots.push(info);
             }

@@ -8,7 +8,7 @@ use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::partial_message;
-use crate::store::{SnapshotInfo, StoreError};
+use crate::store::SnapshotInfo;
 use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui};
 
@@ -55,14 +55,11 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Ok(());
     };
     let worktree = ctx.worktree_key();
-    let snapshots = store
-        .catalog
-        .snapshots(
-            (!args.all_worktrees).then_some(worktree.as_str()),
-            path.as_ref().map(|p| p.as_str()),
-            Some(args.limit),
-        )
-        .map_err(StoreError::from)?;
+    let snapshots = store.snapshots(
+        (!args.all_worktrees).then_some(worktree.as_str()),
+        path.as_ref().map(|p| p.as_str()),
+        Some(args.limit),
+    )?;
     if snapshots.is_empty()
         && let Some(path) = missing
     {

@@ -126,10 +126,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         return Ok(());
     };
     let worktree = ctx.worktree_key();
-    let snapshots = store
-        .catalog
-        .snapshots(Some(&worktree), None, None)
-        .map_err(StoreError::from)?;
+    let snapshots = store.snapshots(Some(&worktree), None, None)?;
     let candidates: Vec<Candidate> = snapshots
         .iter()
         .map(|s| Candidate {
@@ -161,10 +158,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         would_free(&store, &decision.remove)?
     } else {
         if !decision.remove.is_empty() {
-            store
-                .catalog
-                .delete_snapshots(&decision.remove)
-                .map_err(StoreError::from)?;
+            store.delete_snapshots(&decision.remove)?;
         }
         store.remove_unreferenced_chunks()?
     };
@@ -217,10 +211,7 @@ fn empty_report(dry_run: bool) -> Report {
 /// already unreferenced.
 fn would_free(store: &Store, remove: &[i64]) -> Result<(usize, u64), CommandError> {
     let removed: HashSet<i64> = remove.iter().copied().collect();
-    let all = store
-        .catalog
-        .snapshots(None, None, None)
-        .map_err(StoreError::from)?;
+    let all = store.snapshots(None, None, None)?;
     let remaining_images: HashSet<i64> = all
         .iter()
         .filter(|s| !removed.contains(&s.id))
@@ -228,12 +219,7 @@ fn would_free(store: &Store, remove: &[i64]) -> Result<(usize, u64), CommandErro
         .collect();
     let mut still_used = HashSet::new();
     for image in &remaining_images {
-        still_used.extend(
-            store
-                .catalog
-                .image_chunks(*image)
-                .map_err(StoreError::from)?,
-        );
+        still_used.extend(store.image_chunks(*image)?);
     }
     let on_disk = store.chunks.list().map_err(|source| StoreError::Io {
         path: store.root().to_path_buf(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::restore::{self, Target};
-use crate::store::{SnapshotInfo, Store, StoreError};
+use crate::store::{SnapshotInfo, Store};
 use crate::ui::local_time;
 use crate::ui::{self, Ui};
 
@@ -91,19 +91,12 @@ fn choose(
     }
     if let Some(path) = &args.path {
         let wanted = ctx.repo.relative(&ctx.cwd, path)?;
-        return store
-            .catalog
-            .latest(&worktree, wanted.as_str())
-            .map_err(StoreError::from)?
-            .ok_or_else(|| {
-                CommandError::new(format!("there is no snapshot of {wanted}"))
-                    .hint("`dbguard log` lists the snapshots there are")
-            });
+        return store.latest(&worktree, wanted.as_str())?.ok_or_else(|| {
+            CommandError::new(format!("there is no snapshot of {wanted}"))
+                .hint("`dbguard log` lists the snapshots there are")
+        });
     }
-    let recent = store
-        .catalog
-        .snapshots(Some(&worktree), None, Some(30))
-        .map_err(StoreError::from)?;
+    let recent = store.snapshots(Some(&worktree), None, Some(30))?;
     if recent.is_empty() {
         return Err(CommandError::new(
             "there are no snapshots in this working tree",

@@ -120,13 +120,6 @@ pub fn without_entry(table: &str, worktree: &Path) -> (String, bool) {
     (kept, found)
 }
 
-fn crontab_program() -> String {
-    std::env::var("DBGUARD_CRONTAB")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "crontab".to_string())
-}
-
 fn spawn_error(program: &str, error: std::io::Error) -> CommandError {
     CommandError::new(format!("cannot run {program}: {error}")).hint(
         "install cron (or set DBGUARD_CRONTAB), or use `dbguard schedule --print` for a systemd timer",
@@ -231,7 +224,7 @@ WantedBy=timers.target
 
 pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let worktree = ctx.repo.worktree.clone();
-    let program = crontab_program();
+    let program = crate::env::crontab_program();
     if args.remove {
         let table = read_crontab(&program)?;
         let (kept, found) = without_entry(&table, &worktree);

@@ -8,7 +8,6 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::version_control_warning;
 use crate::flow::snapshot::{partial_advice, partial_message};
-use crate::store::StoreError;
 use crate::ui::age;
 use crate::ui::{self, Tone, Ui};
 
@@ -47,10 +46,7 @@ pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let mut rows = Vec::new();
     for database in &scan.databases {
         let last = match &store {
-            Some(store) => store
-                .catalog
-                .latest(&worktree, database.path.as_str())
-                .map_err(StoreError::from)?,
+            Some(store) => store.latest(&worktree, database.path.as_str())?,
             None => None,
         };
         let live = database.path.in_worktree(&ctx.repo.worktree);

@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::error::CommandError;
 use crate::repo::{Repo, RepoError};
 use crate::scan::Scanner;
-use crate::store::{SnapshotInfo, Store};
+use crate::store::{SnapshotInfo, Store, parse_snapshot_id};
 
 /// What every command inside a repository needs.
 pub struct Context {
@@ -78,18 +78,14 @@ impl Context {
 
     /// Find a snapshot by the id a user typed (`14` or `#14`).
     pub fn find_snapshot(store: &Store, id: &str) -> Result<SnapshotInfo, CommandError> {
-        let number: i64 = id.trim_start_matches('#').parse().map_err(|_| {
+        let number = parse_snapshot_id(id).ok_or_else(|| {
             CommandError::new(format!("{id:?} is not a snapshot id"))
                 .hint("snapshot ids are numbers such as 14 or #14; `dbguard log` lists them")
         })?;
-        store
-            .catalog
-            .snapshot(number)
-            .map_err(crate::store::StoreError::from)?
-            .ok_or_else(|| {
-                CommandError::new(format!("snapshot #{number} does not exist"))
-                    .hint("`dbguard log` lists the snapshots in this repository")
-            })
+        store.find_snapshot(number)?.ok_or_else(|| {
+            CommandError::new(format!("snapshot #{number} does not exist"))
+                .hint("`dbguard log` lists the snapshots in this repository")
+        })
     }
 }
 

@@ -15,7 +15,6 @@ use crate::flow::snapshot::{
 };
 use crate::plan;
 use crate::scan::DbFile;
-use crate::store::StoreError;
 use crate::ui::Ui;
 
 pub struct GuardOptions {
@@ -34,7 +33,7 @@ pub fn run(
     argv: &[OsString],
     options: &GuardOptions,
 ) -> Result<u8, CommandError> {
-    if options.no_snapshot || std::env::var_os("DBGUARD_SKIP").is_some_and(|v| v == "1") {
+    if options.no_snapshot || crate::env::skip_snapshots() {
         ui.warn("not snapshotting (--no-snapshot): git may overwrite databases without a copy");
         return run_git(cwd, argv, false);
     }
@@ -153,9 +152,8 @@ pub fn run(
     let (operation_id, snapshots) = {
         let mut store = ctx.store().map_err(refuse)?;
         let operation_id = store
-            .catalog
             .begin_operation("guard", &git_argv, head_before.as_deref(), clock::now())
-            .map_err(|error| refuse(StoreError::from(error).into()))?;
+            .map_err(|error| refuse(error.into()))?;
         let results = snapshot_all(
             ui,
             &ctx,
@@ -178,9 +176,7 @@ pub fn run(
             }
         }
         if !failed.is_empty() {
-            let _ = store
-                .catalog
-                .finish_operation(operation_id, head_before.as_deref(), None);
+            let _ = store.finish_operation(operation_id, head_before.as_deref(), None);
             let mut error = CommandError::new(format!(
                 "not running `{}`: {} database{} could not be snapshotted",
                 git_argv.join(" "),
@@ -206,14 +202,14 @@ pub fn run(
     let code = run_git(cwd, argv, true)?;
 
     let store = ctx.store()?;
-    let _ = store.catalog.finish_operation(
+    let _ = store.finish_operation(
         operation_id,
         ctx.repo.head().as_deref(),
         Some(i32::from(code)),
     );
     let mut shrinks = Vec::new();
     for (_, id) in &snapshots {
-        if let Some(snapshot) = store.catalog.snapshot(*id).map_err(StoreError::from)?
+        if let Some(snapshot) = store.find_snapshot(*id)?
             && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &snapshot)
         {
             shrinks.push(shrink);

@@ -19,11 +19,10 @@ use crate::db::{self, Sniff};
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::{Lines, snapshot_operation};
-use crate::git::GUARD_ENV;
 use crate::hooks::watch;
 use crate::repo::RepoPath;
 use crate::scan::DbFile;
-use crate::store::{StoreError, stat_signature};
+use crate::store::stat_signature;
 use crate::ui::Ui;
 
 /// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
@@ -31,7 +30,7 @@ use crate::ui::Ui;
 /// commit through).
 pub fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString]) -> u8 {
     // The guard already snapshotted and will compare after git returns.
-    if std::env::var_os(GUARD_ENV).is_some() {
+    if crate::env::guarded() {
         return 0;
     }
     // A hook runs inside a repository; if dbguard cannot load its settings it says so
@@ -95,12 +94,7 @@ fn compare_and_refresh(
         return Ok(());
     };
     let worktree = ctx.worktree_key();
-    let snapshotted: BTreeSet<String> = store
-        .catalog
-        .snapshotted_paths(&worktree)
-        .map_err(StoreError::from)?
-        .into_iter()
-        .collect();
+    let snapshotted: BTreeSet<String> = store.snapshotted_paths(&worktree)?.into_iter().collect();
     let mut candidates = BTreeSet::new();
     if !from.is_empty() && from != to {
         // An unknown revision (e.g. no ORIG_HEAD yet) just means no diff-based candidates.
@@ -114,10 +108,7 @@ fn compare_and_refresh(
             }
         }
     }
-    let entries = store
-        .catalog
-        .stat_cache_entries(&worktree)
-        .map_err(StoreError::from)?;
+    let entries = store.stat_cache_entries(&worktree)?;
     for (path, kind, signature) in &entries {
         let now = stat_signature(&ctx.repo.worktree.join(path), *kind).map(|s| s.text);
         if now.ok().as_deref() != Some(signature.as_str()) {
@@ -137,10 +128,7 @@ fn compare_and_refresh(
     }
     let mut shrinks = Vec::new();
     for path in &candidates {
-        if let Some(last) = store
-            .catalog
-            .latest(&worktree, path)
-            .map_err(StoreError::from)?
+        if let Some(last) = store.latest(&worktree, path)?
             && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last)
         {
             shrinks.push(shrink);
@@ -153,10 +141,7 @@ fn compare_and_refresh(
     // stay, and it is compared again when a checkout brings the path back.
     for path in &candidates {
         if std::fs::symlink_metadata(ctx.repo.worktree.join(path)).is_err() {
-            store
-                .catalog
-                .forget_stat_cache(&worktree, path)
-                .map_err(StoreError::from)?;
+            store.forget_stat_cache(&worktree, path)?;
         }
     }
     drop(store);
@@ -189,19 +174,12 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
     };
     let worktree = ctx.worktree_key();
     let verified_at = std::time::SystemTime::now();
-    let entries = store
-        .catalog
-        .stat_cache_entries(&worktree)
-        .map_err(StoreError::from)?;
+    let entries = store.stat_cache_entries(&worktree)?;
     let mut unchanged = entries.iter().all(|(path, kind, signature)| {
         stat_signature(&ctx.repo.worktree.join(path), *kind).is_ok_and(|s| s.text == *signature)
     });
     let mut paths = vec![ctx.settings.store.value.join("catalog.db")];
-    for path in store
-        .catalog
-        .snapshotted_paths(&worktree)
-        .map_err(StoreError::from)?
-    {
+    for path in store.snapshotted_paths(&worktree)? {
         let on_disk = ctx.repo.worktree.join(&path);
         let has_signature = entries.iter().any(|(p, _, _)| *p == path);
         if has_signature || on_disk.exists() {

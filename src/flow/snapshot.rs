@@ -7,7 +7,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::repo::RepoPath;
 use crate::scan::DbFile;
-use crate::store::{SnapshotOutcome, SnapshotRequest, Store, StoreError};
+use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
 use crate::ui::{self, Ui};
 
 /// What the user can do about a partial snapshot of a file `pid` holds.
@@ -108,15 +108,9 @@ pub fn snapshot_operation(
     lines: Lines,
 ) -> Result<Vec<SnapshotResult>, CommandError> {
     let head = ctx.repo.head();
-    let operation = store
-        .catalog
-        .begin_operation(kind, argv, head.as_deref(), clock::now())
-        .map_err(StoreError::from)?;
+    let operation = store.begin_operation(kind, argv, head.as_deref(), clock::now())?;
     let results = snapshot_all(ui, ctx, store, databases, (operation, message), lines);
-    store
-        .catalog
-        .finish_operation(operation, head.as_deref(), Some(0))
-        .map_err(StoreError::from)?;
+    store.finish_operation(operation, head.as_deref(), Some(0))?;
     Ok(results)
 }
 

@@ -2,4 +2,4 @@
 
 pub mod run;
 
-pub(crate) use run::{GUARD_ENV, GitError, GitRunner, exit_code};
+pub use run::{GUARD_ENV, GitError, GitRunner, exit_code};

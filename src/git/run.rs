@@ -19,7 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 /// Set in the environment of a git the wrapper runs after snapshotting: hooks inside it
 /// know the databases are already saved.
-pub(crate) const GUARD_ENV: &str = "DBGUARD_GUARDED";
+pub const GUARD_ENV: &str = "DBGUARD_GUARDED";
 
 /// Pathspec magic variables that would change how our own `:(top,literal)` pathspecs
 /// are read.
@@ -31,7 +31,7 @@ const PATHSPEC_ENV: [&str; 4] = [
 ];
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum GitError {
+pub enum GitError {
     #[error("cannot run git in {dir}: {source}")]
     Spawn {
         dir: PathBuf,
@@ -49,9 +49,10 @@ pub(crate) enum GitError {
 
 /// How dbguard starts git: the program and any environment every git it starts gets.
 #[derive(Clone, Debug)]
-pub(crate) struct GitRunner {
+pub struct GitRunner {
     program: OsString,
-    env: Vec<(OsString, OsString)>,
+    /// Set (`Some`) or removed (`None`) in every git this runner starts.
+    env: Vec<(OsString, Option<OsString>)>,
 }
 
 impl Default for GitRunner {
@@ -64,31 +65,38 @@ impl Default for GitRunner {
 }
 
 impl GitRunner {
-    /// A runner whose git processes also get `env` (tests: a hermetic HOME and config,
-    /// without touching this process's environment).
-    pub(crate) fn with_env<K, V>(env: impl IntoIterator<Item = (K, V)>) -> GitRunner
+    /// A runner whose git processes also get `env` and lose the variables named in
+    /// `remove` (tests: a hermetic HOME and config, without touching this process's
+    /// environment).
+    pub fn with_env<K, V>(env: impl IntoIterator<Item = (K, V)>, remove: &[&str]) -> GitRunner
     where
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
+        let set = env
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), Some(v.as_ref().to_owned())));
+        let removed = remove.iter().map(|name| (OsString::from(name), None));
         GitRunner {
             program: OsString::from("git"),
-            env: env
-                .into_iter()
-                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
-                .collect(),
+            env: set.chain(removed).collect(),
         }
     }
 
     fn base(&self, dir: &Path) -> Command {
         let mut command = Command::new(&self.program);
         command.current_dir(dir);
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for (name, value) in &self.env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
         command
     }
 
     /// A git that dbguard runs for itself (see the module doc for what is fixed).
-    pub(crate) fn query(&self, dir: &Path) -> Command {
+    pub fn query(&self, dir: &Path) -> Command {
         let mut command = self.base(dir);
         command
             .args(["-c", "core.fsmonitor=false"])
@@ -103,7 +111,7 @@ impl GitRunner {
 
     /// [`GitRunner::query`] for dbguard's own pathspecs: the user's pathspec-magic
     /// variables are dropped so `:(top,literal)` means what it says.
-    pub(crate) fn internal_query(&self, dir: &Path) -> Command {
+    pub fn internal_query(&self, dir: &Path) -> Command {
         let mut command = self.query(dir);
         for name in PATHSPEC_ENV {
             command.env_remove(name);
@@ -113,7 +121,7 @@ impl GitRunner {
 
     /// The user's git command line, run for them with inherited stdio. `guarded` marks
     /// it as already snapshotted for dbguard's hooks inside it.
-    pub(crate) fn user(&self, dir: &Path, guarded: bool) -> Command {
+    pub fn user(&self, dir: &Path, guarded: bool) -> Command {
         let mut command = self.base(dir);
         if guarded {
             command.env(GUARD_ENV, "1");
@@ -122,7 +130,7 @@ impl GitRunner {
     }
 
     /// Run a query and return its stdout; a non-zero exit is an error carrying stderr.
-    pub(crate) fn output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
+    pub fn output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -131,7 +139,7 @@ impl GitRunner {
     }
 
     /// [`GitRunner::output`] of an [`GitRunner::internal_query`].
-    pub(crate) fn internal_output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
+    pub fn internal_output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -170,7 +178,7 @@ where
 
 /// The exit code a shell would report for git: its own, or 128 + the signal that
 /// killed it.
-pub(crate) fn exit_code(status: ExitStatus) -> u8 {
+pub fn exit_code(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => code.clamp(0, 255) as u8,
@@ -187,7 +195,7 @@ mod tests {
     fn queries_never_reach_an_fsmonitor_hook() {
         // A repository whose fsmonitor hook would fail loudly if git called it.
         let dir = tempfile::tempdir().unwrap();
-        let runner = GitRunner::with_env([("GIT_CONFIG_NOSYSTEM", "1")]);
+        let runner = GitRunner::with_env([("GIT_CONFIG_NOSYSTEM", "1")], &["GIT_DIR"]);
         runner.output(dir.path(), ["init", "-q"]).unwrap();
         let hook = dir.path().join("hook.sh");
         std::fs::write(&hook, "#!/bin/sh\necho called >> \"$0.log\"\nexit 1\n").unwrap();

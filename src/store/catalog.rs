@@ -561,22 +561,6 @@ impl Catalog {
             .map_err(self.fail())
     }
 
-    /// The cached signature of a path, whatever it is (hooks use it to spot changes).
-    pub fn stat_cache_signature(
-        &self,
-        worktree: &str,
-        path: &str,
-    ) -> Result<Option<String>, CatalogError> {
-        self.conn
-            .query_row(
-                "SELECT signature FROM stat_cache WHERE worktree = ?1 AND path = ?2",
-                params![worktree, path],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.fail())
-    }
-
     /// Stop watching a path's stat signature (its snapshots stay): used once a vanished
     /// database has been reported, so that it is not reported again on every checkout.
     pub fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), CatalogError> {

@@ -221,7 +221,8 @@ impl Chunks {
         Ok(())
     }
 
-    /// Stage and publish in one go (for callers that do not pipeline).
+    /// Stage and publish in one go (tests; the store pipelines the two).
+    #[cfg(test)]
     pub fn put(
         &self,
         hash: &str,

@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod chunks;
+mod records;
+pub use records::parse_snapshot_id;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -17,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::db::{self, Census, DbError, DbKind, hex};
-pub use catalog::{Catalog, CatalogError, NewSnapshot, OperationInfo, SnapshotInfo, SnapshotRef};
+pub use catalog::{Catalog, CatalogError, NewSnapshot, SnapshotInfo, SnapshotRef};
 use chunks::{
     CHUNK_SIZE, ChunkError, ChunkState, Chunks, create_private, create_private_dir, is_disk_full,
     is_read_only, sha256_hex, sync_dir, temp_path,
@@ -142,13 +144,10 @@ pub struct SnapshotOutcome {
     pub size: u64,
     /// Compressed bytes this snapshot added to the store.
     pub new_bytes: u64,
-    pub new_chunks: usize,
     /// True when the stat cache showed the file unchanged and it was not opened at all.
     pub reused: bool,
     pub consistency: String,
     pub warning: Option<String>,
-    /// Damaged chunks this snapshot found in the store and rewrote from the live bytes.
-    pub repaired_chunks: usize,
 }
 
 /// Where and why a database is snapshotted.
@@ -167,7 +166,7 @@ pub struct Store {
     /// Staging: the store's `tmp/`, or a private directory in the system temp dir when
     /// the store is read-only.
     tmp: PathBuf,
-    pub catalog: Catalog,
+    catalog: Catalog,
     pub chunks: Chunks,
     /// Exclusive for writers; shared (when the lock file can be read) for a read-only
     /// open, so that no prune deletes chunks while they are read.
@@ -490,11 +489,9 @@ impl Store {
                 census: previous.census,
                 size: previous.size,
                 new_bytes: 0,
-                new_chunks: 0,
                 reused: true,
                 consistency: previous.consistency,
                 warning: None,
-                repaired_chunks: 0,
             });
         }
 
@@ -522,7 +519,7 @@ impl Store {
         before: &StatSignature,
         progress: Progress<'_>,
     ) -> Result<SnapshotOutcome, StoreError> {
-        let timing = std::env::var_os("DBGUARD_TIMING").is_some();
+        let timing = crate::env::timing();
         let t0 = Instant::now();
         let copied = db::copy(request.kind, live, image_path)
             .map_err(|e| self.staging_error(e, image_path))?;
@@ -608,11 +605,9 @@ impl Store {
             census,
             size: ingested.size,
             new_bytes: ingested.new_bytes,
-            new_chunks: ingested.new_chunks,
             reused: false,
             consistency,
             warning,
-            repaired_chunks: ingested.repaired_chunks,
         })
     }
 
@@ -689,18 +684,6 @@ impl Store {
         let file = out.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
         if durable {
             file.sync_all().map_err(io_err(dest))?;
-        }
-        Ok(())
-    }
-
-    /// Check that every chunk of a snapshot is present and intact, without writing it.
-    pub fn check_snapshot(&self, snapshot: &SnapshotInfo) -> Result<(), StoreError> {
-        let hashes = self.catalog.image_chunks(snapshot.image_id)?;
-        if image_digest(&hashes, snapshot.size) != snapshot.image_digest {
-            return Err(StoreError::DigestMismatch { id: snapshot.id });
-        }
-        for hash in &hashes {
-            self.chunks.get(hash)?;
         }
         Ok(())
     }

@@ -1,0 +1,113 @@
+//! Every environment variable dbguard reads, read here and nowhere else, so that
+//! `dbguard config` can list the ones in effect. (Git's own variables that dbguard
+//! interprets, `GIT_CONFIG_PARAMETERS` and friends, are read by `config`.)
+
+use std::ffi::OsString;
+
+/// One variable: its name and what setting it does.
+pub struct Variable {
+    pub name: &'static str,
+    pub effect: &'static str,
+}
+
+pub const SKIP: &str = "DBGUARD_SKIP";
+pub const NO_PROMPT: &str = "DBGUARD_NO_PROMPT";
+pub const CI: &str = "CI";
+pub const NOW: &str = "DBGUARD_NOW";
+pub const TIMING: &str = "DBGUARD_TIMING";
+pub const CRONTAB: &str = "DBGUARD_CRONTAB";
+pub const NO_COLOR: &str = "NO_COLOR";
+pub use crate::git::GUARD_ENV as GUARDED;
+
+/// The variables, in the order `dbguard config` lists them.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: SKIP,
+        effect: "=1: run git without snapshots, like --no-snapshot",
+    },
+    Variable {
+        name: NO_PROMPT,
+        effect: "never prompt (restore offers are printed, not asked)",
+    },
+    Variable {
+        name: CI,
+        effect: "never prompt, as DBGUARD_NO_PROMPT",
+    },
+    Variable {
+        name: NO_COLOR,
+        effect: "no colour in --color=auto",
+    },
+    Variable {
+        name: NOW,
+        effect: "the clock (RFC 3339), for tests and demos",
+    },
+    Variable {
+        name: TIMING,
+        effect: "print the phases of each snapshot",
+    },
+    Variable {
+        name: CRONTAB,
+        effect: "the crontab program `schedule` runs",
+    },
+    Variable {
+        name: GUARDED,
+        effect: "set by dbguard for the git it runs: hooks inside know the snapshot is taken",
+    },
+];
+
+fn get(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+fn text(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `DBGUARD_SKIP=1`: the user overrides the guard for this command.
+pub fn skip_snapshots() -> bool {
+    get(SKIP).is_some_and(|v| v == "1")
+}
+
+/// Prompts are off (`DBGUARD_NO_PROMPT` or `CI` set).
+pub fn prompts_disabled() -> bool {
+    get(NO_PROMPT).is_some() || get(CI).is_some()
+}
+
+/// `NO_COLOR` set to anything but the empty string.
+pub fn no_color() -> bool {
+    get(NO_COLOR).is_some_and(|v| !v.is_empty())
+}
+
+/// `TERM=dumb` (a terminal that shows escape codes literally).
+pub fn dumb_terminal() -> bool {
+    text("TERM").is_some_and(|t| t == "dumb")
+}
+
+/// The fixed clock, when `DBGUARD_NOW` is set.
+pub fn fixed_now() -> Option<String> {
+    text(NOW)
+}
+
+pub fn timing() -> bool {
+    get(TIMING).is_some()
+}
+
+/// The crontab program (`DBGUARD_CRONTAB`, default `crontab`).
+pub fn crontab_program() -> String {
+    text(CRONTAB)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "crontab".to_string())
+}
+
+/// This process runs inside a git that dbguard's guard started.
+pub fn guarded() -> bool {
+    get(GUARDED).is_some()
+}
+
+/// The variables set in this environment, with their values, for `dbguard config`.
+pub fn in_effect() -> Vec<(&'static Variable, String)> {
+    VARIABLES
+        .iter()
+        .filter_map(|v| get(v.name).map(|value| (v, value.to_string_lossy().into_owned())))
+        .collect()
+}

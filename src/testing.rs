@@ -1,0 +1,400 @@
+//! The one test harness, for unit tests (`crate::testing`) and integration tests
+//! (`dbguard::testing`, through `tests/common`): temporary git repositories with a
+//! hermetic environment (set on each child process, never on this one), the built dbguard
+//! binary first on PATH, makers for real SQLite files, tmpfs mounts for fault tests.
+//! It lives in the library, as git-branchless keeps its `testing.rs`, so that both kinds
+//! of test share it; nothing else in dbguard uses it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use tempfile::TempDir;
+
+/// The dbguard binary cargo built next to the running test: test binaries live in
+/// `<target>/<profile>/deps/`, the binary in `<target>/<profile>/` (what cargo's
+/// `CARGO_BIN_EXE_dbguard` names, which only integration tests see).
+pub fn dbguard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in <target>/<profile>/deps");
+    let bin = profile_dir.join("dbguard");
+    assert!(
+        bin.exists(),
+        "{} is missing: build with `cargo test --all-targets`",
+        bin.display()
+    );
+    bin
+}
+
+/// Variables a test's child processes must not inherit (a test run from inside a git
+/// hook would otherwise point every git at the outer repository).
+const INHERITED_GIT: [&str; 4] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+];
+
+/// The environment every git and dbguard process a test starts gets.
+pub fn hermetic_env(home: &Path) -> Vec<(OsString, OsString)> {
+    let bin_dir = dbguard_bin().parent().unwrap().to_path_buf();
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::iter::once(bin_dir).chain(std::env::split_paths(&inherited));
+    let fixed = [
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_AUTHOR_NAME", "Test"),
+        ("GIT_AUTHOR_EMAIL", "test@example.com"),
+        ("GIT_COMMITTER_NAME", "Test"),
+        ("GIT_COMMITTER_EMAIL", "test@example.com"),
+        ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+        ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("DBGUARD_NO_PROMPT", "1"),
+        ("NO_COLOR", "1"),
+    ];
+    let mut env: Vec<(OsString, OsString)> = fixed
+        .iter()
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+        .collect();
+    env.extend([
+        ("HOME".into(), home.as_os_str().to_owned()),
+        ("XDG_CONFIG_HOME".into(), home.join(".config").into()),
+        ("GIT_CONFIG_GLOBAL".into(), home.join(".gitconfig").into()),
+        ("PATH".into(), std::env::join_paths(path).unwrap()),
+    ]);
+    env
+}
+
+/// Give `cmd` the hermetic environment of a test whose home is `home`.
+pub fn hermetic(cmd: &mut Command, home: &Path) {
+    cmd.envs(hermetic_env(home));
+    for name in INHERITED_GIT {
+        cmd.env_remove(name);
+    }
+}
+
+pub struct TestRepo {
+    pub tmp: TempDir,
+    /// The working tree.
+    pub root: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Default for TestRepo {
+    fn default() -> TestRepo {
+        TestRepo::new()
+    }
+}
+
+impl TestRepo {
+    /// An initialised repository with one commit.
+    pub fn new() -> TestRepo {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        fs::write(
+            home.join(".gitconfig"),
+            "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
+        )
+        .unwrap();
+        let root = tmp.path().join("work");
+        fs::create_dir_all(&root).unwrap();
+        let repo = TestRepo { tmp, root, home };
+        repo.git(["init", "-q"]);
+        fs::write(repo.root.join("README"), "test\n").unwrap();
+        repo.git(["add", "README"]);
+        repo.git(["commit", "-q", "-m", "initial"]);
+        repo
+    }
+
+    /// A second repository directory inside the same temp dir (clones, remotes).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir).stdin(Stdio::null());
+        hermetic(&mut cmd, &self.home);
+        cmd
+    }
+
+    /// Run git in the worktree and insist that it succeeds.
+    pub fn git<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.git_in(&self.root, args)
+    }
+
+    pub fn git_in<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let output = self.command("git", dir).args(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "git {:?} failed:\n{}{}",
+            args,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Run dbguard in the worktree; the caller checks the outcome.
+    pub fn dbguard<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.dbguard_in(&self.root, args)
+    }
+
+    pub fn dbguard_in<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run::from(
+            self.command(dbguard_bin(), dir)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// `dbguard restore --from ID --to <temp>/<name>`, insisting that it succeeds; the
+    /// path of the restored copy.
+    pub fn restore_to(&self, id: i64, name: &str) -> PathBuf {
+        let out = self.path(name);
+        self.dbguard([
+            "restore",
+            "--from",
+            &id.to_string(),
+            "--to",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        out
+    }
+
+    /// A git runner with this test's hermetic environment, for unit tests of code that
+    /// starts git.
+    pub(crate) fn runner(&self) -> crate::git::GitRunner {
+        crate::git::GitRunner::with_env(hermetic_env(&self.home), &INHERITED_GIT)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root.join(".git/dbguard")
+    }
+
+    /// A bare remote cloned from this repository, and a clone of that remote:
+    /// `(remote, clone)`, as a collaborator's machine sees them.
+    pub fn remote_and_clone(&self) -> (PathBuf, PathBuf) {
+        let remote = self.path("remote.git");
+        let clone = self.path("clone");
+        self.git([
+            "clone",
+            "-q",
+            "--bare",
+            self.root.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ]);
+        self.git([
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ]);
+        (remote, clone)
+    }
+
+    /// Number of chunk files in the store.
+    pub fn chunk_count(&self) -> usize {
+        let objects = self.store().join("objects");
+        let Ok(prefixes) = fs::read_dir(objects) else {
+            return 0;
+        };
+        prefixes
+            .flatten()
+            .map(|p| fs::read_dir(p.path()).map(|d| d.count()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// A finished process with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self.assert_no_panic()
+    }
+
+    #[track_caller]
+    pub fn fails(self) -> Run {
+        assert_ne!(
+            self.code, 0,
+            "expected failure:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self.assert_no_panic()
+    }
+
+    #[track_caller]
+    pub fn assert_no_panic(self) -> Run {
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
+            "dbguard panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// A SQLite database with `posts(id, author, body)` holding `rows` rows of ~`body_len`
+/// bytes each, in rollback-journal mode (as most apps leave it).
+pub fn make_posts_db(path: &Path, rows: u64, body_len: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=DELETE;
+         CREATE TABLE IF NOT EXISTS posts(id INTEGER PRIMARY KEY, author TEXT, body TEXT);",
+    )
+    .unwrap();
+    add_posts(&conn, rows, body_len);
+}
+
+pub fn add_posts(conn: &rusqlite::Connection, rows: u64, body_len: usize) {
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO posts(author, body)
+         SELECT 'author' || (i % 97), printf('%.*c', ?2, 'x') || hex(randomblob(16)) FROM n",
+        rusqlite::params![rows as i64, body_len as i64],
+    )
+    .unwrap();
+}
+
+pub fn sqlite_count(path: &Path, table: &str) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as u64
+}
+
+pub fn quick_check(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Whether a Python module can be imported (tests that need pyarrow/duckdb say so).
+pub fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A tmpfs mounted for one test (a small disk to fill, or one to remount read-only) and
+/// unmounted when dropped, even when the test fails. CI runs as root, so these tests run
+/// there; elsewhere they print why they skip.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs at {}: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// `mount -o remount,<mode>` (`ro` or `rw`).
+    pub fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{mode} failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Busy (a process still has a file open): detach it so no mount is left.
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// DuckDB opens files it only reads without `O_CLOEXEC` (local_file_system.cpp), so while
+/// a test holds a DuckDB connection in this process, every child that another test thread
+/// spawns inherits those descriptors, and a restore then rightly refuses because "another
+/// process" has the file open. Tests that open DuckDB in process run alone; the others
+/// share.
+pub static IN_PROCESS_DUCKDB: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    IN_PROCESS_DUCKDB.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    IN_PROCESS_DUCKDB.write().unwrap_or_else(|e| e.into_inner())
+}
