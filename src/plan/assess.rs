@@ -9,7 +9,7 @@ use super::operation::{Operation, ResetMode, StashAction, Step, rebase_value};
 use super::query::{
     Git, bytes_to_path, parse_merge_tree, parse_name_status, split_z, to_os, unquote_c,
 };
-use super::{PlanError, Reason};
+use super::{PlanError, RiskReason};
 
 /// Add to `risk` the databases `op` would overwrite, delete or throw away.
 pub(super) fn assess(
@@ -116,7 +116,7 @@ pub(super) fn assess(
         } => {
             if !cached && !dry_run && !paths.is_empty() {
                 let tracked = git.ls_files(&[], paths)?;
-                risk.add_exact(dbs, &tracked, Reason::Removed);
+                risk.add_exact(dbs, &tracked, RiskReason::Removed);
             }
             Ok(())
         }
@@ -147,7 +147,7 @@ pub(super) fn assess(
 /// Tracked databases with local modifications are thrown away (`--force`, `--abort`).
 fn discard_modified(git: &Git, dbs: &DbSet, risk: &mut Risk) -> Result<(), PlanError> {
     let modified = git.modified_tracked(&[])?;
-    risk.add_exact(dbs, modified.iter().map(|e| &e.path), Reason::Discarded);
+    risk.add_exact(dbs, modified.iter().map(|e| &e.path), RiskReason::Discarded);
     Ok(())
 }
 
@@ -191,7 +191,7 @@ fn reset_worktree(
         ResetMode::Merge => e.x != b' ',
         _ => false,
     });
-    risk.add_exact(dbs, discarded.map(|e| &e.path), Reason::Discarded);
+    risk.add_exact(dbs, discarded.map(|e| &e.path), RiskReason::Discarded);
     risk.add_changes(dbs, &git.diff_trees(&git.head_tree()?, &to)?);
     Ok(())
 }
@@ -279,7 +279,7 @@ fn stash_push(
     risk: &mut Risk,
 ) -> Result<(), PlanError> {
     let modified = git.modified_tracked(paths)?;
-    risk.add_exact(dbs, modified.iter().map(|e| &e.path), Reason::Stashed);
+    risk.add_exact(dbs, modified.iter().map(|e| &e.path), RiskReason::Stashed);
     if untracked {
         if paths.is_empty() {
             // The listing below is limited to known databases: learn the
@@ -287,7 +287,7 @@ fn stash_push(
             dbs.discover(Path::new(""));
         }
         let u = git.untracked(paths, all, dbs)?;
-        risk.add_exact(dbs, &u, Reason::Stashed);
+        risk.add_exact(dbs, &u, RiskReason::Stashed);
     }
     Ok(())
 }
@@ -317,7 +317,7 @@ fn stash_apply(
             u.as_str(),
         ])?;
         let files: Vec<PathBuf> = split_z(&files).map(bytes_to_path).collect();
-        risk.add_exact(dbs, &files, Reason::Overwritten);
+        risk.add_exact(dbs, &files, RiskReason::Overwritten);
     }
     Ok(())
 }
@@ -341,16 +341,16 @@ fn restore_paths(
             args.extend(paths.iter().map(OsString::from));
             // `A`: present locally, absent from the source (removed only without overlay)
             parse_name_status(&git.bytes(args)?, |st| match st.chars().next() {
-                Some('A') if no_overlay => Some(Reason::Deleted),
+                Some('A') if no_overlay => Some(RiskReason::Deleted),
                 Some('A') => None,
-                _ => Some(Reason::Overwritten),
+                _ => Some(RiskReason::Overwritten),
             })
         }
         None => {
             args.insert(0, "diff-files".into());
             args.push("--".into());
             args.extend(paths.iter().map(OsString::from));
-            parse_name_status(&git.bytes(args)?, |_| Some(Reason::Discarded))
+            parse_name_status(&git.bytes(args)?, |_| Some(RiskReason::Discarded))
         }
     };
     for (p, why) in &changes {
@@ -402,7 +402,7 @@ fn merge_like(
     match (out.status.code(), parse_merge_tree(&out.stdout)) {
         (Some(0 | 1), Some((tree, conflicts))) => {
             risk.add_changes(dbs, &git.diff_trees(&head, &tree)?);
-            risk.add_exact(dbs, &conflicts, Reason::Overwritten);
+            risk.add_exact(dbs, &conflicts, RiskReason::Overwritten);
         }
         // old git without merge-tree --write-tree: every path that differs is a candidate
         _ => risk.add_changes(dbs, &git.diff_trees(&head, theirs)?),
@@ -495,7 +495,7 @@ fn clean(
         // a removed directory takes every database below it
         for db in dbs.touched_by(&path) {
             if normalize(&db).is_some_and(|n| n.starts_with(&path)) {
-                risk.add(&db, Reason::Cleaned);
+                risk.add(&db, RiskReason::Cleaned);
             }
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use super::{AtRisk, PlanError, Reason};
+use super::{AtRisk, PlanError, RiskReason};
 
 /// Finds databases the caller's scan left out (configured exclusions) at or below a
 /// worktree-relative path that git reported: `dir/` → every database under it, a file →
@@ -110,23 +110,23 @@ impl<'p> DbSet<'p> {
 
 #[derive(Default)]
 pub(super) struct Risk {
-    map: BTreeMap<PathBuf, Reason>,
+    map: BTreeMap<PathBuf, RiskReason>,
 }
 
 impl Risk {
-    pub(super) fn add(&mut self, path: &Path, why: Reason) {
+    pub(super) fn add(&mut self, path: &Path, why: RiskReason) {
         self.map.entry(path.to_owned()).or_insert(why);
     }
 
     /// Add every database touched by `changes` (exact, below a changed directory, or where
     /// a changed path needs the database's place as a directory).
-    pub(super) fn add_changes(&mut self, dbs: &DbSet, changes: &[(PathBuf, Reason)]) {
+    pub(super) fn add_changes(&mut self, dbs: &DbSet, changes: &[(PathBuf, RiskReason)]) {
         for (p, why) in changes {
             for db in dbs.touched_by(p) {
                 let why = if db.as_path() == p.as_path() || dbs.exact(p).as_ref() == Some(&db) {
                     *why
                 } else {
-                    Reason::Overwritten
+                    RiskReason::Overwritten
                 };
                 self.add(&db, why);
             }
@@ -138,7 +138,7 @@ impl Risk {
         &mut self,
         dbs: &DbSet,
         paths: impl IntoIterator<Item = &'p PathBuf>,
-        why: Reason,
+        why: RiskReason,
     ) {
         for p in paths {
             if let Some(db) = dbs.exact(p) {

@@ -78,7 +78,7 @@ pub(crate) enum PlanError {
 
 /// Why a database is at risk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Reason {
+pub(crate) enum RiskReason {
     /// Git writes another version over it (including an ignored/untracked file the target tracks).
     Overwritten,
     /// The target does not track it: git deletes it.
@@ -100,7 +100,7 @@ pub(crate) enum Reason {
 pub(crate) struct AtRisk {
     /// Worktree-relative path, as given in `databases`.
     pub path: PathBuf,
-    pub why: Reason,
+    pub why: RiskReason,
 }
 
 /// The result of planning one git invocation.
@@ -124,7 +124,7 @@ impl Plan {
         let mut risk = Risk::default();
         dbs.discover(Path::new(""));
         for db in databases.iter().cloned().chain(dbs.all()) {
-            risk.add(&db, Reason::Fallback);
+            risk.add(&db, RiskReason::Fallback);
         }
         Plan {
             operation: Operation::Other,

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use super::databases::DbSet;
 use super::invocation::GitInvocation;
-use super::{PlanError, Reason};
+use super::{PlanError, RiskReason};
 
 // ---------------------------------------------------------------------------------------------
 // Starting git
@@ -232,9 +232,9 @@ impl Git {
         ])?;
         Ok(parse_name_status(&out, |status| {
             if status.starts_with('D') {
-                Some(Reason::Deleted)
+                Some(RiskReason::Deleted)
             } else {
-                Some(Reason::Overwritten)
+                Some(RiskReason::Overwritten)
             }
         }))
     }
@@ -376,7 +376,7 @@ pub(super) fn takes_separate_value(opt: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Parsing what git prints
 
-pub(super) type Changes = Vec<(PathBuf, Reason)>;
+pub(super) type Changes = Vec<(PathBuf, RiskReason)>;
 
 pub(super) fn split_z(out: &[u8]) -> impl Iterator<Item = &[u8]> {
     out.split(|b| *b == 0).filter(|s| !s.is_empty())
@@ -394,7 +394,7 @@ pub(super) fn bytes_to_path(b: &[u8]) -> PathBuf {
 }
 
 /// `--name-status -z` output: `S\0path\0` records (renames/copies carry two paths).
-pub(super) fn parse_name_status(out: &[u8], map: impl Fn(&str) -> Option<Reason>) -> Changes {
+pub(super) fn parse_name_status(out: &[u8], map: impl Fn(&str) -> Option<RiskReason>) -> Changes {
     let mut fields = out.split(|b| *b == 0);
     let mut changes = Vec::new();
     while let Some(status) = fields.next() {
@@ -408,9 +408,9 @@ pub(super) fn parse_name_status(out: &[u8], map: impl Fn(&str) -> Option<Reason>
         if two {
             // old path is gone (Deleted), new one written
             if let Some(new) = fields.next() {
-                changes.push((bytes_to_path(path), Reason::Deleted));
+                changes.push((bytes_to_path(path), RiskReason::Deleted));
                 if reason.is_some() {
-                    changes.push((bytes_to_path(new), Reason::Overwritten));
+                    changes.push((bytes_to_path(new), RiskReason::Overwritten));
                 }
             }
         } else if let Some(r) = reason {

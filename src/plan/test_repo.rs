@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
-use super::{Plan, Reason, parse_invocation, plan};
+use super::{Plan, RiskReason, parse_invocation, plan};
 
 pub(super) fn os(argv: &str) -> Vec<OsString> {
     argv.split_whitespace().map(OsString::from).collect()
@@ -133,13 +133,13 @@ impl Repo {
     }
 }
 
-pub(super) fn risks(p: &Plan) -> Vec<(String, Reason)> {
+pub(super) fn risks(p: &Plan) -> Vec<(String, RiskReason)> {
     p.at_risk
         .iter()
         .map(|a| (a.path.to_string_lossy().into_owned(), a.why))
         .collect()
 }
 
-pub(super) fn r(path: &str, why: Reason) -> (String, Reason) {
+pub(super) fn r(path: &str, why: RiskReason) -> (String, RiskReason) {
     (path.to_owned(), why)
 }

@@ -34,7 +34,10 @@ fn shell_alias_falls_back_to_every_database() {
     );
     assert_eq!(
         risks(&p),
-        vec![r("a.db", Reason::Fallback), r("b/c.db", Reason::Fallback)]
+        vec![
+            r("a.db", RiskReason::Fallback),
+            r("b/c.db", RiskReason::Fallback)
+        ]
     );
     assert!(p.fallback_reason.unwrap().contains("shell alias"));
 }
@@ -58,18 +61,18 @@ fn checkout_of_a_branch_tracking_a_locally_ignored_database() {
     let p = repo.plan("checkout data", &dbs);
     assert_eq!(p.fallback_reason, None);
     assert!(matches!(&p.operation, Operation::Checkout { target: Some(t), .. } if t == "data"));
-    assert_eq!(risks(&p), vec![r("data/app.db", Reason::Overwritten)]);
+    assert_eq!(risks(&p), vec![r("data/app.db", RiskReason::Overwritten)]);
     assert_eq!(
         risks(&repo.plan("switch data", &dbs)),
-        vec![r("data/app.db", Reason::Overwritten)]
+        vec![r("data/app.db", RiskReason::Overwritten)]
     );
     assert_eq!(
         risks(&repo.plan("checkout --detach data", &dbs)),
-        vec![r("data/app.db", Reason::Overwritten)]
+        vec![r("data/app.db", RiskReason::Overwritten)]
     );
     assert_eq!(
         risks(&repo.plan("checkout -b new data", &dbs)),
-        vec![r("data/app.db", Reason::Overwritten)]
+        vec![r("data/app.db", RiskReason::Overwritten)]
     );
     // creating a branch at HEAD touches nothing
     assert!(repo.plan("checkout -b new", &dbs).is_empty());
@@ -80,20 +83,20 @@ fn checkout_of_a_branch_tracking_a_locally_ignored_database() {
     repo.git(&["checkout", "-q", "data"]);
     assert_eq!(
         risks(&repo.plan("checkout main", &dbs)),
-        vec![r("data/app.db", Reason::Deleted)]
+        vec![r("data/app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("checkout -", &dbs)),
-        vec![r("data/app.db", Reason::Deleted)]
+        vec![r("data/app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("switch -", &dbs)),
-        vec![r("data/app.db", Reason::Deleted)]
+        vec![r("data/app.db", RiskReason::Deleted)]
     );
     // switch --orphan empties the tree
     assert_eq!(
         risks(&repo.plan("switch --orphan fresh", &dbs)),
-        vec![r("data/app.db", Reason::Deleted)]
+        vec![r("data/app.db", RiskReason::Deleted)]
     );
 }
 
@@ -120,7 +123,7 @@ fn unrelated_checkout_touches_no_database() {
     // but checkout -f throws the local modification away
     assert_eq!(
         risks(&repo.plan("checkout -f docs", &["app.db"])),
-        vec![r("app.db", Reason::Discarded)]
+        vec![r("app.db", RiskReason::Discarded)]
     );
 }
 
@@ -138,8 +141,8 @@ fn checkout_paths_discards_modified_tracked_databases() {
     assert_eq!(
         risks(&p),
         vec![
-            r("c.db", Reason::Discarded),
-            r("sub dir/a.db", Reason::Discarded)
+            r("c.db", RiskReason::Discarded),
+            r("sub dir/a.db", RiskReason::Discarded)
         ]
     );
     // a pathspec relative to -C, without `--`
@@ -152,11 +155,11 @@ fn checkout_paths_discards_modified_tracked_databases() {
     assert!(
         matches!(&p.operation, Operation::Checkout { target: None, paths, .. } if paths == &["a.db"])
     );
-    assert_eq!(risks(&p), vec![r("sub dir/a.db", Reason::Discarded)]);
+    assert_eq!(risks(&p), vec![r("sub dir/a.db", RiskReason::Discarded)]);
     // from a revision
     repo.commit("two");
     let p = repo.plan("checkout HEAD~1 -- c.db", &dbs);
-    assert_eq!(risks(&p), vec![r("c.db", Reason::Overwritten)]);
+    assert_eq!(risks(&p), vec![r("c.db", RiskReason::Overwritten)]);
 }
 
 #[test]
@@ -185,21 +188,21 @@ fn reset_hard_to_a_fetched_remote_branch() {
     assert_eq!(
         risks(&p),
         vec![
-            r("app.db", Reason::Overwritten),
-            r("cache.db", Reason::Discarded)
+            r("app.db", RiskReason::Overwritten),
+            r("cache.db", RiskReason::Discarded)
         ]
     );
     // --keep keeps local changes; soft and mixed touch no file
     assert_eq!(
         risks(&repo.plan("reset --keep origin/main", &dbs)),
-        vec![r("app.db", Reason::Overwritten)]
+        vec![r("app.db", RiskReason::Overwritten)]
     );
     assert!(repo.plan("reset --soft origin/main", &dbs).is_empty());
     assert!(repo.plan("reset origin/main", &dbs).is_empty());
     assert!(repo.plan("reset -- app.db", &dbs).is_empty());
     assert_eq!(
         risks(&repo.plan("reset --hard", &dbs)),
-        vec![r("cache.db", Reason::Discarded)]
+        vec![r("cache.db", RiskReason::Discarded)]
     );
 }
 
@@ -230,32 +233,32 @@ fn pull_of_a_commit_that_untracks_the_database() {
     repo.git(&fetch);
     let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from), None).unwrap();
     assert_eq!(p.fallback_reason, None);
-    assert_eq!(risks(&p), vec![r("app.db", Reason::Deleted)]);
+    assert_eq!(risks(&p), vec![r("app.db", RiskReason::Deleted)]);
     // explicit remote and branch, and rebase
     assert_eq!(
         risks(&repo.plan("pull origin main", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("pull --rebase", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
     // merging the fetched branch, and rebasing onto it, plan the same
     assert_eq!(
         risks(&repo.plan("merge origin/main", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("merge", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("rebase origin/main", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
     assert_eq!(
         risks(&repo.plan("rebase", &dbs)),
-        vec![r("app.db", Reason::Deleted)]
+        vec![r("app.db", RiskReason::Deleted)]
     );
 }
 
@@ -282,8 +285,8 @@ fn diverged_merge_uses_the_merge_result() {
     assert_eq!(
         risks(&p),
         vec![
-            r("a.db", Reason::Overwritten),
-            r("c.db", Reason::Overwritten)
+            r("a.db", RiskReason::Overwritten),
+            r("c.db", RiskReason::Overwritten)
         ]
     );
     // a rebase passes through `side`'s tree: b.db is rewritten too
@@ -291,9 +294,9 @@ fn diverged_merge_uses_the_merge_result() {
     assert_eq!(
         risks(&p),
         vec![
-            r("a.db", Reason::Overwritten),
-            r("b.db", Reason::Overwritten),
-            r("c.db", Reason::Overwritten)
+            r("a.db", RiskReason::Overwritten),
+            r("b.db", RiskReason::Overwritten),
+            r("c.db", RiskReason::Overwritten)
         ]
     );
     // merging an ancestor touches nothing
@@ -302,7 +305,7 @@ fn diverged_merge_uses_the_merge_result() {
     repo.write("b.db", "dirty");
     assert_eq!(
         risks(&repo.plan("merge --abort", &dbs)),
-        vec![r("b.db", Reason::Discarded)]
+        vec![r("b.db", RiskReason::Discarded)]
     );
     assert_eq!(repo.plan("rebase --continue", &dbs).at_risk.len(), 3);
     assert!(
@@ -327,35 +330,35 @@ fn clean_fdx_with_an_ignored_database_in_a_directory_with_spaces() {
     assert_eq!(
         risks(&p),
         vec![
-            r("my data/deep/x.db", Reason::Cleaned),
-            r("scratch/é.db", Reason::Cleaned),
-            r("top.db", Reason::Cleaned)
+            r("my data/deep/x.db", RiskReason::Cleaned),
+            r("scratch/é.db", RiskReason::Cleaned),
+            r("top.db", RiskReason::Cleaned)
         ]
     );
     // without -x ignored files stay; without -d untracked directories stay
     assert_eq!(
         risks(&repo.plan("clean -fd", &dbs)),
         vec![
-            r("scratch/é.db", Reason::Cleaned),
-            r("top.db", Reason::Cleaned)
+            r("scratch/é.db", RiskReason::Cleaned),
+            r("top.db", RiskReason::Cleaned)
         ]
     );
     assert_eq!(
         risks(&repo.plan("clean -f", &dbs)),
-        vec![r("top.db", Reason::Cleaned)]
+        vec![r("top.db", RiskReason::Cleaned)]
     );
     assert_eq!(risks(&repo.plan("clean -fX", &dbs)), vec![]);
     assert_eq!(
         risks(&repo.plan("clean -fdX", &dbs)),
-        vec![r("my data/deep/x.db", Reason::Cleaned)]
+        vec![r("my data/deep/x.db", RiskReason::Cleaned)]
     );
     // from a subdirectory, with a pathspec
     let p = repo.plan_in(&repo.root.join("scratch"), "clean -f -- .", &dbs);
-    assert_eq!(risks(&p), vec![r("scratch/é.db", Reason::Cleaned)]);
+    assert_eq!(risks(&p), vec![r("scratch/é.db", RiskReason::Cleaned)]);
     // interactive clean is planned like forced clean
     assert_eq!(
         risks(&repo.plan("clean -i", &dbs)),
-        vec![r("top.db", Reason::Cleaned)]
+        vec![r("top.db", RiskReason::Cleaned)]
     );
 }
 
@@ -372,23 +375,26 @@ fn stash_push_with_untracked_and_all() {
     let dbs = ["clean.db", "i.ignored.db", "sub/u.db", "t.db"];
     assert_eq!(
         risks(&repo.plan("stash", &dbs)),
-        vec![r("t.db", Reason::Stashed)]
+        vec![r("t.db", RiskReason::Stashed)]
     );
     assert_eq!(
         risks(&repo.plan("stash -u", &dbs)),
-        vec![r("sub/u.db", Reason::Stashed), r("t.db", Reason::Stashed)]
+        vec![
+            r("sub/u.db", RiskReason::Stashed),
+            r("t.db", RiskReason::Stashed)
+        ]
     );
     assert_eq!(
         risks(&repo.plan("stash push --all", &dbs)),
         vec![
-            r("i.ignored.db", Reason::Stashed),
-            r("sub/u.db", Reason::Stashed),
-            r("t.db", Reason::Stashed)
+            r("i.ignored.db", RiskReason::Stashed),
+            r("sub/u.db", RiskReason::Stashed),
+            r("t.db", RiskReason::Stashed)
         ]
     );
     assert_eq!(
         risks(&repo.plan("stash push -u -- sub", &dbs)),
-        vec![r("sub/u.db", Reason::Stashed)]
+        vec![r("sub/u.db", RiskReason::Stashed)]
     );
     assert!(repo.plan("stash list", &dbs).is_empty());
 
@@ -400,8 +406,8 @@ fn stash_push_with_untracked_and_all() {
     assert_eq!(
         risks(&p),
         vec![
-            r("sub/u.db", Reason::Overwritten),
-            r("t.db", Reason::Overwritten)
+            r("sub/u.db", RiskReason::Overwritten),
+            r("t.db", RiskReason::Overwritten)
         ]
     );
     assert_eq!(risks(&repo.plan("stash apply 0", &dbs)), risks(&p));
@@ -420,19 +426,19 @@ fn rm_removes_tracked_databases_under_the_pathspec() {
     assert_eq!(
         risks(&repo.plan("rm -r data", &dbs)),
         vec![
-            r("data/a.db", Reason::Removed),
-            r("data/b.db", Reason::Removed)
+            r("data/a.db", RiskReason::Removed),
+            r("data/b.db", RiskReason::Removed)
         ]
     );
     assert_eq!(
         risks(&repo.plan("rm -q -- c.db", &dbs)),
-        vec![r("c.db", Reason::Removed)]
+        vec![r("c.db", RiskReason::Removed)]
     );
     assert_eq!(
         risks(&repo.plan("rm data/*.db", &dbs)),
         vec![
-            r("data/a.db", Reason::Removed),
-            r("data/b.db", Reason::Removed)
+            r("data/a.db", RiskReason::Removed),
+            r("data/b.db", RiskReason::Removed)
         ]
     );
     assert!(repo.plan("rm --cached c.db", &dbs).is_empty());
@@ -451,32 +457,35 @@ fn restore_worktree_staged_and_source() {
     let dbs = ["a.db", "b.db"];
     assert_eq!(
         risks(&repo.plan("restore a.db b.db", &dbs)),
-        vec![r("a.db", Reason::Discarded)]
+        vec![r("a.db", RiskReason::Discarded)]
     );
     assert_eq!(
         risks(&repo.plan("restore .", &dbs)),
-        vec![r("a.db", Reason::Discarded)]
+        vec![r("a.db", RiskReason::Discarded)]
     );
     assert!(repo.plan("restore --staged a.db", &dbs).is_empty());
     assert_eq!(
         risks(&repo.plan("restore -SW a.db", &dbs)),
-        vec![r("a.db", Reason::Overwritten)]
+        vec![r("a.db", RiskReason::Overwritten)]
     );
     assert_eq!(
         risks(&repo.plan("restore --source HEAD~1 -- .", &dbs)),
-        vec![r("a.db", Reason::Overwritten)]
+        vec![r("a.db", RiskReason::Overwritten)]
     );
     // a database the source lacks is deleted by restore (no overlay)
     repo.write("c.db", "new");
     repo.commit("three");
     assert_eq!(
         risks(&repo.plan("restore -s HEAD~1 .", &["a.db", "c.db"])),
-        vec![r("a.db", Reason::Overwritten), r("c.db", Reason::Deleted)]
+        vec![
+            r("a.db", RiskReason::Overwritten),
+            r("c.db", RiskReason::Deleted)
+        ]
     );
     // checkout <rev> -- . is overlay: c.db stays
     assert_eq!(
         risks(&repo.plan("checkout HEAD~1 -- .", &["a.db", "c.db"])),
-        vec![r("a.db", Reason::Overwritten)]
+        vec![r("a.db", RiskReason::Overwritten)]
     );
 }
 
@@ -501,7 +510,10 @@ fn unknown_revisions_fall_back_without_panicking() {
         let p = repo.plan(argv, &dbs);
         assert_eq!(
             risks(&p),
-            vec![r("a.db", Reason::Fallback), r("b/c.db", Reason::Fallback)],
+            vec![
+                r("a.db", RiskReason::Fallback),
+                r("b/c.db", RiskReason::Fallback)
+            ],
             "{argv}: {p:?}"
         );
         assert!(
@@ -546,10 +558,10 @@ fn unborn_head_checkout_overwrites_untracked_databases() {
     repo.write("app.db", "local before first checkout");
     assert_eq!(
         risks(&repo.plan("reset --hard seed/main", &["app.db"])),
-        vec![r("app.db", Reason::Overwritten)]
+        vec![r("app.db", RiskReason::Overwritten)]
     );
     assert_eq!(
         risks(&repo.plan("checkout seed/main", &["app.db"])),
-        vec![r("app.db", Reason::Overwritten)]
+        vec![r("app.db", RiskReason::Overwritten)]
     );
 }
