@@ -34,14 +34,10 @@ pub(super) fn assess(
             orphan,
             switch,
             ..
-        } => switch_to(
-            git,
-            target.as_deref(),
-            *force,
-            *orphan && *switch,
-            dbs,
-            risk,
-        ),
+        } => {
+            let to_empty_tree = *orphan && *switch;
+            switch_to(git, target.as_deref(), *force, to_empty_tree, dbs, risk)
+        }
         Operation::Reset {
             mode,
             target,
@@ -58,21 +54,21 @@ pub(super) fn assess(
             rebase,
             ..
         } => pull(git, remote.as_deref(), refspecs, *rebase, dbs, risk),
-        Operation::Merge {
-            step: Step::Abort, ..
-        } => discard_modified(git, dbs, risk),
-        Operation::Merge {
-            revs,
-            step: Step::Start,
-        } => merge(git, revs, dbs, risk),
-        Operation::Merge { .. } => Ok(()),
+        Operation::Merge { revs, step } => match step {
+            Step::Start => merge(git, revs, dbs, risk),
+            Step::Abort => discard_modified(git, dbs, risk),
+            _ => Ok(()),
+        },
+        Operation::Rebase { step, .. } if *step != Step::Start => {
+            rebase_step(git, *step, dbs, risk)
+        }
         Operation::Rebase {
             upstream,
             onto,
             branch,
             keep_base,
             root,
-            step: Step::Start,
+            ..
         } => {
             let upstream = match (upstream, root) {
                 (Some(u), _) => Some(u.as_str()),
@@ -82,16 +78,6 @@ pub(super) fn assess(
             let (onto, branch) = (onto.as_deref(), branch.as_deref());
             rebase(git, upstream, onto, branch, *keep_base, dbs, risk)
         }
-        Operation::Rebase {
-            step: Step::Abort, ..
-        } => abort_rebase(git, dbs, risk),
-        Operation::Rebase {
-            step: Step::Continue | Step::Skip,
-            ..
-        } => Err(PlanError::Unplannable(
-            "rebase --continue/--skip replays commits dbguard cannot predict".into(),
-        )),
-        Operation::Rebase { .. } => Ok(()),
         Operation::Clean { args } => clean(git, worktree_root, args, dbs, risk),
         Operation::Stash {
             action: StashAction::Push,
@@ -101,47 +87,81 @@ pub(super) fn assess(
             ..
         } => stash_push(git, paths, *untracked, *all, dbs, risk),
         Operation::Stash {
-            action: action @ (StashAction::Pop | StashAction::Apply | StashAction::Branch(_)),
-            stash,
+            action: StashAction::Inspect,
             ..
-        } => {
+        } => Ok(()),
+        Operation::Stash { action, stash, .. } => {
             let branch = matches!(action, StashAction::Branch(_));
             stash_apply(git, stash.as_deref(), branch, dbs, risk)
         }
-        Operation::Stash { .. } => Ok(()),
         Operation::Rm {
-            cached,
-            dry_run,
+            cached: false,
+            dry_run: false,
             paths,
-        } => {
-            if !cached && !dry_run && !paths.is_empty() {
-                let tracked = git.ls_files(&[], paths)?;
-                risk.add_exact(dbs, &tracked, RiskReason::Removed);
-            }
-            Ok(())
-        }
+        } => remove(git, paths, dbs, risk),
         Operation::Restore {
             staged,
-            worktree,
+            worktree: true,
             source,
             paths,
             no_overlay,
-        } => {
-            if !*worktree || paths.is_empty() {
-                return Ok(());
-            }
-            let source = match (source, staged) {
-                (Some(s), _) => Some(s.as_str()),
-                (None, true) => Some("HEAD"),
-                (None, false) => None,
-            };
-            restore_paths(git, source, paths, *no_overlay, dbs, risk)
-        }
+        } => restore(
+            git,
+            *staged,
+            source.as_deref(),
+            paths,
+            *no_overlay,
+            dbs,
+            risk,
+        ),
+        Operation::Rm { .. } | Operation::Restore { .. } | Operation::Other => Ok(()),
         Operation::Unknown { subcommand } => Err(PlanError::Unplannable(format!(
             "unknown command '{subcommand}'"
         ))),
-        Operation::Other => Ok(()),
     }
+}
+
+/// A rebase in progress: `--abort` returns to where it started, `--continue`/`--skip`
+/// replay commits nobody can predict, `--quit` and the inspecting steps touch no file.
+fn rebase_step(git: &Git, step: Step, dbs: &DbSet, risk: &mut Risk) -> Result<(), PlanError> {
+    match step {
+        Step::Abort => abort_rebase(git, dbs, risk),
+        Step::Continue | Step::Skip => Err(PlanError::Unplannable(
+            "rebase --continue/--skip replays commits dbguard cannot predict".into(),
+        )),
+        Step::Start | Step::Quit | Step::Inspect => Ok(()),
+    }
+}
+
+/// `rm <paths>` (not `--cached`, not `-n`): the tracked databases under the paths go.
+fn remove(git: &Git, paths: &[String], dbs: &DbSet, risk: &mut Risk) -> Result<(), PlanError> {
+    if !paths.is_empty() {
+        let tracked = git.ls_files(&[], paths)?;
+        risk.add_exact(dbs, &tracked, RiskReason::Removed);
+    }
+    Ok(())
+}
+
+/// `restore [--staged] --worktree [--source <s>] <paths>`: from the source, else from HEAD
+/// with `--staged`, else from the index.
+fn restore(
+    git: &Git,
+    staged: bool,
+    source: Option<&str>,
+    paths: &[String],
+    no_overlay: bool,
+    dbs: &DbSet,
+    risk: &mut Risk,
+) -> Result<(), PlanError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let source = match (source, staged) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some("HEAD"),
+        (None, false) => None,
+    };
+    restore_paths(git, source, paths, no_overlay, dbs, risk)
 }
 
 /// Tracked databases with local modifications are thrown away (`--force`, `--abort`).
