@@ -74,7 +74,7 @@ impl<'p> DbSet<'p> {
     }
 
     /// The database at exactly `path`.
-    pub(super) fn exact(&self, path: &Path) -> Option<PathBuf> {
+    fn exact(&self, path: &Path) -> Option<PathBuf> {
         let n = normalize(path)?;
         if !self.by_norm.borrow().contains_key(&n) {
             self.discover(&n);

@@ -22,6 +22,7 @@
 //!   ones) and the at-risk accumulator.
 //! - `query.rs`: running git for a query, and parsing what it prints.
 //! - this file: [`Plan`], [`plan`] and the fail-safe [`Plan::everything`].
+//! - `tests.rs`: the planner end to end on real repositories (`test_repo.rs` makes them).
 
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,8 @@ use super::{PlanError, RiskReason};
 // ---------------------------------------------------------------------------------------------
 // Starting git
 
+/// Start `git <args>` in `dir` with a fixed locale, optional locks off and no prompts;
+/// `internal` also drops the user's pathspec-magic variables (our `:(top,literal)` specs).
 pub(super) fn git_raw(dir: &Path, args: &[OsString], internal: bool) -> Result<Output, PlanError> {
     let mut cmd = Command::new("git");
     cmd.args(args)
@@ -41,6 +43,7 @@ pub(super) fn git_raw(dir: &Path, args: &[OsString], internal: bool) -> Result<O
     })
 }
 
+/// The stdout of a successful run, else [`PlanError::Git`] with git's stderr.
 pub(super) fn check(dir: &Path, args: &[OsString], out: Output) -> Result<Vec<u8>, PlanError> {
     if out.status.success() {
         Ok(out.stdout)
@@ -68,6 +71,7 @@ pub(super) struct Git {
     internal: Vec<OsString>,
 }
 
+/// Arguments as owned `OsString`s.
 pub(super) fn to_os<I, S>(args: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = S>,
@@ -120,7 +124,7 @@ impl Git {
         self.bytes_mode(args, false)
     }
 
-    pub(super) fn bytes_mode<I, S>(&self, args: I, internal: bool) -> Result<Vec<u8>, PlanError>
+    fn bytes_mode<I, S>(&self, args: I, internal: bool) -> Result<Vec<u8>, PlanError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -360,7 +364,7 @@ pub(super) fn query_globals(global: &[OsString]) -> Vec<OsString> {
     out
 }
 
-pub(super) fn takes_separate_value(opt: &str) -> bool {
+fn takes_separate_value(opt: &str) -> bool {
     matches!(
         opt,
         "-C" | "-c"
@@ -376,7 +380,7 @@ pub(super) fn takes_separate_value(opt: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Parsing what git prints
 
-pub(super) type Changes = Vec<(PathBuf, RiskReason)>;
+type Changes = Vec<(PathBuf, RiskReason)>;
 
 pub(super) fn split_z(out: &[u8]) -> impl Iterator<Item = &[u8]> {
     out.split(|b| *b == 0).filter(|s| !s.is_empty())
@@ -430,7 +434,7 @@ pub(super) struct StatusEntry {
 }
 
 /// `git status --porcelain=v1 -z`: `XY path\0` (renames: `XY new\0old\0`).
-pub(super) fn parse_status(out: &[u8]) -> Vec<StatusEntry> {
+fn parse_status(out: &[u8]) -> Vec<StatusEntry> {
     let mut fields = out.split(|b| *b == 0);
     let mut entries = Vec::new();
     while let Some(rec) = fields.next() {

@@ -12,7 +12,7 @@ pub(super) fn os(argv: &str) -> Vec<OsString> {
 }
 
 /// The planner runs git with the process environment: make it hermetic once.
-pub(super) fn hermetic() {
+fn hermetic() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let dir = std::env::temp_dir().join(format!("dbguard-plan-test-{}", std::process::id()));
