@@ -105,15 +105,10 @@ pub(super) fn assess(
             source,
             paths,
             no_overlay,
-        } => restore(
-            git,
-            *staged,
-            source.as_deref(),
-            paths,
-            *no_overlay,
-            dbs,
-            risk,
-        ),
+        } if !paths.is_empty() => {
+            let source = restore_source(source.as_deref(), *staged);
+            restore_paths(git, source, paths, *no_overlay, dbs, risk)
+        }
         Operation::Rm { .. } | Operation::Restore { .. } | Operation::Other => Ok(()),
         Operation::Unknown { subcommand } => Err(PlanError::Unplannable(format!(
             "unknown command '{subcommand}'"
@@ -142,26 +137,13 @@ fn remove(git: &Git, paths: &[String], dbs: &DbSet, risk: &mut Risk) -> Result<(
     Ok(())
 }
 
-/// `restore [--staged] --worktree [--source <s>] <paths>`: from the source, else from HEAD
-/// with `--staged`, else from the index.
-fn restore(
-    git: &Git,
-    staged: bool,
-    source: Option<&str>,
-    paths: &[String],
-    no_overlay: bool,
-    dbs: &DbSet,
-    risk: &mut Risk,
-) -> Result<(), PlanError> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let source = match (source, staged) {
+/// Where `restore` takes the files from: the source, else HEAD with `--staged`, else the index.
+fn restore_source(source: Option<&str>, staged: bool) -> Option<&str> {
+    match (source, staged) {
         (Some(s), _) => Some(s),
         (None, true) => Some("HEAD"),
         (None, false) => None,
-    };
-    restore_paths(git, source, paths, no_overlay, dbs, risk)
+    }
 }
 
 /// Tracked databases with local modifications are thrown away (`--force`, `--abort`).

@@ -292,20 +292,13 @@ fn parse_switch(git: &Git, args: &[String]) -> Result<Operation, PlanError> {
 fn parse_reset(git: &Git, args: &[String]) -> Result<Operation, PlanError> {
     let p = parse_opts("reset", args, RESET)?;
     no_pathspec_file("reset", &p)?;
-    let mut mode = ResetMode::Mixed;
-    for (name, neg, _) in &p.hits {
-        if *neg {
-            continue;
-        }
-        mode = match *name {
-            "soft" => ResetMode::Soft,
-            "mixed" => ResetMode::Mixed,
-            "hard" => ResetMode::Hard,
-            "merge" => ResetMode::Merge,
-            "keep" => ResetMode::Keep,
-            _ => mode,
-        };
-    }
+    let mode = match p.last_of(&["soft", "mixed", "hard", "merge", "keep"]) {
+        Some("soft") => ResetMode::Soft,
+        Some("hard") => ResetMode::Hard,
+        Some("merge") => ResetMode::Merge,
+        Some("keep") => ResetMode::Keep,
+        _ => ResetMode::Mixed,
+    };
     let (target, paths) = match &p.after {
         Some(after) => {
             if p.before.len() > 1 {
@@ -375,21 +368,22 @@ pub(super) fn rebase_value(v: &str) -> bool {
 }
 
 fn step_of(p: &Parsed) -> Step {
-    let mut step = Step::Start;
-    for (name, neg, _) in &p.hits {
-        if *neg {
-            continue;
-        }
-        step = match *name {
-            "continue" => Step::Continue,
-            "skip" => Step::Skip,
-            "abort" => Step::Abort,
-            "quit" => Step::Quit,
-            "edit-todo" | "show-current-patch" => Step::Inspect,
-            _ => step,
-        };
+    let steps = [
+        "continue",
+        "skip",
+        "abort",
+        "quit",
+        "edit-todo",
+        "show-current-patch",
+    ];
+    match p.last_of(&steps) {
+        Some("continue") => Step::Continue,
+        Some("skip") => Step::Skip,
+        Some("abort") => Step::Abort,
+        Some("quit") => Step::Quit,
+        Some(_) => Step::Inspect,
+        None => Step::Start,
     }
-    step
 }
 
 fn parse_merge(args: &[String]) -> Result<Operation, PlanError> {

@@ -65,6 +65,15 @@ impl Parsed {
             .map(|(_, neg, _)| !neg)
     }
 
+    /// The last of `names` given (and not negated): for options that override each other.
+    pub(super) fn last_of(&self, names: &[&str]) -> Option<&'static str> {
+        self.hits
+            .iter()
+            .rev()
+            .find(|(n, neg, _)| !neg && names.contains(n))
+            .map(|(n, _, _)| *n)
+    }
+
     pub(super) fn has(&self, name: &str) -> bool {
         self.flag(&[name]) == Some(true)
     }
