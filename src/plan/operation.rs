@@ -124,6 +124,7 @@ pub(crate) enum Operation {
     Other,
 }
 
+/// What `inv` does; [`Operation::Other`] for every subcommand the planner does not model.
 pub(super) fn parse_operation(git: &Git, inv: &GitInvocation) -> Result<Operation, PlanError> {
     let Some(cmd) = inv.subcommand.as_deref() else {
         return Ok(Operation::Other);
@@ -360,6 +361,8 @@ fn parse_pull(args: &[OsString]) -> Result<Operation, PlanError> {
     })
 }
 
+/// A `--rebase=<value>` or `pull.rebase` setting: true unless false-like (`merges`,
+/// `interactive` rebase too).
 pub(super) fn rebase_value(v: &str) -> bool {
     !matches!(
         v.to_ascii_lowercase().as_str(),
@@ -367,6 +370,7 @@ pub(super) fn rebase_value(v: &str) -> bool {
     )
 }
 
+/// Where in its sequence a merge or rebase command line is (`--continue`, `--abort`, …).
 fn step_of(p: &Parsed) -> Step {
     let steps = [
         "continue",
