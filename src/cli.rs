@@ -10,6 +10,7 @@ use crate::commands;
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::guard;
+use crate::plan;
 use crate::ui::{ColorChoice, Ui};
 
 #[derive(Debug, Parser)]
@@ -196,10 +197,11 @@ pub struct GitArgs {
     pub args: Vec<OsString>,
 }
 
-/// Subcommands whose arguments belong to git, not to dbguard.
-const GIT_WRAPPERS: &[&str] = &[
-    "pull", "reset", "checkout", "switch", "merge", "rebase", "clean", "stash", "rm", "git",
-];
+/// Subcommands whose arguments belong to git, not to dbguard: `git`, and one for each git
+/// subcommand the planner models but `restore`, which is dbguard's own.
+fn is_git_wrapper(name: &str) -> bool {
+    name == "git" || (name != "restore" && plan::is_risky_subcommand(name))
+}
 
 /// Index of a git-wrapping subcommand in `argv`, skipping dbguard's own leading options.
 fn wrapper_position(argv: &[OsString]) -> Option<usize> {
@@ -210,7 +212,7 @@ fn wrapper_position(argv: &[OsString]) -> Option<usize> {
             "-C" | "--color" => i += 2,
             "-q" | "--quiet" | "--json" | "-y" | "--yes" | "--no-snapshot" => i += 1,
             _ if arg.starts_with("--color=") || (arg.starts_with("-C") && arg.len() > 2) => i += 1,
-            _ => return GIT_WRAPPERS.contains(&arg).then_some(i),
+            _ => return is_git_wrapper(arg).then_some(i),
         }
     }
     None
@@ -350,6 +352,23 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(wrapper_position(&argv), None);
+    }
+
+    #[test]
+    fn git_wrappers_are_exactly_the_subcommands_taking_git_arguments() {
+        // (the hidden `hook` takes git's hook arguments, not a git command line)
+        for sub in Cli::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+        {
+            let takes_git_args = sub.get_arguments().any(|a| a.is_trailing_var_arg_set());
+            assert_eq!(
+                is_git_wrapper(sub.get_name()),
+                takes_git_args,
+                "{}",
+                sub.get_name()
+            );
+        }
     }
 
     #[test]

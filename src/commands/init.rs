@@ -2,6 +2,7 @@
 //! can overwrite or delete files through `dbguard git`, and everything else straight to git.
 
 use crate::error::CommandError;
+use crate::plan::PASS_THROUGH_SUBCOMMANDS;
 use crate::ui::Ui;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -23,15 +24,11 @@ pub struct Args {
     pub shell: Shell,
 }
 
-/// Subcommands that never touch the working tree's files: straight to git, no dbguard
-/// process at all. Everything else (including aliases) goes through `dbguard git`,
-/// which runs git untouched when it finds nothing at risk.
-const SAFE: &str = "status log diff show add commit push fetch branch tag remote config blame grep \
-describe shortlog reflog help version ls-files ls-tree rev-parse cat-file show-ref \
-for-each-ref notes worktree bisect cherry format-patch am apply mv gc fsck init clone submodule lfs";
-
 pub fn script(shell: Shell) -> String {
-    let safe_cases = SAFE.split_whitespace().collect::<Vec<_>>();
+    // Subcommands dbguard never plans go straight to git, with no dbguard process at all;
+    // everything else (aliases too) goes through `dbguard git`, which runs git untouched
+    // when it finds nothing at risk.
+    let safe_cases = PASS_THROUGH_SUBCOMMANDS;
     match shell {
         Shell::Bash | Shell::Zsh => format!(
             r#"# dbguard: route git commands that can overwrite databases through `dbguard git`.
