@@ -24,7 +24,7 @@ use crate::hooks::watch;
 use crate::repo::{RepoPath, run_git};
 use crate::scan::DbFile;
 use crate::store::{StoreError, stat_signature};
-use crate::ui::Ui;
+use crate::ui::{Ui, shell_quote};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -158,7 +158,7 @@ fn compare_and_refresh(
         }
     }
     if !shrinks.is_empty() {
-        crate::restore::offer(ui, ctx, &shrinks);
+        crate::flow::offer::offer(ui, ctx, &shrinks);
     }
     // A vanished database is reported once, not on every later checkout; its snapshots
     // stay, and it is compared again when a checkout brings the path back.
@@ -327,7 +327,9 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
     ui.hint("committed databases get overwritten by pull, checkout and reset --hard; keep them out of git:");
     let first = &offenders[0].0;
     ui.hint(&format!(
-        "git rm --cached '{first}' && echo '/{first}' >> .gitignore"
+        "git rm --cached {} && echo {} >> .gitignore",
+        shell_quote(first.as_str()),
+        shell_quote(&format!("/{first}"))
     ));
     if policy == PreCommitPolicy::Refuse {
         ui.hint(
