@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use crate::db::Census;
-use crate::ui::{self, Tone, Ui};
 
 /// One table's rows before and after (`None` after = the table is gone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -76,56 +75,6 @@ pub fn compare(before: &Census, after: Option<&Census>) -> Option<(Vec<TableLoss
         None
     } else {
         Some((lost, schema_replaced))
-    }
-}
-
-/// The shrink report: a headline and a table of rows before/after.
-pub fn render(ui: &Ui, shrink: &Shrink) -> Vec<String> {
-    let headline = match (&shrink.after, &shrink.unreadable) {
-        (None, Some(why)) => format!(
-            "{} was replaced by something that is not a readable database ({why})",
-            shrink.path
-        ),
-        (None, None) => format!("{} is gone", shrink.path),
-        (Some(_), _) if shrink.schema_replaced => format!(
-            "{} was replaced by a different database: {} rows before, {} now",
-            shrink.path,
-            ui::count(shrink.rows_before()),
-            ui::count(shrink.rows_after())
-        ),
-        (Some(_), _) => format!(
-            "{} lost rows: {} before, {} now",
-            shrink.path,
-            ui::count(shrink.rows_before()),
-            ui::count(shrink.rows_after())
-        ),
-    };
-    let mut lines = vec![ui.paint(Tone::Bad, &headline)];
-    let mut rows = vec![vec!["TABLE".to_string(), "BEFORE".into(), "AFTER".into()]];
-    for loss in &shrink.lost {
-        rows.push(vec![
-            loss.table.clone(),
-            ui::count(loss.before),
-            loss.after.map(ui::count).unwrap_or_else(|| "gone".into()),
-        ]);
-    }
-    lines.extend(ui::table(&rows).into_iter().map(|l| format!("  {l}")));
-    lines.push(format!(
-        "  snapshot #{} {}",
-        shrink.snapshot_id,
-        origin(shrink)
-    ));
-    lines
-}
-
-/// Where a shrink's snapshot came from, as the end of a sentence about it.
-pub fn origin(shrink: &Shrink) -> String {
-    match shrink.restored_from {
-        Some(from) => format!(
-            "is the state restored from #{from} by `{}`",
-            shrink.taken_before
-        ),
-        None => format!("was taken before `{}`", shrink.taken_before),
     }
 }
 

@@ -247,3 +247,109 @@ impl From<crate::export::ExportError> for CommandError {
         CommandError::from_source(error).hint(hint)
     }
 }
+
+impl From<crate::restore::RestoreError> for CommandError {
+    fn from(error: crate::restore::RestoreError) -> CommandError {
+        use crate::restore::RestoreError as E;
+        use crate::ui::shell_quote;
+        let unchanged_hint = |path: &str| {
+            format!(
+                "the live database was not changed; an older snapshot may be intact (`dbguard log {path}`)"
+            )
+        };
+        // Errors of the layers below keep their own hints; the restore adds what it knows.
+        let error = match error {
+            E::Db(source) => return source.into(),
+            E::Store(source) => return source.into(),
+            E::ReadBack { path, source } => {
+                return CommandError::from(source).hint(unchanged_hint(&path));
+            }
+            E::ImageDamaged { path, source } => {
+                return CommandError::from(source).hint(unchanged_hint(&path));
+            }
+            E::UndoSnapshot { source } => return CommandError::from(source).hint(
+                "dbguard snapshots the current file before restoring so the restore can be undone; nothing was changed",
+            ),
+            other => other,
+        };
+        let kept = |note: &Option<String>| {
+            note.as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        };
+        let hint = match &error {
+            E::OutsideWorktree { .. } => Some("restore it elsewhere with --to <path>".to_string()),
+            E::InsideGitDir { .. } => Some(
+                "dbguard never writes into git's own files; restore it elsewhere with --to <path>"
+                    .into(),
+            ),
+            E::Symlink { .. } => Some("remove the symlink or restore with --to <path>".into()),
+            E::ImageDiffers { path, .. } => Some(unchanged_hint(path)),
+            E::Io { .. } => Some(
+                "check permissions and free disk space; the live database was not changed".into(),
+            ),
+            E::DestinationExists { .. } => {
+                Some("name a new file, or remove that one first".into())
+            }
+            E::NotDurable { .. } => Some(
+                "the restored file is in place; until the directory is flushed, a power loss could bring back the previous one".into(),
+            ),
+            E::TablesIntoUnrestorable { path, id, .. } => Some(format!(
+                "restore the whole database (without --table): dbguard restore {} --from {id}",
+                shell_quote(path)
+            )),
+            E::FoldFailed { path, what, .. } => Some(format!(
+                "nothing was restored and nothing was lost: {path} still holds its previous data, its {what} kept; try again when no other process uses it and the disk has room"
+            )),
+            E::ClearSidecar { .. } => Some(
+                "nothing was restored; remove or move that file, then run the restore again".into(),
+            ),
+            E::KeepAside { .. } => Some(
+                "nothing was restored; free disk space or fix permissions, then run the restore again".into(),
+            ),
+            E::OpenedDuring { kept: note, .. } => Some(format!(
+                "nothing was restored{}; stop that process, then run the restore again",
+                kept(note)
+            )),
+            E::PutInPlace { path, kept: note, .. } => Some(format!(
+                "nothing was restored{}; the previous file is still at {path}",
+                kept(note)
+            )),
+            E::Sqlite { .. } => Some(
+                "the snapshot is intact; try again when no other process holds a write lock".into(),
+            ),
+            E::OpenAndUnrestorable { .. } => Some(
+                "nothing was changed; stop that process, then run the restore again".into(),
+            ),
+            E::StayedLocked { .. } => {
+                Some("stop the app writing to it, then run the restore again".into())
+            }
+            E::DuckDbOpen { pid, .. } => Some(format!(
+                "nothing was changed; stop process {pid} and run the restore again"
+            )),
+            E::Mismatch { .. } => Some(
+                "another process may have written to it meanwhile; `dbguard diff` shows the difference".into(),
+            ),
+            E::NoSuchTable { tables, .. } => Some(format!("its tables are: {}", tables.join(", "))),
+            E::TablesIntoMissing { .. } => {
+                Some("restore the whole database (without --table) first".into())
+            }
+            E::SqliteTables { .. } => {
+                Some("nothing was changed (the table restore runs in one transaction)".into())
+            }
+            E::ColumnsChanged { .. } => Some(
+                "restore the whole database, or restore the snapshot elsewhere with --to and copy what you need".into(),
+            ),
+            E::DuckDbTables { .. } => Some(
+                "nothing was changed (the table restore runs in one transaction); is another process holding the file?".into(),
+            ),
+            E::ShortAfterBackup { .. } | E::TableMismatch { .. } => None,
+            E::Db(_) | E::Store(_) | E::ReadBack { .. } | E::ImageDamaged { .. } | E::UndoSnapshot { .. } => None,
+        };
+        let result = CommandError::from_source(error);
+        match hint {
+            Some(hint) => result.hint(hint),
+            None => result,
+        }
+    }
+}

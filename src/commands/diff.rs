@@ -127,7 +127,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
                         .hint(if exists {
                             format!(
                                 "`dbguard snapshot {}` takes one",
-                                crate::restore::shell_quote(&path)
+                                crate::ui::shell_quote(&path)
                             )
                         } else {
                             "check the path; `dbguard log` lists the snapshots there are"

@@ -434,7 +434,7 @@ pub fn import(ui: &Ui, ctx: &Context, args: &ImportArgs) -> Result<(), CommandEr
     if let Some(id) = undo {
         ui.hint(&format!(
             "undo with: dbguard restore {} --from {id}",
-            crate::restore::shell_quote(&args.into.to_string_lossy())
+            crate::ui::shell_quote(&args.into.to_string_lossy())
         ));
     }
     Ok(())

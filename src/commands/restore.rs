@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::restore::{self, Target};
+use crate::flow::offer::{report, run_restore};
+use crate::restore::Target;
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::local_time;
 use crate::ui::{self, Ui};
@@ -56,7 +57,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         Some(path) => Target::To(ctx.cwd.join(path)),
         None => Target::InPlace,
     };
-    let restored = restore::restore(ui, ctx, &mut store, &snapshot, &args.tables, target)?;
+    let restored = run_restore(ui, &ctx.repo, &mut store, &snapshot, &args.tables, target)?;
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&restored).unwrap_or_default());
     }
@@ -64,7 +65,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         Some(_) => restored.path.display().to_string(),
         None => snapshot.path.clone(),
     };
-    restore::report(ui, &shown, snapshot.id, &restored);
+    report(ui, &shown, snapshot.id, &restored);
     Ok(())
 }
 
@@ -108,7 +109,7 @@ fn choose(
         return Err(
             CommandError::new("which snapshot? name a PATH or --from ID").hint(format!(
                 "`dbguard log` lists them; e.g. dbguard restore {} --from {}",
-                crate::restore::shell_quote(&example.path),
+                crate::ui::shell_quote(&example.path),
                 example.id
             )),
         );

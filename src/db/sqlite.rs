@@ -239,34 +239,40 @@ fn backup(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
         .map_err(|e| dest_err(dest, e))?;
     {
         let backup = Backup::new(&src, &mut dst).map_err(|e| err(source, e))?;
-        let deadline = Instant::now() + BUSY_WAIT;
-        loop {
-            let step = backup.step(-1).map_err(|e| {
-                if is_write_failure(&e) {
-                    dest_err(dest, e)
-                } else {
-                    err(source, e)
-                }
-            });
-            match step? {
-                StepResult::Done => break,
-                StepResult::More => continue,
-                StepResult::Busy | StepResult::Locked => {
-                    if Instant::now() > deadline {
-                        return Err(err(
-                            source,
-                            "another process kept the database locked for 30 s",
-                        ));
-                    }
-                    sleep(Duration::from_millis(20));
-                }
-                _ => continue,
-            }
-        }
+        backup_in_one_step(&backup, BUSY_WAIT).map_err(|stop| match stop {
+            BackupStop::Failed(e) if is_write_failure(&e) => dest_err(dest, e),
+            BackupStop::Failed(e) => err(source, e),
+            BackupStop::Locked => err(source, "another process kept the database locked for 30 s"),
+        })?;
     }
     dst.close().map_err(|(_, e)| dest_err(dest, e))?;
     drop(src);
     Ok(Consistency::OnlineBackup)
+}
+
+/// Why [`backup_in_one_step`] stopped before the copy was complete.
+pub enum BackupStop {
+    /// A step failed; the caller knows which side it was about.
+    Failed(rusqlite::Error),
+    /// Another connection kept a lock for longer than the patience allowed.
+    Locked,
+}
+
+/// Run an online backup to the end with `step(-1)`, so that the destination receives one
+/// consistent state, waiting while another connection holds a lock for up to `patience`.
+/// (Both snapshot copies and restores into an open database go through here.)
+pub fn backup_in_one_step(backup: &Backup<'_, '_>, patience: Duration) -> Result<(), BackupStop> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match backup.step(-1).map_err(BackupStop::Failed)? {
+            StepResult::Done => return Ok(()),
+            StepResult::Busy | StepResult::Locked if Instant::now() < deadline => {
+                sleep(Duration::from_millis(20));
+            }
+            StepResult::Busy | StepResult::Locked => return Err(BackupStop::Locked),
+            _ => continue,
+        }
+    }
 }
 
 /// `PRAGMA quick_check` plus the census, both on a private copy.

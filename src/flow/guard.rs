@@ -217,7 +217,7 @@ pub fn run(
     }
     drop(store);
     if !shrinks.is_empty() {
-        crate::restore::offer(ui, &ctx, &shrinks);
+        crate::flow::offer::offer(ui, &ctx, &shrinks);
     }
     Ok(code)
 }
@@ -227,7 +227,7 @@ pub fn run(
 fn refusal(error: CommandError, argv: &[OsString]) -> CommandError {
     let retry = argv
         .iter()
-        .map(|a| crate::restore::shell_quote(&a.to_string_lossy()))
+        .map(|a| crate::ui::shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
     error.hint(format!(

@@ -23,7 +23,7 @@ use crate::hooks::watch;
 use crate::repo::RepoPath;
 use crate::scan::DbFile;
 use crate::store::stat_signature;
-use crate::ui::Ui;
+use crate::ui::{Ui, shell_quote};
 
 /// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
 /// the one the pre-commit shim refuses on (any other failure, a crash included, lets the
@@ -135,7 +135,7 @@ fn compare_and_refresh(
         }
     }
     if !shrinks.is_empty() {
-        crate::restore::offer(ui, ctx, &shrinks);
+        crate::flow::offer::offer(ui, ctx, &shrinks);
     }
     // A vanished database is reported once, not on every later checkout; its snapshots
     // stay, and it is compared again when a checkout brings the path back.
@@ -287,7 +287,9 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
     ui.hint("committed databases get overwritten by pull, checkout and reset --hard; keep them out of git:");
     let first = &offenders[0].0;
     ui.hint(&format!(
-        "git rm --cached '{first}' && echo '/{first}' >> .gitignore"
+        "git rm --cached {} && echo {} >> .gitignore",
+        shell_quote(first.as_str()),
+        shell_quote(&format!("/{first}"))
     ));
     if policy == PreCommitPolicy::Refuse {
         ui.hint(

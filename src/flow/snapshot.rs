@@ -139,7 +139,8 @@ pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
         "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
     ));
     ui.hint(&format!(
-        "stop tracking it: dbguard untrack '{path}' (snapshot, git rm --cached, .gitignore), then commit"
+        "stop tracking it: dbguard untrack {} (snapshot, git rm --cached, .gitignore), then commit",
+        ui::shell_quote(path.as_str())
     ));
     ui.hint(
         "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",

@@ -30,6 +30,20 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// Quote a path or argument for the shell when it needs it: the one quoting function for
+/// every command line shown to users, so each one can be pasted as it is.
+pub fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// Render rows as an aligned plain-text table (first row is the header).
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -87,6 +101,20 @@ mod tests {
         assert_eq!(count(12), "12");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(10), "10 B");
+    }
+
+    #[test]
+    fn shell_quote_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("data/posts.db"), "data/posts.db");
+        assert_eq!(shell_quote(""), "''");
+        let quoted = shell_quote("it's my db.sqlite");
+        assert_eq!(quoted, r"'it'\''s my db.sqlite'");
+        // What a shell makes of the quoted text is the original argument.
+        let echoed = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {quoted}")])
+            .output()
+            .expect("sh runs");
+        assert_eq!(String::from_utf8_lossy(&echoed.stdout), "it's my db.sqlite");
     }
 
     #[test]
