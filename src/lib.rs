@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod guard;
 pub mod hooks;
+pub mod import;
 pub mod plan;
 pub mod repo;
 pub mod restore;
