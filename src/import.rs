@@ -16,6 +16,7 @@ use arrow::datatypes::{
 use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ToSql, Transaction};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -29,7 +30,7 @@ use crate::export::{
 
 /// Everything that can go wrong while importing.
 #[derive(Debug, thiserror::Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error("cannot open SQLite database {}", path.display())]
     Open {
         path: PathBuf,
@@ -327,16 +328,7 @@ fn import_parquet(file: &Path, target: Destination<'_>) -> Result<u64, ImportErr
     };
     let f = File::open(file).map_err(io_err(file))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq_err)?;
-    let kv: HashMap<String, String> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let kv = key_value_metadata(builder.metadata());
     let (columns, numeric) = parquet_columns(builder.schema(), &kv);
     let mut table = target.prepare(&columns)?;
     let reader = builder.with_batch_size(8192).build().map_err(pq_err)?;
@@ -369,6 +361,19 @@ fn import_parquet(file: &Path, target: Destination<'_>) -> Result<u64, ImportErr
         }
     }
     Ok(rows)
+}
+
+/// The key-value metadata of a Parquet file; keys without a value are left out.
+pub(crate) fn key_value_metadata(metadata: &ParquetMetaData) -> HashMap<String, String> {
+    metadata
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Each column's name and declared type (the source's, recorded by the export, or one

@@ -4,23 +4,24 @@
 //!
 //! # The folder
 //!
-//! | file          | what it holds |
-//! |---------------|---------------|
-//! | `mod.rs`      | the public face: options, report, [`ExportError`], [`export_image`], the table filter |
-//! | `naming.rs`   | output file and directory names, and reading a table name back from one |
-//! | `sinks.rs`    | the Parquet and JSON Lines writers of one table, each on its own thread behind a bounded queue |
-//! | `columns.rs`  | SQLite's dynamically typed columns: profiling, the Arrow type chosen, the column builders |
-//! | `sqlite.rs`   | exporting the tables of a SQLite image |
-//! | `duckdb.rs`   | exporting the tables of a DuckDB image |
-//! | `json.rs`     | the JSON Lines value encoding (SQLite values and Arrow values), base64 included |
+//! - `mod.rs`: the public face: options, report, [`ExportError`], [`export_image`], and
+//!   choosing the tables to export.
+//! - `naming.rs`: output directory and file names, and the table name read back from one.
+//! - `sinks.rs`: the Parquet and JSON Lines writers of one table, each on its own thread
+//!   behind a bounded queue.
+//! - `columns.rs`: SQLite's dynamically typed columns: profiling, the Arrow type chosen,
+//!   the column builders.
+//! - `sqlite.rs`, `duckdb.rs`: exporting the tables of a SQLite or DuckDB image.
+//! - `json.rs`: the JSON Lines value encoding of SQLite and Arrow values, base64 included.
+//! - `tests.rs`: round trips through export and [`crate::import`].
 //!
 //! # Layout
 //!
 //! Under the destination directory: `parquet/<stem>.parquet` and
-//! `jsonl/<stem>.jsonl[.gz|.zst]`, where `<stem>` is `naming::table_file_stem` of the table name
-//! (percent-encoding of every byte outside `[A-Za-z0-9_-]`, so it is reversible with
-//! `naming::table_name_from_stem`; names whose stem would exceed 180 bytes are cut and suffixed
-//! with `~` and a hash). The real table name is also stored in each Parquet file's
+//! `jsonl/<stem>.jsonl[.gz|.zst]`, where `<stem>` is `naming::table_file_stem` of the
+//! table name (percent-encoding of every byte outside `[A-Za-z0-9_-]`, so it is reversible
+//! with `naming::table_name_from_stem`; names whose stem would exceed 180 bytes are cut
+//! and suffixed with `~` and a hash). The real table name is also stored in each Parquet file's
 //! key-value metadata under `dbguard.table`.
 //!
 //! # SQLite values
@@ -154,7 +155,7 @@ pub(crate) struct ExportReport {
 
 /// Everything that can go wrong while exporting.
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub(crate) enum ExportError {
     #[error("cannot open SQLite image {}", path.display())]
     OpenSqlite {
         path: PathBuf,

@@ -17,7 +17,9 @@ use tempfile::TempDir;
 
 use super::naming::{jsonl_extension, table_name_from_stem};
 use super::*;
-use crate::import::{ImportError, SqlVal, arrow_to_sql, import_table, json_to_sql};
+use crate::import::{
+    ImportError, SqlVal, arrow_to_sql, import_table, json_to_sql, key_value_metadata,
+};
 
 fn sqlite_file(dir: &Path, name: &str, sql: &str) -> PathBuf {
     let path = dir.join(name);
@@ -52,22 +54,22 @@ fn read_parquet(path: &Path) -> (Vec<RecordBatch>, HashMap<String, String>, usiz
     let row_groups = reader.metadata().num_row_groups();
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open")).expect("pq");
-    let kv = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let kv = key_value_metadata(builder.metadata());
     let batches = builder
         .build()
         .expect("reader")
         .collect::<Result<Vec<_>, _>>()
         .expect("batches");
     (batches, kv, row_groups)
+}
+
+/// Each exported table's name and row count, in export order.
+fn names_and_rows(report: &ExportReport) -> Vec<(&str, u64)> {
+    report
+        .tables
+        .iter()
+        .map(|t| (t.table.as_str(), t.rows))
+        .collect()
 }
 
 fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
@@ -286,11 +288,7 @@ fn odd_names_empty_tables_virtual_tables_and_filters() {
     let out = tmp.path().join("out");
     let report =
         export_image(DbKind::Sqlite, &image, &out, &ExportOptions::default()).expect("export");
-    let names: Vec<(&str, u64)> = report
-        .tables
-        .iter()
-        .map(|t| (t.table.as_str(), t.rows))
-        .collect();
+    let names = names_and_rows(&report);
     assert_eq!(
         names,
         vec![
@@ -454,11 +452,7 @@ fn duckdb_tables_export() {
         ..ExportOptions::default()
     };
     let report = export_image(DbKind::DuckDb, &image, &out, &opts).expect("export");
-    let names: Vec<(&str, u64)> = report
-        .tables
-        .iter()
-        .map(|t| (t.table.as_str(), t.rows))
-        .collect();
+    let names = names_and_rows(&report);
     assert_eq!(
         names,
         vec![("empty_t", 0), ("items", 5001), ("s2.odd name", 2)]
