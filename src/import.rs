@@ -290,7 +290,7 @@ impl<'t> Destination<'t> {
         );
         let insert = self.tx.prepare(&sql).map_err(self.sql_err())?;
         Ok(TargetTable {
-            target: self,
+            destination: self,
             insert_mask,
             insert,
         })
@@ -299,7 +299,7 @@ impl<'t> Destination<'t> {
 
 /// The target table, ready for inserts.
 struct TargetTable<'t> {
-    target: Destination<'t>,
+    destination: Destination<'t>,
     /// For each source column, whether it is inserted (false: generated in the target).
     insert_mask: Vec<bool>,
     insert: rusqlite::Statement<'t>,
@@ -316,7 +316,7 @@ impl TargetTable<'_> {
         self.insert
             .execute(rusqlite::params_from_iter(values.iter()))
             .map(drop)
-            .map_err(self.target.sql_err())
+            .map_err(self.destination.sql_err())
     }
 }
 
