@@ -73,7 +73,7 @@ pub enum Command {
     /// Export a snapshot's tables to Parquet / JSON Lines (a database: snapshot it now).
     Export(commands::export::Args),
     /// Load one exported table (Parquet or JSON Lines) into a SQLite database.
-    ImportTable(commands::export::ImportArgs),
+    ImportTable(commands::import_table::Args),
     /// Delete snapshots a retention policy does not keep, and their unused chunks.
     Prune(commands::prune::Args),
     /// Snapshot and prune this working tree from cron (every 8 h, daily, weekly).
@@ -287,7 +287,7 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Untrack(args) => done(commands::install::untrack(ui, &ctx()?, args)),
         Command::Config(args) => done(commands::config::run(ui, &ctx()?, args)),
         Command::Export(args) => done(commands::export::run(ui, &ctx()?, args)),
-        Command::ImportTable(args) => done(commands::export::import(ui, &ctx()?, args)),
+        Command::ImportTable(args) => done(commands::import_table::run(ui, &ctx()?, args)),
         Command::Prune(args) => done(commands::prune::run(ui, &ctx()?, args)),
         Command::Schedule(args) => done(commands::schedule::run(ui, &ctx()?, args)),
         Command::Demo(args) => done(commands::demo::run(ui, args)),

@@ -237,6 +237,22 @@ impl From<crate::export::ExportError> for CommandError {
             }
             E::UnknownTable { .. } => "`dbguard show ID` lists the tables of a snapshot",
             E::Changed { .. } => "run the command again",
+        };
+        CommandError::from_source(error).hint(hint)
+    }
+}
+
+impl From<crate::import::ImportError> for CommandError {
+    fn from(error: crate::import::ImportError) -> CommandError {
+        use crate::import::ImportError as E;
+        let hint = match &error {
+            E::Open { .. } | E::Sqlite { .. } => {
+                "the database could not be read; `dbguard verify` checks the stored snapshots"
+            }
+            E::Io { .. } => "check free disk space and the permissions of that path",
+            E::Parquet { .. } | E::Arrow { .. } => {
+                "this is a bug in dbguard's export; please report it with the table's CREATE statement"
+            }
             E::Malformed { .. } | E::MissingColumn { .. } => {
                 "import-table reads files written by `dbguard export`; check that the file is complete and matches the table"
             }

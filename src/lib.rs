@@ -16,6 +16,7 @@ pub(crate) mod export;
 pub(crate) mod flow;
 pub(crate) mod git;
 pub(crate) mod hooks;
+pub(crate) mod import;
 pub(crate) mod plan;
 pub(crate) mod repo;
 pub(crate) mod restore;

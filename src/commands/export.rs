@@ -1,12 +1,11 @@
-//! `dbguard export [ID|PATH]` (snapshot tables to Parquet / JSON Lines) and
-//! `dbguard import-table FILE --into DB` (load one exported table back).
+//! `dbguard export [ID|PATH]`: snapshot tables to Parquet / JSON Lines.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::db::{self, DbKind, Sniff};
+use crate::db;
 use crate::error::CommandError;
 use crate::export::{self, Compression, ExportFormat, ExportOptions};
 use crate::flow::snapshot::{Lines, snapshot_operation};
@@ -62,30 +61,6 @@ pub struct Args {
     /// Export only these tables (repeatable).
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-#[command(after_long_help = "Examples:
-  dbguard import-table dbguard-export/posts.db/20261121T114500Z/parquet/posts.parquet \\
-      --into posts.db --table posts --replace
-  dbguard import-table posts.jsonl.gz --into /tmp/scratch.db
-
-Reads Parquet or JSON Lines files written by `dbguard export` (plain, gzip or zstd).
-The table is created when missing; with --replace its rows are replaced, otherwise the
-rows are appended. When DB exists in this working tree it is snapshotted first, so the
-import can be undone with `dbguard restore DB --from <that id>`. SQLite targets only.")]
-pub struct ImportArgs {
-    /// A Parquet or JSON Lines file written by `dbguard export`.
-    pub file: PathBuf,
-    /// The SQLite database to load into (created when missing).
-    #[arg(long, value_name = "DB")]
-    pub into: PathBuf,
-    /// Table to load into (default: the table name the file was exported from).
-    #[arg(long, value_name = "NAME")]
-    pub table: Option<String>,
-    /// Empty the table first instead of appending.
-    #[arg(long)]
-    pub replace: bool,
 }
 
 /// One exported snapshot, as `--json` prints it.
@@ -226,34 +201,6 @@ fn fresh_snapshots(
     Ok((store, snapshots))
 }
 
-/// `<out>/<database path, / as _>/<created_at as 20261121T114500Z>`.
-pub fn export_dir(out: &Path, snapshot: &SnapshotInfo) -> PathBuf {
-    out.join(database_dir_name(&snapshot.path))
-        .join(snapshot.created_at.format("%Y%m%dT%H%M%SZ").to_string())
-}
-
-/// One directory name for a database path, always a plain name inside `--out` whatever
-/// the catalog says: `/` (and NUL) becomes `_`, and the names that would mean the directory itself
-/// or its parent (`""`, `.`, `..`, any all-dots name) get their dots written as `%2E`
-/// (an empty one becomes `%`, as an empty table name does).
-fn database_dir_name(path: &str) -> String {
-    let name = path.replace(['/', '\0'], "_");
-    if name.is_empty() {
-        "%".to_string()
-    } else if name.bytes().all(|b| b == b'.') {
-        name.replace('.', "%2E")
-    } else {
-        name
-    }
-}
-
-fn export_kind(kind: DbKind) -> export::DbKind {
-    match kind {
-        DbKind::Sqlite => export::DbKind::Sqlite,
-        DbKind::DuckDb => export::DbKind::DuckDb,
-    }
-}
-
 /// Write the snapshot's image to a private temp file, export it, remove the temp file.
 fn export_snapshot(
     ui: &Ui,
@@ -262,7 +209,7 @@ fn export_snapshot(
     out: &Path,
     opts: &ExportOptions,
 ) -> Result<Exported, CommandError> {
-    let dir = export_dir(out, snapshot);
+    let dir = export::export_dir(out, snapshot);
     let image = temp_path(store.tmp_dir(), ".export");
     let bar = ui.progress(snapshot.size, &format!("read #{}", snapshot.id));
     let report = |done: u64| bar.set_position(done);
@@ -270,16 +217,12 @@ fn export_snapshot(
     bar.finish_and_clear();
     let result = materialized.map_err(CommandError::from).and_then(|()| {
         let spinner = ui.spinner(&format!("export #{}", snapshot.id));
-        let exported = export::export_image(export_kind(snapshot.kind), &image, &dir, opts)
-            .map_err(CommandError::from);
+        let exported =
+            export::export_image(snapshot.kind, &image, &dir, opts).map_err(CommandError::from);
         spinner.finish_and_clear();
         exported
     });
-    for suffix in ["", ".wal", "-journal", "-wal", "-shm"] {
-        let mut name = image.clone().into_os_string();
-        name.push(suffix);
-        let _ = fs::remove_file(PathBuf::from(name));
-    }
+    db::remove_image_files(&image);
     let report = result.map_err(|e| {
         e.cause(format!(
             "while exporting snapshot #{} of {}",
@@ -344,137 +287,6 @@ fn export_snapshot(
     })
 }
 
-/// The table a file was exported from: its name without `.parquet` / `.jsonl[.gz|.zst]`,
-/// percent-decoded.
-fn table_from_file_name(file: &Path) -> Option<String> {
-    let name = file.file_name()?.to_str()?;
-    let stem = [".parquet", ".jsonl.gz", ".jsonl.zst", ".jsonl"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))?;
-    export::table_name_from_stem(stem)
-}
-
-#[derive(Debug, Serialize)]
-struct Imported {
-    file: PathBuf,
-    into: PathBuf,
-    table: String,
-    rows: u64,
-    /// The snapshot taken of the database before the import (undo with restore --from).
-    undo: Option<i64>,
-}
-
-pub fn import(ui: &Ui, ctx: &Context, args: &ImportArgs) -> Result<(), CommandError> {
-    let file = ctx.cwd.join(&args.file);
-    if !file.is_file() {
-        return Err(
-            CommandError::new(format!("{} is not a file", args.file.display()))
-                .hint("name a .parquet or .jsonl[.gz|.zst] file written by `dbguard export`"),
-        );
-    }
-    let table = match &args.table {
-        Some(table) => table.clone(),
-        None => table_from_file_name(&file).ok_or_else(|| {
-            CommandError::new(format!(
-                "cannot tell which table {} holds",
-                args.file.display()
-            ))
-            .hint("name it with --table NAME")
-        })?,
-    };
-    let into = ctx.cwd.join(&args.into);
-    let undo = if into.exists() {
-        match db::sniff(&into) {
-            Ok(Sniff::Database(DbKind::Sqlite)) => snapshot_before_import(ui, ctx, args)?,
-            Ok(Sniff::Database(DbKind::DuckDb)) => {
-                return Err(CommandError::new(format!(
-                    "{} is a DuckDB database; import-table loads into SQLite only",
-                    args.into.display()
-                ))
-                .hint(format!(
-                    "in DuckDB: CREATE TABLE t AS SELECT * FROM read_parquet('{}')",
-                    args.file.display()
-                )));
-            }
-            Ok(Sniff::NotDatabase(reason)) => {
-                return Err(CommandError::new(format!(
-                    "{} is not a SQLite database: {reason}",
-                    args.into.display()
-                ))
-                .hint("name a SQLite file, or a path that does not exist yet to create one"));
-            }
-            Err(error) => {
-                return Err(CommandError::new(format!(
-                    "cannot read {}: {error}",
-                    args.into.display()
-                ))
-                .hint("check that the file is readable"));
-            }
-        }
-    } else {
-        None
-    };
-    let rows = export::import_table(export::DbKind::Sqlite, &file, &into, &table, args.replace)?;
-    if ui.json {
-        let imported = Imported {
-            file,
-            into: into.clone(),
-            table: table.clone(),
-            rows,
-            undo,
-        };
-        ui.out(&serde_json::to_string_pretty(&imported).unwrap_or_default());
-    }
-    ui.status(&format!(
-        "loaded {} rows into {} of {}",
-        ui::count(rows),
-        table,
-        args.into.display()
-    ));
-    if let Some(id) = undo {
-        ui.hint(&format!(
-            "undo with: dbguard restore {} --from {id}",
-            crate::ui::shell_quote(&args.into.to_string_lossy())
-        ));
-    }
-    Ok(())
-}
-
-/// Snapshot the target database first when it is in this working tree, so the import
-/// can be undone. Outside the working tree there is no store to keep it in.
-fn snapshot_before_import(
-    ui: &Ui,
-    ctx: &Context,
-    args: &ImportArgs,
-) -> Result<Option<i64>, CommandError> {
-    if ctx.repo.relative(&ctx.cwd, &args.into).is_err() {
-        ui.warn(&format!(
-            "{} is outside this working tree, so it is not snapshotted first",
-            args.into.display()
-        ));
-        return Ok(None);
-    }
-    let databases = ctx.scanner().explicit(&ctx.cwd, &args.into)?;
-    let mut store = ctx.store()?;
-    let results = snapshot_operation(
-        ui,
-        ctx,
-        &mut store,
-        ("import-table", &command_line()),
-        &databases,
-        Some("state before import-table"),
-        Lines::Every,
-    )?;
-    let mut undo = None;
-    for (_, outcome) in results {
-        let taken = outcome.map_err(|e| {
-            e.hint("dbguard snapshots the database before importing so the import can be undone")
-        })?;
-        undo = Some(taken.id);
-    }
-    Ok(undo)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,38 +298,5 @@ mod tests {
         assert!(!is_snapshot_id("#"));
         assert!(!is_snapshot_id("posts.db"));
         assert!(!is_snapshot_id("14a"));
-    }
-
-    #[test]
-    fn database_dir_names_stay_inside_out() {
-        assert_eq!(database_dir_name("data/posts.db"), "data_posts.db");
-        assert_eq!(database_dir_name(".."), "%2E%2E");
-        assert_eq!(database_dir_name("."), "%2E");
-        assert_eq!(database_dir_name(""), "%");
-        assert_eq!(database_dir_name("../../x"), ".._.._x");
-        assert_eq!(database_dir_name("/etc/passwd"), "_etc_passwd");
-        for path in ["..", ".", "", "/", "a/../..", "...", "\0"] {
-            let name = database_dir_name(path);
-            let joined = Path::new("out").join(&name);
-            assert_eq!(
-                joined.parent(),
-                Some(Path::new("out")),
-                "{path:?} -> {name:?}"
-            );
-            assert!(!matches!(name.as_str(), "" | "." | ".."));
-        }
-    }
-
-    #[test]
-    fn table_names_come_back_from_file_names() {
-        assert_eq!(
-            table_from_file_name(Path::new("x/parquet/posts.parquet")).as_deref(),
-            Some("posts")
-        );
-        assert_eq!(
-            table_from_file_name(Path::new("posts.jsonl.gz")).as_deref(),
-            Some("posts")
-        );
-        assert_eq!(table_from_file_name(Path::new("posts.csv")), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod diff;
 pub mod export;
 pub mod hook;
+pub mod import_table;
 pub mod init;
 pub mod install;
 pub mod log;

@@ -34,9 +34,7 @@ fn io_err(path: &Path, source: io::Error) -> DbError {
 }
 
 pub fn wal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".wal");
-    PathBuf::from(name)
+    super::sidecar_path(path, super::DUCKDB_WAL)
 }
 
 /// Who holds a DuckDB file, parsed from DuckDB's lock error
@@ -145,9 +143,7 @@ fn backoff(retry: u32) -> Duration {
 /// `<db>.wal.checkpoint`: DuckDB >= 1.5 writes commits made during a checkpoint there and
 /// renames it over the WAL when the checkpoint ends.
 pub fn checkpoint_wal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".wal.checkpoint");
-    PathBuf::from(name)
+    super::sidecar_path(path, super::DUCKDB_CHECKPOINT_WAL)
 }
 
 /// The two database headers at 4096 and 8192 each start with a u64 checksum of the

@@ -40,16 +40,45 @@ impl DbKind {
     /// Files that belong to a database and move with it.
     pub fn sidecar_suffixes(self) -> &'static [&'static str] {
         match self {
-            DbKind::Sqlite => &["-wal", "-shm", "-journal"],
-            DbKind::DuckDb => &[".wal"],
+            DbKind::Sqlite => &[SQLITE_WAL, SQLITE_SHM, SQLITE_JOURNAL],
+            DbKind::DuckDb => &[DUCKDB_WAL],
         }
     }
 
     /// The sidecar whose contents are part of the database (the write-ahead log).
     pub fn wal_suffix(self) -> &'static str {
         match self {
-            DbKind::Sqlite => "-wal",
-            DbKind::DuckDb => ".wal",
+            DbKind::Sqlite => SQLITE_WAL,
+            DbKind::DuckDb => DUCKDB_WAL,
+        }
+    }
+}
+
+/// SQLite's write-ahead log, `<db>-wal`.
+pub const SQLITE_WAL: &str = "-wal";
+/// SQLite's shared-memory index of the WAL, `<db>-shm`.
+pub const SQLITE_SHM: &str = "-shm";
+/// SQLite's rollback journal, `<db>-journal`.
+pub const SQLITE_JOURNAL: &str = "-journal";
+/// DuckDB's write-ahead log, `<db>.wal`.
+pub const DUCKDB_WAL: &str = ".wal";
+/// Where DuckDB >= 1.5 writes the commits made during a checkpoint, `<db>.wal.checkpoint`.
+pub const DUCKDB_CHECKPOINT_WAL: &str = ".wal.checkpoint";
+
+/// The sidecar of `path` with `suffix` (one of the constants above): `posts.db-wal`.
+pub fn sidecar_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes a private image and any sidecar either engine may have left next to it;
+/// best effort, for cleaning up staging files.
+pub fn remove_image_files(image: &Path) {
+    let _ = std::fs::remove_file(image);
+    for kind in [DbKind::Sqlite, DbKind::DuckDb] {
+        for suffix in kind.sidecar_suffixes() {
+            let _ = std::fs::remove_file(sidecar_path(image, suffix));
         }
     }
 }

@@ -66,12 +66,18 @@ fn friendly(reason: &str) -> String {
     }
 }
 
-/// A `file:` URI for `path` with query parameters; percent-encodes what URIs reserve.
+/// A `file:` URI for `path` with query parameters, naming that file whatever bytes its
+/// path holds: `%`, `?`, `#`, spaces, control characters and non-ASCII bytes are
+/// percent-encoded (SQLite decodes `%XX` in the path), and a path starting with `//` gets
+/// an empty authority so SQLite does not read its first component as a host.
 pub fn uri(path: &Path, params: &str) -> String {
+    let bytes = path.as_os_str().as_encoded_bytes();
     let mut out = String::from("file:");
-    for &byte in path.as_os_str().as_encoded_bytes() {
-        // Reserved URI characters and non-ASCII bytes are percent-encoded.
-        if byte.is_ascii() && !matches!(byte, b'%' | b'?' | b'#' | b' ') {
+    if bytes.starts_with(b"//") {
+        out.push_str("//");
+    }
+    for &byte in bytes {
+        if byte.is_ascii_graphic() && !matches!(byte, b'%' | b'?' | b'#') {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -84,15 +90,21 @@ pub fn uri(path: &Path, params: &str) -> String {
     }
 }
 
-/// Open a private copy (an image) read-only, without locks or sidecar files.
+/// Open a private copy (an image) read-only, without locks or sidecar files. The header
+/// is read here, so a file that is not a database fails now rather than at first use.
 pub fn open_image(path: &Path) -> Result<Connection, DbError> {
-    Connection::open_with_flags(
+    let conn = Connection::open_with_flags(
         uri(path, "immutable=1"),
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| err(path, e))
+    .map_err(|e| err(path, e))?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| err(path, e))?;
+    Ok(conn)
 }
 
 /// Open a live database for reading. Read-only first, so the user's file is never
@@ -133,9 +145,7 @@ pub fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
 const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 
 fn journal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-journal");
-    PathBuf::from(name)
+    super::sidecar_path(path, super::SQLITE_JOURNAL)
 }
 
 /// A journal whose header is intact: a transaction was under way. When no live process
@@ -366,6 +376,36 @@ mod tests {
     fn uri_escapes_reserved_and_unicode() {
         let u = uri(Path::new("/tmp/a b/ü?#%.db"), "immutable=1");
         assert_eq!(u, "file:/tmp/a%20b/%C3%BC%3F%23%25.db?immutable=1");
+    }
+
+    #[test]
+    fn images_open_whatever_their_path_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a b%20?#ü\tx&y=1");
+        fs::create_dir(&odd).unwrap();
+        let path = odd.join("posts?mode=rwc#%41.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
+            .unwrap();
+        // `//tmp/…` names the same file on Linux; SQLite must not take `tmp` for a host.
+        let double_slash = PathBuf::from(format!("/{}", path.display()));
+        assert!(uri(&double_slash, "").starts_with("file:////"));
+        for path in [&path, &double_slash] {
+            let conn = open_image(path).unwrap();
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 3, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn images_that_are_not_databases_fail_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.img");
+        fs::write(&junk, [0x8f; 4096]).unwrap();
+        assert!(matches!(open_image(&junk), Err(DbError::Sqlite { .. })));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::db::sqlite::uri;
-use crate::db::{Census, DbKind};
+use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 
 /// 2: `stat_cache.chunks_ctime_ns` (the newest chunk ctime of the image when the entry was
 /// recorded; a chunk changed since then is not trusted without reading it).
@@ -248,9 +248,8 @@ impl Catalog {
             // SQLite's own open says what is wrong.
             Err(_) => {}
         }
-        for suffix in ["-wal", "-shm"] {
-            let mut sidecar = path.as_os_str().to_owned();
-            sidecar.push(suffix);
+        for suffix in [SQLITE_WAL, SQLITE_SHM] {
+            let sidecar = sidecar_path(path, suffix);
             if fs::metadata(&sidecar).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
                 let _ = fs::set_permissions(&sidecar, fs::Permissions::from_mode(0o600));
             }
@@ -319,16 +318,13 @@ impl Catalog {
             let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             Ok((conn, version))
         };
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = std::path::PathBuf::from(wal);
+        let wal = sidecar_path(path, SQLITE_WAL);
         let opened = Connection::open_with_flags(uri(path, "mode=ro"), flags).and_then(usable);
         let (conn, version) = match opened {
             Ok(opened) => opened,
             Err(_) if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) => {
                 let copy = scratch.join("catalog.db");
-                let mut copy_wal = copy.as_os_str().to_owned();
-                copy_wal.push("-wal");
+                let copy_wal = sidecar_path(&copy, SQLITE_WAL);
                 let copied = fs::copy(path, &copy).and_then(|_| fs::copy(&wal, &copy_wal));
                 if let Err(e) = copied {
                     return Err(fail(rusqlite::Error::SqliteFailure(

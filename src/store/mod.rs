@@ -198,9 +198,8 @@ pub fn stat_signature(path: &Path, kind: DbKind) -> io::Result<StatSignature> {
     let mut text = String::new();
     let mut newest_ns = 0i128;
     let mut whole_seconds = true;
-    let mut wal = path.as_os_str().to_owned();
-    wal.push(kind.wal_suffix());
-    for (label, file) in [("db", path.to_path_buf()), ("wal", PathBuf::from(wal))] {
+    let wal = db::sidecar_path(path, kind.wal_suffix());
+    for (label, file) in [("db", path.to_path_buf()), ("wal", wal)] {
         let meta = match fs::symlink_metadata(&file) {
             Ok(meta) => meta,
             Err(e) if label == "wal" && e.kind() == io::ErrorKind::NotFound => {
@@ -501,12 +500,7 @@ impl Store {
         drop(create_private(&image_path).map_err(write_err(&self.root, &image_path))?);
         let result =
             self.snapshot_via_copy(request, &live, &image_path, started, &before, progress);
-        let _ = fs::remove_file(&image_path);
-        for suffix in ["-wal", "-shm", "-journal", ".wal"] {
-            let mut sidecar = image_path.as_os_str().to_owned();
-            sidecar.push(suffix);
-            let _ = fs::remove_file(PathBuf::from(sidecar));
-        }
+        db::remove_image_files(&image_path);
         result
     }
 

@@ -1,0 +1,731 @@
+//! `import-table`: load one file written by [`crate::export`] (Parquet or JSON Lines,
+//! plain, gzip or zstd) back into a table of a SQLite database, in one transaction, each
+//! value with the storage class it was exported with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow::error::ArrowError;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{ToSql, Transaction};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+use crate::db::{DbKind, quote_ident};
+use crate::export::json::{base64_decode, write_arrow_json};
+use crate::export::{
+    ENCODING_NUMERIC_FLOAT, MAX_SAFE_INT_F64, META_ENCODING_PREFIX, META_SQLITE_DECLTYPE_PREFIX,
+    is_mixed_struct,
+};
+
+/// Everything that can go wrong while importing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ImportError {
+    #[error("cannot open SQLite database {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("SQLite error on table {table:?} of {}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        table: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Parquet error in {} (table {table:?})", path.display())]
+    Parquet {
+        path: PathBuf,
+        table: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("Arrow error in {} (table {table:?})", path.display())]
+    Arrow {
+        path: PathBuf,
+        table: String,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("{} line {line}: {reason}", path.display())]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("table {table:?} in {} has no column {column:?} present in the export", path.display())]
+    MissingColumn {
+        path: PathBuf,
+        table: String,
+        column: String,
+    },
+    #[error("{what} ({})", path.display())]
+    Unsupported { path: PathBuf, what: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
+    move |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads one file written by [`crate::export::export_image`] (Parquet or JSON Lines,
+/// plain, gzip or zstd; detected from its first bytes) into table `table` of `target_db`,
+/// in one transaction.
+///
+/// The table is created when missing (Parquet: with the source's declared column types
+/// when known; JSON Lines: untyped columns, which keep every value's storage class). With
+/// `replace`, an existing table is emptied first; otherwise rows are appended. Returns the
+/// number of rows inserted. Only SQLite targets are supported.
+pub(crate) fn import_table(
+    kind: DbKind,
+    exported_file: &Path,
+    target_db: &Path,
+    table: &str,
+    replace: bool,
+) -> Result<u64, ImportError> {
+    match kind {
+        DbKind::Sqlite => sqlite_import(exported_file, target_db, table, replace),
+        DbKind::DuckDb => Err(ImportError::Unsupported {
+            path: target_db.to_path_buf(),
+            what: "importing into a DuckDB database is not supported yet".to_string(),
+        }),
+    }
+}
+
+fn sqlite_import(
+    file: &Path,
+    target_db: &Path,
+    table: &str,
+    replace: bool,
+) -> Result<u64, ImportError> {
+    let format = sniff_file(file)?;
+    let mut conn = rusqlite::Connection::open(target_db).map_err(|source| ImportError::Open {
+        path: target_db.to_path_buf(),
+        source,
+    })?;
+    let sql_err = |source| ImportError::Sqlite {
+        path: target_db.to_path_buf(),
+        table: table.to_string(),
+        source,
+    };
+    let tx = conn.transaction().map_err(sql_err)?;
+    let target = Destination {
+        tx: &tx,
+        path: target_db,
+        table,
+        replace,
+    };
+    let rows = match format {
+        FileFormat::Parquet => import_parquet(file, target)?,
+        FileFormat::Jsonl => {
+            let r = BufReader::new(File::open(file).map_err(io_err(file))?);
+            import_jsonl(file, r, target)?
+        }
+        FileFormat::JsonlGzip => {
+            let f = File::open(file).map_err(io_err(file))?;
+            let r = BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)));
+            import_jsonl(file, r, target)?
+        }
+        FileFormat::JsonlZstd => {
+            let f = File::open(file).map_err(io_err(file))?;
+            let r = BufReader::new(zstd::Decoder::new(f).map_err(io_err(file))?);
+            import_jsonl(file, r, target)?
+        }
+    };
+    tx.commit().map_err(sql_err)?;
+    Ok(rows)
+}
+
+enum FileFormat {
+    Parquet,
+    Jsonl,
+    JsonlGzip,
+    JsonlZstd,
+}
+
+/// The format of an exported file, from its magic bytes (anything else is read as plain
+/// JSON Lines, whose errors then say what is wrong).
+fn sniff_file(path: &Path) -> Result<FileFormat, ImportError> {
+    let mut head = [0u8; 4];
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut n = 0;
+    while n < head.len() {
+        let got = f.read(&mut head[n..]).map_err(io_err(path))?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    Ok(match &head[..n] {
+        b"PAR1" => FileFormat::Parquet,
+        [0x1f, 0x8b, ..] => FileFormat::JsonlGzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => FileFormat::JsonlZstd,
+        _ => FileFormat::Jsonl,
+    })
+}
+
+/// Where the rows go: a table of the target database, inside the import's transaction.
+#[derive(Clone, Copy)]
+struct Destination<'t> {
+    tx: &'t Transaction<'t>,
+    path: &'t Path,
+    table: &'t str,
+    /// Empty an existing table first instead of appending.
+    replace: bool,
+}
+
+impl<'t> Destination<'t> {
+    fn sql_err(self) -> impl Fn(rusqlite::Error) -> ImportError + 't {
+        move |source| ImportError::Sqlite {
+            path: self.path.to_path_buf(),
+            table: self.table.to_string(),
+            source,
+        }
+    }
+
+    /// Creates the table if missing (`columns`: name and declared type), empties it when
+    /// `replace`, and checks that it has every column of the file.
+    fn prepare(self, columns: &[(String, String)]) -> Result<TargetTable<'t>, ImportError> {
+        let exists: bool = self
+            .tx
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [self.table],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_err())?;
+        if !exists {
+            self.create(columns)?;
+        } else if self.replace {
+            self.tx
+                .execute_batch(&format!("DELETE FROM main.{}", quote_ident(self.table)))
+                .map_err(self.sql_err())?;
+        }
+        self.insert_plan(columns)
+    }
+
+    fn create(self, columns: &[(String, String)]) -> Result<(), ImportError> {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|(name, decl)| {
+                if decl.is_empty() {
+                    quote_ident(name)
+                } else {
+                    format!("{} {decl}", quote_ident(name))
+                }
+            })
+            .collect();
+        self.tx
+            .execute_batch(&format!(
+                "CREATE TABLE main.{} ({})",
+                quote_ident(self.table),
+                cols.join(", ")
+            ))
+            .map_err(self.sql_err())
+    }
+
+    /// Matches the file's columns to the table's (case-insensitively, as SQLite does);
+    /// generated columns of the table are left for SQLite to compute.
+    fn insert_plan(self, columns: &[(String, String)]) -> Result<TargetTable<'t>, ImportError> {
+        // Existing columns: name (lower-cased) → hidden.
+        let mut target_cols: BTreeMap<String, i64> = BTreeMap::new();
+        {
+            let mut stmt = self
+                .tx
+                .prepare("SELECT name, hidden FROM pragma_table_xinfo(?1, 'main')")
+                .map_err(self.sql_err())?;
+            let rows = stmt
+                .query_map([self.table], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(self.sql_err())?;
+            for row in rows {
+                let (n, h) = row.map_err(self.sql_err())?;
+                target_cols.insert(n.to_lowercase(), h);
+            }
+        }
+        let mut insert_mask = Vec::new();
+        let mut names = Vec::new();
+        for (name, _) in columns {
+            match target_cols.get(&name.to_lowercase()) {
+                None => {
+                    return Err(ImportError::MissingColumn {
+                        path: self.path.to_path_buf(),
+                        table: self.table.to_string(),
+                        column: name.clone(),
+                    });
+                }
+                Some(0) => {
+                    insert_mask.push(true);
+                    names.push(quote_ident(name));
+                }
+                Some(_) => insert_mask.push(false),
+            }
+        }
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO main.{} ({}) VALUES ({})",
+            quote_ident(self.table),
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        let insert = self.tx.prepare(&sql).map_err(self.sql_err())?;
+        Ok(TargetTable {
+            destination: self,
+            insert_mask,
+            insert,
+        })
+    }
+}
+
+/// The target table, ready for inserts.
+struct TargetTable<'t> {
+    destination: Destination<'t>,
+    /// For each source column, whether it is inserted (false: generated in the target).
+    insert_mask: Vec<bool>,
+    insert: rusqlite::Statement<'t>,
+}
+
+impl TargetTable<'_> {
+    /// Whether the file's column `i` is inserted.
+    fn inserts(&self, i: usize) -> bool {
+        self.insert_mask.get(i).copied().unwrap_or(false)
+    }
+
+    /// Inserts one row: the values of the inserted columns, in file order.
+    fn insert(&mut self, values: &[SqlVal]) -> Result<(), ImportError> {
+        self.insert
+            .execute(rusqlite::params_from_iter(values.iter()))
+            .map(drop)
+            .map_err(self.destination.sql_err())
+    }
+}
+
+fn import_parquet(file: &Path, target: Destination<'_>) -> Result<u64, ImportError> {
+    let pq_err = |source| ImportError::Parquet {
+        path: file.to_path_buf(),
+        table: target.table.to_string(),
+        source,
+    };
+    let f = File::open(file).map_err(io_err(file))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq_err)?;
+    let kv = key_value_metadata(builder.metadata());
+    let (columns, numeric) = parquet_columns(builder.schema(), &kv);
+    let mut table = target.prepare(&columns)?;
+    let reader = builder.with_batch_size(8192).build().map_err(pq_err)?;
+    let mut rows = 0u64;
+    let mut vals = Vec::with_capacity(columns.len());
+    for batch in reader {
+        let batch = batch.map_err(|source| ImportError::Arrow {
+            path: file.to_path_buf(),
+            table: target.table.to_string(),
+            source,
+        })?;
+        for row in 0..batch.num_rows() {
+            vals.clear();
+            for (i, col) in batch.columns().iter().enumerate() {
+                if !table.inserts(i) {
+                    continue;
+                }
+                let numeric_float = numeric.get(i).copied().unwrap_or(false);
+                let v = arrow_to_sql(col.as_ref(), row, numeric_float).map_err(|reason| {
+                    ImportError::Malformed {
+                        path: file.to_path_buf(),
+                        line: rows + 1,
+                        reason,
+                    }
+                })?;
+                vals.push(v);
+            }
+            table.insert(&vals)?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+/// The key-value metadata of a Parquet file; keys without a value are left out.
+pub(crate) fn key_value_metadata(metadata: &ParquetMetaData) -> HashMap<String, String> {
+    metadata
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|k| Some((k.key.clone(), k.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Each column's name and declared type (the source's, recorded by the export, or one
+/// that suits its Arrow type), and whether it holds [`ENCODING_NUMERIC_FLOAT`] values.
+fn parquet_columns(
+    schema: &Schema,
+    kv: &HashMap<String, String>,
+) -> (Vec<(String, String)>, Vec<bool>) {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let decl = kv
+                .get(&format!("{META_SQLITE_DECLTYPE_PREFIX}{}", f.name()))
+                .cloned()
+                .unwrap_or_else(|| default_decltype(f.data_type()).to_string());
+            (f.name().clone(), decl)
+        })
+        .collect();
+    let numeric = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            kv.get(&format!("{META_ENCODING_PREFIX}{}", f.name()))
+                .is_some_and(|e| e == ENCODING_NUMERIC_FLOAT)
+        })
+        .collect();
+    (columns, numeric)
+}
+
+fn default_decltype(dt: &DataType) -> &'static str {
+    match dt {
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => "INTEGER",
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "REAL",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "TEXT",
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "BLOB",
+        _ => "",
+    }
+}
+
+/// The objects of a JSON Lines file, one a line; blank lines are skipped.
+struct JsonlRows<'f, R> {
+    file: &'f Path,
+    reader: R,
+    buf: Vec<u8>,
+    /// The line the last row came from (1-based; 0 before the first).
+    line: u64,
+}
+
+impl<'f, R: BufRead> JsonlRows<'f, R> {
+    fn malformed(&self, line: u64, reason: String) -> ImportError {
+        ImportError::Malformed {
+            path: self.file.to_path_buf(),
+            line,
+            reason,
+        }
+    }
+
+    fn next_row(&mut self) -> Result<Option<OrderedRow>, ImportError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(io_err(self.file))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return serde_json::from_slice::<OrderedRow>(&self.buf)
+                .map(Some)
+                .map_err(|e| self.malformed(self.line, e.to_string()));
+        }
+    }
+}
+
+/// Loads JSON lines; the first line's keys name the columns and every line must have
+/// the same keys in the same order.
+fn import_jsonl<R: BufRead>(
+    file: &Path,
+    reader: R,
+    target: Destination<'_>,
+) -> Result<u64, ImportError> {
+    let mut lines = JsonlRows {
+        file,
+        reader,
+        buf: Vec::new(),
+        line: 0,
+    };
+    let Some(first) = lines.next_row()? else {
+        return Err(lines.malformed(
+            0,
+            format!(
+                "empty file: no columns to load into table {:?}",
+                target.table
+            ),
+        ));
+    };
+    let columns: Vec<(String, String)> = first
+        .0
+        .iter()
+        .map(|(k, _)| (k.clone(), String::new()))
+        .collect();
+    let mut table = target.prepare(&columns)?;
+    let mut rows = 0u64;
+    let mut current = Some(first);
+    let mut vals: Vec<SqlVal> = Vec::with_capacity(columns.len());
+    while let Some(row) = current {
+        if row.0.len() != columns.len() || row.0.iter().zip(&columns).any(|((k, _), (c, _))| k != c)
+        {
+            return Err(lines.malformed(lines.line, "keys differ from the first line".to_string()));
+        }
+        vals.clear();
+        for (i, (_, v)) in row.0.into_iter().enumerate() {
+            if table.inserts(i) {
+                vals.push(json_to_sql(v).map_err(|r| lines.malformed(lines.line, r))?);
+            }
+        }
+        table.insert(&vals)?;
+        rows += 1;
+        current = lines.next_row()?;
+    }
+    Ok(rows)
+}
+
+/// A JSON object with its keys in file order.
+struct OrderedRow(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for OrderedRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedRow;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedRow, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    v.push(entry);
+                }
+                Ok(OrderedRow(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An owned SQLite value that can bind TEXT bytes that are not valid UTF-8.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SqlVal {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl ToSql for SqlVal {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlVal::Null => ValueRef::Null,
+            SqlVal::Int(i) => ValueRef::Integer(*i),
+            SqlVal::Real(r) => ValueRef::Real(*r),
+            SqlVal::Text(b) => ValueRef::Text(b),
+            SqlVal::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+fn numeric_from_f64(r: f64) -> SqlVal {
+    if r.fract() == 0.0 && r.abs() <= MAX_SAFE_INT_F64 as f64 {
+        SqlVal::Int(r as i64)
+    } else {
+        SqlVal::Real(r)
+    }
+}
+
+fn u64_to_sql(u: u64) -> SqlVal {
+    i64::try_from(u).map_or(SqlVal::Real(u as f64), SqlVal::Int)
+}
+
+/// Converts one Arrow value to the SQLite value it stands for.
+pub(crate) fn arrow_to_sql(
+    array: &dyn Array,
+    row: usize,
+    numeric_float: bool,
+) -> Result<SqlVal, String> {
+    if array.is_null(row) {
+        return Ok(SqlVal::Null);
+    }
+    Ok(match array.data_type() {
+        DataType::Null => SqlVal::Null,
+        DataType::Boolean => SqlVal::Int(i64::from(array.as_boolean().value(row))),
+        DataType::Int8 => SqlVal::Int(array.as_primitive::<Int8Type>().value(row).into()),
+        DataType::Int16 => SqlVal::Int(array.as_primitive::<Int16Type>().value(row).into()),
+        DataType::Int32 => SqlVal::Int(array.as_primitive::<Int32Type>().value(row).into()),
+        DataType::Int64 => SqlVal::Int(array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => SqlVal::Int(array.as_primitive::<UInt8Type>().value(row).into()),
+        DataType::UInt16 => SqlVal::Int(array.as_primitive::<UInt16Type>().value(row).into()),
+        DataType::UInt32 => SqlVal::Int(array.as_primitive::<UInt32Type>().value(row).into()),
+        DataType::UInt64 => u64_to_sql(array.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => {
+            SqlVal::Real(f64::from(array.as_primitive::<Float32Type>().value(row)))
+        }
+        DataType::Float64 => {
+            let r = array.as_primitive::<Float64Type>().value(row);
+            if numeric_float {
+                numeric_from_f64(r)
+            } else {
+                SqlVal::Real(r)
+            }
+        }
+        DataType::Utf8 => SqlVal::Text(array.as_string::<i32>().value(row).as_bytes().to_vec()),
+        DataType::LargeUtf8 => {
+            SqlVal::Text(array.as_string::<i64>().value(row).as_bytes().to_vec())
+        }
+        DataType::Utf8View => SqlVal::Text(array.as_string_view().value(row).as_bytes().to_vec()),
+        DataType::Binary => SqlVal::Blob(array.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeBinary => SqlVal::Blob(array.as_binary::<i64>().value(row).to_vec()),
+        DataType::BinaryView => SqlVal::Blob(array.as_binary_view().value(row).to_vec()),
+        DataType::FixedSizeBinary(_) => {
+            SqlVal::Blob(array.as_fixed_size_binary().value(row).to_vec())
+        }
+        DataType::Struct(fields) if is_mixed_struct(fields) => mixed_to_sql(array, row)?,
+        _ => {
+            let mut buf = Vec::new();
+            write_arrow_json(&mut buf, array, row).map_err(|e| e.to_string())?;
+            // Strings keep their text; nested values stay JSON.
+            match serde_json::from_slice::<serde_json::Value>(&buf) {
+                Ok(serde_json::Value::String(s)) => SqlVal::Text(s.into_bytes()),
+                _ => SqlVal::Text(buf),
+            }
+        }
+    })
+}
+
+/// Converts one mixed-value struct (see [`crate::export::ENCODING_SQLITE_VALUE`]) to the
+/// SQLite value it stands for.
+fn mixed_to_sql(array: &dyn Array, row: usize) -> Result<SqlVal, String> {
+    let s = array.as_struct();
+    let col = |i: usize| s.column(i).as_ref();
+    let ty = match arrow_to_sql(col(0), row, false)? {
+        SqlVal::Text(t) => t,
+        _ => return Err("mixed value without a type".to_string()),
+    };
+    let v = match ty.as_slice() {
+        b"integer" => arrow_to_sql(col(1), row, false)?,
+        b"real" => arrow_to_sql(col(2), row, false)?,
+        b"text" => match arrow_to_sql(col(3), row, false)? {
+            SqlVal::Null => match arrow_to_sql(col(4), row, false)? {
+                SqlVal::Blob(b) => SqlVal::Text(b),
+                other => other,
+            },
+            other => other,
+        },
+        b"blob" => arrow_to_sql(col(4), row, false)?,
+        other => {
+            return Err(format!(
+                "unknown mixed value type {:?}",
+                String::from_utf8_lossy(other)
+            ));
+        }
+    };
+    if v == SqlVal::Null {
+        return Err(format!(
+            "mixed value of type {:?} has no value",
+            String::from_utf8_lossy(&ty)
+        ));
+    }
+    Ok(v)
+}
+
+/// Converts one JSON value (module-doc encoding) to a SQLite value.
+pub(crate) fn json_to_sql(v: serde_json::Value) -> Result<SqlVal, String> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => SqlVal::Null,
+        J::Bool(b) => SqlVal::Int(i64::from(b)),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                SqlVal::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                u64_to_sql(u)
+            } else {
+                SqlVal::Real(n.as_f64().ok_or("number out of range")?)
+            }
+        }
+        J::String(s) => SqlVal::Text(s.into_bytes()),
+        J::Object(map) => {
+            let mut it = map.iter();
+            let tagged = match (it.next(), it.next()) {
+                (Some((k, J::String(s))), None) => match (k.as_str(), s.as_str()) {
+                    ("$blob_b64", s) => Some(SqlVal::Blob(base64_decode(s).ok_or("bad base64")?)),
+                    ("$text_b64", s) => Some(SqlVal::Text(base64_decode(s).ok_or("bad base64")?)),
+                    ("$real", "nan") => Some(SqlVal::Real(f64::NAN)),
+                    ("$real", "inf") => Some(SqlVal::Real(f64::INFINITY)),
+                    ("$real", "-inf") => Some(SqlVal::Real(f64::NEG_INFINITY)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match tagged {
+                Some(v) => v,
+                None => SqlVal::Text(J::Object(map).to_string().into_bytes()),
+            }
+        }
+        other => SqlVal::Text(other.to_string().into_bytes()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Round trips through export and import are tested in `crate::export`'s tests.
+    use std::fs;
+
+    use rusqlite::Connection;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let tmp = TempDir::new().expect("tempdir");
+        let target = tmp.path().join("t.db");
+        let bad = tmp.path().join("bad.jsonl");
+        fs::write(&bad, "{\"a\": 1}\nnot json\n").expect("write");
+        let err = import_table(DbKind::Sqlite, &bad, &target, "x", false).expect_err("bad");
+        assert!(matches!(err, ImportError::Malformed { line: 2, .. }));
+        // Nothing committed.
+        let dst = Connection::open(&target).expect("open");
+        let tables: i64 = dst
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(tables, 0);
+        assert!(matches!(
+            import_table(DbKind::DuckDb, &bad, &target, "x", false),
+            Err(ImportError::Unsupported { .. })
+        ));
+    }
+}
