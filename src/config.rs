@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::repo::Repo;
+use crate::git::Repo;
 
 pub const FILE_NAME: &str = ".dbguard.toml";
 

@@ -7,7 +7,7 @@ use std::error::Error as StdError;
 
 use crate::config::ConfigError;
 use crate::db::DbError;
-use crate::repo::RepoError;
+use crate::git::RepoError;
 use crate::scan::ScanError;
 use crate::store::StoreError;
 use crate::ui::Ui;

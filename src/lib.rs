@@ -18,7 +18,6 @@ pub(crate) mod git;
 pub(crate) mod hooks;
 pub(crate) mod import;
 pub(crate) mod plan;
-pub(crate) mod repo;
 pub(crate) mod restore;
 pub(crate) mod retention;
 pub(crate) mod scan;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::db::{self, DbKind, Sniff};
-use crate::repo::{GitState, Repo, RepoError, RepoPath};
+use crate::git::{GitState, Repo, RepoError, RepoPath};
 
 /// A database file found in the worktree.
 #[derive(Clone, Debug, Serialize)]

@@ -93,6 +93,15 @@ impl Default for TestRepo {
 impl TestRepo {
     /// An initialised repository with one commit.
     pub fn new() -> TestRepo {
+        let repo = TestRepo::empty();
+        fs::write(repo.root.join("README"), "test\n").unwrap();
+        repo.git(["add", "README"]);
+        repo.git(["commit", "-q", "-m", "initial"]);
+        repo
+    }
+
+    /// An initialised repository without any commit.
+    pub fn empty() -> TestRepo {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         fs::create_dir_all(&home).unwrap();
@@ -105,9 +114,6 @@ impl TestRepo {
         fs::create_dir_all(&root).unwrap();
         let repo = TestRepo { tmp, root, home };
         repo.git(["init", "-q"]);
-        fs::write(repo.root.join("README"), "test\n").unwrap();
-        repo.git(["add", "README"]);
-        repo.git(["commit", "-q", "-m", "initial"]);
         repo
     }
 
@@ -188,6 +194,7 @@ impl TestRepo {
 
     /// A git runner with this test's hermetic environment, for unit tests of code that
     /// starts git.
+    #[cfg(test)]
     pub(crate) fn runner(&self) -> crate::git::GitRunner {
         crate::git::GitRunner::with_env(hermetic_env(&self.home), &INHERITED_GIT)
     }

@@ -34,7 +34,7 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
         None => None,
     };
     // A path that names nothing, now or in any snapshot, is a typo: say so (git log does).
-    let unknown_path = |path: &crate::repo::RepoPath| {
+    let unknown_path = |path: &crate::git::RepoPath| {
         CommandError::new(format!(
             "{path} does not exist and has no snapshots in this working tree"
         ))

@@ -39,7 +39,7 @@ pub struct Args {
 pub struct Taken {
     pub path: String,
     pub kind: crate::db::DbKind,
-    pub git: crate::repo::GitState,
+    pub git: crate::git::GitState,
     pub id: Option<i64>,
     pub rows: Option<u64>,
     pub tables: Option<std::collections::BTreeMap<String, u64>>,

@@ -21,7 +21,7 @@ pub struct Args {}
 struct Row {
     path: String,
     kind: db::DbKind,
-    git: crate::repo::GitState,
+    git: crate::git::GitState,
     size: u64,
     rows_now: Option<u64>,
     busy: Option<String>,

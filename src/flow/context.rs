@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
 use crate::error::CommandError;
-use crate::repo::{Repo, RepoError};
+use crate::git::{Repo, RepoError};
 use crate::scan::Scanner;
 use crate::store::{SnapshotInfo, Store, parse_snapshot_id};
 

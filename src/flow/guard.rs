@@ -54,14 +54,7 @@ pub fn run(
     let (invocation, unparsed) = match parsed {
         Ok(invocation) => (invocation, None),
         Err(error) => {
-            let invocation = plan::GitInvocation {
-                global: Vec::new(),
-                subcommand: None,
-                args: argv.to_vec(),
-                cwd: cwd.to_path_buf(),
-                aliases: Vec::new(),
-                shell_alias: None,
-            };
+            let invocation = plan::GitInvocation::unparsed(argv, cwd);
             (invocation, Some(error.to_string()))
         }
     };

@@ -7,7 +7,7 @@ use indicatif::ProgressBar;
 use crate::compare::Shrink;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::repo::Repo;
+use crate::git::Repo;
 use crate::restore::{self, ReadProgress, RestoreWarning, Restored, Target};
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Tone, Ui, shell_quote};

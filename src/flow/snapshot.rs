@@ -5,7 +5,7 @@ use crate::clock;
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::repo::RepoPath;
+use crate::git::RepoPath;
 use crate::scan::DbFile;
 use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
 use crate::ui::{self, Ui};

@@ -12,14 +12,18 @@
 //!   locale, terminal and stdio, marked with [`GUARD_ENV`] so dbguard's hooks inside it
 //!   know the snapshot was already taken.
 
-use std::ffi::{OsStr, OsString};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 /// Set in the environment of a git the wrapper runs after snapshotting: hooks inside it
 /// know the databases are already saved.
 pub const GUARD_ENV: &str = "DBGUARD_GUARDED";
+
+/// The options that keep a git from calling the fsmonitor hook (dbguard's own, once
+/// installed: an inner git would call it again, without end). [`GitRunner::query`] puts
+/// them first; a caller that passes the user's own `-c` options puts them again after.
+pub const FSMONITOR_OFF: [&str; 2] = ["-c", "core.fsmonitor=false"];
 
 /// Pathspec magic variables that would change how our own `:(top,literal)` pathspecs
 /// are read.
@@ -30,25 +34,8 @@ const PATHSPEC_ENV: [&str; 4] = [
     "GIT_ICASE_PATHSPECS",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    #[error("cannot run git in {dir}: {source}")]
-    Spawn {
-        dir: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("`git {args}` failed in {dir}{}: {stderr}", code.map(|c| format!(" (exit {c})")).unwrap_or_default())]
-    Failed {
-        args: String,
-        dir: PathBuf,
-        code: Option<i32>,
-        stderr: String,
-    },
-}
-
 /// How dbguard starts git: the program and any environment every git it starts gets.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GitRunner {
     program: OsString,
     /// Set (`Some`) or removed (`None`) in every git this runner starts.
@@ -68,10 +55,11 @@ impl GitRunner {
     /// A runner whose git processes also get `env` and lose the variables named in
     /// `remove` (tests: a hermetic HOME and config, without touching this process's
     /// environment).
+    #[cfg(test)]
     pub fn with_env<K, V>(env: impl IntoIterator<Item = (K, V)>, remove: &[&str]) -> GitRunner
     where
-        K: AsRef<OsStr>,
-        V: AsRef<OsStr>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
     {
         let set = env
             .into_iter()
@@ -99,7 +87,7 @@ impl GitRunner {
     pub fn query(&self, dir: &Path) -> Command {
         let mut command = self.base(dir);
         command
-            .args(["-c", "core.fsmonitor=false"])
+            .args(FSMONITOR_OFF)
             .stdin(Stdio::null())
             .env("LC_ALL", "C")
             .env("LANGUAGE", "C")
@@ -128,52 +116,6 @@ impl GitRunner {
         }
         command
     }
-
-    /// Run a query and return its stdout; a non-zero exit is an error carrying stderr.
-    pub fn output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        checked_output(self.query(dir), dir, args)
-    }
-
-    /// [`GitRunner::output`] of an [`GitRunner::internal_query`].
-    pub fn internal_output<I, S>(&self, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        checked_output(self.internal_query(dir), dir, args)
-    }
-}
-
-fn checked_output<I, S>(mut command: Command, dir: &Path, args: I) -> Result<Vec<u8>, GitError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let output = command
-        .args(&args)
-        .output()
-        .map_err(|source| GitError::Spawn {
-            dir: dir.to_owned(),
-            source,
-        })?;
-    if output.status.success() {
-        return Ok(output.stdout);
-    }
-    Err(GitError::Failed {
-        args: args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" "),
-        dir: dir.to_owned(),
-        code: output.status.code(),
-        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    })
 }
 
 /// The exit code a shell would report for git: its own, or 128 + the signal that
@@ -191,31 +133,33 @@ pub fn exit_code(status: ExitStatus) -> u8 {
 mod tests {
     use super::*;
 
+    fn succeeds(mut command: Command, args: &[&str]) {
+        let status = command.args(args).status().unwrap();
+        assert!(status.success(), "git {args:?} failed");
+    }
+
     #[test]
     fn queries_never_reach_an_fsmonitor_hook() {
-        // A repository whose fsmonitor hook would fail loudly if git called it.
+        // A repository whose fsmonitor hook logs every call.
         let dir = tempfile::tempdir().unwrap();
         let runner = GitRunner::with_env([("GIT_CONFIG_NOSYSTEM", "1")], &["GIT_DIR"]);
-        runner.output(dir.path(), ["init", "-q"]).unwrap();
+        succeeds(runner.query(dir.path()), &["init", "-q"]);
         let hook = dir.path().join("hook.sh");
         std::fs::write(&hook, "#!/bin/sh\necho called >> \"$0.log\"\nexit 1\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        runner
-            .output(
-                dir.path(),
-                ["config", "core.fsmonitor", hook.to_str().unwrap()],
-            )
-            .unwrap();
-        runner
-            .output(dir.path(), ["status", "--porcelain"])
-            .unwrap();
+        let hook = hook.to_str().unwrap();
+        succeeds(
+            runner.query(dir.path()),
+            &["config", "core.fsmonitor", hook],
+        );
+        succeeds(runner.query(dir.path()), &["status", "--porcelain"]);
         assert!(
             !dir.path().join("hook.sh.log").exists(),
             "an inner git called the fsmonitor hook"
         );
-        // The same status through a plain git does call it: the test can fail.
-        runner
+        // The same status through the user's git does call it: the test can fail.
+        let _ = runner
             .user(dir.path(), false)
             .args(["status", "--porcelain"])
             .output()
@@ -224,15 +168,16 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_query_reports_its_arguments_and_stderr() {
+    fn the_user_git_is_marked_only_when_guarded() {
         let dir = tempfile::tempdir().unwrap();
-        let error = GitRunner::default()
-            .output(dir.path(), ["rev-parse", "--no-such-option-here"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("git rev-parse --no-such-option-here"),
-            "{error}"
-        );
+        let runner = GitRunner::default();
+        let marked = |guarded: bool| {
+            runner
+                .user(dir.path(), guarded)
+                .get_envs()
+                .any(|(name, value)| name == GUARD_ENV && value.is_some())
+        };
+        assert!(marked(true));
+        assert!(!marked(false));
     }
 }

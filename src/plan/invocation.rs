@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::PlanError;
 use super::query::{check, git_raw, query_globals, to_os};
 use super::subcommands::BUILTINS;
+use crate::git::{FSMONITOR_OFF, GitRunner};
 
 /// A parsed `git …` command line (argv without the leading `git`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,24 @@ pub(crate) struct GitInvocation {
     pub aliases: Vec<String>,
     /// When `subcommand` is a shell alias (`!…`), its text: the command cannot be planned.
     pub shell_alias: Option<String>,
+    /// How the planner starts git for its queries (alias lookups here, the rest later).
+    pub runner: GitRunner,
+}
+
+impl GitInvocation {
+    /// An argv dbguard could not parse, kept whole: planned as "anything may change" in
+    /// the repository around `cwd`.
+    pub(crate) fn unparsed(argv: &[OsString], cwd: &Path) -> GitInvocation {
+        GitInvocation {
+            global: Vec::new(),
+            subcommand: None,
+            args: argv.to_vec(),
+            cwd: cwd.to_path_buf(),
+            aliases: Vec::new(),
+            shell_alias: None,
+            runner: GitRunner::default(),
+        }
+    }
 }
 
 /// How many aliases may expand into each other before git (and so dbguard) gives up.
@@ -33,13 +52,19 @@ const ALIAS_DEPTH: usize = 16;
 /// Parse git's argv (without the leading `git`) run from `cwd`: global options, then the
 /// subcommand with aliases resolved through `git config` (honouring `-c` and `-C`).
 pub(crate) fn parse_invocation(argv: &[OsString], cwd: &Path) -> Result<GitInvocation, PlanError> {
+    parse_invocation_with(argv, cwd, GitRunner::default())
+}
+
+/// [`parse_invocation`] whose git queries start through `runner` (tests: a hermetic one).
+pub(crate) fn parse_invocation_with(
+    argv: &[OsString],
+    cwd: &Path,
+    runner: GitRunner,
+) -> Result<GitInvocation, PlanError> {
     let mut inv = GitInvocation {
-        global: Vec::new(),
-        subcommand: None,
         args: Vec::new(),
-        cwd: cwd.to_owned(),
-        aliases: Vec::new(),
-        shell_alias: None,
+        runner,
+        ..GitInvocation::unparsed(&[], cwd)
     };
     let mut rest: VecDeque<OsString> = argv.iter().cloned().collect();
     loop {
@@ -205,8 +230,9 @@ fn refuse_in_alias(inv: &GitInvocation, option: &str) -> Result<(), PlanError> {
 /// `None` when `name` is no alias.
 fn alias_value(inv: &GitInvocation, name: &str) -> Result<Option<String>, PlanError> {
     let mut q = query_globals(&inv.global);
+    q.extend(FSMONITOR_OFF.iter().map(OsString::from));
     q.extend(to_os(["config", "--get", &format!("alias.{name}")]));
-    let out = git_raw(&inv.cwd, &q, false)?;
+    let out = git_raw(&inv.runner, &inv.cwd, &q, false)?;
     match out.status.code() {
         Some(0) => Ok(Some(
             String::from_utf8_lossy(&out.stdout).trim_end().to_owned(),
@@ -356,7 +382,7 @@ mod tests {
         let repo = Repo::new();
         repo.git(&["config", "alias.co", "checkout -q"]);
         repo.git(&["config", "alias.com", "co main"]);
-        let inv = parse_invocation(&os("com --force"), &repo.root).unwrap();
+        let inv = repo.parse(&os("com --force"), &repo.root);
         assert_eq!(inv.subcommand.as_deref(), Some("checkout"));
         assert_eq!(inv.args, os("-q main --force"));
         assert_eq!(inv.aliases, vec!["com", "co"]);
@@ -366,7 +392,7 @@ mod tests {
             .into_iter()
             .map(OsString::from)
             .collect();
-        let inv = parse_invocation(&argv, &repo.root).unwrap();
+        let inv = repo.parse(&argv, &repo.root);
         assert_eq!(inv.subcommand.as_deref(), Some("switch"));
         assert_eq!(inv.args, os("dev"));
         let want: Vec<OsString> = ["-c", "alias.sw=-c x.y=1 switch", "-c", "x.y=1"]
@@ -377,12 +403,12 @@ mod tests {
 
         // builtins win over aliases, as in git
         repo.git(&["config", "alias.status", "checkout main"]);
-        let inv = parse_invocation(&os("status"), &repo.root).unwrap();
+        let inv = repo.parse(&os("status"), &repo.root);
         assert_eq!(inv.subcommand.as_deref(), Some("status"));
         assert!(inv.aliases.is_empty());
 
         // unknown names stay as they are (external commands)
-        let inv = parse_invocation(&os("frob x"), &repo.root).unwrap();
+        let inv = repo.parse(&os("frob x"), &repo.root);
         assert_eq!(inv.subcommand.as_deref(), Some("frob"));
     }
 
@@ -392,12 +418,12 @@ mod tests {
         repo.git(&["config", "alias.a", "b"]);
         repo.git(&["config", "alias.b", "a -x"]);
         assert!(matches!(
-            parse_invocation(&os("a"), &repo.root),
+            parse_invocation_with(&os("a"), &repo.root, repo.runner()),
             Err(PlanError::AliasLoop(_))
         ));
         repo.git(&["config", "alias.elsewhere", "-C /tmp checkout"]);
         assert!(matches!(
-            parse_invocation(&os("elsewhere"), &repo.root),
+            parse_invocation_with(&os("elsewhere"), &repo.root, repo.runner()),
             Err(PlanError::InvalidArgs(_))
         ));
     }

@@ -6,41 +6,37 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use super::databases::DbSet;
 use super::invocation::GitInvocation;
 use super::{PlanError, RiskReason};
+use crate::git::{FSMONITOR_OFF, GitRunner};
 
 // ---------------------------------------------------------------------------------------------
 // Starting git
 
-/// Start `git <args>` in `dir` with a fixed locale, optional locks off and no prompts;
-/// `internal` also drops the user's pathspec-magic variables (our `:(top,literal)` specs).
-pub(super) fn git_raw(dir: &Path, args: &[OsString], internal: bool) -> Result<Output, PlanError> {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .env("LC_ALL", "C")
-        .env("LANGUAGE", "C")
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_EXTERNAL_DIFF");
-    if internal {
-        for v in [
-            "GIT_LITERAL_PATHSPECS",
-            "GIT_GLOB_PATHSPECS",
-            "GIT_NOGLOB_PATHSPECS",
-            "GIT_ICASE_PATHSPECS",
-        ] {
-            cmd.env_remove(v);
-        }
-    }
-    cmd.output().map_err(|source| PlanError::Spawn {
-        dir: dir.to_owned(),
-        source,
-    })
+/// Start a git query (see [`GitRunner::query`]: fixed locale, optional locks off, no
+/// prompts, no fsmonitor); `internal` also drops the user's pathspec-magic variables
+/// (our `:(top,literal)` specs).
+pub(super) fn git_raw(
+    runner: &GitRunner,
+    dir: &Path,
+    args: &[OsString],
+    internal: bool,
+) -> Result<Output, PlanError> {
+    let mut command = if internal {
+        runner.internal_query(dir)
+    } else {
+        runner.query(dir)
+    };
+    command
+        .args(args)
+        .output()
+        .map_err(|source| PlanError::Spawn {
+            dir: dir.to_owned(),
+            source,
+        })
 }
 
 /// The stdout of a successful run, else [`PlanError::Git`] with git's stderr.
@@ -63,6 +59,7 @@ pub(super) fn check(dir: &Path, args: &[OsString], out: Output) -> Result<Vec<u8
 
 /// Git queries for one invocation: run in its effective cwd with its global options.
 pub(super) struct Git {
+    runner: GitRunner,
     /// The invocation's effective directory (every `-C` applied).
     pub(super) dir: PathBuf,
     /// Global options for queries that take the user's pathspecs.
@@ -99,6 +96,7 @@ impl Git {
             .cloned()
             .collect();
         Git {
+            runner: inv.runner.clone(),
             dir: inv.cwd.clone(),
             user,
             internal,
@@ -111,8 +109,10 @@ impl Git {
         } else {
             self.user.clone()
         };
+        // After the user's `-c` options, so that none of them turns fsmonitor back on.
+        full.extend(FSMONITOR_OFF.iter().map(OsString::from));
         full.extend(args.iter().cloned());
-        git_raw(&self.dir, &full, internal)
+        git_raw(&self.runner, &self.dir, &full, internal)
     }
 
     /// stdout of a successful query.

@@ -1,31 +1,13 @@
 //! A throwaway git repository for the planner's tests, and helpers to read plans.
 
+use super::invocation::{GitInvocation, parse_invocation_with};
+use super::{Plan, RiskReason, plan};
+use crate::testing::TestRepo;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Once;
-
-use super::{Plan, RiskReason, parse_invocation, plan};
 
 pub(super) fn os(argv: &str) -> Vec<OsString> {
     argv.split_whitespace().map(OsString::from).collect()
-}
-
-/// The planner runs git with the process environment: make it hermetic once.
-fn hermetic() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("dbguard-plan-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("gitconfig");
-        std::fs::write(&cfg, "").unwrap();
-        // SAFETY: runs once, before any test of this module spawns git.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-            std::env::set_var("GIT_CONFIG_GLOBAL", &cfg);
-        }
-    });
 }
 
 impl Plan {
@@ -35,56 +17,39 @@ impl Plan {
     }
 }
 
+/// The shared test repository (`crate::testing`), started empty (no commit), as the
+/// planner's tests expect; `base` is the directory around it (remotes, other clones).
 pub(super) struct Repo {
-    _tmp: tempfile::TempDir,
+    inner: TestRepo,
     pub(super) base: PathBuf,
     pub(super) root: PathBuf,
 }
 
-pub(super) fn run_git(base: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", base)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", base.join(".gitconfig"))
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Run git in `dir` with the test's hermetic environment.
+pub(super) fn run_git(repo: &Repo, dir: &Path, args: &[&str]) -> String {
+    repo.inner.git_in(dir, args)
 }
 
 impl Repo {
     pub(super) fn new() -> Repo {
-        hermetic();
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().canonicalize().unwrap();
-        std::fs::write(base.join(".gitconfig"), "").unwrap();
-        let root = base.join("work");
-        run_git(&base, &base, &["init", "-q", "-b", "main", "work"]);
-        let r = Repo {
-            _tmp: tmp,
-            base,
-            root,
-        };
-        r.git(&["config", "user.name", "Test"]);
-        r.git(&["config", "user.email", "test@example.com"]);
-        r
+        let inner = TestRepo::empty();
+        let base = inner.tmp.path().canonicalize().unwrap();
+        let root = inner.root.canonicalize().unwrap();
+        Repo { inner, base, root }
     }
 
     pub(super) fn git(&self, args: &[&str]) -> String {
-        run_git(&self.base, &self.root, args)
+        self.inner.git(args)
+    }
+
+    /// A git runner with the test's hermetic environment, for the planner's queries.
+    pub(super) fn runner(&self) -> crate::git::GitRunner {
+        self.inner.runner()
+    }
+
+    /// Parse `argv` as git would in `dir`, with this repository's hermetic git.
+    pub(super) fn parse(&self, argv: &[OsString], dir: &Path) -> GitInvocation {
+        parse_invocation_with(argv, dir, self.runner()).unwrap()
     }
 
     pub(super) fn write(&self, path: &str, content: &str) {
@@ -101,29 +66,21 @@ impl Repo {
     /// A bare remote `origin` next to the work tree, with main pushed, and a second clone.
     pub(super) fn with_remote(&self) -> PathBuf {
         run_git(
-            &self.base,
+            self,
             &self.base,
             &["init", "-q", "--bare", "-b", "main", "origin.git"],
         );
         self.git(&["remote", "add", "origin", "../origin.git"]);
         self.git(&["push", "-q", "-u", "origin", "main"]);
-        run_git(
-            &self.base,
-            &self.base,
-            &["clone", "-q", "origin.git", "other"],
-        );
+        run_git(self, &self.base, &["clone", "-q", "origin.git", "other"]);
         let other = self.base.join("other");
-        run_git(&self.base, &other, &["config", "user.name", "Other"]);
-        run_git(
-            &self.base,
-            &other,
-            &["config", "user.email", "o@example.com"],
-        );
+        run_git(self, &other, &["config", "user.name", "Other"]);
+        run_git(self, &other, &["config", "user.email", "o@example.com"]);
         other
     }
 
     pub(super) fn plan_in(&self, dir: &Path, argv: &str, dbs: &[&str]) -> Plan {
-        let inv = parse_invocation(&os(argv), dir).unwrap();
+        let inv = self.parse(&os(argv), dir);
         let dbs: Vec<PathBuf> = dbs.iter().map(PathBuf::from).collect();
         plan(&inv, &self.root, &dbs, None).unwrap()
     }

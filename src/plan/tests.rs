@@ -14,7 +14,7 @@ fn shell_alias_falls_back_to_every_database() {
     repo.write("a.db", "a");
     repo.commit("one");
     repo.git(&["config", "alias.nuke", "!git checkout . && git clean -fdx"]);
-    let inv = parse_invocation(&os("nuke"), &repo.root).unwrap();
+    let inv = repo.parse(&os("nuke"), &repo.root);
     assert_eq!(
         inv.shell_alias.as_deref(),
         Some("git checkout . && git clean -fdx")
@@ -150,7 +150,7 @@ fn checkout_paths_discards_modified_tracked_databases() {
         .into_iter()
         .map(OsString::from)
         .collect();
-    let inv = parse_invocation(&argv, &repo.root).unwrap();
+    let inv = repo.parse(&argv, &repo.root);
     let p = plan(&inv, &repo.root, &dbs.map(PathBuf::from), None).unwrap();
     assert!(
         matches!(&p.operation, Operation::Checkout { target: None, paths, .. } if paths == &["a.db"])
@@ -171,8 +171,8 @@ fn reset_hard_to_a_fetched_remote_branch() {
     repo.commit("one");
     let other = repo.with_remote();
     std::fs::write(other.join("app.db"), "remote v2").unwrap();
-    run_git(&repo.base, &other, &["commit", "-qam", "remote change"]);
-    run_git(&repo.base, &other, &["push", "-q"]);
+    run_git(&repo, &other, &["commit", "-qam", "remote change"]);
+    run_git(&repo, &other, &["push", "-q"]);
     repo.git(&["fetch", "-q"]);
     repo.write("cache.db", "local change");
     let dbs = ["app.db", "cache.db"];
@@ -213,18 +213,14 @@ fn pull_of_a_commit_that_untracks_the_database() {
     repo.write("other.db", "v1");
     repo.commit("one");
     let other = repo.with_remote();
-    run_git(&repo.base, &other, &["rm", "-q", "--cached", "app.db"]);
+    run_git(&repo, &other, &["rm", "-q", "--cached", "app.db"]);
     std::fs::write(other.join(".gitignore"), "*.db\n").unwrap();
-    run_git(&repo.base, &other, &["add", ".gitignore"]);
-    run_git(
-        &repo.base,
-        &other,
-        &["commit", "-qm", "stop tracking the db"],
-    );
-    run_git(&repo.base, &other, &["push", "-q"]);
+    run_git(&repo, &other, &["add", ".gitignore"]);
+    run_git(&repo, &other, &["commit", "-qm", "stop tracking the db"]);
+    run_git(&repo, &other, &["push", "-q"]);
 
     let dbs = ["app.db", "other.db"];
-    let inv = parse_invocation(&os("pull"), &repo.root).unwrap();
+    let inv = repo.parse(&os("pull"), &repo.root);
     let fetch: Vec<String> = pull_fetch_args(&inv)
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -523,7 +519,7 @@ fn unknown_revisions_fall_back_without_panicking() {
     }
     // no databases, nothing to do; bad database paths are an error
     assert!(repo.plan("reset --hard nosuchrev", &[]).at_risk.is_empty());
-    let inv = parse_invocation(&os("checkout main"), &repo.root).unwrap();
+    let inv = repo.parse(&os("checkout main"), &repo.root);
     assert!(matches!(
         plan(&inv, &repo.root, &[PathBuf::from("../escape.db")], None),
         Err(PlanError::InvalidPath(_))
@@ -534,15 +530,11 @@ fn unknown_revisions_fall_back_without_panicking() {
 fn unborn_head_checkout_overwrites_untracked_databases() {
     let repo = Repo::new();
     let other = repo.base.join("seed");
-    run_git(
-        &repo.base,
-        &repo.base,
-        &["init", "-q", "-b", "main", "seed"],
-    );
+    run_git(&repo, &repo.base, &["init", "-q", "-b", "main", "seed"]);
     std::fs::write(other.join("app.db"), "seed").unwrap();
-    run_git(&repo.base, &other, &["add", "."]);
+    run_git(&repo, &other, &["add", "."]);
     run_git(
-        &repo.base,
+        &repo,
         &other,
         &[
             "-c",

@@ -10,7 +10,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::db::DbError;
-use crate::repo::RepoPath;
+use crate::git::RepoPath;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

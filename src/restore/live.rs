@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::RestoreError;
 use crate::db::{self, Sniff};
-use crate::repo::{Repo, RepoError, RepoPath};
+use crate::git::{Repo, RepoError, RepoPath};
 use crate::store::{SnapshotInfo, SnapshotRequest, Store, StoreError};
 
 /// The live path of a snapshot in this worktree, refusing catalog entries that would

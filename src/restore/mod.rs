@@ -26,8 +26,8 @@ use live::Current;
 use crate::clock;
 use crate::compare;
 use crate::db::{self, Census};
+use crate::git::{Repo, RepoPath};
 use crate::hooks::watch;
-use crate::repo::{Repo, RepoPath};
 use crate::store::chunks::{sync_dir, temp_path};
 use crate::store::{NewSnapshot, SnapshotInfo, SnapshotRequest, Store, StoreError};
 

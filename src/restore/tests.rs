@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::{ReadProgress, RestoreError, Restored, Target, restore};
 use crate::clock;
 use crate::db::DbKind;
-use crate::repo::Repo;
+use crate::git::Repo;
 use crate::store::{SnapshotInfo, SnapshotRequest, Store};
 
 struct NoProgress;

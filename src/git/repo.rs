@@ -1,4 +1,5 @@
-//! The git side: find the worktree and common dir, ask git about paths, run real git.
+//! The repository as libgit2 sees it (worktree, common dir, the git state of a path, the
+//! paths two commits differ in) and `RepoPath`, the validated worktree-relative path.
 
 use std::ffi::OsStr;
 use std::io;
@@ -7,7 +8,7 @@ use std::process::Output;
 
 use serde::Serialize;
 
-use crate::git::GitRunner;
+use super::GitRunner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
