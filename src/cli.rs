@@ -21,31 +21,31 @@ use crate::ui::{ColorChoice, Ui};
     propagate_version = true,
     help_template = HELP_TEMPLATE
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Run as if dbguard was started in <DIR>.
     #[arg(short = 'C', global = true, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// When to use colour.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    pub(crate) color: ColorChoice,
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Machine-readable output (log, show, status, verify, snapshot).
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Answer yes to every question.
     #[arg(short = 'y', long, global = true)]
-    pub yes: bool,
+    pub(crate) yes: bool,
     /// Run the git command even though no snapshot is taken (explicit override).
     #[arg(long, global = true)]
-    pub no_snapshot: bool,
+    pub(crate) no_snapshot: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Snapshot databases now (default: every database in the working tree).
     Snapshot(commands::snapshot::Args),
     /// List snapshots, newest first.
@@ -192,9 +192,9 @@ Options:
 /// Arguments passed to git exactly as given.
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true)]
-pub struct GitArgs {
+pub(crate) struct GitArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
-    pub args: Vec<OsString>,
+    pub(crate) args: Vec<OsString>,
 }
 
 /// Subcommands whose arguments belong to git, not to dbguard: `git`, and one for each git

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     crate::env::fixed_now()
         .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
         .map(|time| time.with_timezone(&Utc))

@@ -7,43 +7,43 @@ use crate::db::Census;
 
 /// One table's rows before and after (`None` after = the table is gone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TableLoss {
-    pub table: String,
-    pub before: u64,
-    pub after: Option<u64>,
+pub(crate) struct TableLoss {
+    pub(crate) table: String,
+    pub(crate) before: u64,
+    pub(crate) after: Option<u64>,
 }
 
 /// A database that is worse off than in its snapshot.
 #[derive(Clone, Debug, Serialize)]
-pub struct Shrink {
-    pub path: String,
-    pub snapshot_id: i64,
+pub(crate) struct Shrink {
+    pub(crate) path: String,
+    pub(crate) snapshot_id: i64,
     /// The git command the snapshot was taken before, for the prompt.
-    pub taken_before: String,
+    pub(crate) taken_before: String,
     /// When the snapshot records the state a restore put back: the snapshot it restored.
-    pub restored_from: Option<i64>,
-    pub before: Census,
+    pub(crate) restored_from: Option<i64>,
+    pub(crate) before: Census,
     /// `None`: the file is gone (or no longer a readable database).
-    pub after: Option<Census>,
-    pub lost: Vec<TableLoss>,
-    pub schema_replaced: bool,
+    pub(crate) after: Option<Census>,
+    pub(crate) lost: Vec<TableLoss>,
+    pub(crate) schema_replaced: bool,
     /// Why `after` is missing, when the file exists but cannot be read.
-    pub unreadable: Option<String>,
+    pub(crate) unreadable: Option<String>,
 }
 
 impl Shrink {
-    pub fn rows_before(&self) -> u64 {
+    pub(crate) fn rows_before(&self) -> u64 {
         self.before.total_rows()
     }
 
-    pub fn rows_after(&self) -> u64 {
+    pub(crate) fn rows_after(&self) -> u64 {
         self.after.as_ref().map_or(0, Census::total_rows)
     }
 }
 
 /// `Some` when `after` lost rows or tables relative to `before`, or the schema changed
 /// underneath, or the file is gone. Growth alone is never a shrink.
-pub fn compare(before: &Census, after: Option<&Census>) -> Option<(Vec<TableLoss>, bool)> {
+pub(crate) fn compare(before: &Census, after: Option<&Census>) -> Option<(Vec<TableLoss>, bool)> {
     let Some(after) = after else {
         let lost = before
             .tables
@@ -79,13 +79,13 @@ pub fn compare(before: &Census, after: Option<&Census>) -> Option<(Vec<TableLoss
 }
 
 /// The message of the snapshot that records a restored state (see [`restored_from`]).
-pub fn restored_from_message(id: i64) -> String {
+pub(crate) fn restored_from_message(id: i64) -> String {
     format!("restored from #{id}")
 }
 
 /// The snapshot a restore put back, when `snapshot` records the state right after that
 /// restore rather than a state taken before some command.
-pub fn restored_from(snapshot: &crate::store::SnapshotInfo) -> Option<i64> {
+pub(crate) fn restored_from(snapshot: &crate::store::SnapshotInfo) -> Option<i64> {
     if snapshot.operation.kind != "restore" {
         return None;
     }
@@ -98,7 +98,7 @@ pub fn restored_from(snapshot: &crate::store::SnapshotInfo) -> Option<i64> {
 }
 
 /// Census the live file and compare it with `snapshot`; `Some` when it is worse off.
-pub fn check_live(
+pub(crate) fn check_live(
     worktree: &std::path::Path,
     snapshot: &crate::store::SnapshotInfo,
 ) -> Option<Shrink> {

@@ -10,19 +10,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::git::Repo;
 
-pub const FILE_NAME: &str = ".dbguard.toml";
+pub(crate) const FILE_NAME: &str = ".dbguard.toml";
 
 /// Where a setting's value came from, shown by `dbguard config`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File,
     GitConfig,
 }
 
 impl Source {
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             Source::Default => "default",
             Source::File => FILE_NAME,
@@ -32,9 +32,9 @@ impl Source {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Setting<T> {
-    pub value: T,
-    pub source: Source,
+pub(crate) struct Setting<T> {
+    pub(crate) value: T,
+    pub(crate) source: Source,
 }
 
 impl<T> Setting<T> {
@@ -49,7 +49,7 @@ impl<T> Setting<T> {
 /// What pre-commit does with a commit that adds or changes a database file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PreCommitPolicy {
+pub(crate) enum PreCommitPolicy {
     Refuse,
     Warn,
     Allow,
@@ -69,13 +69,13 @@ impl PreCommitPolicy {
 /// Retention numbers as configured (see `retention.rs` for their meaning).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_within: Option<String>,
+pub(crate) struct RetentionConfig {
+    pub(crate) keep_last: Option<u32>,
+    pub(crate) keep_hourly: Option<u32>,
+    pub(crate) keep_daily: Option<u32>,
+    pub(crate) keep_weekly: Option<u32>,
+    pub(crate) keep_monthly: Option<u32>,
+    pub(crate) keep_within: Option<String>,
 }
 
 /// `.dbguard.toml`. Unknown top-level keys (a typo, or a key from a newer dbguard) are
@@ -91,18 +91,18 @@ struct FileConfig {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Settings {
-    pub store: Setting<PathBuf>,
-    pub exclude: Setting<Vec<String>>,
-    pub retention: Setting<RetentionConfig>,
-    pub pre_commit: Setting<PreCommitPolicy>,
+pub(crate) struct Settings {
+    pub(crate) store: Setting<PathBuf>,
+    pub(crate) exclude: Setting<Vec<String>>,
+    pub(crate) retention: Setting<RetentionConfig>,
+    pub(crate) pre_commit: Setting<PreCommitPolicy>,
     /// Problems that did not stop loading (unknown keys), for commands to show.
     #[serde(skip)]
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("{path} is not valid: {message}")]
     File { path: PathBuf, message: String },
     #[error("git config {key} = {value:?} is not valid: {message}")]
@@ -113,14 +113,14 @@ pub enum ConfigError {
     },
 }
 
-pub fn default_excludes() -> Vec<String> {
+pub(crate) fn default_excludes() -> Vec<String> {
     ["node_modules", ".venv", "venv", "__pycache__", ".tox"]
         .map(String::from)
         .to_vec()
 }
 
 impl Settings {
-    pub fn load(repo: &Repo) -> Result<Settings, ConfigError> {
+    pub(crate) fn load(repo: &Repo) -> Result<Settings, ConfigError> {
         let mut settings = Settings {
             store: Setting::default(repo.default_store_dir()),
             exclude: Setting::default(default_excludes()),

@@ -5,22 +5,22 @@
 use std::ffi::OsString;
 
 /// One variable: its name and what setting it does.
-pub struct Variable {
-    pub name: &'static str,
-    pub effect: &'static str,
+pub(crate) struct Variable {
+    pub(crate) name: &'static str,
+    pub(crate) effect: &'static str,
 }
 
-pub const SKIP: &str = "DBGUARD_SKIP";
-pub const NO_PROMPT: &str = "DBGUARD_NO_PROMPT";
-pub const CI: &str = "CI";
-pub const NOW: &str = "DBGUARD_NOW";
-pub const TIMING: &str = "DBGUARD_TIMING";
-pub const CRONTAB: &str = "DBGUARD_CRONTAB";
-pub const NO_COLOR: &str = "NO_COLOR";
-pub use crate::git::GUARD_ENV as GUARDED;
+pub(crate) const SKIP: &str = "DBGUARD_SKIP";
+pub(crate) const NO_PROMPT: &str = "DBGUARD_NO_PROMPT";
+pub(crate) const CI: &str = "CI";
+pub(crate) const NOW: &str = "DBGUARD_NOW";
+pub(crate) const TIMING: &str = "DBGUARD_TIMING";
+pub(crate) const CRONTAB: &str = "DBGUARD_CRONTAB";
+pub(crate) const NO_COLOR: &str = "NO_COLOR";
+pub(crate) use crate::git::GUARD_ENV as GUARDED;
 
 /// The variables, in the order `dbguard config` lists them.
-pub const VARIABLES: &[Variable] = &[
+pub(crate) const VARIABLES: &[Variable] = &[
     Variable {
         name: SKIP,
         effect: "=1: run git without snapshots, like --no-snapshot",
@@ -64,48 +64,48 @@ fn text(name: &str) -> Option<String> {
 }
 
 /// `DBGUARD_SKIP=1`: the user overrides the guard for this command.
-pub fn skip_snapshots() -> bool {
+pub(crate) fn skip_snapshots() -> bool {
     get(SKIP).is_some_and(|v| v == "1")
 }
 
 /// Prompts are off (`DBGUARD_NO_PROMPT` or `CI` set).
-pub fn prompts_disabled() -> bool {
+pub(crate) fn prompts_disabled() -> bool {
     get(NO_PROMPT).is_some() || get(CI).is_some()
 }
 
 /// `NO_COLOR` set to anything but the empty string.
-pub fn no_color() -> bool {
+pub(crate) fn no_color() -> bool {
     get(NO_COLOR).is_some_and(|v| !v.is_empty())
 }
 
 /// `TERM=dumb` (a terminal that shows escape codes literally).
-pub fn dumb_terminal() -> bool {
+pub(crate) fn dumb_terminal() -> bool {
     text("TERM").is_some_and(|t| t == "dumb")
 }
 
 /// The fixed clock, when `DBGUARD_NOW` is set.
-pub fn fixed_now() -> Option<String> {
+pub(crate) fn fixed_now() -> Option<String> {
     text(NOW)
 }
 
-pub fn timing() -> bool {
+pub(crate) fn timing() -> bool {
     get(TIMING).is_some()
 }
 
 /// The crontab program (`DBGUARD_CRONTAB`, default `crontab`).
-pub fn crontab_program() -> String {
+pub(crate) fn crontab_program() -> String {
     text(CRONTAB)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "crontab".to_string())
 }
 
 /// This process runs inside a git that dbguard's guard started.
-pub fn guarded() -> bool {
+pub(crate) fn guarded() -> bool {
     get(GUARDED).is_some()
 }
 
 /// The variables set in this environment, with their values, for `dbguard config`.
-pub fn in_effect() -> Vec<(&'static Variable, String)> {
+pub(crate) fn in_effect() -> Vec<(&'static Variable, String)> {
     VARIABLES
         .iter()
         .filter_map(|v| get(v.name).map(|value| (v, value.to_string_lossy().into_owned())))

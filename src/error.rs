@@ -15,7 +15,7 @@ use crate::ui::Ui;
 /// What kind of failure, and so which exit code: the one table of them. A wrapped git's
 /// own exit code is no error of dbguard's: the guard returns it as its result, unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The command could not do what was asked (bad input, missing file, damaged store).
     User,
     /// The command line itself is wrong (clap's parse errors).
@@ -26,7 +26,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             ErrorKind::User => 1,
             ErrorKind::Usage => 2,
@@ -38,7 +38,7 @@ impl ErrorKind {
 type BoxedError = Box<dyn StdError + Send + Sync + 'static>;
 
 #[derive(Debug)]
-pub struct CommandError {
+pub(crate) struct CommandError {
     kind: ErrorKind,
     /// The headline error; its `source()` chain is printed as "Caused by" lines.
     error: BoxedError,
@@ -49,12 +49,12 @@ pub struct CommandError {
 
 impl CommandError {
     /// A failure described by `message` alone.
-    pub fn new(message: impl Into<String>) -> CommandError {
+    pub(crate) fn new(message: impl Into<String>) -> CommandError {
         CommandError::from_boxed(message.into().into())
     }
 
     /// A failure whose headline is `error` and whose causes are its `source()` chain.
-    pub fn from_source<E: StdError + Send + Sync + 'static>(error: E) -> CommandError {
+    pub(crate) fn from_source<E: StdError + Send + Sync + 'static>(error: E) -> CommandError {
         CommandError::from_boxed(Box::new(error))
     }
 
@@ -67,37 +67,37 @@ impl CommandError {
         }
     }
 
-    pub fn hint(mut self, hint: impl Into<String>) -> CommandError {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> CommandError {
         self.hints.push(hint.into());
         self
     }
 
-    pub fn cause(mut self, cause: impl Into<String>) -> CommandError {
+    pub(crate) fn cause(mut self, cause: impl Into<String>) -> CommandError {
         self.details.push(cause.into());
         self
     }
 
-    pub fn with_kind(mut self, kind: ErrorKind) -> CommandError {
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> CommandError {
         self.kind = kind;
         self
     }
 
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         self.kind.exit_code()
     }
 
     /// The one-line headline.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         self.error.to_string()
     }
 
-    pub fn hints(&self) -> &[String] {
+    pub(crate) fn hints(&self) -> &[String] {
         &self.hints
     }
 
     /// The causes under the headline: the source chain (minus text the headline already
     /// says, as thiserror messages often embed their source), then the added details.
-    pub fn causes(&self) -> Vec<String> {
+    pub(crate) fn causes(&self) -> Vec<String> {
         let message = self.message();
         let mut causes = Vec::new();
         let mut source = self.error.source();
@@ -114,7 +114,7 @@ impl CommandError {
 
     /// Print the error, its causes and hints (the one place errors are printed); a
     /// command without its own hint gets the general one.
-    pub fn report(&self, ui: &Ui) {
+    pub(crate) fn report(&self, ui: &Ui) {
         const GENERAL: &str = "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees";
         let general = [GENERAL.to_string()];
         let hints = if self.hints.is_empty() {
@@ -127,7 +127,7 @@ impl CommandError {
 
     /// Print the error and causes without hints (one failure among several, where the
     /// summary after them says what to do).
-    pub fn report_without_hints(&self, ui: &Ui) {
+    pub(crate) fn report_without_hints(&self, ui: &Ui) {
         ui.error(&self.message(), &self.causes(), &[]);
     }
 }

@@ -52,7 +52,7 @@ use std::process::Command;
 use crate::git::GitRunner;
 
 /// The hooks dbguard installs, in a stable order.
-pub const HOOK_NAMES: &[&str] = &[
+pub(crate) const HOOK_NAMES: &[&str] = &[
     "post-checkout",
     "post-merge",
     "post-rewrite",
@@ -120,11 +120,11 @@ fn copy_with_block(path: &Path, main_text: &str) -> Option<CopyWithBlock> {
 }
 
 /// First line of dbguard's block.
-pub const BEGIN_MARKER: &str = "# >>> dbguard >>>";
+pub(crate) const BEGIN_MARKER: &str = "# >>> dbguard >>>";
 /// Last line of dbguard's block.
-pub const END_MARKER: &str = "# <<< dbguard <<<";
+pub(crate) const END_MARKER: &str = "# <<< dbguard <<<";
 /// Line inside the block when dbguard created the hook file.
-pub const CREATED_MARKER: &str = "# dbguard-created";
+pub(crate) const CREATED_MARKER: &str = "# dbguard-created";
 
 const NEW_FILE_SHEBANG: &str = "#!/bin/sh\n";
 
@@ -133,7 +133,7 @@ const FAST_PATH_PLACEHOLDER: &str = "# @fast-path@ (hooks/fast-path.sh is insert
 
 /// The shim block (markers included) for `hook`: `hooks/<hook>` with the fast-path
 /// check (shared by the post-* shims) put in place of its placeholder line.
-pub fn shim(hook: &str) -> Option<String> {
+pub(crate) fn shim(hook: &str) -> Option<String> {
     let template = match hook {
         "post-checkout" => include_str!("../hooks/post-checkout"),
         "post-merge" => include_str!("../hooks/post-merge"),
@@ -147,7 +147,7 @@ pub fn shim(hook: &str) -> Option<String> {
 }
 
 /// The line a user can add to a hook dbguard will not edit.
-pub fn manual_line(hook: &str) -> String {
+pub(crate) fn manual_line(hook: &str) -> String {
     let line = format!("command -v dbguard >/dev/null 2>&1 && dbguard hook {hook} \"$@\" || true");
     if matches!(hook, "post-rewrite" | "reference-transaction") {
         format!("{line}  # feed it the stdin git gave this hook")
@@ -158,7 +158,7 @@ pub fn manual_line(hook: &str) -> String {
 
 /// Errors of the file-system and git parts of this module.
 #[derive(Debug, thiserror::Error)]
-pub enum HookError {
+pub(crate) enum HookError {
     #[error("could not run `git rev-parse` in {dir}")]
     GitSpawn {
         dir: PathBuf,
@@ -195,7 +195,7 @@ pub enum HookError {
 
 /// Why a hook file's text cannot take (or give up) dbguard's block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BlockError {
+pub(crate) enum BlockError {
     #[error("dbguard has no hook named {0:?}")]
     UnknownHook(String),
     #[error("the hook is run by {interpreter:?}, not by a POSIX shell")]
@@ -208,7 +208,7 @@ pub enum BlockError {
 
 /// Why install/uninstall left a hook file alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     #[error("the hook is run by {interpreter:?}, not by a POSIX shell")]
     NotShell { interpreter: String },
     #[error("the hook is a binary file")]
@@ -234,19 +234,19 @@ impl SkipReason {
 
 /// Where hooks live for a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HooksDir {
+pub(crate) struct HooksDir {
     /// Absolute; may not exist yet ([`install`] creates it).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The git common dir (`.git` of the main worktree), absolute.
-    pub git_dir: PathBuf,
+    pub(crate) git_dir: PathBuf,
     /// `core.hooksPath` points outside the git dir (e.g. a tracked `.husky/_`, a shared
     /// directory): other tools or other repositories may rewrite or share these files.
-    pub outside_git_dir: bool,
+    pub(crate) outside_git_dir: bool,
 }
 
 /// What [`install`] did to one hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Install {
+pub(crate) enum Install {
     /// No hook file existed; dbguard created one (mode 0755).
     Created,
     /// The block was there with older text and was replaced in place.
@@ -271,7 +271,7 @@ pub enum Install {
 
 /// What [`uninstall`] did to one hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Uninstall {
+pub(crate) enum Uninstall {
     /// dbguard had created the file and nothing else was in it: deleted.
     Removed,
     /// The block was removed; the rest of the file is as it was.
@@ -284,15 +284,15 @@ pub enum Uninstall {
 
 /// One hook's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookChange<T> {
-    pub hook: &'static str,
-    pub path: PathBuf,
-    pub outcome: T,
+pub(crate) struct HookChange<T> {
+    pub(crate) hook: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) outcome: T,
 }
 
 /// A hook's state as [`status`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookState {
+pub(crate) enum HookState {
     /// The block is there. `current`: its text is this version's shim.
     /// `executable`: git will run the file (git ignores hooks without the x bit).
     Installed { current: bool, executable: bool },
@@ -442,7 +442,7 @@ fn check_editable(text: &str) -> Result<(), BlockError> {
 /// Returns the hook text with dbguard's current block for `hook`: a new file's text for
 /// `None`; otherwise `existing` with the block replaced in place, or inserted after the
 /// shebang line (at the top without one). Every other byte is kept.
-pub fn insert_block(existing: Option<&str>, hook: &str) -> Result<String, BlockError> {
+pub(crate) fn insert_block(existing: Option<&str>, hook: &str) -> Result<String, BlockError> {
     let shim = &shim(hook).ok_or_else(|| BlockError::UnknownHook(hook.to_string()))?;
     let Some(text) = existing else {
         return Ok(format!("{NEW_FILE_SHEBANG}{}", render(shim, true)));
@@ -474,7 +474,7 @@ pub fn insert_block(existing: Option<&str>, hook: &str) -> Result<String, BlockE
 /// Removes dbguard's block. `Ok(Some(text))`: the hook's new text (unchanged when there is
 /// no block). `Ok(None)`: dbguard created the file and only a shebang/whitespace is left,
 /// so the file should be deleted.
-pub fn remove_block(text: &str) -> Result<Option<String>, BlockError> {
+pub(crate) fn remove_block(text: &str) -> Result<Option<String>, BlockError> {
     let Some(span) = find_block(text)? else {
         return Ok(Some(text.to_string()));
     };
@@ -526,7 +526,7 @@ fn state_of_text(text: &str, hook: &str, executable: bool) -> HookState {
 
 /// Resolves the hooks directory with `git rev-parse --git-path hooks` run in `repo_dir`
 /// (honours `core.hooksPath` and linked worktrees).
-pub fn hooks_dir(repo_dir: &Path) -> Result<HooksDir, HookError> {
+pub(crate) fn hooks_dir(repo_dir: &Path) -> Result<HooksDir, HookError> {
     hooks_dir_with(repo_dir, GitRunner::default().query(repo_dir))
 }
 
@@ -658,7 +658,7 @@ fn hook_path(hooks_dir: &Path, hook: &'static str) -> PathBuf {
 
 /// Installs (or updates) dbguard's block in every hook of [`HOOK_NAMES`], creating
 /// `hooks_dir` if needed. Files dbguard will not edit are reported as skipped.
-pub fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> {
+pub(crate) fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> {
     fs::create_dir_all(hooks_dir).map_err(|source| HookError::CreateDir {
         path: hooks_dir.to_path_buf(),
         source,
@@ -727,7 +727,7 @@ pub fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> 
 
 /// Removes dbguard's block from every hook of [`HOOK_NAMES`]; deletes files dbguard
 /// created when nothing else is left in them.
-pub fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookError> {
+pub(crate) fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookError> {
     let mut changes = Vec::new();
     for &hook in HOOK_NAMES {
         let path = hook_path(hooks_dir, hook);
@@ -793,7 +793,7 @@ fn remove_block_from_file(path: &Path, old: &str, mode: u32) -> Result<Uninstall
 }
 
 /// The state of every hook of [`HOOK_NAMES`] in `hooks_dir` (which need not exist).
-pub fn status(hooks_dir: &Path) -> Result<Vec<(String, HookState)>, HookError> {
+pub(crate) fn status(hooks_dir: &Path) -> Result<Vec<(String, HookState)>, HookError> {
     let mut states = Vec::new();
     for &hook in HOOK_NAMES {
         let path = hook_path(hooks_dir, hook);
@@ -848,4 +848,4 @@ fn is_executable(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests;
-pub mod watch;
+pub(crate) mod watch;

@@ -26,19 +26,19 @@ use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 
 /// Which snapshots to keep. `Default` is the empty policy (keeps everything).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_within: Option<Duration>,
+pub(crate) struct Policy {
+    pub(crate) keep_last: Option<u32>,
+    pub(crate) keep_hourly: Option<u32>,
+    pub(crate) keep_daily: Option<u32>,
+    pub(crate) keep_weekly: Option<u32>,
+    pub(crate) keep_monthly: Option<u32>,
+    pub(crate) keep_within: Option<Duration>,
 }
 
 impl Policy {
     /// True when no rule is set (counts of 0 and durations <= 0 count as unset).
     /// [`apply`] keeps every snapshot under an empty policy.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         let counts = [
             self.keep_last,
             self.keep_hourly,
@@ -53,16 +53,16 @@ impl Policy {
 
 /// One snapshot as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: i64,
+pub(crate) struct Candidate {
+    pub(crate) id: i64,
     /// The database's worktree-relative path: the grouping key.
-    pub path: String,
-    pub created_at: DateTime<Utc>,
+    pub(crate) path: String,
+    pub(crate) created_at: DateTime<Utc>,
 }
 
 /// Why a snapshot is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The newest snapshot of its path: always kept.
     Newest,
     Last,
@@ -93,14 +93,14 @@ impl fmt::Display for Reason {
 /// The outcome of [`apply`]. Both lists are ordered by path (ascending), then newest first.
 /// Every input id appears exactly once, in `keep` or in `remove`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Kept snapshot ids with every reason that kept them (sorted, never empty).
-    pub keep: Vec<(i64, Vec<Reason>)>,
-    pub remove: Vec<i64>,
+    pub(crate) keep: Vec<(i64, Vec<Reason>)>,
+    pub(crate) remove: Vec<i64>,
 }
 
 /// Applies `policy` to `snapshots` as of `now`. Pure: no clock, no I/O.
-pub fn apply(policy: &Policy, snapshots: &[Candidate], now: DateTime<Utc>) -> Decision {
+pub(crate) fn apply(policy: &Policy, snapshots: &[Candidate], now: DateTime<Utc>) -> Decision {
     let mut groups: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
     for s in snapshots {
         groups.entry(s.path.as_str()).or_default().push(s);
@@ -200,16 +200,16 @@ impl Bucketer {
 #[error(
     "invalid duration {input:?}: {reason} (expected e.g. \"8h\", \"30d\", \"2w\", \"1y2m3d4h\")"
 )]
-pub struct DurationError {
-    pub input: String,
-    pub reason: &'static str,
+pub(crate) struct DurationError {
+    pub(crate) input: String,
+    pub(crate) reason: &'static str,
 }
 
 /// Parses a restic-style duration: one or more `<number><unit>` pairs, units
 /// `h` (hours), `d` (days), `w` (weeks), `m` (months = 30 days), `y` (years = 365 days).
 /// Months and years are fixed lengths because a [`Duration`] has no calendar.
 /// Examples: `"8h"`, `"30d"`, `"2w"`, `"1y2m3d4h"`. Surrounding whitespace is ignored.
-pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
         input: s.to_string(),
         reason,

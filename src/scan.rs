@@ -11,38 +11,38 @@ use crate::git::{GitState, Repo, RepoError, RepoPath};
 
 /// A database file found in the worktree.
 #[derive(Clone, Debug, Serialize)]
-pub struct DbFile {
-    pub path: RepoPath,
-    pub kind: DbKind,
-    pub git: GitState,
-    pub size: u64,
+pub(crate) struct DbFile {
+    pub(crate) path: RepoPath,
+    pub(crate) kind: DbKind,
+    pub(crate) git: GitState,
+    pub(crate) size: u64,
 }
 
 /// A file that was looked at and left alone, with the reason (shown on request).
 #[derive(Clone, Debug, Serialize)]
-pub struct Skipped {
-    pub path: String,
-    pub reason: String,
+pub(crate) struct Skipped {
+    pub(crate) path: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Default)]
-pub struct Scan {
-    pub databases: Vec<DbFile>,
-    pub skipped: Vec<Skipped>,
+pub(crate) struct Scan {
+    pub(crate) databases: Vec<DbFile>,
+    pub(crate) skipped: Vec<Skipped>,
     /// Directories not descended into because a configured exclusion names them.
-    pub excluded: Vec<PathBuf>,
+    pub(crate) excluded: Vec<PathBuf>,
 }
 
 /// The name a restore stages its image under, next to the file it replaces:
 /// `.<name>.dbguard-restore-<pid>`. Renamed over `<name>` when complete; a killed restore
 /// leaves it behind (see [`restore_staging_pid`]).
-pub fn restore_staging_name(name: &str, pid: u32) -> String {
+pub(crate) fn restore_staging_name(name: &str, pid: u32) -> String {
     format!(".{name}.dbguard-restore-{pid}")
 }
 
 /// The pid in a restore staging file's name, `None` for any other name. Such files are
 /// never databases of the user's: scans skip them and restores remove stale ones.
-pub fn restore_staging_pid(name: &str) -> Option<u32> {
+pub(crate) fn restore_staging_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
     let (stem, pid) = rest.rsplit_once(".dbguard-restore-")?;
     if stem.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -56,7 +56,7 @@ const MIN_DATABASE_SIZE: u64 = 512;
 
 /// Why an explicitly named path cannot be snapshotted.
 #[derive(Debug, thiserror::Error)]
-pub enum ScanError {
+pub(crate) enum ScanError {
     #[error("{path} does not exist")]
     Missing { path: String },
     #[error("{path} is not a database: {reason}")]
@@ -71,17 +71,17 @@ pub enum ScanError {
     },
 }
 
-pub struct Scanner<'a> {
-    pub repo: &'a Repo,
+pub(crate) struct Scanner<'a> {
+    pub(crate) repo: &'a Repo,
     /// Directory names never descended into (e.g. `node_modules`).
-    pub exclude_dirs: &'a [String],
+    pub(crate) exclude_dirs: &'a [String],
     /// The store, if configured inside the worktree.
-    pub store_dir: &'a Path,
+    pub(crate) store_dir: &'a Path,
 }
 
 impl Scanner<'_> {
     /// Every database in the worktree.
-    pub fn scan(&self) -> Scan {
+    pub(crate) fn scan(&self) -> Scan {
         let mut scan = Scan::default();
         self.walk(&self.repo.worktree.clone(), &mut scan);
         scan.databases.sort_by(|a, b| a.path.cmp(&b.path));
@@ -89,7 +89,7 @@ impl Scanner<'_> {
     }
 
     /// Databases under `dir` (a directory inside the worktree).
-    pub fn scan_under(&self, dir: &Path) -> Scan {
+    pub(crate) fn scan_under(&self, dir: &Path) -> Scan {
         let mut scan = Scan::default();
         self.walk(dir, &mut scan);
         scan.databases.sort_by(|a, b| a.path.cmp(&b.path));
@@ -181,7 +181,7 @@ impl Scanner<'_> {
 
     /// The same scanner without the configured exclusions: for paths git is about to
     /// touch, which are protected wherever they live.
-    pub fn unfiltered(&self) -> Scanner<'_> {
+    pub(crate) fn unfiltered(&self) -> Scanner<'_> {
         Scanner {
             repo: self.repo,
             exclude_dirs: &[],
@@ -191,7 +191,7 @@ impl Scanner<'_> {
 
     /// Whether a worktree-relative path lies in (or is) a directory that the configured
     /// exclusions keep out of [`Scanner::scan`].
-    pub fn is_excluded(&self, relative: &Path) -> bool {
+    pub(crate) fn is_excluded(&self, relative: &Path) -> bool {
         relative.components().any(|c| {
             c.as_os_str()
                 .to_str()
@@ -202,7 +202,7 @@ impl Scanner<'_> {
     /// Databases that [`Scanner::scan`] left out because of an exclusion, at or below the
     /// worktree-relative `relative` (every excluded directory in `scan` when it is empty):
     /// the planner's probe, so that git's own list of paths decides what is at risk.
-    pub fn excluded_databases(&self, scan: &Scan, relative: &Path) -> Vec<DbFile> {
+    pub(crate) fn excluded_databases(&self, scan: &Scan, relative: &Path) -> Vec<DbFile> {
         let unfiltered = self.unfiltered();
         if relative.as_os_str().is_empty() {
             return scan
@@ -241,7 +241,7 @@ impl Scanner<'_> {
     /// Every database in the worktree plus the tracked ones that exclusions hide: what a
     /// hook snapshots before a merge or rebase, which overwrites tracked files wherever
     /// they are. (Reading the index is cheap; walking excluded trees is not.)
-    pub fn scan_with_tracked(&self) -> Scan {
+    pub(crate) fn scan_with_tracked(&self) -> Scan {
         let mut scan = self.scan();
         if scan.excluded.is_empty() {
             return scan;
@@ -268,7 +268,7 @@ impl Scanner<'_> {
     }
 
     /// Resolve a path the user named: a database file, or a directory to scan.
-    pub fn explicit(&self, cwd: &Path, user_path: &Path) -> Result<Vec<DbFile>, ScanError> {
+    pub(crate) fn explicit(&self, cwd: &Path, user_path: &Path) -> Result<Vec<DbFile>, ScanError> {
         let shown = user_path.display().to_string();
         let absolute: PathBuf = if user_path.is_absolute() {
             user_path.to_path_buf()

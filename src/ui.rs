@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub mod format;
-pub use format::{age, bytes, count, local_time, shell_quote, table};
+pub(crate) mod format;
+pub(crate) use format::{age, bytes, count, local_time, shell_quote, table};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tone {
+pub(crate) enum Tone {
     Bold,
     Dim,
     Good,
@@ -27,18 +27,18 @@ pub enum Tone {
     Warn,
 }
 
-pub struct Ui {
-    pub color: bool,
-    pub quiet: bool,
-    pub json: bool,
+pub(crate) struct Ui {
+    pub(crate) color: bool,
+    pub(crate) quiet: bool,
+    pub(crate) json: bool,
     /// `dbguard:` in front of every stderr line (used inside git hooks).
-    pub prefix: &'static str,
+    pub(crate) prefix: &'static str,
     /// Answer yes to every prompt (`--yes`).
-    pub assume_yes: bool,
+    pub(crate) assume_yes: bool,
 }
 
 impl Ui {
-    pub fn new(color: ColorChoice, quiet: bool, json: bool, assume_yes: bool) -> Ui {
+    pub(crate) fn new(color: ColorChoice, quiet: bool, json: bool, assume_yes: bool) -> Ui {
         let color = match color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -57,7 +57,7 @@ impl Ui {
         }
     }
 
-    pub fn paint(&self, tone: Tone, text: &str) -> String {
+    pub(crate) fn paint(&self, tone: Tone, text: &str) -> String {
         if !self.color {
             return text.to_string();
         }
@@ -72,19 +72,19 @@ impl Ui {
     }
 
     /// Data for scripts and people: stdout.
-    pub fn out(&self, line: &str) {
+    pub(crate) fn out(&self, line: &str) {
         let mut stdout = io::stdout().lock();
         let _ = writeln!(stdout, "{line}");
     }
 
     /// Progress and status: stderr, silenced by --quiet.
-    pub fn status(&self, line: &str) {
+    pub(crate) fn status(&self, line: &str) {
         if !self.quiet {
             eprintln!("{}{line}", self.prefix);
         }
     }
 
-    pub fn warn(&self, line: &str) {
+    pub(crate) fn warn(&self, line: &str) {
         eprintln!(
             "{}{} {line}",
             self.prefix,
@@ -92,14 +92,14 @@ impl Ui {
         );
     }
 
-    pub fn hint(&self, line: &str) {
+    pub(crate) fn hint(&self, line: &str) {
         if !self.quiet {
             eprintln!("{}{} {line}", self.prefix, self.paint(Tone::Dim, "hint:"));
         }
     }
 
     /// Print an error with its causes and hints (the format every failure uses).
-    pub fn error(&self, message: &str, causes: &[String], hints: &[String]) {
+    pub(crate) fn error(&self, message: &str, causes: &[String], hints: &[String]) {
         eprintln!(
             "{}{} {message}",
             self.prefix,
@@ -114,7 +114,7 @@ impl Ui {
     }
 
     /// A byte-count progress bar, drawn only on a terminal and only after a second.
-    pub fn progress(&self, total: u64, message: &str) -> ProgressBar {
+    pub(crate) fn progress(&self, total: u64, message: &str) -> ProgressBar {
         if self.quiet || self.json || !io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
@@ -138,7 +138,7 @@ impl Ui {
 
     /// A spinner for work of unknown size (export, verify), under the same rules as
     /// [`Ui::progress`]: a terminal only, and only after a second.
-    pub fn spinner(&self, message: &str) -> ProgressBar {
+    pub(crate) fn spinner(&self, message: &str) -> ProgressBar {
         if self.quiet || self.json || !io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
@@ -160,7 +160,7 @@ impl Ui {
     }
 
     /// Whether a person can answer a question: a terminal we can open.
-    pub fn can_prompt(&self) -> bool {
+    pub(crate) fn can_prompt(&self) -> bool {
         if self.assume_yes {
             return true;
         }
@@ -176,7 +176,7 @@ impl Ui {
 
     /// Ask a yes/no question on the terminal (`/dev/tty`, so it works inside hooks whose
     /// stdin is not the terminal). `None` when nobody can answer.
-    pub fn confirm(&self, question: &str, default_yes: bool) -> Option<bool> {
+    pub(crate) fn confirm(&self, question: &str, default_yes: bool) -> Option<bool> {
         if self.assume_yes {
             return Some(true);
         }

@@ -13,9 +13,9 @@ with the repository) and git config dbguard.* (local; wins). Examples:
   git config dbguard.precommit warn
   git config dbguard.keepLast 20"
 )]
-pub struct Args {}
+pub(crate) struct Args {}
 
-pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let s = &ctx.settings;
     let environment = crate::env::in_effect();
     if ui.json {

@@ -11,10 +11,10 @@ use crate::ui::{self, Tone, Ui};
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Example:
   dbguard demo            about ten seconds; leaves nothing behind")]
-pub struct Args {
+pub(crate) struct Args {
     /// Rows in the crawler's local database.
     #[arg(long, default_value_t = 900_000)]
-    pub rows: u64,
+    pub(crate) rows: u64,
 }
 
 struct Sandbox {
@@ -80,7 +80,7 @@ fn rows(path: &Path) -> String {
         .unwrap_or_else(|_| "gone".into())
 }
 
-pub fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
     play(ui, args).map_err(|error| {
         error.hint("the demo needs git on PATH and a writable temporary directory ($TMPDIR)")
     })

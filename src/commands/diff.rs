@@ -15,10 +15,10 @@ use crate::ui::{self, Tone, Ui};
   dbguard diff posts.db         one database now vs its last snapshot
   dbguard diff 14               snapshot #14 vs that database now
   dbguard diff 12 14            two snapshots")]
-pub struct Args {
+pub(crate) struct Args {
     /// A database path and/or one or two snapshot ids (14 or #14).
     #[arg(value_name = "PATH|ID")]
-    pub items: Vec<String>,
+    pub(crate) items: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,7 +41,7 @@ fn is_id(text: &str) -> bool {
     crate::store::parse_snapshot_id(text).is_some()
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
         if let Some(missing) = args
             .items

@@ -15,13 +15,13 @@ use crate::store::{SnapshotInfo, Store, StoreError, chunks::temp_path};
 use crate::ui::{self, Ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     Parquet,
     Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompressionArg {
+pub(crate) enum CompressionArg {
     Zstd,
     Gzip,
     None,
@@ -39,11 +39,11 @@ dbguard-export/posts.db/20261121T114500Z/parquet/posts.parquet. Tables are strea
 Arrow record batches. SQLite columns holding several storage classes are written as a
 struct (Parquet) or tagged values (JSON Lines) and the file metadata says so, so nothing
 is lost; `dbguard import-table` loads a file back.")]
-pub struct Args {
+pub(crate) struct Args {
     /// A snapshot id (14 or #14), or a database file or directory to snapshot now and
     /// export (default: every database in the working tree, snapshotted now).
     #[arg(value_name = "ID|PATH")]
-    pub target: Option<PathBuf>,
+    pub(crate) target: Option<PathBuf>,
     /// Output formats, comma-separated.
     #[arg(
         long,
@@ -51,16 +51,16 @@ pub struct Args {
         value_delimiter = ',',
         default_value = "parquet,jsonl"
     )]
-    pub format: Vec<FormatArg>,
+    pub(crate) format: Vec<FormatArg>,
     /// Compression of Parquet pages and of JSON Lines files.
     #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
-    pub compression: CompressionArg,
+    pub(crate) compression: CompressionArg,
     /// Directory to write into.
     #[arg(long, value_name = "DIR", default_value = "dbguard-export")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Export only these tables (repeatable).
     #[arg(long = "table", value_name = "NAME")]
-    pub tables: Vec<String>,
+    pub(crate) tables: Vec<String>,
 }
 
 /// One exported snapshot, as `--json` prints it.
@@ -86,7 +86,7 @@ struct SkippedTable {
     reason: String,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let opts = ExportOptions {
         formats: dedup_formats(&args.format),
         compression: match args.compression {

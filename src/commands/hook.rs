@@ -7,14 +7,14 @@ use std::path::Path;
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The git hook being run.
-    pub name: String,
+    pub(crate) name: String,
     /// The arguments git passed to the hook.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
-    pub args: Vec<OsString>,
+    pub(crate) args: Vec<OsString>,
 }
 
-pub fn run(ui: &Ui, cwd: &Path, args: &Args) -> u8 {
+pub(crate) fn run(ui: &Ui, cwd: &Path, args: &Args) -> u8 {
     crate::flow::hook::run(ui, cwd, &args.name, &args.args)
 }

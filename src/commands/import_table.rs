@@ -23,18 +23,18 @@ Reads Parquet or JSON Lines files written by `dbguard export` (plain, gzip or zs
 The table is created when missing; with --replace its rows are replaced, otherwise the
 rows are appended. When DB exists in this working tree it is snapshotted first, so the
 import can be undone with `dbguard restore DB --from <that id>`. SQLite targets only.")]
-pub struct Args {
+pub(crate) struct Args {
     /// A Parquet or JSON Lines file written by `dbguard export`.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The SQLite database to load into (created when missing).
     #[arg(long, value_name = "DB")]
-    pub into: PathBuf,
+    pub(crate) into: PathBuf,
     /// Table to load into (default: the table name the file was exported from).
     #[arg(long, value_name = "NAME")]
-    pub table: Option<String>,
+    pub(crate) table: Option<String>,
     /// Empty the table first instead of appending.
     #[arg(long)]
-    pub replace: bool,
+    pub(crate) replace: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,7 +47,7 @@ struct Imported {
     undo: Option<i64>,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let file = ctx.cwd.join(&args.file);
     if !file.is_file() {
         return Err(

@@ -6,7 +6,7 @@ use crate::plan::PASS_THROUGH_SUBCOMMANDS;
 use crate::ui::Ui;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
@@ -20,11 +20,11 @@ pub enum Shell {
 
 Afterwards `git pull` snapshots the databases it would overwrite; `git status`,
 `git log` and friends go straight to git. `command git …` bypasses the function.")]
-pub struct Args {
-    pub shell: Shell,
+pub(crate) struct Args {
+    pub(crate) shell: Shell,
 }
 
-pub fn script(shell: Shell) -> String {
+pub(crate) fn script(shell: Shell) -> String {
     // Subcommands dbguard never plans go straight to git, with no dbguard process at all;
     // everything else (aliases too) goes through `dbguard git`, which runs git untouched
     // when it finds nothing at risk.
@@ -65,7 +65,7 @@ end
     }
 }
 
-pub fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
     ui.out(script(args.shell).trim_end());
     Ok(())
 }

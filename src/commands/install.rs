@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::CommandError;
-use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning};
+use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning, warn_failures};
 use crate::flow::{Context, command_line};
 use crate::hooks::{self, HookError, HookState, Install, Uninstall};
 use crate::ui::{Tone, Ui};
@@ -20,16 +20,16 @@ use crate::ui::{Tone, Ui};
 Existing hooks (git-lfs, pre-commit, husky, lefthook, your own) keep running: dbguard
 adds a marked block near the top of each hook file and `dbguard uninstall` removes only
 that block. If a tool rewrites its hook files later, run `dbguard install` again.")]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// Show which hooks are installed instead of installing.
     #[arg(long)]
-    pub status: bool,
+    pub(crate) status: bool,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Example:
   dbguard uninstall     removes dbguard's blocks; everything else in the hooks stays")]
-pub struct UninstallArgs {}
+pub(crate) struct UninstallArgs {}
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Example:
@@ -38,9 +38,9 @@ pub struct UninstallArgs {}
 Takes a snapshot, runs `git rm --cached`, adds the path to .gitignore. Commit the
 result. Caveat: when collaborators pull that commit, git deletes their copy of the file;
 they should pull with `dbguard pull` (which snapshots it first) or back it up.")]
-pub struct UntrackArgs {
+pub(crate) struct UntrackArgs {
     /// The tracked database to stop tracking.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 fn hook_error(error: HookError) -> CommandError {
@@ -48,7 +48,7 @@ fn hook_error(error: HookError) -> CommandError {
         .hint("check the permissions of the hooks directory (`git rev-parse --git-path hooks`)")
 }
 
-pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
+pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
         return show_status(ui, &dir.path);
@@ -83,7 +83,7 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
     let databases = ctx.scanner().scan().databases;
     if !databases.is_empty() {
         let mut store = ctx.store()?;
-        for (database, outcome) in snapshot_operation(
+        let results = snapshot_operation(
             ui,
             ctx,
             &mut store,
@@ -91,15 +91,8 @@ pub fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), Command
             &databases,
             Some("baseline at install"),
             Lines::Every,
-        )? {
-            if let Err(error) = outcome {
-                ui.warn(&format!(
-                    "could not snapshot {}: {}",
-                    database.path,
-                    error.message()
-                ));
-            }
-        }
+        )?;
+        warn_failures(ui, &results);
     }
     for database in databases.iter().filter(|d| d.git.under_version_control()) {
         version_control_warning(ui, &database.path);
@@ -162,7 +155,7 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
     Ok(())
 }
 
-pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
+pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     // Hooks installed before core.hooksPath moved elsewhere (husky does that) lie dormant
     // in .git/hooks and would come back when it is unset: remove those blocks as well.
@@ -194,7 +187,7 @@ pub fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), Co
     Ok(())
 }
 
-pub fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
+pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
         return Err(CommandError::new(format!(

@@ -17,18 +17,18 @@ use crate::ui::{self, Tone, Ui};
   dbguard log                 every snapshot in this working tree
   dbguard log posts.db -n 5   the last five of one database
   dbguard log --json          for scripts")]
-pub struct Args {
+pub(crate) struct Args {
     /// Only snapshots of this database.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// How many snapshots to show.
     #[arg(short = 'n', long, default_value_t = 50)]
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// Include snapshots taken in other worktrees of this repository.
     #[arg(long)]
-    pub all_worktrees: bool,
+    pub(crate) all_worktrees: bool,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let path = match &args.path {
         Some(path) => Some(ctx.repo.relative(&ctx.cwd, path)?),
         None => None,
@@ -125,9 +125,9 @@ pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
 /// One snapshot as `log --json` prints it: the catalog's fields plus `partial`,
 /// `missing` (what a partial snapshot lacks) and a live copy's `instant` and `retries`.
 #[derive(Serialize)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     #[serde(flatten)]
-    pub snapshot: &'a SnapshotInfo,
+    pub(crate) snapshot: &'a SnapshotInfo,
     #[serde(flatten)]
-    pub completeness: Completeness,
+    pub(crate) completeness: Completeness,
 }

@@ -1,19 +1,19 @@
 //! One file per subcommand: each adapts its clap arguments to the flow and domain layers
 //! below and prints the result (`pub fn run(ui, ctx, args)`).
 
-pub mod config;
-pub mod demo;
-pub mod diff;
-pub mod export;
-pub mod hook;
-pub mod import_table;
-pub mod init;
-pub mod install;
-pub mod log;
-pub mod prune;
-pub mod restore;
-pub mod schedule;
-pub mod show;
-pub mod snapshot;
-pub mod status;
-pub mod verify;
+pub(crate) mod config;
+pub(crate) mod demo;
+pub(crate) mod diff;
+pub(crate) mod export;
+pub(crate) mod hook;
+pub(crate) mod import_table;
+pub(crate) mod init;
+pub(crate) mod install;
+pub(crate) mod log;
+pub(crate) mod prune;
+pub(crate) mod restore;
+pub(crate) mod schedule;
+pub(crate) mod show;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod verify;

@@ -24,28 +24,28 @@ Each database path is its own group; the newest snapshot of every path is always
 and a snapshot kept by any rule is kept. Without flags the policy comes from the config
 (`dbguard config`: retention.keep_* in .dbguard.toml or dbguard.keep* in git config).
 DURATION is e.g. 8h, 30d, 2w, 1y2m3d4h.")]
-pub struct Args {
+pub(crate) struct Args {
     /// Keep the N newest snapshots of each database.
     #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
+    pub(crate) keep_last: Option<u32>,
     /// Keep the newest snapshot in each of the last N hours that have one.
     #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
+    pub(crate) keep_hourly: Option<u32>,
     /// Keep the newest snapshot in each of the last N days that have one.
     #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
+    pub(crate) keep_daily: Option<u32>,
     /// Keep the newest snapshot in each of the last N weeks that have one.
     #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
+    pub(crate) keep_weekly: Option<u32>,
     /// Keep the newest snapshot in each of the last N months that have one.
     #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
+    pub(crate) keep_monthly: Option<u32>,
     /// Keep every snapshot newer than DURATION (e.g. 8h, 30d, 2w).
     #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
+    pub(crate) keep_within: Option<String>,
     /// Show what would be removed; remove nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// What `--json` prints.
@@ -110,7 +110,7 @@ fn policy(ctx: &Context, args: &Args) -> Result<Policy, CommandError> {
     })
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let policy = policy(ctx, args)?;
     // A dry run only reads, so it works on a read-only store too.
     let store = if args.dry_run {

@@ -20,21 +20,21 @@ use crate::ui::{self, Ui};
 
 The current state is snapshotted first, so every restore can be undone with
 `dbguard restore PATH --from <that id>`. To guard `git restore`, use `dbguard git restore …`.")]
-pub struct Args {
+pub(crate) struct Args {
     /// The database to restore (default: the snapshot's own path).
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// Snapshot id (default: the latest snapshot of PATH).
     #[arg(long, value_name = "ID")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Replace only these tables' rows, leaving the rest of the database as it is.
     #[arg(long = "table", value_name = "NAME")]
-    pub tables: Vec<String>,
+    pub(crate) tables: Vec<String>,
     /// Write the snapshot to this new file instead; the live database is left alone.
     #[arg(long, value_name = "PATH")]
-    pub to: Option<PathBuf>,
+    pub(crate) to: Option<PathBuf>,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     // Only --to leaves the store alone (an in-place restore records an undo snapshot), so
     // only --to can read a read-only store.
     let store = if args.to.is_some() {

@@ -27,27 +27,27 @@ N hours, 1-23), hourly, daily, weekly. cron runs with a minimal PATH: git must b
 The crontab program is `crontab`, or the one named by the environment variable
 DBGUARD_CRONTAB (it is run as `$DBGUARD_CRONTAB -l` and `$DBGUARD_CRONTAB -`, e.g. a
 script that keeps a temporary crontab in a file for tests).")]
-pub struct Args {
+pub(crate) struct Args {
     /// How often: Nh (e.g. 8h), hourly, daily or weekly.
     #[arg(long, value_name = "CADENCE", default_value = "8h")]
-    pub every: String,
+    pub(crate) every: String,
     /// Remove this working tree's entry instead of installing it.
     #[arg(long, conflicts_with = "print")]
-    pub remove: bool,
+    pub(crate) remove: bool,
     /// Print the crontab line and an equivalent systemd user timer; install nothing.
     #[arg(long)]
-    pub print: bool,
+    pub(crate) print: bool,
 }
 
 /// A cadence as cron and systemd spell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cadence {
-    pub cron: String,
-    pub on_calendar: String,
+pub(crate) struct Cadence {
+    pub(crate) cron: String,
+    pub(crate) on_calendar: String,
 }
 
 /// `8h` → `0 */8 * * *`, `daily` → `0 3 * * *`, `weekly` → `0 3 * * 0`.
-pub fn parse_cadence(text: &str) -> Result<Cadence, CommandError> {
+pub(crate) fn parse_cadence(text: &str) -> Result<Cadence, CommandError> {
     let text = text.trim().to_ascii_lowercase();
     let cadence = |cron: &str, on_calendar: &str| Cadence {
         cron: cron.to_string(),
@@ -83,7 +83,7 @@ fn sh_quote(text: &str) -> String {
 }
 
 /// The comment that marks this working tree's line.
-pub fn marker(worktree: &Path) -> String {
+pub(crate) fn marker(worktree: &Path) -> String {
     format!("# dbguard:{}", worktree.display())
 }
 
@@ -98,14 +98,14 @@ fn job_command(worktree: &Path, exe: &Path, log: &Path) -> String {
 }
 
 /// The full crontab line, ending in the marker comment.
-pub fn crontab_line(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+pub(crate) fn crontab_line(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
     // In a crontab, `%` ends the command unless escaped.
     let command = job_command(worktree, exe, log).replace('%', "\\%");
     format!("{} {command} {}", cadence.cron, marker(worktree))
 }
 
 /// `table` without this working tree's line(s); the bool says whether any was there.
-pub fn without_entry(table: &str, worktree: &Path) -> (String, bool) {
+pub(crate) fn without_entry(table: &str, worktree: &Path) -> (String, bool) {
     let marker = marker(worktree);
     let mut found = false;
     let mut kept = String::new();
@@ -188,7 +188,7 @@ fn unit_name(worktree: &Path) -> String {
 }
 
 /// The systemd user service and timer equivalent to the crontab line.
-pub fn systemd_units(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+pub(crate) fn systemd_units(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
     let name = unit_name(worktree);
     let command = job_command(worktree, exe, log);
     // systemd's own quoting: a double-quoted argument with `\` and `"` escaped, `%` as `%%`.
@@ -222,7 +222,7 @@ WantedBy=timers.target
     )
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let worktree = ctx.repo.worktree.clone();
     let program = crate::env::crontab_program();
     if args.remove {

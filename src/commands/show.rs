@@ -12,12 +12,12 @@ use crate::ui::{self, Tone, Ui};
 #[command(after_long_help = "Examples:
   dbguard show 14
   dbguard show '#14' --json")]
-pub struct Args {
+pub(crate) struct Args {
     /// Snapshot id, as `dbguard log` shows it (14 or #14).
-    pub id: String,
+    pub(crate) id: String,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
         return Err(
             CommandError::new("there are no snapshots in this repository yet")

@@ -26,32 +26,32 @@ database as of its last checkpoint is stored and marked partial (`log`, `show`, 
 
 Exit status: 0 every snapshot complete; 1 a snapshot failed; 3 every snapshot was stored
 but at least one is partial (it lacks commits still in a DuckDB WAL).")]
-pub struct Args {
+pub(crate) struct Args {
     /// Database files or directories (default: every database in the working tree).
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// A note stored with the snapshot.
     #[arg(short, long)]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// One database's snapshot result, as `--json` prints it.
 #[derive(Debug, Serialize)]
-pub struct Taken {
-    pub path: String,
-    pub kind: crate::db::DbKind,
-    pub git: crate::git::GitState,
-    pub id: Option<i64>,
-    pub rows: Option<u64>,
-    pub tables: Option<std::collections::BTreeMap<String, u64>>,
-    pub size: Option<u64>,
-    pub stored_bytes: Option<u64>,
-    pub reused: bool,
-    pub consistency: Option<String>,
+pub(crate) struct Taken {
+    pub(crate) path: String,
+    pub(crate) kind: crate::db::DbKind,
+    pub(crate) git: crate::git::GitState,
+    pub(crate) id: Option<i64>,
+    pub(crate) rows: Option<u64>,
+    pub(crate) tables: Option<std::collections::BTreeMap<String, u64>>,
+    pub(crate) size: Option<u64>,
+    pub(crate) stored_bytes: Option<u64>,
+    pub(crate) reused: bool,
+    pub(crate) consistency: Option<String>,
     /// `partial` (true when the snapshot lacks committed data), `missing` (what it
     /// lacks), and for a live copy `instant` and `retries`.
     #[serde(flatten)]
-    pub completeness: Completeness,
-    pub error: Option<String>,
+    pub(crate) completeness: Completeness,
+    pub(crate) error: Option<String>,
 }
 
 /// The one line `--quiet` prints, for cron logs:
@@ -108,7 +108,7 @@ fn quiet_summary(results: &[(DbFile, Result<SnapshotOutcome, CommandError>)]) ->
     line
 }
 
-pub fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let scanner = ctx.scanner();
     let databases: Vec<DbFile> = if args.paths.is_empty() {
         let scan = scanner.scan();

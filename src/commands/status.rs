@@ -15,7 +15,7 @@ use crate::ui::{self, Tone, Ui};
 #[command(after_long_help = "Examples:
   dbguard status
   dbguard status --json")]
-pub struct Args {}
+pub(crate) struct Args {}
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -39,7 +39,7 @@ struct LastSnapshot {
     completeness: Completeness,
 }
 
-pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let scan = ctx.scanner().scan();
     let store = ctx.existing_store()?;
     let worktree = ctx.worktree_key();

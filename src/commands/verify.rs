@@ -13,7 +13,7 @@ use crate::ui::{self, Ui};
 #[command(after_long_help = "Examples:
   dbguard verify
   dbguard verify --json")]
-pub struct Args {}
+pub(crate) struct Args {}
 
 /// "#2, #3" (at most `max` ids, then how many more).
 fn ids(snapshots: &[&SnapshotRef], max: usize) -> String {
@@ -35,7 +35,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-pub fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
         ui.status("no snapshot store yet: nothing to verify");
         return Ok(());

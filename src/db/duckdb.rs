@@ -33,21 +33,21 @@ fn io_err(path: &Path, source: io::Error) -> DbError {
     }
 }
 
-pub fn wal_path(path: &Path) -> PathBuf {
+pub(crate) fn wal_path(path: &Path) -> PathBuf {
     super::sidecar_path(path, super::DUCKDB_WAL)
 }
 
 /// Who holds a DuckDB file, parsed from DuckDB's lock error
 /// ("Conflicting lock is held in /usr/bin/python3 (PID 4242) by user …").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    pub pid: u32,
-    pub program: Option<String>,
+pub(crate) struct LockHolder {
+    pub(crate) pid: u32,
+    pub(crate) program: Option<String>,
 }
 
 impl LockHolder {
     /// "process 4242 (/usr/bin/python3)".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.program {
             Some(program) => format!("process {} ({program})", self.pid),
             None => format!("process {}", self.pid),
@@ -56,14 +56,14 @@ impl LockHolder {
 }
 
 /// "process 4242 (python3)", with the name from /proc when the process still runs.
-pub fn describe_process(pid: u32) -> String {
+pub(crate) fn describe_process(pid: u32) -> String {
     match fs::read_to_string(format!("/proc/{pid}/comm")) {
         Ok(name) if !name.trim().is_empty() => format!("process {pid} ({})", name.trim()),
         _ => format!("process {pid}"),
     }
 }
 
-pub fn parse_lock_holder(message: &str) -> Option<LockHolder> {
+pub(crate) fn parse_lock_holder(message: &str) -> Option<LockHolder> {
     let at = message.find("(PID ")?;
     let digits: String = message[at + 5..]
         .chars()
@@ -83,7 +83,7 @@ fn open_read_only(path: &Path) -> Result<Connection, duckdb::Error> {
 }
 
 /// Copy `source` (and its WAL) to `dest` as one consistent database file.
-pub fn copy(source: &Path, dest: &Path) -> Result<(Consistency, Option<String>), DbError> {
+pub(crate) fn copy(source: &Path, dest: &Path) -> Result<(Consistency, Option<String>), DbError> {
     match open_read_only(source) {
         Ok(conn) => {
             // Keep our file handles open until the connection is closed: closing any fd of
@@ -142,7 +142,7 @@ fn backoff(retry: u32) -> Duration {
 
 /// `<db>.wal.checkpoint`: DuckDB >= 1.5 writes commits made during a checkpoint there and
 /// renames it over the WAL when the checkpoint ends.
-pub fn checkpoint_wal_path(path: &Path) -> PathBuf {
+pub(crate) fn checkpoint_wal_path(path: &Path) -> PathBuf {
     super::sidecar_path(path, super::DUCKDB_CHECKPOINT_WAL)
 }
 
@@ -534,7 +534,7 @@ fn checkpoint_copy(dest: &Path) -> Result<(), DbError> {
 }
 
 /// Census a DuckDB file opened read-only.
-pub fn census_file(path: &Path) -> Result<Census, DbError> {
+pub(crate) fn census_file(path: &Path) -> Result<Census, DbError> {
     let conn = open_read_only(path).map_err(|e| {
         let message = e.to_string();
         match parse_lock_holder(&message) {
@@ -552,7 +552,7 @@ pub fn census_file(path: &Path) -> Result<Census, DbError> {
 /// Verify a private copy and census it: DuckDB opens it (reading its metadata), counts
 /// every table exactly, and reads every column of every row, which makes it check the
 /// checksum of every data block on the way.
-pub fn check_and_census(image: &Path) -> Result<Census, DbError> {
+pub(crate) fn check_and_census(image: &Path) -> Result<Census, DbError> {
     let conn = open_read_only(image).map_err(|e| err(image, first_line(&e.to_string())))?;
     let census = census_conn(&conn, image)?;
     let tables: Vec<(String, String)> = conn
@@ -627,7 +627,7 @@ fn census_conn(conn: &Connection, path: &Path) -> Result<Census, DbError> {
 }
 
 /// Whether another process holds the file (checked by trying a read-only open).
-pub fn lock_holder(path: &Path) -> Option<LockHolder> {
+pub(crate) fn lock_holder(path: &Path) -> Option<LockHolder> {
     match open_read_only(path) {
         Ok(_) => None,
         Err(e) => parse_lock_holder(&e.to_string()),

@@ -1,7 +1,7 @@
 //! Database files: recognising them by their header bytes, and the census (rows per table).
 
-pub mod duckdb;
-pub mod sqlite;
+pub(crate) mod duckdb;
+pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,21 +15,21 @@ use sha2::{Digest, Sha256};
 /// The two database engines dbguard understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DbKind {
+pub(crate) enum DbKind {
     Sqlite,
     #[serde(rename = "duckdb")]
     DuckDb,
 }
 
 impl DbKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DbKind::Sqlite => "sqlite",
             DbKind::DuckDb => "duckdb",
         }
     }
 
-    pub fn parse(s: &str) -> Option<DbKind> {
+    pub(crate) fn parse(s: &str) -> Option<DbKind> {
         match s {
             "sqlite" => Some(DbKind::Sqlite),
             "duckdb" => Some(DbKind::DuckDb),
@@ -38,7 +38,7 @@ impl DbKind {
     }
 
     /// Files that belong to a database and move with it.
-    pub fn sidecar_suffixes(self) -> &'static [&'static str] {
+    pub(crate) fn sidecar_suffixes(self) -> &'static [&'static str] {
         match self {
             DbKind::Sqlite => &[SQLITE_WAL, SQLITE_SHM, SQLITE_JOURNAL],
             DbKind::DuckDb => &[DUCKDB_WAL],
@@ -46,7 +46,7 @@ impl DbKind {
     }
 
     /// The sidecar whose contents are part of the database (the write-ahead log).
-    pub fn wal_suffix(self) -> &'static str {
+    pub(crate) fn wal_suffix(self) -> &'static str {
         match self {
             DbKind::Sqlite => SQLITE_WAL,
             DbKind::DuckDb => DUCKDB_WAL,
@@ -55,18 +55,18 @@ impl DbKind {
 }
 
 /// SQLite's write-ahead log, `<db>-wal`.
-pub const SQLITE_WAL: &str = "-wal";
+pub(crate) const SQLITE_WAL: &str = "-wal";
 /// SQLite's shared-memory index of the WAL, `<db>-shm`.
-pub const SQLITE_SHM: &str = "-shm";
+pub(crate) const SQLITE_SHM: &str = "-shm";
 /// SQLite's rollback journal, `<db>-journal`.
-pub const SQLITE_JOURNAL: &str = "-journal";
+pub(crate) const SQLITE_JOURNAL: &str = "-journal";
 /// DuckDB's write-ahead log, `<db>.wal`.
-pub const DUCKDB_WAL: &str = ".wal";
+pub(crate) const DUCKDB_WAL: &str = ".wal";
 /// Where DuckDB >= 1.5 writes the commits made during a checkpoint, `<db>.wal.checkpoint`.
-pub const DUCKDB_CHECKPOINT_WAL: &str = ".wal.checkpoint";
+pub(crate) const DUCKDB_CHECKPOINT_WAL: &str = ".wal.checkpoint";
 
 /// The sidecar of `path` with `suffix` (one of the constants above): `posts.db-wal`.
-pub fn sidecar_path(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sidecar_path(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
@@ -74,7 +74,7 @@ pub fn sidecar_path(path: &Path, suffix: &str) -> PathBuf {
 
 /// Removes a private image and any sidecar either engine may have left next to it;
 /// best effort, for cleaning up staging files.
-pub fn remove_image_files(image: &Path) {
+pub(crate) fn remove_image_files(image: &Path) {
     let _ = std::fs::remove_file(image);
     for kind in [DbKind::Sqlite, DbKind::DuckDb] {
         for suffix in kind.sidecar_suffixes() {
@@ -94,18 +94,18 @@ impl std::fmt::Display for DbKind {
 
 /// What the first bytes of a file say about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Sniff {
+pub(crate) enum Sniff {
     Database(DbKind),
     /// Not a database; the reason is shown to users who named the file explicitly.
     NotDatabase(&'static str),
 }
 
-pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-pub const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
+pub(crate) const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+pub(crate) const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
 
 /// Recognise a database by its header: SQLite's 16-byte magic string, or `DUCK` at
 /// offset 8 for DuckDB. Names and extensions are never trusted.
-pub fn sniff(path: &Path) -> io::Result<Sniff> {
+pub(crate) fn sniff(path: &Path) -> io::Result<Sniff> {
     let mut file = File::open(path)?;
     let mut header = [0u8; 16];
     let mut filled = 0;
@@ -119,7 +119,7 @@ pub fn sniff(path: &Path) -> io::Result<Sniff> {
     Ok(sniff_bytes(&header[..filled]))
 }
 
-pub fn sniff_bytes(header: &[u8]) -> Sniff {
+pub(crate) fn sniff_bytes(header: &[u8]) -> Sniff {
     if header.is_empty() {
         return Sniff::NotDatabase("empty file");
     }
@@ -138,19 +138,19 @@ pub fn sniff_bytes(header: &[u8]) -> Sniff {
 /// Exact row counts per table plus a fingerprint of the schema, taken from one consistent
 /// copy so that counts and bytes describe the same instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Census {
-    pub tables: BTreeMap<String, u64>,
+pub(crate) struct Census {
+    pub(crate) tables: BTreeMap<String, u64>,
     /// Hex sha256 of the normalised schema text.
-    pub schema: String,
+    pub(crate) schema: String,
 }
 
 impl Census {
-    pub fn total_rows(&self) -> u64 {
+    pub(crate) fn total_rows(&self) -> u64 {
         self.tables.values().sum()
     }
 
     /// Fingerprint a list of schema statements (already in a stable order).
-    pub fn fingerprint<'a>(statements: impl IntoIterator<Item = &'a str>) -> String {
+    pub(crate) fn fingerprint<'a>(statements: impl IntoIterator<Item = &'a str>) -> String {
         let mut hasher = Sha256::new();
         for statement in statements {
             let normalised: Vec<&str> = statement.split_whitespace().collect();
@@ -165,7 +165,7 @@ impl Census {
 /// The catalog stores [`Consistency::label`]; [`Completeness::of_label`] reads the
 /// structured facts back from that text, so the catalog schema needs no new columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Consistency {
+pub(crate) enum Consistency {
     /// SQLite online backup API in one step: a transactionally consistent copy.
     OnlineBackup,
     /// A writer had crashed mid-transaction: its hot journal was rolled back in a private
@@ -188,18 +188,18 @@ pub enum Consistency {
 
 /// What a partial copy lacks: the commits in the WAL of the live file at the time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Missing {
+pub(crate) struct Missing {
     /// Committed transactions in the WAL the copy lacks (None: not known).
-    pub commits: Option<u64>,
-    pub wal_bytes: u64,
+    pub(crate) commits: Option<u64>,
+    pub(crate) wal_bytes: u64,
     /// When the WAL was started (the last checkpoint), as far as the file system says.
     #[serde(serialize_with = "opt_rfc3339")]
-    pub since: Option<DateTime<Utc>>,
+    pub(crate) since: Option<DateTime<Utc>>,
     /// The WAL's last write: the newest missing commit.
     #[serde(serialize_with = "opt_rfc3339")]
-    pub until: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
     /// The process that held the file read-write.
-    pub holder_pid: Option<u32>,
+    pub(crate) holder_pid: Option<u32>,
 }
 
 fn rfc3339(time: &DateTime<Utc>) -> String {
@@ -222,7 +222,7 @@ const PARTIAL_PREFIX: &str = "partial as of last checkpoint";
 const OLD_PARTIAL_PREFIX: &str = "as-of-last-checkpoint";
 
 impl Consistency {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Consistency::OnlineBackup => "online-backup".into(),
             Consistency::RolledBackHotJournal => {
@@ -261,19 +261,19 @@ impl Consistency {
 
 /// Whether a stored snapshot holds every committed transaction, read from its label.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Completeness {
-    pub partial: bool,
+pub(crate) struct Completeness {
+    pub(crate) partial: bool,
     /// The instant a live copy stands for (every commit before it is in the snapshot).
     #[serde(
         serialize_with = "opt_rfc3339",
         skip_serializing_if = "Option::is_none"
     )]
-    pub instant: Option<DateTime<Utc>>,
+    pub(crate) instant: Option<DateTime<Utc>>,
     /// Copies that a checkpoint overlapped and that were made again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retries: Option<u32>,
+    pub(crate) retries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub missing: Option<Missing>,
+    pub(crate) missing: Option<Missing>,
 }
 
 /// The first unsigned number right after `key` in `text`.
@@ -295,7 +295,7 @@ fn time_after(text: &str, key: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Completeness {
-    pub fn of_label(label: &str) -> Completeness {
+    pub(crate) fn of_label(label: &str) -> Completeness {
         if label.starts_with(LIVE_PREFIX) {
             return Completeness {
                 partial: false,
@@ -332,7 +332,7 @@ impl Completeness {
     }
 
     /// "missing 12 commits (45.0 KiB of WAL) made since 19:02:11 until 19:40:00".
-    pub fn describe_missing(&self) -> Option<String> {
+    pub(crate) fn describe_missing(&self) -> Option<String> {
         let missing = self.missing.as_ref()?;
         let mut text = match missing.commits {
             Some(n) => format!(
@@ -367,13 +367,13 @@ fn local(time: DateTime<Utc>) -> String {
 
 /// How a copy was made, and anything the user should know about it (e.g. a lock holder).
 #[derive(Debug)]
-pub struct CopyReport {
-    pub consistency: Consistency,
-    pub warning: Option<String>,
+pub(crate) struct CopyReport {
+    pub(crate) consistency: Consistency,
+    pub(crate) warning: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DbError {
+pub(crate) enum DbError {
     #[error("cannot read {path}")]
     Io {
         path: PathBuf,
@@ -401,7 +401,7 @@ pub enum DbError {
 }
 
 /// Make a consistent copy of the live database `source` at `dest` (a private path).
-pub fn copy(kind: DbKind, source: &Path, dest: &Path) -> Result<CopyReport, DbError> {
+pub(crate) fn copy(kind: DbKind, source: &Path, dest: &Path) -> Result<CopyReport, DbError> {
     match kind {
         DbKind::Sqlite => {
             let consistency = sqlite::copy(source, dest)?;
@@ -427,7 +427,7 @@ pub fn copy(kind: DbKind, source: &Path, dest: &Path) -> Result<CopyReport, DbEr
 }
 
 /// Integrity check and census of a private copy made by [`copy`].
-pub fn check_and_census(kind: DbKind, image: &Path) -> Result<Census, DbError> {
+pub(crate) fn check_and_census(kind: DbKind, image: &Path) -> Result<Census, DbError> {
     match kind {
         DbKind::Sqlite => sqlite::check_and_census(image),
         DbKind::DuckDb => duckdb::check_and_census(image),
@@ -435,14 +435,14 @@ pub fn check_and_census(kind: DbKind, image: &Path) -> Result<Census, DbError> {
 }
 
 /// Census a live database (read-only) without copying it.
-pub fn census_live(kind: DbKind, path: &Path) -> Result<Census, DbError> {
+pub(crate) fn census_live(kind: DbKind, path: &Path) -> Result<Census, DbError> {
     match kind {
         DbKind::Sqlite => sqlite::census_file(path),
         DbKind::DuckDb => duckdb::census_file(path),
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -453,7 +453,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Quote an SQL identifier (works for SQLite and DuckDB).
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -70,7 +70,7 @@ fn friendly(reason: &str) -> String {
 /// path holds: `%`, `?`, `#`, spaces, control characters and non-ASCII bytes are
 /// percent-encoded (SQLite decodes `%XX` in the path), and a path starting with `//` gets
 /// an empty authority so SQLite does not read its first component as a host.
-pub fn uri(path: &Path, params: &str) -> String {
+pub(crate) fn uri(path: &Path, params: &str) -> String {
     let bytes = path.as_os_str().as_encoded_bytes();
     let mut out = String::from("file:");
     if bytes.starts_with(b"//") {
@@ -92,7 +92,7 @@ pub fn uri(path: &Path, params: &str) -> String {
 
 /// Open a private copy (an image) read-only, without locks or sidecar files. The header
 /// is read here, so a file that is not a database fails now rather than at first use.
-pub fn open_image(path: &Path) -> Result<Connection, DbError> {
+pub(crate) fn open_image(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(
         uri(path, "immutable=1"),
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -127,7 +127,7 @@ fn open_live(path: &Path) -> Result<Connection, DbError> {
 /// processes write. A database a crashed writer left with a hot journal cannot be read
 /// without rolling that journal back, which we never do to the user's files: the rollback
 /// happens in a private copy instead.
-pub fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
+pub(crate) fn copy(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
     match backup(source, dest) {
         Err(error) if has_hot_journal(source) => {
             let _ = fs::remove_file(dest);
@@ -261,7 +261,7 @@ fn backup(source: &Path, dest: &Path) -> Result<Consistency, DbError> {
 }
 
 /// Why [`backup_in_one_step`] stopped before the copy was complete.
-pub enum BackupStop {
+pub(crate) enum BackupStop {
     /// A step failed; the caller knows which side it was about.
     Failed(rusqlite::Error),
     /// Another connection kept a lock for longer than the patience allowed.
@@ -271,7 +271,10 @@ pub enum BackupStop {
 /// Run an online backup to the end with `step(-1)`, so that the destination receives one
 /// consistent state, waiting while another connection holds a lock for up to `patience`.
 /// (Both snapshot copies and restores into an open database go through here.)
-pub fn backup_in_one_step(backup: &Backup<'_, '_>, patience: Duration) -> Result<(), BackupStop> {
+pub(crate) fn backup_in_one_step(
+    backup: &Backup<'_, '_>,
+    patience: Duration,
+) -> Result<(), BackupStop> {
     let deadline = Instant::now() + patience;
     loop {
         match backup.step(-1).map_err(BackupStop::Failed)? {
@@ -286,7 +289,7 @@ pub fn backup_in_one_step(backup: &Backup<'_, '_>, patience: Duration) -> Result
 }
 
 /// `PRAGMA quick_check` plus the census, both on a private copy.
-pub fn check_and_census(image: &Path) -> Result<Census, DbError> {
+pub(crate) fn check_and_census(image: &Path) -> Result<Census, DbError> {
     let conn = open_image(image)?;
     let mut problems = Vec::new();
     {
@@ -314,7 +317,7 @@ pub fn check_and_census(image: &Path) -> Result<Census, DbError> {
 }
 
 /// Census a database file opened read-only (a live file or an image).
-pub fn census_file(path: &Path) -> Result<Census, DbError> {
+pub(crate) fn census_file(path: &Path) -> Result<Census, DbError> {
     let conn = open_live(path)?;
     census_conn(&conn, path)
 }

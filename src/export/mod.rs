@@ -111,13 +111,13 @@ pub(crate) enum Compression {
 /// What to export and how.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportOptions {
-    pub formats: Vec<ExportFormat>,
-    pub compression: Compression,
+    pub(crate) formats: Vec<ExportFormat>,
+    pub(crate) compression: Compression,
     /// Tables to export; empty means all. DuckDB tables outside schema `main` are named
     /// `schema.table`.
-    pub tables: Vec<String>,
+    pub(crate) tables: Vec<String>,
     /// Rows per Arrow record batch and Parquet row group.
-    pub batch_rows: usize,
+    pub(crate) batch_rows: usize,
 }
 
 impl Default for ExportOptions {
@@ -134,23 +134,23 @@ impl Default for ExportOptions {
 /// One exported table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TableExport {
-    pub table: String,
-    pub rows: u64,
-    pub files: Vec<PathBuf>,
+    pub(crate) table: String,
+    pub(crate) rows: u64,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// A table that was not exported, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SkippedTable {
-    pub table: String,
-    pub reason: String,
+    pub(crate) table: String,
+    pub(crate) reason: String,
 }
 
 /// The result of [`export_image`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ExportReport {
-    pub tables: Vec<TableExport>,
-    pub skipped: Vec<SkippedTable>,
+    pub(crate) tables: Vec<TableExport>,
+    pub(crate) skipped: Vec<SkippedTable>,
 }
 
 /// Everything that can go wrong while exporting.

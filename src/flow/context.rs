@@ -10,14 +10,14 @@ use crate::scan::Scanner;
 use crate::store::{SnapshotInfo, Store, parse_snapshot_id};
 
 /// What every command inside a repository needs.
-pub struct Context {
-    pub cwd: PathBuf,
-    pub repo: Repo,
-    pub settings: Settings,
+pub(crate) struct Context {
+    pub(crate) cwd: PathBuf,
+    pub(crate) repo: Repo,
+    pub(crate) settings: Settings,
 }
 
 impl Context {
-    pub fn load(cwd: &Path) -> Result<Context, CommandError> {
+    pub(crate) fn load(cwd: &Path) -> Result<Context, CommandError> {
         let repo = Repo::discover(cwd)?;
         let settings = Settings::load(&repo)?;
         Ok(Context {
@@ -31,7 +31,7 @@ impl Context {
     /// only where there is no worktree to protect (not a repository, or a bare one); any
     /// other failure (an invalid setting, an unreadable repository) is an error, so that
     /// the caller refuses instead of running git unguarded.
-    pub fn load_to_protect(cwd: &Path) -> Result<Option<Context>, CommandError> {
+    pub(crate) fn load_to_protect(cwd: &Path) -> Result<Option<Context>, CommandError> {
         let repo = match Repo::discover(cwd) {
             Ok(repo) => repo,
             Err(RepoError::NotARepo(_) | RepoError::Bare(_)) => return Ok(None),
@@ -45,7 +45,7 @@ impl Context {
         }))
     }
 
-    pub fn scanner(&self) -> Scanner<'_> {
+    pub(crate) fn scanner(&self) -> Scanner<'_> {
         Scanner {
             repo: &self.repo,
             exclude_dirs: &self.settings.exclude.value,
@@ -54,30 +54,30 @@ impl Context {
     }
 
     /// Open the store for writing (creates it on first use).
-    pub fn store(&self) -> Result<Store, CommandError> {
+    pub(crate) fn store(&self) -> Result<Store, CommandError> {
         Ok(Store::open(&self.settings.store.value)?)
     }
 
     /// Open the store if it exists, for reading (read-only when it cannot be written);
     /// reading commands say "no snapshots yet" otherwise.
-    pub fn existing_store(&self) -> Result<Option<Store>, CommandError> {
+    pub(crate) fn existing_store(&self) -> Result<Option<Store>, CommandError> {
         Ok(Store::open_existing(&self.settings.store.value)?)
     }
 
     /// Open the store if it exists, for a command that changes it (prune, restore in
     /// place): a read-only store is refused with a message that says so.
-    pub fn existing_store_for_writing(&self) -> Result<Option<Store>, CommandError> {
+    pub(crate) fn existing_store_for_writing(&self) -> Result<Option<Store>, CommandError> {
         Ok(Store::open_existing_for_writing(
             &self.settings.store.value,
         )?)
     }
 
-    pub fn worktree_key(&self) -> String {
+    pub(crate) fn worktree_key(&self) -> String {
         self.repo.worktree.to_string_lossy().into_owned()
     }
 
     /// Find a snapshot by the id a user typed (`14` or `#14`).
-    pub fn find_snapshot(store: &Store, id: &str) -> Result<SnapshotInfo, CommandError> {
+    pub(crate) fn find_snapshot(store: &Store, id: &str) -> Result<SnapshotInfo, CommandError> {
         let number = parse_snapshot_id(id).ok_or_else(|| {
             CommandError::new(format!("{id:?} is not a snapshot id"))
                 .hint("snapshot ids are numbers such as 14 or #14; `dbguard log` lists them")
@@ -90,7 +90,7 @@ impl Context {
 }
 
 /// This process's command line as the catalog records it: `dbguard snapshot -m …`.
-pub fn command_line() -> Vec<String> {
+pub(crate) fn command_line() -> Vec<String> {
     // args_os: a file name that is not UTF-8 must not make dbguard panic.
     std::iter::once("dbguard".to_string())
         .chain(

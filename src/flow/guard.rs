@@ -1,9 +1,8 @@
 //! The "before" half: plan what git is about to overwrite or delete → snapshot it →
 //! warn → run the real git with the user's arguments → compare → offer a restore.
 
-use crate::git::{self, GitRunner};
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::clock;
 use crate::compare;
@@ -13,13 +12,14 @@ use crate::flow::Context;
 use crate::flow::snapshot::{
     Lines, partial_advice, partial_message, snapshot_all, version_control_warning,
 };
+use crate::git::{self, GitRunner};
 use crate::plan;
-use crate::scan::DbFile;
+use crate::scan::{DbFile, Scan, Scanner};
 use crate::ui::Ui;
 
-pub struct GuardOptions {
+pub(crate) struct GuardOptions {
     /// Run git even though the snapshot failed or was skipped (explicit user override).
-    pub no_snapshot: bool,
+    pub(crate) no_snapshot: bool,
 }
 
 /// Run `git <argv>` under guard; returns git's exit code.
@@ -27,7 +27,7 @@ pub struct GuardOptions {
 /// Fails closed: git runs unguarded only with `--no-snapshot`, outside a repository (or in
 /// a bare one), or when the plan shows that no database is at risk. Anything else that
 /// goes wrong before git starts refuses, naming the override.
-pub fn run(
+pub(crate) fn run(
     ui: &Ui,
     cwd: &Path,
     argv: &[OsString],
@@ -53,18 +53,12 @@ pub fn run(
     }
     let (invocation, unparsed) = match parsed {
         Ok(invocation) => (invocation, None),
-        Err(error) => {
-            let invocation = plan::GitInvocation::unparsed(argv, cwd);
-            (invocation, Some(error.to_string()))
-        }
+        Err(error) => (
+            plan::GitInvocation::unparsed(argv, cwd),
+            Some(error.to_string()),
+        ),
     };
-    let risky = invocation.shell_alias.is_some()
-        || unparsed.is_some()
-        || invocation
-            .subcommand
-            .as_deref()
-            .is_some_and(plan::is_risky_subcommand);
-    if !risky {
+    if !may_write_worktree(&invocation, unparsed.is_some()) {
         return run_git(cwd, argv, false);
     }
     let scanner = ctx.scanner();
@@ -72,45 +66,91 @@ pub fn run(
     if scan.databases.is_empty() && scan.excluded.is_empty() {
         return run_git(cwd, argv, false);
     }
-    if invocation.subcommand.as_deref() == Some("pull") && invocation.shell_alias.is_none() {
-        // A local remote whose branch has not moved, merged already: nothing to do, and
-        // asking it in process saves a second fetch.
-        if remote_branch_unmoved(&ctx, &invocation.args) && pull_is_noop(&ctx, &invocation.args) {
-            return run_git(cwd, argv, false);
-        }
-        // Fetch first so the plan sees what the merge will bring; git pull's own fetch
-        // then finds nothing new.
-        let fetch = plan::pull_fetch_args(&invocation);
-        let fetched = GitRunner::default()
-            .user(&invocation.cwd, true)
-            .args(&fetch)
-            .status();
-        if !fetched.is_ok_and(|s| s.success()) {
-            ui.warn("git fetch failed; snapshotting every database before git pull");
-        } else if pull_is_noop(&ctx, &invocation.args) {
-            // Up to date: git pull will not touch the working tree. Answered in process,
-            // because each planner query is a git process (~3 ms).
-            return run_git(cwd, argv, false);
+    if pull_changes_nothing(ui, &ctx, &invocation) {
+        return run_git(cwd, argv, false);
+    }
+    let at_risk = databases_at_risk(ui, &ctx, &scanner, &scan, &invocation, unparsed.as_deref())
+        .map_err(refuse)?;
+    if at_risk.is_empty() {
+        return run_git(cwd, argv, false);
+    }
+    let git_argv: Vec<String> = std::iter::once("git".to_string())
+        .chain(argv.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let before = snapshot_before(ui, &ctx, &at_risk, &git_argv).map_err(refuse)?;
+    for (database, _) in &before.snapshots {
+        if database.git.under_version_control() {
+            version_control_warning(ui, &database.path);
         }
     }
-    let relative: Vec<_> = scan
+    let code = run_git(cwd, argv, true)?;
+    compare_after(ui, &ctx, &before, code)?;
+    Ok(code)
+}
+
+/// Whether the command may write the worktree: a planned subcommand, or anything the
+/// planner cannot read (a shell alias, an argv it could not parse).
+fn may_write_worktree(invocation: &plan::GitInvocation, unparsed: bool) -> bool {
+    invocation.shell_alias.is_some()
+        || unparsed
+        || invocation
+            .subcommand
+            .as_deref()
+            .is_some_and(plan::is_risky_subcommand)
+}
+
+/// For `git pull`: fetch first, so that the plan sees what the merge will bring (git
+/// pull's own fetch then finds nothing new), and answer whether the pull will leave the
+/// working tree alone (already up to date).
+fn pull_changes_nothing(ui: &Ui, ctx: &Context, invocation: &plan::GitInvocation) -> bool {
+    if invocation.subcommand.as_deref() != Some("pull") || invocation.shell_alias.is_some() {
+        return false;
+    }
+    // A local remote whose branch has not moved, merged already: nothing to do, and
+    // asking it in process saves a second fetch.
+    if remote_branch_unmoved(ctx, &invocation.args) && pull_is_noop(ctx, &invocation.args) {
+        return true;
+    }
+    let fetch = plan::pull_fetch_args(invocation);
+    let fetched = GitRunner::default()
+        .user(&invocation.cwd, true)
+        .args(&fetch)
+        .status();
+    if !fetched.is_ok_and(|s| s.success()) {
+        ui.warn("git fetch failed; snapshotting every database before git pull");
+        return false;
+    }
+    // Answered in process, because each planner query is a git process (~3 ms).
+    pull_is_noop(ctx, &invocation.args)
+}
+
+/// The databases git is about to overwrite or delete, by the plan; every database when
+/// no plan can be made (fail safe).
+fn databases_at_risk(
+    ui: &Ui,
+    ctx: &Context,
+    scanner: &Scanner<'_>,
+    scan: &Scan,
+    invocation: &plan::GitInvocation,
+    unparsed: Option<&str>,
+) -> Result<Vec<DbFile>, CommandError> {
+    let relative: Vec<PathBuf> = scan
         .databases
         .iter()
-        .map(|d| std::path::PathBuf::from(d.path.as_str()))
+        .map(|d| PathBuf::from(d.path.as_str()))
         .collect();
     // Databases in excluded directories are found where git says it will write.
-    let probe = |path: &Path| -> Vec<std::path::PathBuf> {
+    let probe = |path: &Path| -> Vec<PathBuf> {
         scanner
-            .excluded_databases(&scan, path)
+            .excluded_databases(scan, path)
             .into_iter()
-            .map(|d| std::path::PathBuf::from(d.path.as_str()))
+            .map(|d| PathBuf::from(d.path.as_str()))
             .collect()
     };
     let probe: Option<plan::Probe<'_>> = (!scan.excluded.is_empty()).then_some(&probe);
-    // Fail safe: a plan we cannot make means every database is at risk.
-    let plan = match &unparsed {
+    let plan = match unparsed {
         Some(reason) => plan::Plan::everything(&relative, probe, reason),
-        None => plan::plan(&invocation, &ctx.repo.worktree, &relative, probe)
+        None => plan::plan(invocation, &ctx.repo.worktree, &relative, probe)
             .unwrap_or_else(|error| plan::Plan::everything(&relative, probe, &error.to_string())),
     };
     if let Some(reason) = &plan.fallback_reason {
@@ -129,79 +169,82 @@ pub fn run(
             None => at_risk.extend(
                 scanner
                     .unfiltered()
-                    .explicit(&ctx.repo.worktree, &risk.path)
-                    .map_err(|error| refuse(error.into()))?,
+                    .explicit(&ctx.repo.worktree, &risk.path)?,
             ),
         }
     }
-    if at_risk.is_empty() {
-        return run_git(cwd, argv, false);
-    }
+    Ok(at_risk)
+}
 
-    let git_argv: Vec<String> = std::iter::once("git".to_string())
-        .chain(argv.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect();
+/// The snapshots taken before git ran, under one recorded operation.
+struct Before {
+    operation_id: i64,
+    snapshots: Vec<(DbFile, i64)>,
+}
+
+/// Snapshot every database at risk. Any failure, a partial copy included (it lacks
+/// committed data), is an error: git must not run.
+fn snapshot_before(
+    ui: &Ui,
+    ctx: &Context,
+    at_risk: &[DbFile],
+    git_argv: &[String],
+) -> Result<Before, CommandError> {
     let head_before = ctx.repo.head();
-    let (operation_id, snapshots) = {
-        let mut store = ctx.store().map_err(refuse)?;
-        let operation_id = store
-            .begin_operation("guard", &git_argv, head_before.as_deref(), clock::now())
-            .map_err(|error| refuse(error.into()))?;
-        let results = snapshot_all(
-            ui,
-            &ctx,
-            &mut store,
-            &at_risk,
-            (operation_id, None),
-            Lines::Every,
-        );
-        let mut taken = Vec::new();
-        let mut failed = Vec::new();
-        for (database, outcome) in results {
-            match outcome {
-                // A partial copy (it lacks committed data) counts as not made.
-                Ok(outcome) if Completeness::of_label(&outcome.consistency).partial => {
-                    let error = partial_refusal(&database, &outcome);
-                    failed.push((database, error));
-                }
-                Ok(outcome) => taken.push((database, outcome.id)),
-                Err(error) => failed.push((database, error)),
+    let mut store = ctx.store()?;
+    let operation_id =
+        store.begin_operation("guard", git_argv, head_before.as_deref(), clock::now())?;
+    let results = snapshot_all(
+        ui,
+        ctx,
+        &mut store,
+        at_risk,
+        (operation_id, None),
+        Lines::Every,
+    );
+    let mut snapshots = Vec::new();
+    let mut failed = Vec::new();
+    for (database, outcome) in results {
+        match outcome {
+            Ok(outcome) if Completeness::of_label(&outcome.consistency).partial => {
+                let error = partial_refusal(&database, &outcome);
+                failed.push((database, error));
             }
-        }
-        if !failed.is_empty() {
-            let _ = store.finish_operation(operation_id, head_before.as_deref(), None);
-            let mut error = CommandError::new(format!(
-                "not running `{}`: {} database{} could not be snapshotted",
-                git_argv.join(" "),
-                failed.len(),
-                if failed.len() == 1 { "" } else { "s" }
-            ));
-            for (database, cause) in &failed {
-                error = error.cause(format!("{}: {}", database.path, cause.message()));
-            }
-            return Err(refuse(error.hint(
-                "copy the database aside yourself before running git anyway",
-            )));
-        }
-        (operation_id, taken)
-        // The store lock is released here: hooks that git runs may need the store.
-    };
-    for (database, _) in &snapshots {
-        if database.git.under_version_control() {
-            version_control_warning(ui, &database.path);
+            Ok(outcome) => snapshots.push((database, outcome.id)),
+            Err(error) => failed.push((database, error)),
         }
     }
+    if !failed.is_empty() {
+        let _ = store.finish_operation(operation_id, head_before.as_deref(), None);
+        let mut error = CommandError::new(format!(
+            "not running `{}`: {} database{} could not be snapshotted",
+            git_argv.join(" "),
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" }
+        ));
+        for (database, cause) in &failed {
+            error = error.cause(format!("{}: {}", database.path, cause.message()));
+        }
+        return Err(error.hint("copy the database aside yourself before running git anyway"));
+    }
+    // The store (and its lock) is dropped here: hooks that git runs may need it.
+    Ok(Before {
+        operation_id,
+        snapshots,
+    })
+}
 
-    let code = run_git(cwd, argv, true)?;
-
+/// After git ran: record its exit code, compare each database with its snapshot, and
+/// offer a restore of any that shrank or vanished.
+fn compare_after(ui: &Ui, ctx: &Context, before: &Before, code: u8) -> Result<(), CommandError> {
     let store = ctx.store()?;
     let _ = store.finish_operation(
-        operation_id,
+        before.operation_id,
         ctx.repo.head().as_deref(),
         Some(i32::from(code)),
     );
     let mut shrinks = Vec::new();
-    for (_, id) in &snapshots {
+    for (_, id) in &before.snapshots {
         if let Some(snapshot) = store.find_snapshot(*id)?
             && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &snapshot)
         {
@@ -210,9 +253,9 @@ pub fn run(
     }
     drop(store);
     if !shrinks.is_empty() {
-        crate::flow::offer::offer(ui, &ctx, &shrinks);
+        crate::flow::offer::offer(ui, ctx, &shrinks);
     }
-    Ok(code)
+    Ok(())
 }
 
 /// Git will not run: the error, then how to run it anyway. A user who reads only the

@@ -18,7 +18,7 @@ use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
-use crate::flow::snapshot::{Lines, snapshot_operation};
+use crate::flow::snapshot::{Lines, snapshot_operation, warn_failures};
 use crate::git::RepoPath;
 use crate::hooks::watch;
 use crate::scan::DbFile;
@@ -28,7 +28,7 @@ use crate::ui::{Ui, shell_quote};
 /// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
 /// the one the pre-commit shim refuses on (any other failure, a crash included, lets the
 /// commit through).
-pub fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString]) -> u8 {
+pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString]) -> u8 {
     // The guard already snapshotted and will compare after git returns.
     if crate::env::guarded() {
         return 0;
@@ -231,7 +231,7 @@ fn snapshot_quietly(
         return Ok(());
     }
     let mut store = ctx.store()?;
-    for (database, outcome) in snapshot_operation(
+    let results = snapshot_operation(
         ui,
         ctx,
         &mut store,
@@ -239,15 +239,8 @@ fn snapshot_quietly(
         databases,
         None,
         Lines::Changed,
-    )? {
-        if let Err(error) = outcome {
-            ui.warn(&format!(
-                "could not snapshot {}: {}",
-                database.path,
-                error.message()
-            ));
-        }
-    }
+    )?;
+    warn_failures(ui, &results);
     Ok(())
 }
 

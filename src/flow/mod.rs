@@ -3,10 +3,10 @@
 //! guard around git, snapshot and report, the restore offer, the hook entry points.
 //! Below commands, above the domain.
 
-pub mod context;
-pub mod guard;
-pub mod hook;
-pub mod offer;
-pub mod snapshot;
+pub(crate) mod context;
+pub(crate) mod guard;
+pub(crate) mod hook;
+pub(crate) mod offer;
+pub(crate) mod snapshot;
 
-pub use context::{Context, command_line};
+pub(crate) use context::{Context, command_line};

@@ -14,7 +14,7 @@ use crate::ui::{self, Tone, Ui, shell_quote};
 
 /// The question the guard and the hooks ask after a shrink, and what happens next.
 /// Never asks without a terminal: prints the exact command instead.
-pub fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
+pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
     for shrink in shrinks {
         for line in shrink_report(ui, shrink) {
             ui.status(&line);
@@ -53,7 +53,7 @@ fn restore_by_id(ui: &Ui, ctx: &Context, id: i64) -> Result<Restored, CommandErr
 
 /// Run the restore engine with a progress bar for reading the snapshot back, and warn
 /// about what went wrong after the file was restored.
-pub fn run_restore(
+pub(crate) fn run_restore(
     ui: &Ui,
     repo: &Repo,
     store: &mut Store,
@@ -89,7 +89,7 @@ fn warning_text(warning: &RestoreWarning) -> String {
 }
 
 /// Tell the user what was restored and how to undo it.
-pub fn report(ui: &Ui, path: &str, from: i64, restored: &Restored) {
+pub(crate) fn report(ui: &Ui, path: &str, from: i64, restored: &Restored) {
     if let Some(note) = &restored.note {
         ui.warn(note);
     }

@@ -11,7 +11,7 @@ use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
 use crate::ui::{self, Ui};
 
 /// What the user can do about a partial snapshot of a file `pid` holds.
-pub fn partial_advice(pid: Option<u32>) -> String {
+pub(crate) fn partial_advice(pid: Option<u32>) -> String {
     let process = pid
         .map(|pid| format!("process {pid}"))
         .unwrap_or_else(|| "the process holding it".into());
@@ -21,7 +21,7 @@ pub fn partial_advice(pid: Option<u32>) -> String {
 }
 
 /// "snapshot #7 of live.duckdb is partial: it lacks 12 committed transactions (…) …".
-pub fn partial_message(id: i64, path: &str, completeness: &Completeness) -> String {
+pub(crate) fn partial_message(id: i64, path: &str, completeness: &Completeness) -> String {
     format!(
         "snapshot #{id} of {path} is partial: it {}",
         completeness
@@ -31,11 +31,11 @@ pub fn partial_message(id: i64, path: &str, completeness: &Completeness) -> Stri
 }
 
 /// One database and what snapshotting it gave.
-pub type SnapshotResult = (DbFile, Result<SnapshotOutcome, CommandError>);
+pub(crate) type SnapshotResult = (DbFile, Result<SnapshotOutcome, CommandError>);
 
 /// Which of the per-database lines [`report`] prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lines {
+pub(crate) enum Lines {
     /// A line for every snapshot (commands the user ran).
     Every,
     /// Only for databases that changed (git hooks: silent when nothing happened).
@@ -45,7 +45,7 @@ pub enum Lines {
 /// Snapshot each database (a progress bar each on a terminal) and report each stored
 /// snapshot as it is taken ([`report`], per `lines`). Failures are returned, not
 /// printed, so the caller decides whether they are fatal (the guard refuses to run git).
-pub fn snapshot_all(
+pub(crate) fn snapshot_all(
     ui: &Ui,
     ctx: &Context,
     store: &mut Store,
@@ -77,10 +77,24 @@ pub fn snapshot_all(
     results
 }
 
+/// A warning for each database that could not be snapshotted, where a failure must not
+/// stop the command (hooks, install).
+pub(crate) fn warn_failures(ui: &Ui, results: &[SnapshotResult]) {
+    for (database, outcome) in results {
+        if let Err(error) = outcome {
+            ui.warn(&format!(
+                "could not snapshot {}: {}",
+                database.path,
+                error.message()
+            ));
+        }
+    }
+}
+
 /// Tell the user about one stored snapshot: its warnings and, when partial, what it
 /// lacks (always), and its one-line description (for `Lines::Changed` only when it
 /// stored something new).
-pub fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines: Lines) {
+pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines: Lines) {
     if let Some(warning) = &taken.warning {
         ui.warn(warning);
     }
@@ -98,7 +112,7 @@ pub fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines: Lines)
 }
 
 /// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
-pub fn snapshot_operation(
+pub(crate) fn snapshot_operation(
     ui: &Ui,
     ctx: &Context,
     store: &mut Store,
@@ -115,7 +129,7 @@ pub fn snapshot_operation(
 }
 
 /// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
-pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
+pub(crate) fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
     let tables = taken.census.tables.len();
     let stored = if taken.reused {
         "unchanged, not reopened".to_string()
@@ -134,7 +148,7 @@ pub fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
 }
 
 /// The warning and advice for a database git tracks (status, install and the guard).
-pub fn version_control_warning(ui: &Ui, path: &RepoPath) {
+pub(crate) fn version_control_warning(ui: &Ui, path: &RepoPath) {
     ui.warn(&format!(
         "{path} is under version control: pull, checkout, reset --hard and stash will replace it with committed copies"
     ));

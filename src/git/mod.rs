@@ -2,8 +2,8 @@
 //! path, changed paths), validated worktree paths, and the one runner that starts git
 //! processes.
 
-pub mod repo;
-pub mod run;
+pub(crate) mod repo;
+pub(crate) mod run;
 
-pub use repo::{GitState, Repo, RepoError, RepoPath};
-pub use run::{FSMONITOR_OFF, GUARD_ENV, GitRunner, exit_code};
+pub(crate) use repo::{GitState, Repo, RepoError, RepoPath};
+pub(crate) use run::{FSMONITOR_OFF, GUARD_ENV, GitRunner, exit_code};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::GitRunner;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RepoError {
+pub(crate) enum RepoError {
     #[error("{0} is not inside a git repository")]
     NotARepo(PathBuf),
     #[error("{0} is a bare repository: it has no working tree with databases in it")]
@@ -31,7 +31,7 @@ pub enum RepoError {
 /// How git sees a database file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum GitState {
+pub(crate) enum GitState {
     /// Committed and unchanged.
     Tracked,
     /// Committed, with local changes.
@@ -41,7 +41,7 @@ pub enum GitState {
 }
 
 impl GitState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             GitState::Tracked => "tracked",
             GitState::Modified => "modified",
@@ -51,7 +51,7 @@ impl GitState {
     }
 
     /// Tracked files are the ones git will overwrite with old committed copies.
-    pub fn under_version_control(self) -> bool {
+    pub(crate) fn under_version_control(self) -> bool {
         matches!(self, GitState::Tracked | GitState::Modified)
     }
 }
@@ -61,10 +61,10 @@ impl GitState {
 /// entry can make dbguard write outside it or into a repository's git directory (hooks,
 /// config: code that git runs).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct RepoPath(String);
+pub(crate) struct RepoPath(String);
 
 impl RepoPath {
-    pub fn new(text: &str) -> Result<RepoPath, RepoError> {
+    pub(crate) fn new(text: &str) -> Result<RepoPath, RepoError> {
         let bad = || RepoError::BadPath(text.to_string());
         let path = Path::new(text);
         if text.is_empty() || path.is_absolute() || text.contains('\0') {
@@ -87,11 +87,11 @@ impl RepoPath {
         Ok(RepoPath(parts.join("/")))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
-    pub fn in_worktree(&self, worktree: &Path) -> PathBuf {
+    pub(crate) fn in_worktree(&self, worktree: &Path) -> PathBuf {
         worktree.join(&self.0)
     }
 }
@@ -102,16 +102,16 @@ impl std::fmt::Display for RepoPath {
     }
 }
 
-pub struct Repo {
-    pub git: git2::Repository,
+pub(crate) struct Repo {
+    pub(crate) git: git2::Repository,
     /// Canonical worktree root.
-    pub worktree: PathBuf,
+    pub(crate) worktree: PathBuf,
     /// `git rev-parse --git-common-dir`: shared by all linked worktrees.
-    pub common_dir: PathBuf,
+    pub(crate) common_dir: PathBuf,
 }
 
 impl Repo {
-    pub fn discover(start: &Path) -> Result<Repo, RepoError> {
+    pub(crate) fn discover(start: &Path) -> Result<Repo, RepoError> {
         let git = git2::Repository::discover(start).map_err(|e| {
             if e.code() == git2::ErrorCode::NotFound {
                 RepoError::NotARepo(start.to_path_buf())
@@ -144,12 +144,12 @@ impl Repo {
 
     /// The default store location, shared by every worktree and out of reach of
     /// checkout, clean and stash.
-    pub fn default_store_dir(&self) -> PathBuf {
+    pub(crate) fn default_store_dir(&self) -> PathBuf {
         self.common_dir.join("dbguard")
     }
 
     /// The commit HEAD points at, if any.
-    pub fn head(&self) -> Option<String> {
+    pub(crate) fn head(&self) -> Option<String> {
         self.git
             .head()
             .ok()
@@ -157,7 +157,7 @@ impl Repo {
             .map(|oid| oid.to_string())
     }
 
-    pub fn git_state(&self, path: &RepoPath) -> GitState {
+    pub(crate) fn git_state(&self, path: &RepoPath) -> GitState {
         match self.git.status_file(Path::new(path.as_str())) {
             Ok(status) if status.is_ignored() => GitState::Ignored,
             Ok(status) if status.is_wt_new() => GitState::Untracked,
@@ -170,7 +170,7 @@ impl Repo {
     }
 
     /// Turn a user-supplied path (relative to `cwd`) into a worktree path.
-    pub fn relative(&self, cwd: &Path, user_path: &Path) -> Result<RepoPath, RepoError> {
+    pub(crate) fn relative(&self, cwd: &Path, user_path: &Path) -> Result<RepoPath, RepoError> {
         let absolute = if user_path.is_absolute() {
             user_path.to_path_buf()
         } else {
@@ -195,7 +195,7 @@ impl Repo {
 impl Repo {
     /// Paths that differ between two commits (both sides of renames), via libgit2 in
     /// process so hooks stay fast.
-    pub fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, RepoError> {
+    pub(crate) fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, RepoError> {
         let fail = |e: git2::Error| RepoError::Git {
             path: self.worktree.clone(),
             message: e.message().to_string(),
@@ -254,7 +254,7 @@ fn normalize(path: &Path) -> PathBuf {
 impl Repo {
     /// A git query run in the worktree (see [`GitRunner::query`]), for commands that
     /// parse git's output or need its effect.
-    pub fn query_git<I, S>(&self, args: I) -> Result<Output, RepoError>
+    pub(crate) fn query_git<I, S>(&self, args: I) -> Result<Output, RepoError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,

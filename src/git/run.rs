@@ -18,12 +18,12 @@ use std::process::{Command, ExitStatus, Stdio};
 
 /// Set in the environment of a git the wrapper runs after snapshotting: hooks inside it
 /// know the databases are already saved.
-pub const GUARD_ENV: &str = "DBGUARD_GUARDED";
+pub(crate) const GUARD_ENV: &str = "DBGUARD_GUARDED";
 
 /// The options that keep a git from calling the fsmonitor hook (dbguard's own, once
 /// installed: an inner git would call it again, without end). [`GitRunner::query`] puts
 /// them first; a caller that passes the user's own `-c` options puts them again after.
-pub const FSMONITOR_OFF: [&str; 2] = ["-c", "core.fsmonitor=false"];
+pub(crate) const FSMONITOR_OFF: [&str; 2] = ["-c", "core.fsmonitor=false"];
 
 /// Pathspec magic variables that would change how our own `:(top,literal)` pathspecs
 /// are read.
@@ -36,7 +36,7 @@ const PATHSPEC_ENV: [&str; 4] = [
 
 /// How dbguard starts git: the program and any environment every git it starts gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GitRunner {
+pub(crate) struct GitRunner {
     program: OsString,
     /// Set (`Some`) or removed (`None`) in every git this runner starts.
     env: Vec<(OsString, Option<OsString>)>,
@@ -56,7 +56,10 @@ impl GitRunner {
     /// `remove` (tests: a hermetic HOME and config, without touching this process's
     /// environment).
     #[cfg(test)]
-    pub fn with_env<K, V>(env: impl IntoIterator<Item = (K, V)>, remove: &[&str]) -> GitRunner
+    pub(crate) fn with_env<K, V>(
+        env: impl IntoIterator<Item = (K, V)>,
+        remove: &[&str],
+    ) -> GitRunner
     where
         K: AsRef<std::ffi::OsStr>,
         V: AsRef<std::ffi::OsStr>,
@@ -84,7 +87,7 @@ impl GitRunner {
     }
 
     /// A git that dbguard runs for itself (see the module doc for what is fixed).
-    pub fn query(&self, dir: &Path) -> Command {
+    pub(crate) fn query(&self, dir: &Path) -> Command {
         let mut command = self.base(dir);
         command
             .args(FSMONITOR_OFF)
@@ -99,7 +102,7 @@ impl GitRunner {
 
     /// [`GitRunner::query`] for dbguard's own pathspecs: the user's pathspec-magic
     /// variables are dropped so `:(top,literal)` means what it says.
-    pub fn internal_query(&self, dir: &Path) -> Command {
+    pub(crate) fn internal_query(&self, dir: &Path) -> Command {
         let mut command = self.query(dir);
         for name in PATHSPEC_ENV {
             command.env_remove(name);
@@ -109,7 +112,7 @@ impl GitRunner {
 
     /// The user's git command line, run for them with inherited stdio. `guarded` marks
     /// it as already snapshotted for dbguard's hooks inside it.
-    pub fn user(&self, dir: &Path, guarded: bool) -> Command {
+    pub(crate) fn user(&self, dir: &Path, guarded: bool) -> Command {
         let mut command = self.base(dir);
         if guarded {
             command.env(GUARD_ENV, "1");
@@ -120,7 +123,7 @@ impl GitRunner {
 
 /// The exit code a shell would report for git: its own, or 128 + the signal that
 /// killed it.
-pub fn exit_code(status: ExitStatus) -> u8 {
+pub(crate) fn exit_code(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => code.clamp(0, 255) as u8,

@@ -492,27 +492,14 @@ impl Env {
         self.tmp.path().join(rel)
     }
 
-    /// A `git` command in `dir` with the hermetic environment.
+    /// A `git` command in `dir` with the shared hermetic environment (`crate::testing`),
+    /// the fake dbguard first on PATH and its call log.
     fn cmd(&self, dir: &Path) -> Command {
         let mut c = Command::new("git");
-        c.current_dir(dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.p("home"))
-            .env("GIT_CONFIG_GLOBAL", self.p("home/.gitconfig"))
-            .env("PATH", &self.path_var)
-            .env("DBGUARD_TEST_LOG", self.p("dbguard.log"))
-            .env("GIT_AUTHOR_NAME", "T")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "T")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .env_remove("GIT_COMMON_DIR")
-            .stdin(std::process::Stdio::null());
+        c.current_dir(dir).stdin(std::process::Stdio::null());
+        crate::testing::hermetic(&mut c, &self.p("home"));
+        c.env("PATH", &self.path_var)
+            .env("DBGUARD_TEST_LOG", self.p("dbguard.log"));
         c
     }
 

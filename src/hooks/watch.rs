@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// The file name, inside the per-worktree git dir (`git rev-parse --git-dir`).
-pub const WATCH_FILE: &str = "dbguard-watch";
+pub(crate) const WATCH_FILE: &str = "dbguard-watch";
 
 /// First line; the shim ignores a file with any other (a future format).
-pub const HEADER: &str = "dbguard-watch 1";
+pub(crate) const HEADER: &str = "dbguard-watch 1";
 
 /// How far the file's mtime is set before the moment the databases were verified: the
 /// kernel stamps files from a clock that may lag by a tick, and some shells compare
@@ -33,7 +33,11 @@ const CLOCK_TICK: Duration = Duration::from_millis(10);
 
 /// Write the watch file in `git_dir`, listing `paths`, as of `verified_at`; with
 /// `verified_at` of `None` (something could not be vouched for), remove it instead.
-pub fn write(git_dir: &Path, paths: &[PathBuf], verified_at: Option<SystemTime>) -> io::Result<()> {
+pub(crate) fn write(
+    git_dir: &Path,
+    paths: &[PathBuf],
+    verified_at: Option<SystemTime>,
+) -> io::Result<()> {
     let target = git_dir.join(WATCH_FILE);
     let mut text = format!("{HEADER}\n");
     for path in paths {
@@ -66,7 +70,7 @@ pub fn write(git_dir: &Path, paths: &[PathBuf], verified_at: Option<SystemTime>)
 }
 
 /// Remove the watch file (every hook then starts dbguard); missing is fine.
-pub fn remove(target: &Path) -> io::Result<()> {
+pub(crate) fn remove(target: &Path) -> io::Result<()> {
     match fs::remove_file(target) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

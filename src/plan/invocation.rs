@@ -15,19 +15,19 @@ use crate::git::{FSMONITOR_OFF, GitRunner};
 pub(crate) struct GitInvocation {
     /// Global options before the subcommand, in order (`-C x`, `-c k=v`, `--git-dir=…`, …),
     /// including those contributed by alias expansion.
-    pub global: Vec<OsString>,
+    pub(crate) global: Vec<OsString>,
     /// The subcommand after alias resolution (`None` for `git` alone or `git --exec-path`).
-    pub subcommand: Option<String>,
+    pub(crate) subcommand: Option<String>,
     /// Arguments after the subcommand (alias arguments included).
-    pub args: Vec<OsString>,
+    pub(crate) args: Vec<OsString>,
     /// The effective directory after applying every `-C`.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// Alias names expanded to reach `subcommand`, outermost first.
-    pub aliases: Vec<String>,
+    pub(crate) aliases: Vec<String>,
     /// When `subcommand` is a shell alias (`!…`), its text: the command cannot be planned.
-    pub shell_alias: Option<String>,
+    pub(crate) shell_alias: Option<String>,
     /// How the planner starts git for its queries (alias lookups here, the rest later).
-    pub runner: GitRunner,
+    pub(crate) runner: GitRunner,
 }
 
 impl GitInvocation {

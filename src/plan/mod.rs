@@ -100,18 +100,18 @@ pub(crate) enum RiskReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AtRisk {
     /// Worktree-relative path, as given in `databases`.
-    pub path: PathBuf,
-    pub why: RiskReason,
+    pub(crate) path: PathBuf,
+    pub(crate) why: RiskReason,
 }
 
 /// The result of planning one git invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
-    pub operation: Operation,
+    pub(crate) operation: Operation,
     /// Sorted by path, one entry per path.
-    pub at_risk: Vec<AtRisk>,
+    pub(crate) at_risk: Vec<AtRisk>,
     /// `Some(why)` when planning failed and every database is listed.
-    pub fallback_reason: Option<String>,
+    pub(crate) fallback_reason: Option<String>,
 }
 
 impl Plan {

@@ -77,7 +77,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 )];
 
 #[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
+pub(crate) enum CatalogError {
     #[error("the snapshot catalog {path} cannot be used: {source}")]
     Sqlite {
         path: String,
@@ -94,7 +94,7 @@ pub enum CatalogError {
 
 impl CatalogError {
     /// Whether SQLite refused because the catalog or its directory cannot be written.
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         match self {
             CatalogError::ReadOnly { .. } => true,
             CatalogError::Sqlite { source, .. } => matches!(
@@ -106,7 +106,7 @@ impl CatalogError {
     }
 
     /// Whether SQLite failed because the disk is full.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         matches!(self, CatalogError::Sqlite { source, .. }
             if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
     }
@@ -115,55 +115,55 @@ impl CatalogError {
 /// What the stat cache remembers of a path: the snapshot to reuse and, when known, the
 /// newest ctime among that image's chunk files at the time.
 #[derive(Debug, Clone, Copy)]
-pub struct StatCacheHit {
-    pub snapshot_id: i64,
-    pub chunks_ctime_ns: Option<i64>,
+pub(crate) struct StatCacheHit {
+    pub(crate) snapshot_id: i64,
+    pub(crate) chunks_ctime_ns: Option<i64>,
 }
 
 /// One snapshot reduced to what `verify` needs to say which ones a damaged image breaks.
 #[derive(Debug, Clone, Serialize)]
-pub struct SnapshotRef {
-    pub id: i64,
-    pub worktree: String,
-    pub path: String,
+pub(crate) struct SnapshotRef {
+    pub(crate) id: i64,
+    pub(crate) worktree: String,
+    pub(crate) path: String,
     #[serde(skip)]
-    pub image_id: i64,
+    pub(crate) image_id: i64,
 }
 
 /// One snapshot as users see it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SnapshotInfo {
-    pub id: i64,
-    pub path: String,
-    pub worktree: String,
-    pub kind: DbKind,
+pub(crate) struct SnapshotInfo {
+    pub(crate) id: i64,
+    pub(crate) path: String,
+    pub(crate) worktree: String,
+    pub(crate) kind: DbKind,
     #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    pub size: u64,
-    pub consistency: String,
-    pub git_state: String,
-    pub reused: bool,
-    pub message: Option<String>,
-    pub operation: OperationInfo,
-    pub census: Census,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) size: u64,
+    pub(crate) consistency: String,
+    pub(crate) git_state: String,
+    pub(crate) reused: bool,
+    pub(crate) message: Option<String>,
+    pub(crate) operation: OperationInfo,
+    pub(crate) census: Census,
     #[serde(skip)]
-    pub image_id: i64,
-    pub image_digest: String,
+    pub(crate) image_id: i64,
+    pub(crate) image_digest: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct OperationInfo {
-    pub id: i64,
-    pub kind: String,
-    pub argv: Vec<String>,
-    pub head_before: Option<String>,
-    pub head_after: Option<String>,
-    pub exit_code: Option<i32>,
+pub(crate) struct OperationInfo {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) head_before: Option<String>,
+    pub(crate) head_after: Option<String>,
+    pub(crate) exit_code: Option<i32>,
 }
 
 impl OperationInfo {
     /// "git pull --force" or "dbguard snapshot": how the log names what happened.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.argv.is_empty() {
             self.kind.clone()
         } else {
@@ -173,21 +173,21 @@ impl OperationInfo {
 }
 
 /// What the catalog needs to record a new snapshot.
-pub struct NewSnapshot<'a> {
-    pub operation_id: i64,
-    pub image_id: i64,
-    pub worktree: &'a str,
-    pub path: &'a str,
-    pub kind: DbKind,
-    pub created_at: DateTime<Utc>,
-    pub consistency: &'a str,
-    pub git_state: &'a str,
-    pub census: &'a Census,
-    pub reused: bool,
-    pub message: Option<&'a str>,
+pub(crate) struct NewSnapshot<'a> {
+    pub(crate) operation_id: i64,
+    pub(crate) image_id: i64,
+    pub(crate) worktree: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) kind: DbKind,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) consistency: &'a str,
+    pub(crate) git_state: &'a str,
+    pub(crate) census: &'a Census,
+    pub(crate) reused: bool,
+    pub(crate) message: Option<&'a str>,
 }
 
-pub struct Catalog {
+pub(crate) struct Catalog {
     conn: Connection,
     path: String,
     read_only: bool,
@@ -198,7 +198,7 @@ fn ts(time: &DateTime<Utc>) -> String {
 }
 
 /// serde helper: timestamps as RFC 3339 text in JSON output.
-pub fn rfc3339<S: serde::Serializer>(
+pub(crate) fn rfc3339<S: serde::Serializer>(
     time: &DateTime<Utc>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -218,7 +218,7 @@ SELECT s.id, s.path, s.worktree, s.kind, s.created_at, i.size, s.consistency, s.
 FROM snapshots s JOIN images i ON i.id = s.image_id JOIN operations o ON o.id = s.operation_id";
 
 impl Catalog {
-    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+    pub(crate) fn open(path: &Path) -> Result<Catalog, CatalogError> {
         let display = path.display().to_string();
         let fail = |source| CatalogError::Sqlite {
             path: display.clone(),
@@ -300,7 +300,7 @@ impl Catalog {
     /// would ignore the -wal, and with it the last commits of a writer that was killed.
     /// So: read-only in place when SQLite can; else, when a -wal holds commits, from a
     /// copy of the catalog and its -wal in `scratch`; else (no -wal) immutable.
-    pub fn open_read_only(path: &Path, scratch: &Path) -> Result<Catalog, CatalogError> {
+    pub(crate) fn open_read_only(path: &Path, scratch: &Path) -> Result<Catalog, CatalogError> {
         let display = path.display().to_string();
         let fail = |source| CatalogError::Sqlite {
             path: display.clone(),
@@ -374,7 +374,7 @@ impl Catalog {
     /// Fold the WAL back into the catalog and empty it, so that the store is complete in
     /// catalog.db alone (a store later mounted read-only, copied or backed up file by
     /// file loses nothing). Best effort: a busy reader only delays it.
-    pub fn checkpoint(&self) {
+    pub(crate) fn checkpoint(&self) {
         if !self.read_only {
             // TRUNCATE waits for readers through the busy handler: not for long.
             let _ = self
@@ -393,7 +393,7 @@ impl Catalog {
         }
     }
 
-    pub fn begin_operation(
+    pub(crate) fn begin_operation(
         &self,
         kind: &str,
         argv: &[String],
@@ -415,7 +415,7 @@ impl Catalog {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_operation(
+    pub(crate) fn finish_operation(
         &self,
         id: i64,
         head_after: Option<&str>,
@@ -436,7 +436,7 @@ impl Catalog {
     /// file's stat signature and the newest ctime among the image's chunk files: the stat
     /// cache reuses the image only while no chunk file was written after that (`None`
     /// for the ctime makes the next snapshot read the file once).
-    pub fn insert_snapshot(
+    pub(crate) fn insert_snapshot(
         &mut self,
         snapshot: &NewSnapshot<'_>,
         image: Option<(&str, u64, &[String])>,
@@ -535,7 +535,7 @@ impl Catalog {
     }
 
     /// The snapshot whose stat signature is cached for this path, if the signature matches.
-    pub fn stat_cache_hit(
+    pub(crate) fn stat_cache_hit(
         &self,
         worktree: &str,
         path: &str,
@@ -559,7 +559,7 @@ impl Catalog {
 
     /// Stop watching a path's stat signature (its snapshots stay): used once a vanished
     /// database has been reported, so that it is not reported again on every checkout.
-    pub fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), CatalogError> {
+    pub(crate) fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), CatalogError> {
         self.writable()?;
         self.conn
             .execute(
@@ -571,7 +571,7 @@ impl Catalog {
     }
 
     /// Every path with a cached stat signature in this worktree, with its kind.
-    pub fn stat_cache_entries(
+    pub(crate) fn stat_cache_entries(
         &self,
         worktree: &str,
     ) -> Result<Vec<(String, DbKind, String)>, CatalogError> {
@@ -598,7 +598,7 @@ impl Catalog {
     }
 
     /// Paths in this worktree that have at least one snapshot.
-    pub fn snapshotted_paths(&self, worktree: &str) -> Result<Vec<String>, CatalogError> {
+    pub(crate) fn snapshotted_paths(&self, worktree: &str) -> Result<Vec<String>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("SELECT DISTINCT path FROM snapshots WHERE worktree = ?1 ORDER BY path")
@@ -673,7 +673,7 @@ impl Catalog {
         Ok(snapshots)
     }
 
-    pub fn snapshot(&self, id: i64) -> Result<Option<SnapshotInfo>, CatalogError> {
+    pub(crate) fn snapshot(&self, id: i64) -> Result<Option<SnapshotInfo>, CatalogError> {
         Ok(self
             .query_snapshots("WHERE s.id = ?1", &[&id])?
             .into_iter()
@@ -681,7 +681,7 @@ impl Catalog {
     }
 
     /// Snapshots newest first, optionally for one worktree path.
-    pub fn snapshots(
+    pub(crate) fn snapshots(
         &self,
         worktree: Option<&str>,
         path: Option<&str>,
@@ -695,7 +695,11 @@ impl Catalog {
         )
     }
 
-    pub fn latest(&self, worktree: &str, path: &str) -> Result<Option<SnapshotInfo>, CatalogError> {
+    pub(crate) fn latest(
+        &self,
+        worktree: &str,
+        path: &str,
+    ) -> Result<Option<SnapshotInfo>, CatalogError> {
         Ok(self
             .snapshots(Some(worktree), Some(path), Some(1))?
             .into_iter()
@@ -703,7 +707,7 @@ impl Catalog {
     }
 
     /// Ordered chunk hashes of an image.
-    pub fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, CatalogError> {
+    pub(crate) fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("SELECT hash FROM image_chunks WHERE image_id = ?1 ORDER BY seq")
@@ -717,7 +721,7 @@ impl Catalog {
     }
 
     /// (image id, digest, size) of every image.
-    pub fn images(&self) -> Result<Vec<(i64, String, u64)>, CatalogError> {
+    pub(crate) fn images(&self) -> Result<Vec<(i64, String, u64)>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, digest, size FROM images ORDER BY id")
@@ -733,7 +737,9 @@ impl Catalog {
     }
 
     /// Every chunk hash some image refers to.
-    pub fn referenced_chunks(&self) -> Result<std::collections::HashSet<String>, CatalogError> {
+    pub(crate) fn referenced_chunks(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("SELECT DISTINCT hash FROM image_chunks")
@@ -747,7 +753,7 @@ impl Catalog {
     }
 
     /// Delete snapshots, then images no snapshot refers to any more.
-    pub fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
+    pub(crate) fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
         self.writable()?;
         let path = self.path.clone();
         let fail = move |source| CatalogError::Sqlite {
@@ -776,7 +782,10 @@ impl Catalog {
     /// Stop trusting the stat cache for paths whose cached snapshot uses one of these
     /// images (they are damaged): the next snapshot reads the file again, which also
     /// rewrites the damaged chunks from the live bytes. Returns how many entries went.
-    pub fn forget_stat_cache_of_images(&self, image_ids: &[i64]) -> Result<usize, CatalogError> {
+    pub(crate) fn forget_stat_cache_of_images(
+        &self,
+        image_ids: &[i64],
+    ) -> Result<usize, CatalogError> {
         self.writable()?;
         let mut forgotten = 0;
         for image_id in image_ids {
@@ -793,7 +802,7 @@ impl Catalog {
     }
 
     /// Every snapshot with its image, oldest first.
-    pub fn snapshot_refs(&self) -> Result<Vec<SnapshotRef>, CatalogError> {
+    pub(crate) fn snapshot_refs(&self) -> Result<Vec<SnapshotRef>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, worktree, path, image_id FROM snapshots ORDER BY id")
@@ -814,7 +823,7 @@ impl Catalog {
     }
 
     /// SQLite's own integrity check of the catalog file.
-    pub fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
+    pub(crate) fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare("PRAGMA integrity_check")

@@ -14,14 +14,14 @@ use crate::db::hex;
 
 /// 1 MiB: a multiple of every SQLite page size and of DuckDB's block size, so a changed
 /// page changes exactly one chunk.
-pub const CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
 /// zstd level 1: SQLite pages compress well already at the fastest level, and snapshots
 /// sit on the path of every guarded git command.
 const ZSTD_LEVEL: i32 = 1;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ChunkError {
+pub(crate) enum ChunkError {
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -39,19 +39,19 @@ pub enum ChunkError {
 }
 
 /// The sha256 of `bytes` as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
 /// A compressed chunk written to `tmp/`, not yet durable nor visible.
-pub struct Staged {
+pub(crate) struct Staged {
     temp: PathBuf,
     final_path: PathBuf,
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// The `objects/` directory of a store.
-pub struct Chunks {
+pub(crate) struct Chunks {
     objects: PathBuf,
     tmp: PathBuf,
 }
@@ -59,13 +59,13 @@ pub struct Chunks {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A unique file name in `dir` for this process.
-pub fn temp_path(dir: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn temp_path(dir: &Path, suffix: &str) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!("{}-{n}{suffix}", std::process::id()))
 }
 
 /// Create a file readable only by its owner.
-pub fn create_private(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -77,7 +77,7 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 /// to mkdir itself, so it is never wider, even for a moment or under `umask 000`; an
 /// existing directory is narrowed only when it is not private already (chmod fails on a
 /// read-only mount even when nothing would change).
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(path)?;
     let mode = fs::metadata(path)?.permissions().mode();
     if mode & 0o777 != 0o700 {
@@ -87,7 +87,7 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Whether an I/O error means the disk (or the user's quota) is full.
-pub fn is_disk_full(error: &io::Error) -> bool {
+pub(crate) fn is_disk_full(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::ENOSPC) | Some(libc::EDQUOT)
@@ -99,7 +99,7 @@ pub fn is_disk_full(error: &io::Error) -> bool {
 
 /// Whether an I/O error means the place cannot be written at all (read-only mount, or
 /// not ours to write).
-pub fn is_read_only(error: &io::Error) -> bool {
+pub(crate) fn is_read_only(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
@@ -111,23 +111,23 @@ pub fn is_read_only(error: &io::Error) -> bool {
 
 /// What an existing chunk file holds compared with the plain bytes it should hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkState {
+pub(crate) enum ChunkState {
     Intact,
     Missing,
     Damaged,
 }
 
 /// fsync a directory so a rename inside it survives a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl Chunks {
-    pub fn new(objects: PathBuf, tmp: PathBuf) -> Chunks {
+    pub(crate) fn new(objects: PathBuf, tmp: PathBuf) -> Chunks {
         Chunks { objects, tmp }
     }
 
-    pub fn object_path(&self, hash: &str) -> PathBuf {
+    pub(crate) fn object_path(&self, hash: &str) -> PathBuf {
         let (prefix, _) = hash.split_at(2.min(hash.len()));
         self.objects.join(prefix).join(hash)
     }
@@ -136,7 +136,7 @@ impl Chunks {
     /// Dedup relies on this: a chunk is reused only when it really holds these bytes, so
     /// a damaged file is never referenced by a new snapshot. Decompressing and comparing
     /// costs less than hashing the result again.
-    pub fn check(&self, hash: &str, plain: &[u8]) -> ChunkState {
+    pub(crate) fn check(&self, hash: &str, plain: &[u8]) -> ChunkState {
         let path = self.object_path(hash);
         let mut compressed = Vec::new();
         match File::open(&path).and_then(|mut f| f.read_to_end(&mut compressed)) {
@@ -152,7 +152,7 @@ impl Chunks {
 
     /// The chunk file's ctime in ns, if it exists: a later ctime than the one recorded
     /// when it was last known intact means something wrote to it since.
-    pub fn ctime_ns(&self, hash: &str) -> Option<i128> {
+    pub(crate) fn ctime_ns(&self, hash: &str) -> Option<i128> {
         let meta = fs::symlink_metadata(self.object_path(hash)).ok()?;
         meta.is_file()
             .then(|| meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128)
@@ -160,7 +160,7 @@ impl Chunks {
 
     /// Compress `plain` into a temp file for `hash`, unless the chunk already exists.
     /// The chunk becomes visible only through [`Chunks::publish`], after an fsync.
-    pub fn stage(&self, hash: &str, plain: &[u8]) -> Result<Option<Staged>, ChunkError> {
+    pub(crate) fn stage(&self, hash: &str, plain: &[u8]) -> Result<Option<Staged>, ChunkError> {
         if self.object_path(hash).is_file() {
             return Ok(None);
         }
@@ -169,7 +169,7 @@ impl Chunks {
 
     /// Compress `plain` into a temp file for `hash` whether or not a chunk file exists:
     /// publishing it replaces a damaged file atomically with the right bytes.
-    pub fn stage_replacement(&self, hash: &str, plain: &[u8]) -> Result<Staged, ChunkError> {
+    pub(crate) fn stage_replacement(&self, hash: &str, plain: &[u8]) -> Result<Staged, ChunkError> {
         let final_path = self.object_path(hash);
         let write_err = |source| ChunkError::Write {
             path: final_path.clone(),
@@ -191,7 +191,7 @@ impl Chunks {
 
     /// fsync a staged chunk and rename it into place. Returns the directory that gained an
     /// entry (to fsync once per snapshot); the objects dir too when a prefix dir is new.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         staged: &Staged,
         dirty_dirs: &mut BTreeSet<PathBuf>,
@@ -223,7 +223,7 @@ impl Chunks {
 
     /// Stage and publish in one go (tests; the store pipelines the two).
     #[cfg(test)]
-    pub fn put(
+    pub(crate) fn put(
         &self,
         hash: &str,
         plain: &[u8],
@@ -239,7 +239,7 @@ impl Chunks {
     }
 
     /// Read a chunk back, decompress it and check it against its name.
-    pub fn get(&self, hash: &str) -> Result<Vec<u8>, ChunkError> {
+    pub(crate) fn get(&self, hash: &str) -> Result<Vec<u8>, ChunkError> {
         let path = self.object_path(hash);
         let mut compressed = Vec::new();
         match File::open(&path).and_then(|mut f| f.read_to_end(&mut compressed)) {
@@ -272,7 +272,7 @@ impl Chunks {
     }
 
     /// Every chunk hash present on disk (for pruning and orphan reports).
-    pub fn list(&self) -> io::Result<Vec<String>> {
+    pub(crate) fn list(&self) -> io::Result<Vec<String>> {
         let mut hashes = Vec::new();
         let Ok(prefixes) = fs::read_dir(&self.objects) else {
             return Ok(hashes);
@@ -296,13 +296,13 @@ impl Chunks {
     }
 
     /// Compressed size on disk of one chunk.
-    pub fn stored_size(&self, hash: &str) -> u64 {
+    pub(crate) fn stored_size(&self, hash: &str) -> u64 {
         fs::metadata(self.object_path(hash))
             .map(|m| m.len())
             .unwrap_or(0)
     }
 
-    pub fn remove(&self, hash: &str) -> io::Result<()> {
+    pub(crate) fn remove(&self, hash: &str) -> io::Result<()> {
         fs::remove_file(self.object_path(hash))
     }
 }

@@ -1,10 +1,10 @@
 //! The snapshot store under `<git common dir>/dbguard/`: open and lock it, turn a live
 //! database into a deduplicated snapshot, read images back, verify and prune.
 
-pub mod catalog;
-pub mod chunks;
+pub(crate) mod catalog;
+pub(crate) mod chunks;
 mod records;
-pub use records::parse_snapshot_id;
+pub(crate) use records::parse_snapshot_id;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::db::{self, Census, DbError, DbKind, hex};
-pub use catalog::{Catalog, CatalogError, NewSnapshot, SnapshotInfo, SnapshotRef};
+pub(crate) use catalog::{Catalog, CatalogError, NewSnapshot, SnapshotInfo, SnapshotRef};
 use chunks::{
     CHUNK_SIZE, ChunkError, ChunkState, Chunks, create_private, create_private_dir, is_disk_full,
     is_read_only, sha256_hex, sync_dir, temp_path,
@@ -29,7 +29,7 @@ use chunks::{
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("cannot use the snapshot store at {path}")]
     Io {
         path: PathBuf,
@@ -138,36 +138,36 @@ impl From<ChunkError> for StoreError {
 
 /// What one snapshot of one database produced.
 #[derive(Debug, Clone)]
-pub struct SnapshotOutcome {
-    pub id: i64,
-    pub census: Census,
-    pub size: u64,
+pub(crate) struct SnapshotOutcome {
+    pub(crate) id: i64,
+    pub(crate) census: Census,
+    pub(crate) size: u64,
     /// Compressed bytes this snapshot added to the store.
-    pub new_bytes: u64,
+    pub(crate) new_bytes: u64,
     /// True when the stat cache showed the file unchanged and it was not opened at all.
-    pub reused: bool,
-    pub consistency: String,
-    pub warning: Option<String>,
+    pub(crate) reused: bool,
+    pub(crate) consistency: String,
+    pub(crate) warning: Option<String>,
 }
 
 /// Where and why a database is snapshotted.
-pub struct SnapshotRequest<'a> {
-    pub worktree: &'a Path,
+pub(crate) struct SnapshotRequest<'a> {
+    pub(crate) worktree: &'a Path,
     /// Worktree-relative path with `/` separators.
-    pub path: &'a str,
-    pub kind: DbKind,
-    pub git_state: &'a str,
-    pub operation_id: i64,
-    pub message: Option<&'a str>,
+    pub(crate) path: &'a str,
+    pub(crate) kind: DbKind,
+    pub(crate) git_state: &'a str,
+    pub(crate) operation_id: i64,
+    pub(crate) message: Option<&'a str>,
 }
 
-pub struct Store {
+pub(crate) struct Store {
     root: PathBuf,
     /// Staging: the store's `tmp/`, or a private directory in the system temp dir when
     /// the store is read-only.
     tmp: PathBuf,
     catalog: Catalog,
-    pub chunks: Chunks,
+    pub(crate) chunks: Chunks,
     /// Exclusive for writers; shared (when the lock file can be read) for a read-only
     /// open, so that no prune deletes chunks while they are read.
     _lock: Option<File>,
@@ -186,15 +186,15 @@ impl Drop for Store {
 /// unchanged content, provided the signature was not taken within the timestamp
 /// granularity of a write ("racy" in git's terms).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatSignature {
-    pub text: String,
+pub(crate) struct StatSignature {
+    pub(crate) text: String,
     /// Latest mtime/ctime among the files, in ns since the epoch.
-    pub newest_ns: i128,
+    pub(crate) newest_ns: i128,
     /// The filesystem's timestamp resolution as far as we can tell.
-    pub granularity_ns: i128,
+    pub(crate) granularity_ns: i128,
 }
 
-pub fn stat_signature(path: &Path, kind: DbKind) -> io::Result<StatSignature> {
+pub(crate) fn stat_signature(path: &Path, kind: DbKind) -> io::Result<StatSignature> {
     let mut text = String::new();
     let mut newest_ns = 0i128;
     let mut whole_seconds = true;
@@ -246,7 +246,7 @@ fn now_ns(now: DateTime<Utc>) -> i128 {
 
 /// sha256 over the ordered chunk hashes and the image size: identifies an image without a
 /// second full pass over its bytes.
-pub fn image_digest(chunks: &[String], size: u64) -> String {
+pub(crate) fn image_digest(chunks: &[String], size: u64) -> String {
     let mut hasher = Sha256::new();
     for chunk in chunks {
         hasher.update(chunk.as_bytes());
@@ -266,12 +266,12 @@ struct Ingested {
 }
 
 /// Progress callback: bytes done so far.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 impl Store {
     /// Open (creating if needed) the store at `root` for writing, waiting for any other
     /// dbguard process to finish with it, and clear debris a crash left in `tmp/`.
-    pub fn open(root: &Path) -> Result<Store, StoreError> {
+    pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
         if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
             return Err(StoreError::NotADirectory {
                 path: root.to_path_buf(),
@@ -336,7 +336,7 @@ impl Store {
 
     /// Open the store only if it exists, for reading; `None` when there is none. A store
     /// that cannot be written (read-only mount, another user's) is opened read-only.
-    pub fn open_existing(root: &Path) -> Result<Option<Store>, StoreError> {
+    pub(crate) fn open_existing(root: &Path) -> Result<Option<Store>, StoreError> {
         if !Store::exists(root)? {
             return Ok(None);
         }
@@ -348,7 +348,7 @@ impl Store {
 
     /// Open the store only if it exists, for a command that writes to it (prune,
     /// restore in place): a read-only store is an error that says so.
-    pub fn open_existing_for_writing(root: &Path) -> Result<Option<Store>, StoreError> {
+    pub(crate) fn open_existing_for_writing(root: &Path) -> Result<Option<Store>, StoreError> {
         if !Store::exists(root)? {
             return Ok(None);
         }
@@ -357,7 +357,7 @@ impl Store {
 
     /// Open a store that cannot be written: nothing is created or cleaned up, staging
     /// (e.g. `restore --to`) happens in a private directory in the system temp dir.
-    pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
+    pub(crate) fn open_read_only(root: &Path) -> Result<Store, StoreError> {
         let scratch = tempfile::Builder::new()
             .prefix("dbguard-read-")
             .tempdir()
@@ -399,7 +399,7 @@ impl Store {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -437,14 +437,14 @@ impl Store {
         }))
     }
 
-    pub fn tmp_dir(&self) -> &Path {
+    pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
 
     /// Snapshot one live database: reuse the last image if the stat cache says the file is
     /// unchanged (without opening it), else copy it consistently, check and census the
     /// copy while cutting it into chunks, and record everything in one transaction.
-    pub fn snapshot(
+    pub(crate) fn snapshot(
         &mut self,
         request: &SnapshotRequest<'_>,
         progress: Progress<'_>,
@@ -644,7 +644,7 @@ impl Store {
     /// chunk's hash and the image digest. With `durable`, the file is fsynced before
     /// returning (a restore renames it over the user's file); a scratch copy that is read
     /// and deleted (export) skips that, which saves writing the whole image to disk.
-    pub fn materialize(
+    pub(crate) fn materialize(
         &self,
         snapshot: &SnapshotInfo,
         dest: &Path,
@@ -686,7 +686,7 @@ impl Store {
     /// snapshots each one breaks and which snapshots remain restorable. On a writable
     /// store, the stat cache stops trusting damaged images, so that the next snapshot
     /// reads the live file and rewrites the damaged chunks from it.
-    pub fn verify(&self, progress: Progress<'_>) -> Result<VerifyReport, StoreError> {
+    pub(crate) fn verify(&self, progress: Progress<'_>) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport {
             read_only: self.read_only,
             ..VerifyReport::default()
@@ -790,7 +790,7 @@ impl Store {
     }
 
     /// Delete chunks no image refers to. Returns (chunks removed, bytes freed).
-    pub fn remove_unreferenced_chunks(&self) -> Result<(usize, u64), StoreError> {
+    pub(crate) fn remove_unreferenced_chunks(&self) -> Result<(usize, u64), StoreError> {
         self.writable()?;
         let referenced = self.catalog.referenced_chunks()?;
         let mut removed = 0;
@@ -828,28 +828,28 @@ fn relabel(error: DbError, live: &Path) -> DbError {
 }
 
 #[derive(Debug, Default, serde::Serialize)]
-pub struct VerifyReport {
-    pub images: usize,
-    pub chunks: usize,
-    pub bytes: u64,
-    pub unreferenced: usize,
-    pub problems: Vec<String>,
+pub(crate) struct VerifyReport {
+    pub(crate) images: usize,
+    pub(crate) chunks: usize,
+    pub(crate) bytes: u64,
+    pub(crate) unreferenced: usize,
+    pub(crate) problems: Vec<String>,
     /// Each damaged or missing chunk, or inconsistent image, with the snapshots it breaks.
-    pub damage: Vec<Damage>,
+    pub(crate) damage: Vec<Damage>,
     /// Snapshots that cannot be restored, oldest first.
-    pub broken: Vec<SnapshotRef>,
+    pub(crate) broken: Vec<SnapshotRef>,
     /// Snapshots whose every chunk is intact, oldest first.
-    pub restorable: Vec<SnapshotRef>,
+    pub(crate) restorable: Vec<SnapshotRef>,
     /// Stat cache entries dropped so that the next snapshot re-reads those files.
-    pub stat_cache_cleared: usize,
-    pub read_only: bool,
+    pub(crate) stat_cache_cleared: usize,
+    pub(crate) read_only: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct Damage {
-    pub problem: String,
+pub(crate) struct Damage {
+    pub(crate) problem: String,
     /// Ids of the snapshots that cannot be restored because of it.
-    pub snapshots: Vec<i64>,
+    pub(crate) snapshots: Vec<i64>,
 }
 
 /// Cut an image into 1 MiB chunks, hash them and store the new ones. A second thread

@@ -8,7 +8,7 @@ use super::{NewSnapshot, SnapshotInfo, Store, StoreError};
 use crate::db::DbKind;
 
 /// The snapshot id a user typed: `14` or `#14` (the one spelling every command accepts).
-pub fn parse_snapshot_id(text: &str) -> Option<i64> {
+pub(crate) fn parse_snapshot_id(text: &str) -> Option<i64> {
     let digits = text.strip_prefix('#').unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -19,7 +19,7 @@ pub fn parse_snapshot_id(text: &str) -> Option<i64> {
 impl Store {
     /// Record the start of an operation (a guarded git command, a `snapshot`, a hook);
     /// the snapshots it takes refer to it.
-    pub fn begin_operation(
+    pub(crate) fn begin_operation(
         &self,
         kind: &str,
         argv: &[String],
@@ -29,7 +29,7 @@ impl Store {
         Ok(self.catalog.begin_operation(kind, argv, head_before, now)?)
     }
 
-    pub fn finish_operation(
+    pub(crate) fn finish_operation(
         &self,
         id: i64,
         head_after: Option<&str>,
@@ -39,12 +39,12 @@ impl Store {
     }
 
     /// The snapshot with this id, if any.
-    pub fn find_snapshot(&self, id: i64) -> Result<Option<SnapshotInfo>, StoreError> {
+    pub(crate) fn find_snapshot(&self, id: i64) -> Result<Option<SnapshotInfo>, StoreError> {
         Ok(self.catalog.snapshot(id)?)
     }
 
     /// Snapshots, newest first, optionally of one worktree and one path, at most `limit`.
-    pub fn snapshots(
+    pub(crate) fn snapshots(
         &self,
         worktree: Option<&str>,
         path: Option<&str>,
@@ -54,29 +54,33 @@ impl Store {
     }
 
     /// The newest snapshot of `path` in `worktree`.
-    pub fn latest(&self, worktree: &str, path: &str) -> Result<Option<SnapshotInfo>, StoreError> {
+    pub(crate) fn latest(
+        &self,
+        worktree: &str,
+        path: &str,
+    ) -> Result<Option<SnapshotInfo>, StoreError> {
         Ok(self.catalog.latest(worktree, path)?)
     }
 
     /// Every path of `worktree` that has a snapshot.
-    pub fn snapshotted_paths(&self, worktree: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn snapshotted_paths(&self, worktree: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.catalog.snapshotted_paths(worktree)?)
     }
 
     /// The stat signature recorded at each path's last snapshot: (path, kind, signature).
-    pub fn stat_cache_entries(
+    pub(crate) fn stat_cache_entries(
         &self,
         worktree: &str,
     ) -> Result<Vec<(String, DbKind, String)>, StoreError> {
         Ok(self.catalog.stat_cache_entries(worktree)?)
     }
 
-    pub fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), StoreError> {
+    pub(crate) fn forget_stat_cache(&self, worktree: &str, path: &str) -> Result<(), StoreError> {
         Ok(self.catalog.forget_stat_cache(worktree, path)?)
     }
 
     /// Record a snapshot whose image is already stored (restore's new baseline).
-    pub fn insert_snapshot(
+    pub(crate) fn insert_snapshot(
         &mut self,
         snapshot: &NewSnapshot<'_>,
         image: Option<(&str, u64, &[String])>,
@@ -86,12 +90,12 @@ impl Store {
     }
 
     /// The chunk digests of an image, in order.
-    pub fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, StoreError> {
         Ok(self.catalog.image_chunks(image_id)?)
     }
 
     /// Delete snapshot records (their chunks stay until `remove_unreferenced_chunks`).
-    pub fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+    pub(crate) fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         Ok(self.catalog.delete_snapshots(ids)?)
     }
 }

@@ -2,7 +2,7 @@
 //! aligned tables, ages and local times. Pure, so every layer may use it.
 
 /// Human byte counts: 1.5 MiB.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -18,7 +18,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// 900000 → "900,000".
-pub fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -32,7 +32,7 @@ pub fn count(n: u64) -> String {
 
 /// Quote a path or argument for the shell when it needs it: the one quoting function for
 /// every command line shown to users, so each one can be pasted as it is.
-pub fn shell_quote(text: &str) -> String {
+pub(crate) fn shell_quote(text: &str) -> String {
     if !text.is_empty()
         && text
             .chars()
@@ -45,7 +45,7 @@ pub fn shell_quote(text: &str) -> String {
 }
 
 /// Render rows as an aligned plain-text table (first row is the header).
-pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+pub(crate) fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; columns];
     for row in rows {
@@ -74,7 +74,7 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 }
 
 /// "2 hours ago" style age of a timestamp, for people.
-pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn age(then: chrono::DateTime<chrono::Utc>) -> String {
     let seconds = (crate::clock::now() - then).num_seconds().max(0);
     match seconds {
         0..=59 => format!("{seconds} s ago"),
@@ -85,7 +85,7 @@ pub fn age(then: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Local time with minutes, as the log shows it.
-pub fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
     time.with_timezone(&chrono::Local)
         .format("%Y-%m-%d %H:%M")
         .to_string()
