@@ -1,12 +1,14 @@
 //! `dbguard diff [PATH] [ID [ID]]`: rows per table now vs a snapshot, or between two.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::db::{self, Census};
 use crate::error::CommandError;
 use crate::flow::Context;
+use crate::store::Store;
 use crate::ui::{self, Tone, Ui};
 
 #[derive(Debug, clap::Args)]
@@ -65,128 +67,139 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     if ids.len() > 2 || paths.len() > 1 {
         return Err(CommandError::new("too many arguments").hint("dbguard diff [PATH] [ID [ID]]"));
     }
-    let worktree = ctx.worktree_key();
-    let mut diffs = Vec::new();
-    let now = |path: &str, kind: db::DbKind| -> Result<Option<Census>, CommandError> {
-        let live = ctx.repo.worktree.join(path);
-        if !live.exists() {
-            return Ok(None);
-        }
-        db::census_live(kind, &live)
-            .map(Some)
-            .map_err(CommandError::from)
-    };
-    match ids.as_slice() {
+    let diffs = match ids.as_slice() {
         [first, second] => {
             let a = Context::find_snapshot(&store, first)?;
             let b = Context::find_snapshot(&store, second)?;
-            diffs.push(diff(
+            vec![diff(
                 &a.path,
                 format!("#{}", a.id),
                 Some(&a.census),
                 format!("#{}", b.id),
                 Some(&b.census),
-            ));
+            )]
         }
         [only] => {
             let a = Context::find_snapshot(&store, only)?;
-            let current = now(&a.path, a.kind)?;
-            diffs.push(diff(
+            let current = census_now(ctx, &a.path, a.kind)?;
+            vec![diff(
                 &a.path,
                 format!("#{}", a.id),
                 Some(&a.census),
                 "now".into(),
                 current.as_ref(),
-            ));
+            )]
         }
-        _ => {
-            let named = !paths.is_empty();
-            let targets: Vec<String> = match paths.first() {
-                Some(path) => vec![
-                    ctx.repo
-                        .relative(&ctx.cwd, std::path::Path::new(path))?
-                        .to_string(),
-                ],
-                None => ctx
-                    .scanner()
-                    .scan()
-                    .databases
-                    .iter()
-                    .map(|d| d.path.to_string())
-                    .collect(),
-            };
-            for path in targets {
-                let Some(last) = store.latest(&worktree, &path)? else {
-                    if named {
-                        let exists = ctx.repo.worktree.join(&path).exists();
-                        return Err(CommandError::new(if exists {
-                            format!("there is no snapshot of {path} to compare with")
-                        } else {
-                            format!("{path} does not exist and has no snapshots")
-                        })
-                        .hint(if exists {
-                            format!(
-                                "`dbguard snapshot {}` takes one",
-                                crate::ui::shell_quote(&path)
-                            )
-                        } else {
-                            "check the path; `dbguard log` lists the snapshots there are"
-                                .to_string()
-                        }));
-                    }
-                    ui.status(&format!("{path}: no snapshot yet"));
-                    continue;
-                };
-                let current = now(&path, last.kind)?;
-                diffs.push(diff(
-                    &path,
-                    format!("#{}", last.id),
-                    Some(&last.census),
-                    "now".into(),
-                    current.as_ref(),
-                ));
-            }
-        }
-    }
+        _ => latest_against_now(ui, ctx, &store, paths.first().map(|p| p.as_str()))?,
+    };
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&diffs).unwrap_or_default());
         return Ok(());
     }
     for d in &diffs {
-        ui.out(&ui.paint(
-            Tone::Bold,
-            &format!("{}: {} → {}", d.path, d.before, d.after),
-        ));
-        let mut rows = vec![vec![
-            "TABLE".to_string(),
-            d.before.clone(),
-            d.after.clone(),
-            "CHANGE".into(),
-        ]];
-        for t in &d.tables {
-            let change = match (t.before, t.after) {
-                (Some(b), Some(a)) if a == b => String::new(),
-                (Some(b), Some(a)) if a > b => format!("+{}", ui::count(a - b)),
-                (Some(b), Some(a)) => format!("-{}", ui::count(b - a)),
-                (Some(_), None) => "table gone".into(),
-                (None, Some(_)) => "new table".into(),
-                (None, None) => String::new(),
-            };
-            rows.push(vec![
-                t.table.clone(),
-                t.before.map(ui::count).unwrap_or_else(|| "-".into()),
-                t.after.map(ui::count).unwrap_or_else(|| "-".into()),
-                change,
-            ]);
-        }
-        for line in ui::table(&rows) {
-            ui.out(&format!("  {line}"));
-        }
-        if d.schema_changed {
-            ui.out("  schema changed");
-        }
+        print_diff(ui, d);
     }
     Ok(())
+}
+
+/// The census of the live file at `path`, `None` when it is gone.
+fn census_now(ctx: &Context, path: &str, kind: db::DbKind) -> Result<Option<Census>, CommandError> {
+    let live = ctx.repo.worktree.join(path);
+    if !live.exists() {
+        return Ok(None);
+    }
+    db::census_live(kind, &live)
+        .map(Some)
+        .map_err(CommandError::from)
+}
+
+/// Each database's latest snapshot against the file now: the one named, or every
+/// database in the working tree (those without a snapshot are mentioned and skipped).
+fn latest_against_now(
+    ui: &Ui,
+    ctx: &Context,
+    store: &Store,
+    named: Option<&str>,
+) -> Result<Vec<Diff>, CommandError> {
+    let targets: Vec<String> = match named {
+        Some(path) => vec![ctx.repo.relative(&ctx.cwd, Path::new(path))?.to_string()],
+        None => ctx
+            .scanner()
+            .scan()
+            .databases
+            .iter()
+            .map(|d| d.path.to_string())
+            .collect(),
+    };
+    let worktree = ctx.worktree_key();
+    let mut diffs = Vec::new();
+    for path in targets {
+        let Some(last) = store.latest(&worktree, &path)? else {
+            if named.is_some() {
+                return Err(no_snapshot_of(ctx, &path));
+            }
+            ui.status(&format!("{path}: no snapshot yet"));
+            continue;
+        };
+        let current = census_now(ctx, &path, last.kind)?;
+        diffs.push(diff(
+            &path,
+            format!("#{}", last.id),
+            Some(&last.census),
+            "now".into(),
+            current.as_ref(),
+        ));
+    }
+    Ok(diffs)
+}
+
+/// The error for a path the user named that has no snapshot to compare with.
+fn no_snapshot_of(ctx: &Context, path: &str) -> CommandError {
+    if ctx.repo.worktree.join(path).exists() {
+        CommandError::new(format!("there is no snapshot of {path} to compare with")).hint(format!(
+            "`dbguard snapshot {}` takes one",
+            crate::ui::shell_quote(path)
+        ))
+    } else {
+        CommandError::new(format!("{path} does not exist and has no snapshots"))
+            .hint("check the path; `dbguard log` lists the snapshots there are")
+    }
+}
+
+/// One diff as a table: rows before, after and the change per table.
+fn print_diff(ui: &Ui, d: &Diff) {
+    ui.out(&ui.paint(
+        Tone::Bold,
+        &format!("{}: {} → {}", d.path, d.before, d.after),
+    ));
+    let mut rows = vec![vec![
+        "TABLE".to_string(),
+        d.before.clone(),
+        d.after.clone(),
+        "CHANGE".into(),
+    ]];
+    for t in &d.tables {
+        let change = match (t.before, t.after) {
+            (Some(b), Some(a)) if a == b => String::new(),
+            (Some(b), Some(a)) if a > b => format!("+{}", ui::count(a - b)),
+            (Some(b), Some(a)) => format!("-{}", ui::count(b - a)),
+            (Some(_), None) => "table gone".into(),
+            (None, Some(_)) => "new table".into(),
+            (None, None) => String::new(),
+        };
+        rows.push(vec![
+            t.table.clone(),
+            t.before.map(ui::count).unwrap_or_else(|| "-".into()),
+            t.after.map(ui::count).unwrap_or_else(|| "-".into()),
+            change,
+        ]);
+    }
+    for line in ui::table(&rows) {
+        ui.out(&format!("  {line}"));
+    }
+    if d.schema_changed {
+        ui.out("  schema changed");
+    }
 }
 
 fn diff(

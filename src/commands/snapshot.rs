@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::clock;
 use crate::db::Completeness;
 use crate::error::{CommandError, ErrorKind};
-use crate::flow::snapshot::{Lines, partial_advice, partial_message, snapshot_operation};
+use crate::flow::snapshot::{
+    Lines, SnapshotResult, partial_advice, partial_message, snapshot_operation,
+};
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::SnapshotOutcome;
@@ -109,20 +111,7 @@ fn quiet_summary(results: &[(DbFile, Result<SnapshotOutcome, CommandError>)]) ->
 }
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
-    let scanner = ctx.scanner();
-    let databases: Vec<DbFile> = if args.paths.is_empty() {
-        let scan = scanner.scan();
-        for skipped in &scan.skipped {
-            ui.status(&format!("skipped {}: {}", skipped.path, skipped.reason));
-        }
-        scan.databases
-    } else {
-        let mut found = Vec::new();
-        for path in &args.paths {
-            found.extend(scanner.explicit(&ctx.cwd, path)?);
-        }
-        found
-    };
+    let databases = databases_to_snapshot(ui, ctx, args)?;
     if databases.is_empty() {
         if ui.json {
             ui.out("[]");
@@ -143,10 +132,37 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         args.message.as_deref(),
         Lines::Every,
     )?;
-    let mut failures = Vec::new();
-    let mut partial = Vec::new();
-    let mut report = Vec::new();
-    for (database, outcome) in &results {
+    if ui.json {
+        let report: Vec<Taken> = results
+            .iter()
+            .map(|(database, outcome)| Taken::of(database, outcome))
+            .collect();
+        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else if ui.quiet {
+        ui.out(&quiet_summary(&results));
+    }
+    exit_result(ui, results)
+}
+
+/// The paths named, or every database in the working tree (saying which were skipped).
+fn databases_to_snapshot(ui: &Ui, ctx: &Context, args: &Args) -> Result<Vec<DbFile>, CommandError> {
+    let scanner = ctx.scanner();
+    if args.paths.is_empty() {
+        let scan = scanner.scan();
+        for skipped in &scan.skipped {
+            ui.status(&format!("skipped {}: {}", skipped.path, skipped.reason));
+        }
+        return Ok(scan.databases);
+    }
+    let mut found = Vec::new();
+    for path in &args.paths {
+        found.extend(scanner.explicit(&ctx.cwd, path)?);
+    }
+    Ok(found)
+}
+
+impl Taken {
+    fn of(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> Taken {
         let mut taken = Taken {
             path: database.path.to_string(),
             kind: database.kind,
@@ -170,34 +186,41 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                 taken.stored_bytes = Some(outcome.new_bytes);
                 taken.reused = outcome.reused;
                 taken.consistency = Some(outcome.consistency.clone());
-                let completeness = Completeness::of_label(&outcome.consistency);
-                if completeness.partial {
-                    partial.push((database.path.to_string(), outcome.id, completeness.clone()));
-                }
-                taken.completeness = completeness;
+                taken.completeness = Completeness::of_label(&outcome.consistency);
             }
-            Err(error) => {
-                taken.error = Some(error.message());
-                failures.push(error);
-            }
+            Err(error) => taken.error = Some(error.message()),
         }
-        report.push(taken);
+        taken
     }
-    if ui.json {
-        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else if ui.quiet {
-        ui.out(&quiet_summary(&results));
-    }
+}
+
+/// How the command ends: success; a refusal (exit 3) when every snapshot was stored but
+/// some are partial; the one failure itself; or a summary after printing each failure.
+fn exit_result(ui: &Ui, results: Vec<SnapshotResult>) -> Result<(), CommandError> {
+    let total = results.len();
+    let failures: Vec<&CommandError> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    let partial: Vec<(String, i64, Completeness)> = results
+        .iter()
+        .filter_map(|(database, outcome)| {
+            let outcome = outcome.as_ref().ok()?;
+            let completeness = Completeness::of_label(&outcome.consistency);
+            completeness
+                .partial
+                .then(|| (database.path.to_string(), outcome.id, completeness))
+        })
+        .collect();
     match failures.len() {
         0 if !partial.is_empty() => {
             let pid = partial
                 .iter()
                 .find_map(|(_, _, c)| c.missing.as_ref().and_then(|m| m.holder_pid));
             let mut error = CommandError::new(format!(
-                "{} of {} snapshot{} partial: {} lack{} committed data",
+                "{} of {total} snapshot{} partial: {} lack{} committed data",
                 partial.len(),
-                results.len(),
-                if results.len() == 1 { " is" } else { "s are" },
+                if total == 1 { " is" } else { "s are" },
                 if partial.len() == 1 { "it" } else { "they" },
                 if partial.len() == 1 { "s" } else { "" },
             ));
@@ -209,7 +232,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                 .hint(partial_advice(pid)))
         }
         0 => Ok(()),
-        1 if results.len() == 1 => match results.into_iter().next() {
+        1 if total == 1 => match results.into_iter().next() {
             Some((_, outcome)) => outcome.map(|_| ()),
             None => Ok(()),
         },
@@ -218,8 +241,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                 error.report_without_hints(ui);
             }
             Err(CommandError::new(format!(
-                "{n} of {} databases could not be snapshotted",
-                results.len()
+                "{n} of {total} databases could not be snapshotted"
             ))
             .hint("the others were saved; fix or exclude the failing files and run `dbguard snapshot` again"))
         }

@@ -8,6 +8,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::version_control_warning;
 use crate::flow::snapshot::{partial_advice, partial_message};
+use crate::scan::Scan;
 use crate::ui::age;
 use crate::ui::{self, Tone, Ui};
 
@@ -41,84 +42,13 @@ struct LastSnapshot {
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let scan = ctx.scanner().scan();
-    let store = ctx.existing_store()?;
-    let worktree = ctx.worktree_key();
-    let mut rows = Vec::new();
-    for database in &scan.databases {
-        let last = match &store {
-            Some(store) => store.latest(&worktree, database.path.as_str())?,
-            None => None,
-        };
-        let live = database.path.in_worktree(&ctx.repo.worktree);
-        let (rows_now, busy) = match db::census_live(database.kind, &live) {
-            Ok(census) => (Some(census.total_rows()), None),
-            Err(DbError::DuckDbLocked { pid, .. }) => {
-                (None, Some(format!("open in process {pid}")))
-            }
-            Err(error) => (None, Some(error.to_string())),
-        };
-        rows.push(Row {
-            path: database.path.to_string(),
-            kind: database.kind,
-            git: database.git,
-            size: database.size,
-            rows_now,
-            busy,
-            last_snapshot: last.map(|s| LastSnapshot {
-                id: s.id,
-                taken: s.created_at,
-                rows: s.census.total_rows(),
-                completeness: Completeness::of_label(&s.consistency),
-            }),
-        });
-    }
+    let rows = rows(ctx, &scan)?;
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else if rows.is_empty() {
         ui.status("no SQLite or DuckDB databases in this working tree");
     } else {
-        let mut table = vec![vec![
-            "DATABASE".to_string(),
-            "KIND".into(),
-            "GIT".into(),
-            "SIZE".into(),
-            "ROWS NOW".into(),
-            "LAST SNAPSHOT".into(),
-            "ROWS THEN".into(),
-        ]];
-        for row in &rows {
-            table.push(vec![
-                row.path.clone(),
-                row.kind.as_str().into(),
-                row.git.as_str().into(),
-                ui::bytes(row.size),
-                row.rows_now
-                    .map(ui::count)
-                    .unwrap_or_else(|| row.busy.clone().unwrap_or_default()),
-                row.last_snapshot
-                    .as_ref()
-                    .map(|s| format!("#{} {}", s.id, age(s.taken)))
-                    .unwrap_or_else(|| "never".into()),
-                row.last_snapshot
-                    .as_ref()
-                    .map(|s| {
-                        let rows = ui::count(s.rows);
-                        if s.completeness.partial {
-                            format!("{rows} PARTIAL")
-                        } else {
-                            rows
-                        }
-                    })
-                    .unwrap_or_default(),
-            ]);
-        }
-        for (i, line) in ui::table(&table).into_iter().enumerate() {
-            ui.out(&if i == 0 {
-                ui.paint(Tone::Dim, &line)
-            } else {
-                line
-            });
-        }
+        print_table(ui, &rows);
     }
     for row in &rows {
         if let Some(last) = row
@@ -162,4 +92,85 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
         ));
     }
     Ok(())
+}
+
+/// One row per database: what it is now, and its last snapshot.
+fn rows(ctx: &Context, scan: &Scan) -> Result<Vec<Row>, CommandError> {
+    let store = ctx.existing_store()?;
+    let worktree = ctx.worktree_key();
+    let mut rows = Vec::new();
+    for database in &scan.databases {
+        let last = match &store {
+            Some(store) => store.latest(&worktree, database.path.as_str())?,
+            None => None,
+        };
+        let live = database.path.in_worktree(&ctx.repo.worktree);
+        let (rows_now, busy) = match db::census_live(database.kind, &live) {
+            Ok(census) => (Some(census.total_rows()), None),
+            Err(DbError::DuckDbLocked { pid, .. }) => {
+                (None, Some(format!("open in process {pid}")))
+            }
+            Err(error) => (None, Some(error.to_string())),
+        };
+        rows.push(Row {
+            path: database.path.to_string(),
+            kind: database.kind,
+            git: database.git,
+            size: database.size,
+            rows_now,
+            busy,
+            last_snapshot: last.map(|s| LastSnapshot {
+                id: s.id,
+                taken: s.created_at,
+                rows: s.census.total_rows(),
+                completeness: Completeness::of_label(&s.consistency),
+            }),
+        });
+    }
+    Ok(rows)
+}
+
+fn print_table(ui: &Ui, rows: &[Row]) {
+    let mut table = vec![vec![
+        "DATABASE".to_string(),
+        "KIND".into(),
+        "GIT".into(),
+        "SIZE".into(),
+        "ROWS NOW".into(),
+        "LAST SNAPSHOT".into(),
+        "ROWS THEN".into(),
+    ]];
+    for row in rows {
+        table.push(vec![
+            row.path.clone(),
+            row.kind.as_str().into(),
+            row.git.as_str().into(),
+            ui::bytes(row.size),
+            row.rows_now
+                .map(ui::count)
+                .unwrap_or_else(|| row.busy.clone().unwrap_or_default()),
+            row.last_snapshot
+                .as_ref()
+                .map(|s| format!("#{} {}", s.id, age(s.taken)))
+                .unwrap_or_else(|| "never".into()),
+            row.last_snapshot
+                .as_ref()
+                .map(|s| {
+                    let rows = ui::count(s.rows);
+                    if s.completeness.partial {
+                        format!("{rows} PARTIAL")
+                    } else {
+                        rows
+                    }
+                })
+                .unwrap_or_default(),
+        ]);
+    }
+    for (i, line) in ui::table(&table).into_iter().enumerate() {
+        ui.out(&if i == 0 {
+            ui.paint(Tone::Dim, &line)
+        } else {
+            line
+        });
+    }
 }

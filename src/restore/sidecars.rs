@@ -10,15 +10,10 @@ use std::time::Duration;
 
 use super::RestoreError;
 use crate::clock;
-use crate::db::DbKind;
+use crate::db::{
+    DUCKDB_CHECKPOINT_WAL, DUCKDB_WAL, DbKind, SQLITE_JOURNAL, SQLITE_WAL, sidecar_path as sidecar,
+};
 use crate::store::SnapshotInfo;
-
-/// `path` with `suffix` appended to its file name: `posts.db` → `posts.db-wal`.
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
 
 /// Length of a file, 0 when it does not exist.
 fn length(path: &Path) -> std::io::Result<u64> {
@@ -82,8 +77,8 @@ pub(super) fn fold(snapshot: &SnapshotInfo, live: &Path) -> Result<(), RestoreEr
 /// journal, then check that no sidecar holds anything and remove them. Only then may the
 /// restored file take its place. On failure the sidecars stay as they are.
 fn fold_sqlite(snapshot: &SnapshotInfo, live: &Path) -> Result<(), RestoreError> {
-    let wal = sidecar(live, "-wal");
-    let journal = sidecar(live, "-journal");
+    let wal = sidecar(live, SQLITE_WAL);
+    let journal = sidecar(live, SQLITE_JOURNAL);
     let io = |what: &'static str, path: &Path, e: std::io::Error| {
         fold_failed(snapshot, what, format!("{}: {e}", path.display()))
     };
@@ -153,7 +148,10 @@ fn fold_sqlite(snapshot: &SnapshotInfo, live: &Path) -> Result<(), RestoreError>
 /// makes crash-safe), check that nothing is left in `.wal` / `.wal.checkpoint`, and
 /// remove them. A WAL that holds commits the main file lacks is never deleted.
 fn fold_duckdb(snapshot: &SnapshotInfo, live: &Path) -> Result<(), RestoreError> {
-    let sidecars = [sidecar(live, ".wal"), sidecar(live, ".wal.checkpoint")];
+    let sidecars = [
+        sidecar(live, DUCKDB_WAL),
+        sidecar(live, DUCKDB_CHECKPOINT_WAL),
+    ];
     let io = |path: &Path, e: std::io::Error| {
         fold_failed(
             snapshot,

@@ -136,7 +136,7 @@ fn restores_a_sqlite_snapshot_in_place_and_can_be_undone() {
     assert_eq!(rows(&fx.live(), "users"), 3);
     assert_eq!(integrity(&fx.live()), "ok");
     // No sidecar of the old file is left next to the new one.
-    for suffix in ["-wal", "-journal"] {
+    for suffix in [crate::db::SQLITE_WAL, crate::db::SQLITE_JOURNAL] {
         let mut sidecar = fx.live().into_os_string();
         sidecar.push(suffix);
         assert!(!Path::new(&sidecar).exists(), "{sidecar:?} left behind");
