@@ -305,3 +305,31 @@ fn git_dbguard_works_as_a_git_subcommand() {
     let report: serde_json::Value = serde_json::from_str(&run).unwrap();
     assert_eq!(report[0]["rows"], 12);
 }
+
+#[test]
+fn git_dbguard_is_a_small_hand_over_that_says_when_dbguard_is_missing() {
+    let bin_dir = dbguard_bin().parent().unwrap().to_path_buf();
+    let tiny = bin_dir.join("git-dbguard");
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    // It must not link the library (and with it DuckDB): a tenth of dbguard at most.
+    assert!(
+        size(&tiny) * 10 < size(&dbguard_bin()),
+        "git-dbguard is {} bytes, dbguard {}",
+        size(&tiny),
+        size(&dbguard_bin())
+    );
+    // Alone in a directory, with no dbguard on PATH: a clear error, git's "not found" code.
+    let repo = TestRepo::new();
+    let lonely = repo.path("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::copy(&tiny, lonely.join("git-dbguard")).unwrap();
+    let out = std::process::Command::new(lonely.join("git-dbguard"))
+        .arg("status")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 127, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot run dbguard"), "{}", run.stderr);
+    assert!(run.stderr.contains("Hint:"), "{}", run.stderr);
+}
