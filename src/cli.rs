@@ -287,7 +287,7 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Untrack(args) => done(commands::install::untrack(ui, &ctx()?, args)),
         Command::Config(args) => done(commands::config::run(ui, &ctx()?, args)),
         Command::Export(args) => done(commands::export::run(ui, &ctx()?, args)),
-        Command::ImportTable(args) => done(commands::import_table::run(ui, &ctx()?, args)),
+        Command::ImportTable(args) => done(commands::import_table::run(ui, &cwd, args)),
         Command::Prune(args) => done(commands::prune::run(ui, &ctx()?, args)),
         Command::Schedule(args) => done(commands::schedule::run(ui, &ctx()?, args)),
         Command::Demo(args) => done(commands::demo::run(ui, args)),

@@ -246,8 +246,12 @@ impl From<crate::import::ImportError> for CommandError {
     fn from(error: crate::import::ImportError) -> CommandError {
         use crate::import::ImportError as E;
         let hint = match &error {
-            E::Open { .. } | E::Sqlite { .. } => {
-                "the database could not be read; `dbguard verify` checks the stored snapshots"
+            E::Open { .. } => {
+                "check that the target is a SQLite database you can write (or a new path)"
+            }
+            // The import runs in one transaction: a failed one changed nothing.
+            E::Sqlite { .. } => {
+                "nothing was loaded (the import runs in one transaction); when the table already holds these rows, --replace replaces them instead of appending"
             }
             E::Io { .. } => "check free disk space and the permissions of that path",
             E::Parquet { .. } | E::Arrow { .. } => {

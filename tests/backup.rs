@@ -667,3 +667,113 @@ fn backup_export_of_a_duckdb_database_reads_back() {
         );
     }
 }
+
+#[test]
+fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapshotted() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("posts.db"), 15, 5);
+    repo.dbguard(["export", "posts.db", "--format", "jsonl"])
+        .ok();
+    let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    // A scratch directory that is no git repository, with a database already there.
+    let scratch = repo.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    make_posts_db(&scratch.join("scratch.db"), 3, 5);
+    let run = repo
+        .dbguard_in(
+            &scratch,
+            [
+                "import-table".as_ref(),
+                jsonl.as_os_str(),
+                "--into".as_ref(),
+                "scratch.db".as_ref(),
+                "--replace".as_ref(),
+            ],
+        )
+        .ok();
+    assert!(run.stderr.contains("loaded 15 rows"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("not inside a git working tree, so it is not snapshotted first"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        common::sqlite_count(&scratch.join("scratch.db"), "posts"),
+        15
+    );
+    // From outside, into a database of the repository: its store keeps the undo, and
+    // the hint names the repository so it works from here.
+    let run = repo
+        .dbguard_in(
+            &scratch,
+            [
+                "import-table".as_ref(),
+                jsonl.as_os_str(),
+                "--into".as_ref(),
+                repo.root.join("posts.db").as_os_str(),
+            ],
+        )
+        .fails();
+    // Appending the same keys fails in one transaction: nothing changed, and it says so.
+    assert!(
+        run.stderr.contains("UNIQUE constraint failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was loaded"), "{}", run.stderr);
+    assert_eq!(
+        common::sqlite_count(&repo.root.join("posts.db"), "posts"),
+        15
+    );
+    // One more row, so that the state the undo brings back is told apart.
+    rusqlite::Connection::open(repo.root.join("posts.db"))
+        .unwrap()
+        .execute("INSERT INTO posts(author, body) VALUES ('late', 'row')", [])
+        .unwrap();
+    let run = repo
+        .dbguard_in(
+            &scratch,
+            [
+                "import-table".as_ref(),
+                jsonl.as_os_str(),
+                "--into".as_ref(),
+                repo.root.join("posts.db").as_os_str(),
+                "--replace".as_ref(),
+            ],
+        )
+        .ok();
+    let hint = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("undo with:"))
+        .unwrap_or_else(|| panic!("no undo hint:\n{}", run.stderr))
+        .to_string();
+    assert!(
+        hint.contains("-C ") && hint.contains("restore posts.db --from"),
+        "{hint}"
+    );
+    assert_eq!(
+        common::sqlite_count(&repo.root.join("posts.db"), "posts"),
+        15
+    );
+    // The hint works as printed, from the scratch directory: the undo brings back the
+    // 16 rows there were before the import.
+    let id = hint.rsplit(' ').next().unwrap();
+    repo.dbguard_in(
+        &scratch,
+        [
+            "-C",
+            repo.root.to_str().unwrap(),
+            "restore",
+            "posts.db",
+            "--from",
+            id,
+        ],
+    )
+    .ok();
+    assert_eq!(
+        common::sqlite_count(&repo.root.join("posts.db"), "posts"),
+        16
+    );
+}

@@ -1,5 +1,6 @@
 //! `dbguard import-table FILE --into DB`: load one table written by `dbguard export`
-//! back into a SQLite database, snapshotting that database first.
+//! back into a SQLite database anywhere, snapshotting that database first when it lies
+//! in a git working tree.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use crate::export;
 use crate::flow::snapshot::{Lines, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::import;
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, shell_quote};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -21,8 +22,10 @@ use crate::ui::{self, Ui};
 
 Reads Parquet or JSON Lines files written by `dbguard export` (plain, gzip or zstd).
 The table is created when missing; with --replace its rows are replaced, otherwise the
-rows are appended. When DB exists in this working tree it is snapshotted first, so the
-import can be undone with `dbguard restore DB --from <that id>`. SQLite targets only.")]
+rows are appended, in one transaction. No repository is needed. When DB exists inside a
+git working tree it is snapshotted first into that repository's store, so the import can
+be undone (the hint prints the restore command); elsewhere it says that nothing was
+snapshotted. SQLite targets only.")]
 pub(crate) struct Args {
     /// A Parquet or JSON Lines file written by `dbguard export`.
     pub(crate) file: PathBuf,
@@ -47,8 +50,37 @@ struct Imported {
     undo: Option<i64>,
 }
 
-pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
-    let file = ctx.cwd.join(&args.file);
+/// The snapshot taken before the import, and where it can be restored from.
+struct Undo {
+    id: i64,
+    worktree: PathBuf,
+    path: String,
+}
+
+impl Undo {
+    /// The restore command, runnable from `cwd` (with `-C` when the database belongs to
+    /// another repository than the one around `cwd`).
+    fn command(&self, cwd: &Path) -> String {
+        let here = cwd
+            .canonicalize()
+            .is_ok_and(|cwd| cwd.starts_with(&self.worktree));
+        let dir = if here {
+            String::new()
+        } else {
+            format!("-C {} ", shell_quote(&self.worktree.to_string_lossy()))
+        };
+        format!(
+            "dbguard {dir}restore {} --from {}",
+            shell_quote(&self.path),
+            self.id
+        )
+    }
+}
+
+/// Runs anywhere: the target needs no repository. When the target exists inside a git
+/// working tree, that repository's store keeps the snapshot taken before the import.
+pub(crate) fn run(ui: &Ui, cwd: &Path, args: &Args) -> Result<(), CommandError> {
+    let file = cwd.join(&args.file);
     if !file.is_file() {
         return Err(
             CommandError::new(format!("{} is not a file", args.file.display()))
@@ -65,8 +97,8 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             .hint("name it with --table NAME")
         })?,
     };
-    let into = ctx.cwd.join(&args.into);
-    let undo = snapshot_existing_target(ui, ctx, args, &into)?;
+    let into = cwd.join(&args.into);
+    let undo = snapshot_existing_target(ui, cwd, args, &into)?;
     let rows = import::import_table(DbKind::Sqlite, &file, &into, &table, args.replace)?;
     if ui.json {
         let imported = Imported {
@@ -74,7 +106,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             into: into.clone(),
             table: table.clone(),
             rows,
-            undo,
+            undo: undo.as_ref().map(|u| u.id),
         };
         ui.out(&serde_json::to_string_pretty(&imported).unwrap_or_default());
     }
@@ -84,11 +116,8 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         table,
         args.into.display()
     ));
-    if let Some(id) = undo {
-        ui.hint(&format!(
-            "undo with: dbguard restore {} --from {id}",
-            crate::ui::shell_quote(&args.into.to_string_lossy())
-        ));
+    if let Some(undo) = undo {
+        ui.hint(&format!("undo with: {}", undo.command(cwd)));
     }
     Ok(())
 }
@@ -97,15 +126,15 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
 /// [`snapshot_before_import`]) and returns that snapshot's id.
 fn snapshot_existing_target(
     ui: &Ui,
-    ctx: &Context,
+    cwd: &Path,
     args: &Args,
     into: &Path,
-) -> Result<Option<i64>, CommandError> {
+) -> Result<Option<Undo>, CommandError> {
     if !into.exists() {
         return Ok(None);
     }
     match db::sniff(into) {
-        Ok(Sniff::Database(DbKind::Sqlite)) => snapshot_before_import(ui, ctx, args),
+        Ok(Sniff::Database(DbKind::Sqlite)) => snapshot_before_import(ui, cwd, into),
         Ok(Sniff::Database(DbKind::DuckDb)) => Err(CommandError::new(format!(
             "{} is a DuckDB database; import-table loads into SQLite only",
             args.into.display()
@@ -127,21 +156,27 @@ fn snapshot_existing_target(
     }
 }
 
-/// Snapshot the target database first when it is in this working tree, so the import
-/// can be undone. Outside the working tree there is no store to keep it in.
-fn snapshot_before_import(
-    ui: &Ui,
-    ctx: &Context,
-    args: &Args,
-) -> Result<Option<i64>, CommandError> {
-    if ctx.repo.relative(&ctx.cwd, &args.into).is_err() {
+/// Snapshot the target database first when it lies in a git working tree (the
+/// repository around it, not necessarily the one around the cwd), so the import can be
+/// undone. Outside any working tree there is no store to keep it in, and the user is told.
+fn snapshot_before_import(ui: &Ui, cwd: &Path, into: &Path) -> Result<Option<Undo>, CommandError> {
+    let dir = into.parent().filter(|d| d.is_dir()).unwrap_or(cwd);
+    let relative = match Context::load_to_protect(dir)? {
+        Some(ctx) => ctx.repo.relative(cwd, into).ok().map(|path| (ctx, path)),
+        None => None,
+    };
+    let Some((ctx, relative)) = relative else {
         ui.warn(&format!(
-            "{} is outside this working tree, so it is not snapshotted first",
-            args.into.display()
+            "{} is not inside a git working tree, so it is not snapshotted first (the import cannot be undone with dbguard)",
+            into.display()
         ));
         return Ok(None);
+    };
+    for warning in &ctx.settings.warnings {
+        ui.warn(warning);
     }
-    let databases = ctx.scanner().explicit(&ctx.cwd, &args.into)?;
+    let ctx = &ctx;
+    let databases = ctx.scanner().explicit(cwd, into)?;
     let mut store = ctx.store()?;
     let results = snapshot_operation(
         ui,
@@ -157,7 +192,11 @@ fn snapshot_before_import(
         let taken = outcome.map_err(|e| {
             e.hint("dbguard snapshots the database before importing so the import can be undone")
         })?;
-        undo = Some(taken.id);
+        undo = Some(Undo {
+            id: taken.id,
+            worktree: ctx.repo.worktree.clone(),
+            path: relative.to_string(),
+        });
     }
     Ok(undo)
 }
