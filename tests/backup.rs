@@ -386,6 +386,17 @@ fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
         "--dry-run removed something"
     );
     assert_eq!(repo.chunk_count(), chunks_before);
+    // Each line tells the snapshot apart: the oldest of posts.db (2,000 + 300 rows).
+    let oldest = dry
+        .stderr
+        .lines()
+        .find(|l| l.contains("posts.db: 2,300 rows"))
+        .unwrap_or_else(|| panic!("no line for the oldest snapshot:\n{}", dry.stderr));
+    assert!(oldest.starts_with("would remove #"), "{oldest}");
+    assert!(
+        oldest.contains("(1 days ago), taken before dbguard snapshot --quiet"),
+        "{oldest}"
+    );
     let dry = dry.json();
     assert_eq!(dry["removed"].as_array().unwrap().len(), 24);
     assert!(dry["bytes_freed"].as_u64().unwrap() > 0);

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::snapshot::partial_message;
+use crate::flow::snapshot::{partial_message, taken_before};
 use crate::store::SnapshotInfo;
 use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui};
@@ -102,11 +102,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             snapshot.path.clone(),
             rows_cell,
             ui::bytes(snapshot.size),
-            // A restored state was not taken before anything: say what it is.
-            match crate::compare::restored_from(snapshot) {
-                Some(from) => format!("(restored from #{from})"),
-                None => snapshot.operation.describe(),
-            },
+            taken_before(snapshot),
         ]);
     }
     for (i, line) in ui::table(&rows).into_iter().enumerate() {

@@ -9,10 +9,11 @@ use crate::clock;
 use crate::config::RetentionConfig;
 use crate::error::CommandError;
 use crate::flow::Context;
+use crate::flow::snapshot::taken_before;
 use crate::retention::{self, Candidate, Policy};
 use crate::store::{Store, StoreError};
-use crate::ui::local_time;
 use crate::ui::{self, Ui};
+use crate::ui::{age, local_time};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -141,16 +142,21 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let decision = retention::apply(&policy, &candidates, clock::now());
     for id in &decision.remove {
         if let Some(s) = snapshots.iter().find(|s| s.id == *id) {
+            // Enough to tell snapshots apart before they are gone: rows, age, and
+            // what each was taken before.
             ui.status(&format!(
-                "{} #{} {} {}",
+                "{} #{} {}: {} rows, {} ({}), taken before {}",
                 if args.dry_run {
                     "would remove"
                 } else {
                     "remove"
                 },
                 s.id,
+                s.path,
+                ui::count(s.census.total_rows()),
                 local_time(s.created_at),
-                s.path
+                age(s.created_at),
+                taken_before(s)
             ));
         }
     }

@@ -7,7 +7,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::git::RepoPath;
 use crate::scan::DbFile;
-use crate::store::{SnapshotOutcome, SnapshotRequest, Store};
+use crate::store::{SnapshotInfo, SnapshotOutcome, SnapshotRequest, Store};
 use crate::ui::{self, Ui};
 
 /// What the user can do about a partial snapshot of a file `pid` holds.
@@ -75,6 +75,15 @@ pub(crate) fn snapshot_all(
         results.push((database.clone(), outcome.map_err(CommandError::from)));
     }
     results
+}
+
+/// What a snapshot was taken before (the command line of its operation), or for a
+/// restored state where it came from: the "TAKEN BEFORE" of `log` and `prune`.
+pub(crate) fn taken_before(snapshot: &SnapshotInfo) -> String {
+    match crate::compare::restored_from(snapshot) {
+        Some(from) => format!("(restored from #{from})"),
+        None => snapshot.operation.describe(),
+    }
 }
 
 /// A warning for each database that could not be snapshotted, where a failure must not
