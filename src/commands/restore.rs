@@ -124,23 +124,89 @@ fn choose(
                 .map(|(t, n)| format!("{t} {}", ui::count(*n)))
                 .collect();
             format!(
-                "#{:<4} {}  {}  before `{}`  [{}]",
+                "#{:<4} {} ({})  {}  before `{}`  [{}]",
                 s.id,
                 local_time(s.created_at),
+                crate::ui::age(s.created_at),
                 s.path,
                 s.operation.describe(),
                 tables.join(", ")
             )
         })
         .collect();
+    // Preselect the snapshot a user most likely wants back: the newest one taken right
+    // before its database shrank or vanished, not simply the newest (often the bad state).
+    let mut live_rows = std::collections::HashMap::new();
+    let listed: Vec<(&str, u64)> = recent
+        .iter()
+        .map(|s| (s.path.as_str(), s.census.total_rows()))
+        .collect();
+    let preselected = likely_wanted(&listed, |path| {
+        *live_rows.entry(path.to_string()).or_insert_with(|| {
+            let file = ctx.repo.worktree.join(path);
+            let kind = recent.iter().find(|s| s.path == path).map(|s| s.kind)?;
+            // A file that is gone has no rows; one that cannot be read is no evidence.
+            if !file.exists() {
+                return Some(0);
+            }
+            crate::db::census_live(kind, &file)
+                .ok()
+                .map(|c| c.total_rows())
+        })
+    });
     let picked = dialoguer::Select::new()
         .with_prompt("Restore which snapshot?")
         .items(&items)
-        .default(0)
+        .default(preselected)
         .interact_opt()
         .map_err(|e| CommandError::new(format!("cannot ask on this terminal: {e}")))?;
     match picked {
         Some(index) => Ok(recent[index].clone()),
         None => Err(CommandError::new("nothing chosen; nothing restored")),
+    }
+}
+
+/// Index of the snapshot to preselect in `listed` ((path, rows), newest first): the
+/// newest one after which its database shrank, judged by the next newer snapshot of the
+/// same path or, for a path's newest snapshot, by `live_rows` (the file now; `None` when
+/// it cannot be read). 0 when nothing shrank.
+fn likely_wanted(listed: &[(&str, u64)], mut live_rows: impl FnMut(&str) -> Option<u64>) -> usize {
+    for (i, (path, rows)) in listed.iter().enumerate() {
+        let newer = listed[..i].iter().rev().find(|(p, _)| p == path);
+        let after = match newer {
+            Some((_, newer_rows)) => Some(*newer_rows),
+            None => live_rows(path),
+        };
+        if after.is_some_and(|after| after < *rows) {
+            return i;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::likely_wanted;
+
+    #[test]
+    fn the_picker_preselects_the_snapshot_taken_before_a_shrink() {
+        // Newest first: the post-reset baseline (5,100), then the pre-reset copy (90,000).
+        let listed = [
+            ("posts.db", 5_100),
+            ("posts.db", 90_000),
+            ("posts.db", 80_000),
+        ];
+        assert_eq!(likely_wanted(&listed, |_| Some(5_100)), 1);
+        // The file shrank after its newest snapshot: that one.
+        assert_eq!(likely_wanted(&listed, |_| Some(10)), 0);
+        // A vanished database (0 rows now) among others.
+        let listed = [("a.db", 7), ("b.db", 300), ("a.db", 7)];
+        assert_eq!(
+            likely_wanted(&listed, |p| Some(if p == "b.db" { 0 } else { 7 })),
+            1
+        );
+        // Nothing shrank, or nothing can be judged: the newest.
+        assert_eq!(likely_wanted(&[("a.db", 1), ("a.db", 1)], |_| Some(5)), 0);
+        assert_eq!(likely_wanted(&[("a.db", 9)], |_| None), 0);
     }
 }
