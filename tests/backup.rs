@@ -686,22 +686,24 @@ fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapsho
     repo.dbguard(["export", "posts.db", "--format", "jsonl"])
         .ok();
     let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    // import-table of the exported file, run from a directory outside the repository.
+    let import_from_scratch = |target: &std::ffi::OsStr, replace: bool| {
+        let mut args = vec![
+            "import-table".as_ref(),
+            jsonl.as_os_str(),
+            "--into".as_ref(),
+            target,
+        ];
+        if replace {
+            args.push("--replace".as_ref());
+        }
+        repo.dbguard_in(&repo.path("scratch"), args)
+    };
     // A scratch directory that is no git repository, with a database already there.
     let scratch = repo.path("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     make_posts_db(&scratch.join("scratch.db"), 3, 5);
-    let run = repo
-        .dbguard_in(
-            &scratch,
-            [
-                "import-table".as_ref(),
-                jsonl.as_os_str(),
-                "--into".as_ref(),
-                "scratch.db".as_ref(),
-                "--replace".as_ref(),
-            ],
-        )
-        .ok();
+    let run = import_from_scratch("scratch.db".as_ref(), true).ok();
     assert!(run.stderr.contains("loaded 15 rows"), "{}", run.stderr);
     assert!(
         run.stderr
@@ -715,17 +717,7 @@ fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapsho
     );
     // From outside, into a database of the repository: its store keeps the undo, and
     // the hint names the repository so it works from here.
-    let run = repo
-        .dbguard_in(
-            &scratch,
-            [
-                "import-table".as_ref(),
-                jsonl.as_os_str(),
-                "--into".as_ref(),
-                repo.root.join("posts.db").as_os_str(),
-            ],
-        )
-        .fails();
+    let run = import_from_scratch(repo.root.join("posts.db").as_os_str(), false).fails();
     // Appending the same keys fails in one transaction: nothing changed, and it says so.
     assert!(
         run.stderr.contains("UNIQUE constraint failed"),
@@ -742,18 +734,7 @@ fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapsho
         .unwrap()
         .execute("INSERT INTO posts(author, body) VALUES ('late', 'row')", [])
         .unwrap();
-    let run = repo
-        .dbguard_in(
-            &scratch,
-            [
-                "import-table".as_ref(),
-                jsonl.as_os_str(),
-                "--into".as_ref(),
-                repo.root.join("posts.db").as_os_str(),
-                "--replace".as_ref(),
-            ],
-        )
-        .ok();
+    let run = import_from_scratch(repo.root.join("posts.db").as_os_str(), true).ok();
     let hint = run
         .stderr
         .lines()
