@@ -18,6 +18,10 @@ pub(crate) struct TableLoss {
 pub(crate) struct Shrink {
     pub(crate) path: String,
     pub(crate) snapshot_id: i64,
+    /// The operation the snapshot was taken in, and when.
+    pub(crate) operation_id: i64,
+    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
+    pub(crate) taken_at: chrono::DateTime<chrono::Utc>,
     /// The git command the snapshot was taken before, for the prompt.
     pub(crate) taken_before: String,
     /// When the snapshot records the state a restore put back: the snapshot it restored.
@@ -123,6 +127,8 @@ pub(crate) fn check_live(
     Some(Shrink {
         path: snapshot.path.clone(),
         snapshot_id: snapshot.id,
+        operation_id: snapshot.operation.id,
+        taken_at: snapshot.created_at,
         taken_before: snapshot.operation.describe(),
         restored_from: restored_from(snapshot),
         before: snapshot.census.clone(),

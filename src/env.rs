@@ -111,3 +111,12 @@ pub(crate) fn in_effect() -> Vec<(&'static Variable, String)> {
         .filter_map(|v| get(v.name).map(|value| (v, value.to_string_lossy().into_owned())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fsmonitor_program_reads_the_same_variables() {
+        assert_eq!(crate::fsmonitor::GUARDED_VARIABLE, super::GUARDED);
+        assert_eq!(crate::fsmonitor::SKIP_VARIABLE, super::SKIP);
+    }
+}

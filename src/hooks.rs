@@ -846,6 +846,7 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| mode_of(&m) & 0o111 != 0)
 }
 
+pub(crate) mod fsmonitor;
 #[cfg(test)]
 mod tests;
 pub(crate) mod watch;

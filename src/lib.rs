@@ -19,7 +19,8 @@
 //! 4. **base** — `git/` (the libgit2 facade, `RepoPath`, and `git::run`, the one place
 //!    that starts git processes), `db/` (sniff, copy, census for SQLite and DuckDB),
 //!    `store/` (chunks, catalog — private to the store — verify, prune), `scan`,
-//!    `config`, `env` (every environment variable), `clock`, and `ui::format` (pure text).
+//!    `config`, `env` (every environment variable), `clock`, `ui::format` (pure text),
+//!    and `fsmonitor` (the `core.fsmonitor` hook program: answers git, starts the guard).
 //!
 //! `testing` is the one test harness, shared by unit and integration tests.
 
@@ -35,6 +36,8 @@ pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod export;
 pub(crate) mod flow;
+#[doc(hidden)]
+pub mod fsmonitor;
 pub(crate) mod git;
 pub(crate) mod hooks;
 pub(crate) mod import;

@@ -13,7 +13,11 @@ fn layer(module: &str, submodule: Option<&str>) -> Option<u8> {
         ("cli" | "commands", _) => 1,
         ("flow" | "error" | "ui", _) => 2,
         ("plan" | "restore" | "compare" | "export" | "import" | "retention" | "hooks", _) => 3,
-        ("git" | "repo" | "db" | "store" | "scan" | "config" | "clock" | "env" | "proc", _) => 4,
+        (
+            "git" | "repo" | "db" | "store" | "scan" | "config" | "clock" | "env" | "proc"
+            | "fsmonitor",
+            _,
+        ) => 4,
         _ => return None,
     })
 }

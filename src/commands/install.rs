@@ -9,13 +9,19 @@ use std::path::PathBuf;
 use crate::error::CommandError;
 use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning, warn_failures};
 use crate::flow::{Context, command_line};
-use crate::hooks::{self, HookError, HookState, Install, Uninstall};
+use crate::hooks::{self, HookError, HookState, Install, Uninstall, fsmonitor};
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
   dbguard install              hooks + a baseline snapshot of every database
   dbguard install --status     what is installed where
+  dbguard install --no-fsmonitor   hooks only; core.fsmonitor stays as it is
+
+`core.fsmonitor` is set to dbguard-fsmonitor (the one next to dbguard), which git runs
+before any command writes the working tree, so plain `git reset --hard`, `clean`,
+`checkout`, `stash`, `pull`, … snapshot the databases they would overwrite or delete.
+A hook already configured there (watchman's, scalar's) keeps running behind it.
 
 Existing hooks (git-lfs, pre-commit, husky, lefthook, your own) keep running: dbguard
 adds a marked block near the top of each hook file and `dbguard uninstall` removes only
@@ -24,6 +30,10 @@ pub(crate) struct InstallArgs {
     /// Show which hooks are installed instead of installing.
     #[arg(long)]
     pub(crate) status: bool,
+    /// Leave `core.fsmonitor` alone: plain git commands are then compared only after
+    /// they ran (use `dbguard git …` or the shell function to snapshot before).
+    #[arg(long)]
+    pub(crate) no_fsmonitor: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +61,8 @@ fn hook_error(error: HookError) -> CommandError {
 pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
-        return show_status(ui, &dir.path);
+        show_status(ui, &dir.path)?;
+        return show_fsmonitor(ui, ctx);
     }
     if dir.outside_git_dir {
         ui.warn(&format!(
@@ -97,8 +108,61 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
     for database in databases.iter().filter(|d| d.git.under_version_control()) {
         version_control_warning(ui, &database.path);
     }
-    ui.hint("to snapshot before `git pull` & co. as well: eval \"$(dbguard init bash)\" in your shell profile");
+    if args.no_fsmonitor || !install_fsmonitor(ui, ctx)? {
+        ui.hint("to snapshot before `git pull` & co. as well: eval \"$(dbguard init bash)\" in your shell profile");
+    }
     Ok(())
+}
+
+fn fsmonitor_error(error: fsmonitor::FsmonitorError) -> CommandError {
+    CommandError::from_source(error)
+        .hint("check that .git/config is writable, or install with --no-fsmonitor")
+}
+
+/// Name dbguard-fsmonitor in `core.fsmonitor`; whether plain git is now guarded before
+/// it writes.
+fn install_fsmonitor(ui: &Ui, ctx: &Context) -> Result<bool, CommandError> {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| fsmonitor::program_next_to(&exe));
+    let Some(program) = program else {
+        ui.warn(&format!(
+            "{} is not next to this dbguard: plain git commands are compared only after they ran",
+            crate::fsmonitor::PROGRAM
+        ));
+        ui.hint("install both programs: cargo install --locked --path . (README)");
+        return Ok(false);
+    };
+    let daemon_works = git_version(ctx).is_some_and(|version| version >= (2, 55));
+    let label = "core.fsmonitor";
+    match fsmonitor::install(&ctx.repo.git, &program, daemon_works).map_err(fsmonitor_error)? {
+        fsmonitor::Installed::Set { chained: None } => ui.status(&format!(
+            "{label:<22} set: plain git commands snapshot databases before they overwrite them"
+        )),
+        fsmonitor::Installed::Set {
+            chained: Some(previous),
+        } => ui.status(&format!(
+            "{label:<22} set; the previous hook {previous} keeps running behind it"
+        )),
+        fsmonitor::Installed::ReplacedDaemon => ui.status(&format!(
+            "{label:<22} set; replaced `true`: git's built-in daemon has no Linux backend before git 2.55 (uninstall puts it back)"
+        )),
+        fsmonitor::Installed::Unchanged => ui.status(&format!("{label:<22} already set")),
+        fsmonitor::Installed::KeptDaemon => {
+            ui.warn("core.fsmonitor=true (git's built-in daemon) left as it is: dbguard cannot run behind it; plain git commands are compared only after they ran");
+            ui.hint("to let dbguard guard them before: git config core.fsmonitor false && dbguard install");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// git's (major, minor) version, from `git version`.
+fn git_version(ctx: &Context) -> Option<(u32, u32)> {
+    let output = ctx.repo.query_git(["version"]).ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = text.split_whitespace().nth(2)?.split('.');
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
 fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
@@ -155,6 +219,32 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
     Ok(())
 }
 
+fn show_fsmonitor(ui: &Ui, ctx: &Context) -> Result<(), CommandError> {
+    let text = match fsmonitor::setting(&ctx.repo.git).map_err(fsmonitor_error)? {
+        fsmonitor::Setting::Dbguard { value, chained } => {
+            let installed = ui.paint(Tone::Good, &format!("installed ({value})"));
+            match chained {
+                Some(previous) => format!("{installed}, then runs {previous}"),
+                None => installed,
+            }
+        }
+        fsmonitor::Setting::Unset => ui.paint(
+            Tone::Warn,
+            "not set: plain git commands are compared only after they ran (run dbguard install)",
+        ),
+        fsmonitor::Setting::BuiltinDaemon => ui.paint(
+            Tone::Warn,
+            "true (git's built-in daemon): plain git commands are compared only after they ran",
+        ),
+        fsmonitor::Setting::Other(value) => ui.paint(
+            Tone::Warn,
+            &format!("{value}, not dbguard's (run dbguard install: it keeps running behind it)"),
+        ),
+    };
+    ui.out(&format!("  {:<22} {text}", "core.fsmonitor"));
+    Ok(())
+}
+
 pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     // Hooks installed before core.hooksPath moved elsewhere (husky does that) lie dormant
@@ -182,6 +272,9 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
             change.hook,
             change.path.display()
         ));
+    }
+    if fsmonitor::uninstall(&ctx.repo.git).map_err(fsmonitor_error)? {
+        ui.status(&format!("{:<22} put back as it was", "core.fsmonitor"));
     }
     ui.status("snapshots stay in the store; `dbguard config` shows where");
     Ok(())

@@ -92,10 +92,29 @@ fn choose(
     }
     if let Some(path) = &args.path {
         let wanted = ctx.repo.relative(&ctx.cwd, path)?;
-        return store.latest(&worktree, wanted.as_str())?.ok_or_else(|| {
-            CommandError::new(format!("there is no snapshot of {wanted}"))
-                .hint("`dbguard log` lists the snapshots there are")
-        });
+        let recent = store.snapshots(Some(&worktree), Some(wanted.as_str()), Some(30))?;
+        if recent.is_empty() {
+            return Err(
+                CommandError::new(format!("there is no snapshot of {wanted}"))
+                    .hint("`dbguard log` lists the snapshots there are"),
+            );
+        }
+        // After `git checkout` the newest snapshot is the state git left; the one a
+        // user wants back is the newest taken before the database lost rows.
+        let index = likely_wanted(&listed_rows(&recent), |path| live_rows(ctx, &recent, path));
+        if index > 0 {
+            ui.status(&format!(
+                "restoring #{} ({} rows, taken before `{}`): {} lost rows after it; the newest snapshot is #{} ({} rows): --from {}",
+                recent[index].id,
+                ui::count(recent[index].census.total_rows()),
+                recent[index].operation.describe(),
+                wanted,
+                recent[0].id,
+                ui::count(recent[0].census.total_rows()),
+                recent[0].id,
+            ));
+        }
+        return Ok(recent[index].clone());
     }
     let recent = store.snapshots(Some(&worktree), None, Some(30))?;
     if recent.is_empty() {
@@ -136,24 +155,7 @@ fn choose(
         .collect();
     // Preselect the snapshot a user most likely wants back: the newest one taken right
     // before its database shrank or vanished, not simply the newest (often the bad state).
-    let mut live_rows = std::collections::HashMap::new();
-    let listed: Vec<(&str, u64)> = recent
-        .iter()
-        .map(|s| (s.path.as_str(), s.census.total_rows()))
-        .collect();
-    let preselected = likely_wanted(&listed, |path| {
-        *live_rows.entry(path.to_string()).or_insert_with(|| {
-            let file = ctx.repo.worktree.join(path);
-            let kind = recent.iter().find(|s| s.path == path).map(|s| s.kind)?;
-            // A file that is gone has no rows; one that cannot be read is no evidence.
-            if !file.exists() {
-                return Some(0);
-            }
-            crate::db::census_live(kind, &file)
-                .ok()
-                .map(|c| c.total_rows())
-        })
-    });
+    let preselected = likely_wanted(&listed_rows(&recent), |path| live_rows(ctx, &recent, path));
     let picked = dialoguer::Select::new()
         .with_prompt("Restore which snapshot?")
         .items(&items)
@@ -164,6 +166,26 @@ fn choose(
         Some(index) => Ok(recent[index].clone()),
         None => Err(CommandError::new("nothing chosen; nothing restored")),
     }
+}
+
+fn listed_rows(snapshots: &[SnapshotInfo]) -> Vec<(&str, u64)> {
+    snapshots
+        .iter()
+        .map(|s| (s.path.as_str(), s.census.total_rows()))
+        .collect()
+}
+
+/// Rows in the database at `path` now: 0 when it is gone, `None` when it cannot be read
+/// (no evidence either way).
+fn live_rows(ctx: &Context, snapshots: &[SnapshotInfo], path: &str) -> Option<u64> {
+    let file = ctx.repo.worktree.join(path);
+    let kind = snapshots.iter().find(|s| s.path == path).map(|s| s.kind)?;
+    if !file.exists() {
+        return Some(0);
+    }
+    crate::db::census_live(kind, &file)
+        .ok()
+        .map(|c| c.total_rows())
 }
 
 /// Index of the snapshot to preselect in `listed` ((path, rows), newest first): the

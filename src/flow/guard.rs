@@ -90,7 +90,7 @@ pub(crate) fn run(
 
 /// Whether the command may write the worktree: a planned subcommand, or anything the
 /// planner cannot read (a shell alias, an argv it could not parse).
-fn may_write_worktree(invocation: &plan::GitInvocation, unparsed: bool) -> bool {
+pub(crate) fn may_write_worktree(invocation: &plan::GitInvocation, unparsed: bool) -> bool {
     invocation.shell_alias.is_some()
         || unparsed
         || invocation
@@ -126,7 +126,7 @@ fn pull_changes_nothing(ui: &Ui, ctx: &Context, invocation: &plan::GitInvocation
 
 /// The databases git is about to overwrite or delete, by the plan; every database when
 /// no plan can be made (fail safe).
-fn databases_at_risk(
+pub(crate) fn databases_at_risk(
     ui: &Ui,
     ctx: &Context,
     scanner: &Scanner<'_>,

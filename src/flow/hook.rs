@@ -18,7 +18,7 @@ use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
-use crate::flow::snapshot::{Lines, snapshot_operation, warn_failures};
+use crate::flow::snapshot::{Lines, snapshot_all, snapshot_operation, warn_failures};
 use crate::git::RepoPath;
 use crate::hooks::watch;
 use crate::scan::DbFile;
@@ -32,6 +32,9 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
     // The guard already snapshotted and will compare after git returns.
     if crate::env::guarded() {
         return 0;
+    }
+    if name == "fsmonitor-guard" {
+        return crate::flow::fsmonitor::run(ui, args);
     }
     // A hook runs inside a repository; if dbguard cannot load its settings it says so
     // (nothing was checked) and lets git go on.
@@ -126,12 +129,25 @@ fn compare_and_refresh(
     if candidates.is_empty() {
         return Ok(());
     }
+    let operation = crate::flow::fsmonitor::this_operation(ctx);
     let mut shrinks = Vec::new();
     for path in &candidates {
         if let Some(last) = store.latest(&worktree, path)?
             && let Some(shrink) = compare::check_live(&ctx.repo.worktree, &last)
         {
             shrinks.push(shrink);
+        }
+    }
+    for shrink in &shrinks {
+        if operation.snapshot_operation() != Some(shrink.operation_id) {
+            ui.warn(&format!(
+                "no snapshot of {} was taken right before {}: the comparison is with snapshot #{} from {} ({}); rows written after that were never saved",
+                shrink.path,
+                operation.describe(what),
+                shrink.snapshot_id,
+                crate::ui::local_time(shrink.taken_at),
+                crate::ui::age(shrink.taken_at),
+            ));
         }
     }
     if !shrinks.is_empty() {
@@ -155,12 +171,44 @@ fn compare_and_refresh(
         })
         .flatten()
         .collect();
-    snapshot_quietly(
-        ui,
-        ctx,
-        &databases,
-        &format!("git {what} (post hook baseline)"),
-    )
+    baseline_after(ui, ctx, &databases, &operation, what)
+}
+
+/// Snapshot what git left, as the baseline the next comparison starts from: in the
+/// operation of the command's pre-write snapshot when there is one (one command, one
+/// operation in the log), else in an operation named after the command.
+fn baseline_after(
+    ui: &Ui,
+    ctx: &Context,
+    databases: &[DbFile],
+    operation: &crate::flow::fsmonitor::ThisOperation,
+    what: &str,
+) -> Result<(), CommandError> {
+    if databases.is_empty() {
+        return Ok(());
+    }
+    let mut store = ctx.store()?;
+    let results = match operation.snapshot_operation() {
+        Some(operation_id) => snapshot_all(
+            ui,
+            ctx,
+            &mut store,
+            databases,
+            (operation_id, Some("after it ran")),
+            Lines::Changed,
+        ),
+        None => snapshot_operation(
+            ui,
+            ctx,
+            &mut store,
+            ("hook", &operation.command(what)),
+            databases,
+            Some("after it ran"),
+            Lines::Changed,
+        )?,
+    };
+    warn_failures(ui, &results);
+    Ok(())
 }
 
 /// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog and every
@@ -194,6 +242,11 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
 /// Snapshot every database before git changes the working tree (tracked ones in excluded
 /// directories too: a merge or rebase overwrites those).
 fn before(ui: &Ui, ctx: &Context, what: &str) -> Result<(), CommandError> {
+    // The fsmonitor hook snapshots at the moment the command is about to write, with
+    // the plan of what it writes; this hook is the fallback for when it is off.
+    if crate::flow::fsmonitor::guards_plain_git(ctx) {
+        return Ok(());
+    }
     let databases = ctx.scanner().scan_with_tracked().databases;
     if databases.is_empty() {
         return Ok(());

@@ -4,6 +4,7 @@
 //! Below commands, above the domain.
 
 pub(crate) mod context;
+pub(crate) mod fsmonitor;
 pub(crate) mod guard;
 pub(crate) mod hook;
 pub(crate) mod offer;

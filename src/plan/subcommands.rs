@@ -63,4 +63,15 @@ mod tests {
             assert!(BUILTINS.contains(name), "{name} is not a git builtin");
         }
     }
+
+    #[test]
+    fn the_fsmonitor_hook_skips_no_subcommand_the_planner_models() {
+        for name in crate::fsmonitor::classify::READ_ONLY {
+            assert!(
+                !is_risky_subcommand(name),
+                "{name} is planned but read-only"
+            );
+            assert!(BUILTINS.contains(name), "{name} is not a git builtin");
+        }
+    }
 }

@@ -1,0 +1,202 @@
+//! `dbguard hook fsmonitor-guard <nearest git pid> <outermost git pid>`: started by the
+//! `core.fsmonitor` hook (see [`crate::fsmonitor`]) when a plain git command may write
+//! the worktree, before git writes anything. It plans the nearest git's command line
+//! (the process about to write: `merge FETCH_HEAD` under `git pull`), snapshots the
+//! databases at risk under one operation named after the user's command, and records
+//! the operation as decided, so the command's later hook calls take nothing again.
+//!
+//! git cannot be stopped from here (the hook's exit status only changes its answer), so
+//! what could not be saved is said, exactly, instead of refused.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::clock;
+use crate::db::Completeness;
+use crate::error::CommandError;
+use crate::flow::Context;
+use crate::flow::guard::{databases_at_risk, may_write_worktree};
+use crate::flow::snapshot::{Lines, partial_message, snapshot_all, version_control_warning};
+use crate::fsmonitor::{self, process::Process};
+use crate::plan;
+use crate::ui::Ui;
+
+/// Run the guard for the git processes `nearest` and `outermost`; always 0 (the hook
+/// must answer git whatever happens here).
+pub(crate) fn run(ui: &Ui, args: &[OsString]) -> u8 {
+    let pid = |i: usize| -> Option<Process> {
+        let pid = args.get(i)?.to_str()?.parse().ok()?;
+        Process::read(pid)
+    };
+    let (Some(nearest), Some(outermost)) = (pid(0), pid(1)) else {
+        ui.warn("fsmonitor-guard: the git processes it was started for are gone; nothing saved");
+        return 0;
+    };
+    if let Err(error) = guard(ui, &nearest, &outermost) {
+        let mut said = CommandError::new(format!(
+            "not saved before `{}` (git goes on): {}",
+            command_of(&outermost).join(" "),
+            error.message()
+        ));
+        for cause in error.causes() {
+            said = said.cause(cause);
+        }
+        for hint in error.hints() {
+            said = said.hint(hint);
+        }
+        said.report(ui);
+    }
+    0
+}
+
+/// The user's command line as the log shows it: `git reset --hard origin/main`.
+fn command_of(process: &Process) -> Vec<String> {
+    std::iter::once("git".to_string())
+        .chain(
+            process
+                .git_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned()),
+        )
+        .collect()
+}
+
+fn guard(ui: &Ui, nearest: &Process, outermost: &Process) -> Result<(), CommandError> {
+    let Some(ctx) = Context::load_to_protect(&nearest.cwd)? else {
+        return Ok(());
+    };
+    let git_dir: PathBuf = ctx.repo.git.path().to_path_buf();
+    let key = outermost.key();
+    let decided = |operation_id: i64| {
+        fsmonitor::mark_decided(&git_dir, &key, operation_id).map_err(|e| {
+            CommandError::new(format!(
+                "cannot record the operation in {}: {e}",
+                git_dir.display()
+            ))
+        })
+    };
+    let argv = nearest.git_args();
+    let (invocation, unparsed) = match plan::parse_invocation(argv, &nearest.cwd) {
+        Ok(invocation) => (invocation, None),
+        Err(error) => (
+            plan::GitInvocation::unparsed(argv, &nearest.cwd),
+            Some(error.to_string()),
+        ),
+    };
+    if !may_write_worktree(&invocation, unparsed.is_some()) {
+        // Undecided: a later call of the same command (its internal child) may write.
+        return Ok(());
+    }
+    let scanner = ctx.scanner();
+    let scan = scanner.scan();
+    if scan.databases.is_empty() && scan.excluded.is_empty() {
+        return decided(0);
+    }
+    let at_risk = databases_at_risk(ui, &ctx, &scanner, &scan, &invocation, unparsed.as_deref())?;
+    if at_risk.is_empty() {
+        return decided(0);
+    }
+    let command = command_of(outermost);
+    let head = ctx.repo.head();
+    let mut store = ctx.store()?;
+    let operation_id = store.begin_operation("guard", &command, head.as_deref(), clock::now())?;
+    // Decided before snapshotting: a second call of this command while the snapshot
+    // runs (none is known to happen; git waits for the hook) must not take another.
+    decided(operation_id)?;
+    let results = snapshot_all(
+        ui,
+        &ctx,
+        &mut store,
+        &at_risk,
+        (operation_id, None),
+        Lines::Every,
+    );
+    let mut not_saved = Vec::new();
+    for (database, outcome) in &results {
+        match outcome {
+            Ok(taken) => {
+                let completeness = Completeness::of_label(&taken.consistency);
+                if completeness.partial {
+                    not_saved.push(partial_message(
+                        taken.id,
+                        database.path.as_str(),
+                        &completeness,
+                    ));
+                }
+                if database.git.under_version_control() {
+                    version_control_warning(ui, &database.path);
+                }
+            }
+            Err(error) => not_saved.push(format!("{}: {}", database.path, error.message())),
+        }
+    }
+    if !not_saved.is_empty() {
+        let mut error = CommandError::new(format!(
+            "{} of {} database{} at risk",
+            not_saved.len(),
+            results.len(),
+            if results.len() == 1 { "" } else { "s" }
+        ));
+        for line in not_saved {
+            error = error.cause(line);
+        }
+        return Err(error.hint(
+            "to be refused instead of warned, run it through the guard: dbguard git <command>",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether dbguard's fsmonitor hook runs for git commands here: configured, and not
+/// turned off for this command (`git -c core.fsmonitor=false …`, which git passes on to
+/// its hooks in `GIT_CONFIG_PARAMETERS`).
+pub(crate) fn guards_plain_git(ctx: &Context) -> bool {
+    let overridden = std::env::var("GIT_CONFIG_PARAMETERS")
+        .is_ok_and(|parameters| parameters.to_ascii_lowercase().contains("'core.fsmonitor'"));
+    !overridden
+        && matches!(
+            crate::hooks::fsmonitor::setting(&ctx.repo.git),
+            Ok(crate::hooks::fsmonitor::Setting::Dbguard { .. })
+        )
+}
+
+/// The git command a post-* hook runs under, and what the fsmonitor hook did for it.
+pub(crate) struct ThisOperation {
+    /// The user's command line, when the hook runs under git.
+    command: Option<Vec<String>>,
+    /// The operation of its pre-write snapshot; `Some(0)`: decided, nothing at risk.
+    decided: Option<i64>,
+}
+
+/// The operation of the git command this hook process runs under.
+pub(crate) fn this_operation(ctx: &Context) -> ThisOperation {
+    match fsmonitor::process::git_chain() {
+        Some(chain) => ThisOperation {
+            command: Some(command_of(&chain.outermost)),
+            decided: fsmonitor::decided_operation(ctx.repo.git.path(), &chain.outermost.key()),
+        },
+        None => ThisOperation {
+            command: None,
+            decided: None,
+        },
+    }
+}
+
+impl ThisOperation {
+    /// The operation holding the snapshots taken right before this command wrote.
+    pub(crate) fn snapshot_operation(&self) -> Option<i64> {
+        self.decided.filter(|id| *id > 0)
+    }
+
+    /// The command line to record, `git <what>` when unknown.
+    pub(crate) fn command(&self, what: &str) -> Vec<String> {
+        self.command
+            .clone()
+            .unwrap_or_else(|| vec!["git".into(), what.into()])
+    }
+
+    /// "`git reset --hard origin/main`", for a sentence.
+    pub(crate) fn describe(&self, what: &str) -> String {
+        format!("`{}`", self.command(what).join(" "))
+    }
+}

@@ -1,0 +1,90 @@
+//! Whether a git command line can write the working tree, decided from its words alone
+//! so that the hook of a `git status` starts no second process. Only commands known to
+//! leave the worktree alone are [`Class::ReadOnly`]; everything else (aliases, external
+//! commands, anything new) goes to dbguard's planner, which reads aliases and options.
+
+use std::ffi::OsString;
+
+/// What the hook does for a git command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Never writes worktree files: answer only.
+    ReadOnly,
+    /// Writes only through an internal git child that calls the hook again before it
+    /// writes (`pull` fetches first, then runs `merge` or `rebase`): decide there, when
+    /// what the merge brings is known.
+    Deferred,
+    /// May write: ask dbguard's planner (before answering).
+    Plan,
+}
+
+/// Builtins that never write a worktree file. Kept short on purpose: a command missing
+/// here costs a planner run, a command wrongly here costs a database.
+#[rustfmt::skip]
+pub(crate) const READ_ONLY: &[&str] = &[
+    "add", "blame", "branch", "cat-file", "check-attr", "check-ignore", "check-mailmap",
+    "check-ref-format", "cherry", "commit", "commit-graph", "commit-tree", "config",
+    "count-objects", "describe", "diff", "diff-files", "diff-index", "diff-tree", "fetch",
+    "for-each-ref", "format-patch", "fsck", "gc", "grep", "hash-object", "help", "log",
+    "ls-files", "ls-remote", "ls-tree", "maintenance", "merge-base", "merge-tree", "mktree",
+    "multi-pack-index", "name-rev", "notes", "pack-objects", "pack-refs", "prune", "push",
+    "range-diff", "reflog", "remote", "repack", "rev-list", "rev-parse", "shortlog", "show",
+    "show-branch", "show-ref", "status", "symbolic-ref", "tag", "update-index", "update-ref",
+    "var", "verify-commit", "verify-pack", "verify-tag", "version", "whatchanged",
+    "write-tree",
+];
+
+/// git's global options that take the next word as their value.
+const GLOBAL_WITH_VALUE: &[&str] = &["-C", "-c", "--git-dir", "--work-tree", "--namespace"];
+
+/// The class of `git <args>`.
+pub(crate) fn classify(args: &[OsString]) -> Class {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let Some(word) = word.to_str() else {
+            return Class::Plan;
+        };
+        if GLOBAL_WITH_VALUE.contains(&word) {
+            words.next();
+            continue;
+        }
+        if word.starts_with('-') {
+            continue;
+        }
+        return match word {
+            "pull" => Class::Deferred,
+            _ if READ_ONLY.contains(&word) => Class::ReadOnly,
+            _ => Class::Plan,
+        };
+    }
+    // `git --version`, `git -C dir` alone: no subcommand runs.
+    Class::ReadOnly
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(line: &str) -> Class {
+        let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
+        classify(&args)
+    }
+
+    #[test]
+    fn reads_the_subcommand_after_global_options() {
+        assert_eq!(class("status --porcelain"), Class::ReadOnly);
+        assert_eq!(class("-c core.quotepath=off -C sub diff"), Class::ReadOnly);
+        assert_eq!(class("--no-optional-locks status"), Class::ReadOnly);
+        assert_eq!(class("-c status.x=y reset --hard"), Class::Plan);
+        assert_eq!(class("-C status checkout other"), Class::Plan);
+        assert_eq!(class("--git-dir .git clean -fdx"), Class::Plan);
+        assert_eq!(class("pull --rebase"), Class::Deferred);
+        assert_eq!(
+            class("co other"),
+            Class::Plan,
+            "an alias goes to the planner"
+        );
+        assert_eq!(class("stash drop"), Class::Plan);
+        assert_eq!(class("--version"), Class::ReadOnly);
+    }
+}

@@ -1,0 +1,264 @@
+//! The `core.fsmonitor` hook (`dbguard-fsmonitor 2 <token>`): git runs it whenever it
+//! reads the index, which every worktree-writing command does before it writes. So this
+//! is where plain `git reset --hard`, `clean`, `checkout`, `stash`, … get their snapshot.
+//!
+//! One call: (1) when the git command above may write the worktree, and this operation
+//! has not been decided yet, run `dbguard hook fsmonitor-guard` (planner + snapshot)
+//! and wait for it; (2) answer git's query: the previous hook's answer when one was
+//! chained, else [`answer`]'s exact one. Facts behind each choice: `docs/fsmonitor.md`.
+//!
+//! Rules this module keeps (each one measured): never read stdin (it is git's, e.g. the
+//! pathspec of stash's `update-index --stdin`); stdout carries only the answer; every
+//! failure answers "everything may have changed" (`/`, never an empty list, which would
+//! let git overwrite modified files) with one `dbguard:` line on stderr; exit 0.
+//!
+//! It links neither SQLite, DuckDB nor libgit2 (DuckDB's static initialisers alone cost
+//! milliseconds): `src/bin/dbguard-fsmonitor.rs` compiles this module on its own, so it
+//! uses nothing outside it and the standard library. A `git status` pays for a small
+//! program's start and one lstat per worktree path, nothing more.
+
+pub(crate) mod answer;
+pub(crate) mod chain;
+pub(crate) mod classify;
+pub(crate) mod process;
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use answer::{Answer, Snapshots};
+use classify::Class;
+use process::GitChain;
+
+/// The environment variables this program reads; `crate::env` documents them (a lib
+/// test checks that the names agree).
+pub(crate) const GUARDED_VARIABLE: &str = "DBGUARD_GUARDED";
+pub(crate) const SKIP_VARIABLE: &str = "DBGUARD_SKIP";
+
+/// Per-worktree state under the git dir: answer snapshots and operation markers.
+const STATE_DIR: &str = "dbguard-fsmonitor";
+
+/// In the common git dir: the `core.fsmonitor` value dbguard replaced, to chain to and
+/// to put back on uninstall.
+pub(crate) const PREVIOUS_FILE: &str = "dbguard-fsmonitor-previous";
+
+/// The program `dbguard install` names in `core.fsmonitor`.
+pub(crate) const PROGRAM: &str = "dbguard-fsmonitor";
+
+/// The marker that the git command `key` names has been decided (snapshotted, or found
+/// to put nothing at risk); it holds the operation id, `0` for none.
+pub(crate) fn operation_marker(git_dir: &Path, key: &str) -> PathBuf {
+    git_dir.join(STATE_DIR).join("ops").join(key)
+}
+
+/// Record that the operation `key` is decided, and forget markers of gits that ended.
+pub(crate) fn mark_decided(git_dir: &Path, key: &str, operation_id: i64) -> io::Result<()> {
+    let marker = operation_marker(git_dir, key);
+    let dir = marker.parent().unwrap_or(git_dir);
+    fs::create_dir_all(dir)?;
+    if let Ok(listing) = fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            if !process::Process::key_is_alive(&name.to_string_lossy()) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    fs::write(marker, operation_id.to_string())
+}
+
+/// The operation id recorded for `key`: `Some(0)` when decided without a snapshot.
+pub(crate) fn decided_operation(git_dir: &Path, key: &str) -> Option<i64> {
+    fs::read_to_string(operation_marker(git_dir, key))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The hook value dbguard replaced, as `install` recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Previous {
+    /// Set in this repository's own config (uninstall puts it back), not inherited from
+    /// the global or system config.
+    pub(crate) local: bool,
+    pub(crate) value: String,
+    /// The repository's own `core.fsmonitorHookVersion` before install, if it had one.
+    pub(crate) hook_version: Option<String>,
+}
+
+impl Previous {
+    pub(crate) fn read(common_dir: &Path) -> Option<Previous> {
+        let text = fs::read_to_string(common_dir.join(PREVIOUS_FILE)).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "dbguard-fsmonitor-previous 1" {
+            return None;
+        }
+        let (mut local, mut value, mut hook_version) = (false, None, None);
+        for line in lines {
+            match line.split_once('=') {
+                Some(("scope", scope)) => local = scope == "local",
+                Some(("value", v)) => value = Some(v.to_string()),
+                Some(("hook-version", v)) if !v.is_empty() => hook_version = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        Some(Previous {
+            local,
+            value: value?,
+            hook_version,
+        })
+    }
+
+    pub(crate) fn write(&self, common_dir: &Path) -> io::Result<()> {
+        fs::write(
+            common_dir.join(PREVIOUS_FILE),
+            format!(
+                "dbguard-fsmonitor-previous 1\nscope={}\nvalue={}\nhook-version={}\n",
+                if self.local { "local" } else { "inherited" },
+                self.value,
+                self.hook_version.as_deref().unwrap_or("")
+            ),
+        )
+    }
+
+    /// A hook program dbguard can run: not `true`/`false` (the built-in daemon, which
+    /// has no client command) and not empty.
+    pub(crate) fn runnable(&self) -> Option<&str> {
+        let value = self.value.trim();
+        let is_bool = matches!(
+            value.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "1" | "0" | ""
+        );
+        (!is_bool).then_some(value)
+    }
+}
+
+/// The git dir of the worktree the hook runs in (git runs it from the worktree root)
+/// and the common dir (differs in a linked worktree).
+fn git_dirs(worktree: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    let git_dir = match std::env::var_os("GIT_DIR") {
+        Some(dir) => worktree.join(dir),
+        None => {
+            let dot_git = worktree.join(".git");
+            if dot_git.is_dir() {
+                dot_git
+            } else {
+                let text = fs::read_to_string(&dot_git)?;
+                let target = text.trim().strip_prefix("gitdir: ").ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "unreadable .git file")
+                })?;
+                worktree.join(target)
+            }
+        }
+    };
+    let common = match fs::read_to_string(git_dir.join("commondir")) {
+        Ok(text) => git_dir.join(text.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    Ok((git_dir, common))
+}
+
+/// `main` of the `dbguard-fsmonitor` program.
+pub fn hook_main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let version = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let token = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
+    if version != "2" {
+        // Version 1 has no token to key snapshots by; a failure makes git look at
+        // everything itself.
+        say("core.fsmonitorHookVersion must be 2 (run `dbguard install` again)");
+        return ExitCode::from(1);
+    }
+    let answer = match std::env::current_dir().and_then(|worktree| respond(&worktree, token)) {
+        Ok(answer) => answer,
+        Err(error) => {
+            say(&format!(
+                "fsmonitor hook: {error}; git checks every file itself"
+            ));
+            Answer::everything().encode()
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    // git reads the whole answer; if it went away there is no one left to tell.
+    let _ = stdout.write_all(&answer).and_then(|()| stdout.flush());
+    ExitCode::SUCCESS
+}
+
+/// Guard (when needed), then the bytes of the answer.
+fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
+    let (git_dir, common_dir) = git_dirs(worktree)?;
+    // Under the guard (`dbguard git …`) the snapshot is taken already.
+    let guarded = std::env::var_os(GUARDED_VARIABLE).is_some();
+    let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");
+    if !guarded
+        && !skipped
+        && let Some(chain) = process::git_chain()
+    {
+        guard(&git_dir, &chain);
+    }
+    if let Some(previous) = Previous::read(&common_dir)
+        && let Some(program) = previous.runnable()
+    {
+        match chain::run_previous(program, worktree, token) {
+            Ok(Some(answer)) => return Ok(answer),
+            Ok(None) => return Ok(Answer::everything().encode()),
+            Err(error) => {
+                say(&format!(
+                    "cannot run the previous fsmonitor hook {program}: {error}"
+                ));
+                return Ok(Answer::everything().encode());
+            }
+        }
+    }
+    Ok(Snapshots::new(&git_dir.join(STATE_DIR))
+        .answer(worktree, token)?
+        .encode())
+}
+
+/// When the git command may write the worktree and its operation is undecided: run
+/// dbguard's planner and snapshot, and wait. dbguard reports on stderr what it saved and
+/// what it could not; its stdout goes there too, so the answer on ours stays clean.
+fn guard(git_dir: &Path, chain: &GitChain) {
+    if classify::classify(chain.nearest.git_args()) != Class::Plan {
+        return;
+    }
+    if decided_operation(git_dir, &chain.outermost.key()).is_some() {
+        return;
+    }
+    let dbguard = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("dbguard")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("dbguard"));
+    let stdout = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_or_else(|_| Stdio::null(), Stdio::from);
+    let status = Command::new(&dbguard)
+        .args(["hook", "fsmonitor-guard"])
+        .arg(chain.nearest.pid.to_string())
+        .arg(chain.outermost.pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(status) => say(&format!(
+            "{} exited with {status}: databases git is about to change may not be saved",
+            dbguard.display()
+        )),
+        Err(error) => say(&format!(
+            "cannot run {}: {error}: databases git is about to change are not saved (is dbguard installed next to {PROGRAM}?)",
+            dbguard.display()
+        )),
+    }
+}
+
+/// One line for the user on git's stderr.
+fn say(line: &str) {
+    eprintln!("dbguard: {line}");
+}
