@@ -385,3 +385,36 @@ fn an_editor_that_watches_the_index_settles() {
         );
     }
 }
+
+#[test]
+fn a_command_that_bypasses_the_hook_is_reported_with_what_was_never_saved() {
+    let repo = tracked_database_grown_after_install();
+    repo.dbguard(["snapshot"]).ok();
+    let conn = rusqlite::Connection::open(repo.root.join("posts.db")).unwrap();
+    add_posts(&conn, 10_000, 8);
+    drop(conn);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let run = plain(
+        &repo,
+        &repo.root,
+        &[
+            "-c",
+            "core.fsmonitor=false",
+            "checkout",
+            "-q",
+            "-f",
+            "other",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let err = &run.stderr;
+    assert!(
+        err.contains("posts.db lost rows: 90,000 before, 5,100 now"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no snapshot of posts.db was taken right before `git -c core.fsmonitor=false checkout -q -f other`")
+            && err.contains("rows written after that were never saved"),
+        "{err}"
+    );
+}

@@ -33,7 +33,6 @@ fn plain_checkout_over_an_ignored_900k_database_reports_the_shrink() {
     );
     let baseline = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(baseline[0]["census"]["tables"]["posts"], 900_000);
-    let id = baseline[0]["id"].as_i64().unwrap();
 
     // Plain git, as people type it: git itself says nothing about the database.
     let checkout = Run::from(
@@ -48,7 +47,21 @@ fn plain_checkout_over_an_ignored_900k_database_reports_the_shrink() {
         checkout.stderr
     );
     assert_eq!(sqlite_count(&repo.root.join("posts.db"), "posts"), 5000);
+    // core.fsmonitor snapshotted it right before git wrote.
+    let log = repo.dbguard(["log", "--json"]).ok().json();
+    let before = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["operation"]["argv"] == serde_json::json!(["git", "checkout", "sample"])
+                && s["census"]["tables"]["posts"] == 900_000
+        })
+        .unwrap_or_else(|| panic!("no snapshot before the checkout: {log:#}"));
+    assert_eq!(before["census"]["tables"]["posts"], 900_000);
+    let id = before["id"].as_i64().unwrap();
     let err = &checkout.stderr;
+    assert!(!err.contains("never saved"), "{err}");
     assert!(err.contains("dbguard: posts.db lost rows"), "{err}");
     assert!(err.contains("900,000") && err.contains("5,000"), "{err}");
     assert!(
@@ -70,7 +83,8 @@ fn plain_pull_is_snapshotted_by_reference_transaction_before_the_merge() {
     repo.git(["commit", "-q", "-m", "ignore"]);
     let (remote, clone) = repo.remote_and_clone();
     make_posts_db(&clone.join("posts.db"), 1000, 8);
-    repo.dbguard_in(&clone, ["install"]).ok();
+    // The fallback when core.fsmonitor is not dbguard's (tests/fsmonitor.rs: when it is).
+    repo.dbguard_in(&clone, ["install", "--no-fsmonitor"]).ok();
     // The crawler keeps going after the baseline: 20,000 rows by the time of the pull.
     add_posts(
         &rusqlite::Connection::open(clone.join("posts.db")).unwrap(),
@@ -349,7 +363,9 @@ fn plain_checkout_after_a_restore_reports_the_restored_rows_lost() {
     make_posts_db(&db, 1000, 8);
     repo.git(["add", "posts.db"]);
     repo.git(["commit", "-q", "-m", "sample"]);
-    repo.dbguard(["install"]).ok();
+    // The post-checkout hook's own comparison (with core.fsmonitor the snapshot taken
+    // right before the checkout is the one compared; tests/fsmonitor.rs).
+    repo.dbguard(["install", "--no-fsmonitor"]).ok();
     add_posts(&rusqlite::Connection::open(&db).unwrap(), 2000, 8);
     let good = repo.dbguard(["snapshot", "--json"]).ok().json()[0]["id"]
         .as_i64()

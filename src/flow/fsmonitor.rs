@@ -164,6 +164,8 @@ pub(crate) fn guards_plain_git(ctx: &Context) -> bool {
 pub(crate) struct ThisOperation {
     /// The user's command line, when the hook runs under git.
     command: Option<Vec<String>>,
+    /// When that command started.
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The operation of its pre-write snapshot; `Some(0)`: decided, nothing at risk.
     decided: Option<i64>,
 }
@@ -173,10 +175,12 @@ pub(crate) fn this_operation(ctx: &Context) -> ThisOperation {
     match fsmonitor::process::git_chain() {
         Some(chain) => ThisOperation {
             command: Some(command_of(&chain.outermost)),
+            started_at: chain.outermost.started_at().map(chrono::DateTime::from),
             decided: fsmonitor::decided_operation(ctx.repo.git.path(), &chain.outermost.key()),
         },
         None => ThisOperation {
             command: None,
+            started_at: None,
             decided: None,
         },
     }
@@ -186,6 +190,14 @@ impl ThisOperation {
     /// The operation holding the snapshots taken right before this command wrote.
     pub(crate) fn snapshot_operation(&self) -> Option<i64> {
         self.decided.filter(|id| *id > 0)
+    }
+
+    /// Whether a snapshot taken at `taken_at` predates the command: rows written in
+    /// between were never saved. (The start is known to 10 ms; a snapshot in the same
+    /// tick counts as taken during the command.)
+    pub(crate) fn started_after(&self, taken_at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.started_at
+            .is_some_and(|started| taken_at + chrono::Duration::milliseconds(10) < started)
     }
 
     /// The command line to record, `git <what>` when unknown.

@@ -139,7 +139,7 @@ fn compare_and_refresh(
         }
     }
     for shrink in &shrinks {
-        if operation.snapshot_operation() != Some(shrink.operation_id) {
+        if operation.started_after(shrink.taken_at) {
             ui.warn(&format!(
                 "no snapshot of {} was taken right before {}: the comparison is with snapshot #{} from {} ({}); rows written after that were never saved",
                 shrink.path,

@@ -27,9 +27,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Paths whose ctime or mtime is this close to (or after) the scan start of the snapshot
 /// they are compared with are named even when unchanged: a write in the same timestamp
-/// tick keeps the stat data. Linux stamps files from the coarse clock (a few ms behind);
-/// 50 ms covers it with margin.
-const RACY_NS: i128 = 50_000_000;
+/// tick keeps the stat data. Linux stamps files from the coarse clock, one jiffy (at most
+/// 10 ms, HZ=100) behind; twice that is safe. A wider window costs settling time: while
+/// a path is racy, an answer naming it makes git (with `core.untrackedCache`) write the
+/// index again, so an editor watching it runs `git status` about once more per 10 ms.
+const RACY_NS: i128 = 20_000_000;
 
 /// The window when a snapshot holds no sub-second timestamp at all (FAT, some network
 /// file systems, 1–2 s granularity).
@@ -416,7 +418,7 @@ mod tests {
 
     /// Sleep past the racy window so unchanged paths stop being named.
     fn settle() {
-        std::thread::sleep(std::time::Duration::from_millis(60));
+        std::thread::sleep(std::time::Duration::from_millis(30));
     }
 
     #[test]

@@ -55,6 +55,16 @@ impl Process {
         format!("{}-{}", self.pid, self.started)
     }
 
+    /// When it started, to 10 ms: its start tick (`USER_HZ`, 100 per second on Linux)
+    /// against the uptime now. (`btime` in `/proc/stat` is whole seconds: up to a second
+    /// off.)
+    pub(crate) fn started_at(&self) -> Option<std::time::SystemTime> {
+        let uptime = fs::read_to_string("/proc/uptime").ok()?;
+        let uptime: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+        let age = uptime - self.started as f64 / 100.0;
+        std::time::SystemTime::now().checked_sub(std::time::Duration::from_secs_f64(age.max(0.0)))
+    }
+
     /// Whether the process is still the one this key names.
     pub(crate) fn key_is_alive(key: &str) -> bool {
         let Some((pid, started)) = key.split_once('-') else {
@@ -148,5 +158,10 @@ mod tests {
             me.started + 1
         )));
         assert!(!Process::key_is_alive("not-a-key"));
+        let started = me.started_at().unwrap();
+        let age = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap();
+        assert!(age < std::time::Duration::from_secs(3600), "{age:?}");
     }
 }
