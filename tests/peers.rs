@@ -219,6 +219,9 @@ fn dbguard_then_manager(peer: Peer) {
                 line.ends_with("installed in post-checkout.legacy, which pre-commit runs"),
                 "{status}"
             );
+            // Not a replaced block: pre-commit runs it from the copy.
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(!warnings.contains("without dbguard's block"), "{warnings}");
             assert_eq!(scene.checkout_after_a_loss(), (true, true));
         }
         // husky points core.hooksPath at .husky/_: git no longer runs .git/hooks.
@@ -235,6 +238,12 @@ fn dbguard_then_manager(peer: Peer) {
             assert!(
                 line.ends_with("missing: lefthook moved it to post-checkout.old and does not run it (run dbguard install)"),
                 "{status}"
+            );
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(
+                warnings
+                    .contains("lefthook rewrote .git/hooks/post-checkout without dbguard's block"),
+                "{warnings}"
             );
             assert_eq!(scene.checkout_after_a_loss(), (true, false));
         }

@@ -51,7 +51,7 @@ fn hook_error(error: HookError) -> CommandError {
 pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
-        return show_status(ui, &dir.path);
+        return show_status(ui, &dir);
     }
     if dir.outside_git_dir {
         ui.warn(&format!(
@@ -59,7 +59,11 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             dir.path.display()
         ));
     }
-    for change in hooks::install(&dir.path).map_err(hook_error)? {
+    let changes = hooks::install(&dir.path).map_err(hook_error)?;
+    if let Err(e) = hooks::replaced::record(&dir.git_dir, &hooks::block_files(&changes)) {
+        ui.warn(&format!("could not record which hooks hold dbguard's block ({e}): git will not say when another tool replaces them"));
+    }
+    for change in changes {
         let what = match &change.outcome {
             Install::Created => "installed".to_string(),
             Install::Updated => "updated".to_string(),
@@ -101,10 +105,21 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
     Ok(())
 }
 
-fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
+fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError> {
+    let dir = &hooks_dir.path;
     ui.out(&format!("hooks directory: {}", dir.display()));
+    let replaced = hooks::replaced::replaced(&hooks_dir.git_dir);
     for (hook, state) in hooks::status(dir).map_err(hook_error)? {
+        let replaced = replaced.iter().find(|r| r.path == dir.join(&hook));
         let text = match state {
+            HookState::Missing { .. } if let Some(r) = replaced => {
+                let what = match (r.deleted, r.by) {
+                    (true, _) => "deleted since dbguard install".to_string(),
+                    (false, Some(tool)) => format!("replaced by {tool}, without dbguard's block"),
+                    (false, None) => "rewritten without dbguard's block".to_string(),
+                };
+                ui.paint(Tone::Bad, &format!("{what} (run dbguard install)"))
+            }
             HookState::Installed {
                 current: true,
                 executable: true,
@@ -152,6 +167,9 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
         };
         ui.out(&format!("  {hook:<22} {text}"));
     }
+    if !replaced.is_empty() {
+        ui.warn(&hooks::replaced::describe(&hooks_dir.git_dir, &replaced));
+    }
     Ok(())
 }
 
@@ -167,6 +185,12 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     let mut changes = Vec::new();
     for dir in &dirs {
         changes.extend(hooks::uninstall(dir).map_err(hook_error)?);
+    }
+    if let Err(e) = hooks::replaced::forget(&dir.git_dir) {
+        ui.warn(&format!(
+            "could not remove {}: {e}",
+            dir.git_dir.join(hooks::replaced::RECORD_FILE).display()
+        ));
     }
     for change in changes {
         let what = match &change.outcome {
