@@ -253,6 +253,19 @@ fn core_hooks_path_and_linked_worktree() {
     assert!(repo.store().join("catalog.db").exists());
     let main_log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(main_log, serde_json::json!([]));
+
+    // A relative hooksPath is per worktree: installed from the linked one, it is no
+    // "core.hooksPath now points elsewhere" in either.
+    repo.dbguard_in(&linked, ["install"]).ok();
+    assert!(linked.join(".githooks/post-checkout").exists());
+    for dir in [&linked, &repo.root] {
+        let status = repo.dbguard_in(dir, ["install", "--status"]).ok();
+        assert!(
+            !status.stderr.contains("core.hooksPath"),
+            "{}",
+            status.stderr
+        );
+    }
 }
 
 /// Plain `git <args>` in the repository, as a user types it (hooks run, stdin closed).

@@ -227,6 +227,11 @@ fn dbguard_then_manager(peer: Peer) {
         // husky points core.hooksPath at .husky/_: git no longer runs .git/hooks.
         Peer::Husky => {
             assert!(status.contains(".husky/_"), "{status}");
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(
+                warnings.contains("core.hooksPath now points to .husky/_ (husky's hooks)"),
+                "{warnings}"
+            );
             assert!(
                 line.ends_with("missing from the existing hook (run dbguard install)"),
                 "{status}"

@@ -108,7 +108,8 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
 fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError> {
     let dir = &hooks_dir.path;
     ui.out(&format!("hooks directory: {}", dir.display()));
-    let replaced = hooks::replaced::replaced(&hooks_dir.git_dir);
+    let findings = hooks::replaced::findings(&hooks_dir.git_dir);
+    let replaced = &findings.replaced;
     for (hook, state) in hooks::status(dir).map_err(hook_error)? {
         let replaced = replaced.iter().find(|r| r.path == dir.join(&hook));
         let text = match state {
@@ -167,8 +168,8 @@ fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError>
         };
         ui.out(&format!("  {hook:<22} {text}"));
     }
-    if !replaced.is_empty() {
-        ui.warn(&hooks::replaced::describe(&hooks_dir.git_dir, &replaced));
+    if !findings.is_empty() {
+        ui.warn(&hooks::replaced::describe(&hooks_dir.git_dir, &findings));
     }
     Ok(())
 }

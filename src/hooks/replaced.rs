@@ -2,9 +2,10 @@
 //! lefthook or husky regenerating their hook files), and saying so once.
 //!
 //! `dbguard install` writes `<git common dir>/dbguard-hooks`: a header line, then the
-//! absolute path of every hook file it put its block into, one per line. [`replaced`]
+//! absolute path of every hook file it put its block into, one per line. [`findings`]
 //! reads the list back and names each file that no longer holds the block (deleted, or
-//! rewritten without it), and the tool that rewrote it when its lines give it away.
+//! rewritten without it), and the tool that rewrote it when its lines give it away; or
+//! that the repository's `core.hooksPath` now points elsewhere, so git runs none of them.
 //! [`replaced_notice`] turns that into one line, at most once per state: it writes what
 //! it reported to `dbguard-hooks-reported` and stays silent while the hooks stay as they
 //! were. `dbguard install` rewrites the list and removes the reported file; `dbguard
@@ -45,6 +46,22 @@ pub(crate) struct Replaced {
     pub(crate) deleted: bool,
 }
 
+/// Everything that stops git from running the blocks dbguard installed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Findings {
+    /// `core.hooksPath` in the repository's own config, when it now names another
+    /// directory than the one dbguard installed into (husky's first run sets `.husky/_`):
+    /// git runs none of the recorded files. The recorded files are not checked then.
+    pub(crate) hooks_path: Option<PathBuf>,
+    pub(crate) replaced: Vec<Replaced>,
+}
+
+impl Findings {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.hooks_path.is_none() && self.replaced.is_empty()
+    }
+}
+
 /// Write the list of hook files that hold dbguard's block (`dbguard install`), and
 /// forget what was reported: the next change is news again.
 pub(crate) fn record(git_dir: &Path, hook_files: &[PathBuf]) -> io::Result<()> {
@@ -79,20 +96,80 @@ fn remove(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The recorded hook files that no longer hold dbguard's block, in recorded order.
+/// What keeps git from running the blocks dbguard installed (see [`Findings`]).
 /// Nothing when dbguard's hooks were never installed (or were uninstalled).
-pub(crate) fn replaced(git_dir: &Path) -> Vec<Replaced> {
+pub(crate) fn findings(git_dir: &Path) -> Findings {
     let Ok(list) = fs::read_to_string(git_dir.join(RECORD_FILE)) else {
-        return Vec::new();
+        return Findings::default();
     };
     let mut lines = list.lines();
     if lines.next() != Some(HEADER) {
-        return Vec::new();
+        return Findings::default();
     }
-    lines
-        .filter(|line| !line.is_empty())
-        .filter_map(|line| check(Path::new(line)))
-        .collect()
+    let recorded: Vec<&Path> = lines.filter(|l| !l.is_empty()).map(Path::new).collect();
+    if let Some((now, value)) = hooks_path(git_dir)
+        && !recorded.is_empty()
+        && !recorded.iter().any(|file| {
+            file.parent().is_some_and(|dir| {
+                // A relative hooksPath is per worktree: installed from a linked one,
+                // the files are in that worktree's directory of the same name.
+                dir == now || (Path::new(&value).is_relative() && dir.ends_with(&value))
+            })
+        })
+    {
+        return Findings {
+            hooks_path: Some(now),
+            replaced: Vec::new(),
+        };
+    }
+    Findings {
+        hooks_path: None,
+        replaced: recorded.into_iter().filter_map(check).collect(),
+    }
+}
+
+/// `core.hooksPath` as the repository's own config file sets it, resolved as git does
+/// for the main worktree, and as written; `None` when it is not set there or dbguard cannot be sure of
+/// its value (an include or a per-worktree config could override it, escapes, a
+/// comment): an unsure answer must not claim that git skips dbguard's hooks.
+fn hooks_path(git_dir: &Path) -> Option<(PathBuf, String)> {
+    let text = fs::read_to_string(git_dir.join("config")).ok()?;
+    if git_dir.join("config.worktree").exists() {
+        return None;
+    }
+    let mut in_core = false;
+    let mut value = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            let name = header.split(']').next()?.trim().to_ascii_lowercase();
+            if name.starts_with("include") {
+                return None;
+            }
+            in_core = name == "core";
+        } else if in_core
+            && let Some((key, raw)) = line.split_once('=')
+            && key.trim().eq_ignore_ascii_case("hookspath")
+        {
+            let raw = raw.trim();
+            if raw.is_empty() || raw.contains(['\\', ';', '#']) {
+                return None;
+            }
+            value = Some(raw.trim_matches('"').to_string());
+        }
+    }
+    let value = value?;
+    let path = if let Some(rest) = value.strip_prefix("~/") {
+        PathBuf::from(std::env::var_os("HOME")?).join(rest)
+    } else if Path::new(&value).is_absolute() {
+        PathBuf::from(&value)
+    } else if git_dir.file_name()? == ".git" {
+        // Relative to where hooks run: the worktree (the main one, next to `.git`).
+        git_dir.parent()?.join(&value)
+    } else {
+        return None;
+    };
+    // Recorded paths are canonical; a directory that does not exist holds no hooks.
+    Some((path.canonicalize().unwrap_or(path), value))
 }
 
 /// `Some` when the hook file at `path` no longer holds dbguard's block.
@@ -153,18 +230,31 @@ fn tool(path: &Path, text: &str) -> Option<&'static str> {
     }
 }
 
-/// The one-line notice for `replaced` (not empty), without a `dbguard:` prefix: which
+/// The one-line notice for `findings` (not empty), without a `dbguard:` prefix: which
 /// files, which tool, and the fix. Paths are shown relative to the directory that holds
 /// the git dir (the worktree of a usual repository), else in full.
-pub(crate) fn describe(git_dir: &Path, replaced: &[Replaced]) -> String {
+pub(crate) fn describe(git_dir: &Path, findings: &Findings) -> String {
     let base = git_dir.parent().unwrap_or(git_dir);
-    let shown = |r: &Replaced| {
-        r.path
-            .strip_prefix(base)
-            .unwrap_or(&r.path)
+    let show = |path: &Path| {
+        path.strip_prefix(base)
+            .unwrap_or(path)
             .display()
             .to_string()
     };
+    if let Some(now) = &findings.hooks_path {
+        let husky = now.components().any(|c| c.as_os_str() == ".husky");
+        let (whose, keeps) = if husky {
+            (" (husky's hooks)", "keeps husky's lines")
+        } else {
+            ("", "keeps what is there")
+        };
+        return format!(
+            "core.hooksPath now points to {}{whose}, so git no longer runs the hooks dbguard installed; to fix it, run `dbguard install` again (it adds its block to the hooks there and {keeps})",
+            show(now)
+        );
+    }
+    let replaced = &findings.replaced;
+    let shown = |r: &Replaced| show(&r.path);
     let mut parts = Vec::new();
     let mut tools: Vec<&str> = Vec::new();
     for r in replaced {
@@ -222,12 +312,16 @@ fn and_list<S: AsRef<str>>(items: &[S]) -> String {
     }
 }
 
-/// What identifies one state of the replaced files: each path with its size and mtime
-/// (or `deleted`), so the same state is reported once and any later change again.
+/// What identifies one state of the findings: the hooks path, each replaced file with
+/// its size and mtime (or `deleted`), so the same state is reported once and any later
+/// change again.
 #[allow(dead_code, reason = "used by replaced_notice")]
-fn fingerprint(replaced: &[Replaced]) -> String {
+fn fingerprint(findings: &Findings) -> String {
     let mut text = String::new();
-    for r in replaced {
+    if let Some(now) = &findings.hooks_path {
+        text.push_str(&format!("core.hooksPath\t{}\n", now.display()));
+    }
+    for r in &findings.replaced {
         let stamp = fs::metadata(&r.path).ok().map(|m| {
             let mtime = m
                 .modified()
@@ -246,8 +340,8 @@ fn fingerprint(replaced: &[Replaced]) -> String {
 }
 
 /// The notice for the next git command: `Some` (see [`describe`]) when a hook file
-/// dbguard installed into no longer holds its block and this state has not been
-/// reported yet; `None` otherwise, including every later call until the hook files
+/// dbguard installed into no longer holds its block (or git no longer runs that
+/// directory) and this state has not been reported yet; `None` otherwise, including every later call until the hook files
 /// change again or `dbguard install` runs. `git_dir` is the git common dir (`git
 /// rev-parse --git-common-dir`). Never fails: a state file that cannot be written makes
 /// the notice repeat rather than go quiet.
@@ -257,7 +351,7 @@ fn fingerprint(replaced: &[Replaced]) -> String {
 )]
 pub(crate) fn replaced_notice(git_dir: &Path) -> Option<String> {
     let reported = git_dir.join(REPORTED_FILE);
-    let now = replaced(git_dir);
+    let now = findings(git_dir);
     if now.is_empty() {
         // Fixed (or never broken): the next breakage is news, even if it looks the same.
         let _ = remove(&reported);

@@ -1022,7 +1022,7 @@ fn git_lfs_update_force_is_noticed_once_until_the_hooks_change_again() {
 
     // The fix: install puts the blocks back beside git-lfs's lines, and resets "once".
     repo.dbguard(["install"]).ok();
-    assert_eq!(replaced::replaced(&git_dir), vec![]);
+    assert!(replaced::findings(&git_dir).is_empty());
     assert_eq!(replaced::replaced_notice(&git_dir), None);
     let post_checkout = fs::read_to_string(hooks.join("post-checkout")).unwrap();
     assert!(
@@ -1111,4 +1111,43 @@ fn husky_regenerating_its_hooks_directory_is_noticed() {
     assert!(notice.ends_with("(it puts the block back and keeps husky's lines)"));
     repo.dbguard(["install"]).ok();
     assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn husky_moving_core_hooks_path_after_install_is_noticed() {
+    if !peer_available("husky") {
+        return;
+    }
+    let (repo, git_dir) = installed_repo();
+    // husky's first run points core.hooksPath at `.husky/_`: git skips .git/hooks.
+    let out = repo.command("husky", &repo.root).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        replaced::replaced_notice(&git_dir).as_deref(),
+        Some(
+            "core.hooksPath now points to .husky/_ (husky's hooks), so git no longer runs the \
+             hooks dbguard installed; to fix it, run `dbguard install` again (it adds its block \
+             to the hooks there and keeps husky's lines)"
+        )
+    );
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    repo.dbguard(["install"]).ok();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn a_hooks_path_dbguard_cannot_be_sure_of_is_not_claimed() {
+    let (repo, git_dir) = installed_repo();
+    // An include may set core.hooksPath anywhere: no claim either way.
+    repo.git(["config", "include.path", "other.config"]);
+    repo.git(["config", "core.hooksPath", "elsewhere"]);
+    assert!(replaced::findings(&git_dir).hooks_path.is_none());
+    repo.git(["config", "--unset", "include.path"]);
+    assert_eq!(
+        replaced::findings(&git_dir).hooks_path,
+        Some(repo.root.canonicalize().unwrap().join("elsewhere"))
+    );
+    // Pointing at the directory dbguard installed into is no move.
+    repo.git(["config", "core.hooksPath", ".git/hooks"]);
+    assert!(replaced::findings(&git_dir).is_empty());
 }
