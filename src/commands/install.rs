@@ -19,7 +19,8 @@ use crate::ui::{Tone, Ui};
 
 Existing hooks (git-lfs, pre-commit, husky, lefthook, your own) keep running: dbguard
 adds a marked block near the top of each hook file and `dbguard uninstall` removes only
-that block. If a tool rewrites its hook files later, run `dbguard install` again.")]
+that block. If a tool rewrites its hook files later (`git lfs update --force`, lefthook,
+husky), `dbguard install --status` says so; run `dbguard install` again.")]
 pub(crate) struct InstallArgs {
     /// Show which hooks are installed instead of installing.
     #[arg(long)]

@@ -20,7 +20,10 @@ use crate::ui::{self, Tone, Ui, shell_quote};
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
   dbguard status
-  dbguard status --json")]
+  dbguard status --json
+
+A database that lost rows or vanished since its last snapshot is flagged (SHRANK, GONE),
+with the `dbguard restore` command that brings it back.")]
 pub(crate) struct Args {}
 
 #[derive(Debug, Serialize)]

@@ -129,9 +129,9 @@ pub(crate) fn findings(git_dir: &Path) -> Findings {
 }
 
 /// `core.hooksPath` as the repository's own config file sets it, resolved as git does
-/// for the main worktree, and as written; `None` when it is not set there or dbguard cannot be sure of
-/// its value (an include or a per-worktree config could override it, escapes, a
-/// comment): an unsure answer must not claim that git skips dbguard's hooks.
+/// for the main worktree, and as written; `None` when it is not set there or dbguard
+/// cannot be sure of its value (an include or a per-worktree config could override it,
+/// escapes, a comment): an unsure answer must not claim that git skips dbguard's hooks.
 fn hooks_path(git_dir: &Path) -> Option<(PathBuf, String)> {
     let text = fs::read_to_string(git_dir.join("config")).ok()?;
     if git_dir.join("config.worktree").exists() {
@@ -341,10 +341,10 @@ fn fingerprint(findings: &Findings) -> String {
 
 /// The notice for the next git command: `Some` (see [`describe`]) when a hook file
 /// dbguard installed into no longer holds its block (or git no longer runs that
-/// directory) and this state has not been reported yet; `None` otherwise, including every later call until the hook files
-/// change again or `dbguard install` runs. `git_dir` is the git common dir (`git
-/// rev-parse --git-common-dir`). Never fails: a state file that cannot be written makes
-/// the notice repeat rather than go quiet.
+/// directory) and this state has not been reported yet; `None` otherwise, including
+/// every later call until the hook files change again or `dbguard install` runs.
+/// `git_dir` is the git common dir (`git rev-parse --git-common-dir`). Never fails: a
+/// state file that cannot be written makes the notice repeat rather than go quiet.
 #[allow(
     dead_code,
     reason = "called by the fsmonitor hook before each git command (wired separately)"
