@@ -123,6 +123,16 @@ pub(crate) fn check_live(
             Err(error) => (None, Some(error.to_string())),
         },
     };
+    shrink_against(snapshot, after, unreadable)
+}
+
+/// `Some` when `after` (the file now; `None` with `unreadable` when it is gone or cannot
+/// be read) is worse off than `snapshot`: [`check_live`] for a census already taken.
+pub(crate) fn shrink_against(
+    snapshot: &crate::store::SnapshotInfo,
+    after: Option<Census>,
+    unreadable: Option<String>,
+) -> Option<Shrink> {
     let (lost, schema_replaced) = compare(&snapshot.census, after.as_ref())?;
     Some(Shrink {
         path: snapshot.path.clone(),

@@ -846,7 +846,22 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| mode_of(&m) & 0o111 != 0)
 }
 
+/// The files that hold dbguard's block after [`install`] made `changes`: what
+/// [`replaced::record`] lists.
+pub(crate) fn block_files(changes: &[HookChange<Install>]) -> Vec<PathBuf> {
+    changes
+        .iter()
+        .filter_map(|change| match &change.outcome {
+            Install::Skipped { .. } => None,
+            Install::KeptInCopy { copy, .. } => Some(copy.clone()),
+            _ => Some(change.path.clone()),
+        })
+        .collect()
+}
+
 pub(crate) mod fsmonitor;
+// In `fsmonitor` (std only): the `dbguard-fsmonitor` program tells about replaced blocks.
+pub(crate) use crate::fsmonitor::replaced;
 #[cfg(test)]
 mod tests;
 pub(crate) mod watch;

@@ -418,3 +418,42 @@ fn a_command_that_bypasses_the_hook_is_reported_with_what_was_never_saved() {
         "{err}"
     );
 }
+
+/// Plain git with stderr on a terminal (`script` gives it one), as a person runs it.
+fn on_a_terminal(repo: &TestRepo, line: &str) -> String {
+    let run = Run::from(
+        repo.command("script", &repo.root)
+            .args(["-qec", line, "/dev/null"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{line}: {}{}", run.stdout, run.stderr);
+    run.stdout
+}
+
+#[test]
+fn the_next_git_command_says_once_that_git_lfs_replaced_the_hooks() {
+    let repo = TestRepo::new();
+    repo.git(["checkout", "-q", "-b", "other"]);
+    repo.git(["checkout", "-q", "main"]);
+    repo.dbguard(["install"]).ok();
+    plain(&repo, &repo.root, &["lfs", "update", "--force"]);
+    let first = on_a_terminal(&repo, "git checkout -q other");
+    assert!(
+        first.contains("git-lfs rewrote") && first.contains("dbguard install"),
+        "{first}"
+    );
+    let second = on_a_terminal(&repo, "git checkout -q main");
+    assert!(!second.contains("git-lfs rewrote"), "once: {second}");
+    // Without a terminal (an editor's background status) it is not used up.
+    repo.dbguard(["install"]).ok();
+    plain(&repo, &repo.root, &["lfs", "update", "--force"]);
+    let background = plain(&repo, &repo.root, &["status"]);
+    assert!(
+        !background.stderr.contains("rewrote"),
+        "{}",
+        background.stderr
+    );
+    let person = on_a_terminal(&repo, "git status");
+    assert!(person.contains("git-lfs rewrote"), "{person}");
+}

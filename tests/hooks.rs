@@ -267,6 +267,19 @@ fn core_hooks_path_and_linked_worktree() {
     assert!(repo.store().join("catalog.db").exists());
     let main_log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(main_log, serde_json::json!([]));
+
+    // A relative hooksPath is per worktree: installed from the linked one, it is no
+    // "core.hooksPath now points elsewhere" in either.
+    repo.dbguard_in(&linked, ["install"]).ok();
+    assert!(linked.join(".githooks/post-checkout").exists());
+    for dir in [&linked, &repo.root] {
+        let status = repo.dbguard_in(dir, ["install", "--status"]).ok();
+        assert!(
+            !status.stderr.contains("core.hooksPath"),
+            "{}",
+            status.stderr
+        );
+    }
 }
 
 /// Plain `git <args>` in the repository, as a user types it (hooks run, stdin closed).
@@ -417,4 +430,112 @@ fn plain_checkout_after_a_restore_reports_the_restored_rows_lost() {
         .ok();
     assert_eq!(sqlite_count(&db, "posts"), 3000);
     assert_eq!(quick_check(&db), "ok");
+}
+
+/// The line of `install --status` for `hook`.
+fn status_line(repo: &TestRepo, hook: &str) -> String {
+    let status = repo.dbguard(["install", "--status"]).ok().stdout;
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{hook} ")))
+        .unwrap_or_else(|| panic!("no {hook} in:\n{status}"))
+        .to_string()
+}
+
+#[test]
+fn git_lfs_update_force_shows_in_install_status_and_install_again_runs_both() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(real_lfs) = std::env::split_paths(&path)
+        .map(|dir| dir.join("git-lfs"))
+        .find(|p| p.is_file())
+    else {
+        assert!(
+            std::env::var_os("DBGUARD_REQUIRE_PEERS").is_none(),
+            "git-lfs is not installed"
+        );
+        eprintln!("note: git-lfs is not installed; skipping");
+        return;
+    };
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 2000, 8);
+    repo.dbguard(["install"]).ok();
+
+    // A git-lfs that logs each hook it serves, so the test sees that its lines ran.
+    let bin = repo.path("lfs-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let log = repo.path("lfs.log");
+    let wrapper = bin.join("git-lfs");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real_lfs.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let with_lfs_log = |args: &[&str]| {
+        let mut cmd = repo.command("git", &repo.root);
+        let inherited = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "PATH")
+            .and_then(|(_, v)| v.map(|v| v.to_owned()))
+            .unwrap();
+        let path = std::env::join_paths(
+            std::iter::once(bin.clone()).chain(std::env::split_paths(&inherited)),
+        )
+        .unwrap();
+        Run::from(cmd.args(args).env("PATH", path).output().unwrap())
+    };
+    let lose_rows_and_checkout = |branch: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "DELETE FROM posts WHERE id IN \
+                 (SELECT id FROM posts ORDER BY id DESC LIMIT (SELECT count(*) / 2 FROM posts))",
+                [],
+            )
+            .unwrap();
+        let _ = fs::remove_file(&log);
+        let run = with_lfs_log(&["checkout", "-q", "-b", branch]);
+        assert_eq!(run.code, 0, "hooks never break git: {}", run.stderr);
+        let lfs_ran = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == "post-checkout");
+        (lfs_ran, run.stderr.contains("dbguard: posts.db lost rows"))
+    };
+
+    repo.git(["lfs", "update", "--force"]);
+    for hook in ["post-checkout", "post-merge"] {
+        let line = status_line(&repo, hook);
+        assert!(
+            line.ends_with("replaced by git-lfs, without dbguard's block (run dbguard install)"),
+            "{line}"
+        );
+    }
+    assert!(status_line(&repo, "pre-commit").ends_with(" installed"));
+    let status = repo.dbguard(["install", "--status"]).ok();
+    assert!(
+        status.stderr.contains(
+            "warning: git-lfs rewrote .git/hooks/post-checkout and .git/hooks/post-merge without dbguard's block"
+        ),
+        "{}",
+        status.stderr
+    );
+    // What the notice is about: git-lfs's hook runs, dbguard's comparison does not.
+    assert_eq!(lose_rows_and_checkout("b1"), (true, false));
+
+    repo.dbguard(["install"]).ok();
+    for hook in ["post-checkout", "post-merge"] {
+        assert!(status_line(&repo, hook).ends_with(" installed"));
+    }
+    let status = repo.dbguard(["install", "--status"]).ok();
+    assert!(!status.stderr.contains("git-lfs"), "{}", status.stderr);
+    assert_eq!(lose_rows_and_checkout("b2"), (true, true));
 }

@@ -219,11 +219,19 @@ fn dbguard_then_manager(peer: Peer) {
                 line.ends_with("installed in post-checkout.legacy, which pre-commit runs"),
                 "{status}"
             );
+            // Not a replaced block: pre-commit runs it from the copy.
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(!warnings.contains("without dbguard's block"), "{warnings}");
             assert_eq!(scene.checkout_after_a_loss(), (true, true));
         }
         // husky points core.hooksPath at .husky/_: git no longer runs .git/hooks.
         Peer::Husky => {
             assert!(status.contains(".husky/_"), "{status}");
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(
+                warnings.contains("core.hooksPath now points to .husky/_ (husky's hooks)"),
+                "{warnings}"
+            );
             assert!(
                 line.ends_with("missing from the existing hook (run dbguard install)"),
                 "{status}"
@@ -235,6 +243,12 @@ fn dbguard_then_manager(peer: Peer) {
             assert!(
                 line.ends_with("missing: lefthook moved it to post-checkout.old and does not run it (run dbguard install)"),
                 "{status}"
+            );
+            let warnings = scene.dbguard(&["install", "--status"]).stderr;
+            assert!(
+                warnings
+                    .contains("lefthook rewrote .git/hooks/post-checkout without dbguard's block"),
+                "{warnings}"
             );
             assert_eq!(scene.checkout_after_a_loss(), (true, false));
         }

@@ -25,7 +25,8 @@ A hook already configured there (watchman's, scalar's) keeps running behind it.
 
 Existing hooks (git-lfs, pre-commit, husky, lefthook, your own) keep running: dbguard
 adds a marked block near the top of each hook file and `dbguard uninstall` removes only
-that block. If a tool rewrites its hook files later, run `dbguard install` again.")]
+that block. If a tool rewrites its hook files later (`git lfs update --force`, lefthook,
+husky), `dbguard install --status` says so; run `dbguard install` again.")]
 pub(crate) struct InstallArgs {
     /// Show which hooks are installed instead of installing.
     #[arg(long)]
@@ -61,7 +62,7 @@ fn hook_error(error: HookError) -> CommandError {
 pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
-        show_status(ui, &dir.path)?;
+        show_status(ui, &dir)?;
         return show_fsmonitor(ui, ctx);
     }
     if dir.outside_git_dir {
@@ -70,7 +71,11 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             dir.path.display()
         ));
     }
-    for change in hooks::install(&dir.path).map_err(hook_error)? {
+    let changes = hooks::install(&dir.path).map_err(hook_error)?;
+    if let Err(e) = hooks::replaced::record(&dir.git_dir, &hooks::block_files(&changes)) {
+        ui.warn(&format!("could not record which hooks hold dbguard's block ({e}): git will not say when another tool replaces them"));
+    }
+    for change in changes {
         let what = match &change.outcome {
             Install::Created => "installed".to_string(),
             Install::Updated => "updated".to_string(),
@@ -165,10 +170,22 @@ fn git_version(ctx: &Context) -> Option<(u32, u32)> {
     Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
-fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
+fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError> {
+    let dir = &hooks_dir.path;
     ui.out(&format!("hooks directory: {}", dir.display()));
+    let findings = hooks::replaced::findings(&hooks_dir.git_dir);
+    let replaced = &findings.replaced;
     for (hook, state) in hooks::status(dir).map_err(hook_error)? {
+        let replaced = replaced.iter().find(|r| r.path == dir.join(&hook));
         let text = match state {
+            HookState::Missing { .. } if let Some(r) = replaced => {
+                let what = match (r.deleted, r.by) {
+                    (true, _) => "deleted since dbguard install".to_string(),
+                    (false, Some(tool)) => format!("replaced by {tool}, without dbguard's block"),
+                    (false, None) => "rewritten without dbguard's block".to_string(),
+                };
+                ui.paint(Tone::Bad, &format!("{what} (run dbguard install)"))
+            }
             HookState::Installed {
                 current: true,
                 executable: true,
@@ -216,6 +233,9 @@ fn show_status(ui: &Ui, dir: &std::path::Path) -> Result<(), CommandError> {
         };
         ui.out(&format!("  {hook:<22} {text}"));
     }
+    if !findings.is_empty() {
+        ui.warn(&hooks::replaced::describe(&hooks_dir.git_dir, &findings));
+    }
     Ok(())
 }
 
@@ -257,6 +277,12 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     let mut changes = Vec::new();
     for dir in &dirs {
         changes.extend(hooks::uninstall(dir).map_err(hook_error)?);
+    }
+    if let Err(e) = hooks::replaced::forget(&dir.git_dir) {
+        ui.warn(&format!(
+            "could not remove {}: {e}",
+            dir.git_dir.join(hooks::replaced::RECORD_FILE).display()
+        ));
     }
     for change in changes {
         let what = match &change.outcome {

@@ -21,10 +21,11 @@ pub(crate) mod answer;
 pub(crate) mod chain;
 pub(crate) mod classify;
 pub(crate) mod process;
+pub(crate) mod replaced;
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, IsTerminal as _, Write as _};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -191,6 +192,13 @@ pub fn hook_main() -> ExitCode {
 /// Guard (when needed), then the bytes of the answer.
 fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
     let (git_dir, common_dir) = git_dirs(worktree)?;
+    // Once per change, and only to a person: an editor's background `git status` must
+    // not use the notice up.
+    if io::stderr().is_terminal()
+        && let Some(notice) = replaced::replaced_notice(&common_dir)
+    {
+        say(&notice);
+    }
     // Under the guard (`dbguard git …`) the snapshot is taken already.
     let guarded = std::env::var_os(GUARDED_VARIABLE).is_some();
     let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");

@@ -947,3 +947,207 @@ fn git_lfs_and_dbguard_hooks_both_run() {
         lfs_post_checkout
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Blocks replaced by other tools (real git-lfs, lefthook, husky; real `dbguard install`)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn replaced_repeats_the_markers_of_this_module() {
+    assert_eq!(replaced::BEGIN_MARKER, BEGIN_MARKER);
+}
+
+/// Whether `program` is on PATH; under `DBGUARD_REQUIRE_PEERS=1` (.ci/run) it must be.
+fn peer_available(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
+    if !found {
+        assert!(
+            std::env::var_os("DBGUARD_REQUIRE_PEERS").is_none(),
+            "{program} is not installed"
+        );
+        eprintln!("note: {program} is not installed; skipping");
+    }
+    found
+}
+
+/// A test repository with dbguard installed, and its git dir as install resolves it.
+fn installed_repo() -> (crate::testing::TestRepo, PathBuf) {
+    let repo = crate::testing::TestRepo::new();
+    repo.dbguard(["install"]).ok();
+    let git_dir = repo.root.join(".git").canonicalize().unwrap();
+    assert!(git_dir.join(replaced::RECORD_FILE).is_file());
+    (repo, git_dir)
+}
+
+#[test]
+fn git_lfs_update_force_is_noticed_once_until_the_hooks_change_again() {
+    if !peer_available("git-lfs") {
+        return;
+    }
+    let (repo, git_dir) = installed_repo();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+
+    // What git-lfs itself recommends when it finds dbguard's hooks.
+    repo.git(["lfs", "update", "--force"]);
+    let hooks = git_dir.join("hooks");
+    assert!(
+        fs::read_to_string(hooks.join("post-checkout"))
+            .unwrap()
+            .contains("git lfs post-checkout")
+    );
+    assert_eq!(
+        replaced::replaced_notice(&git_dir).as_deref(),
+        Some(
+            "git-lfs rewrote .git/hooks/post-checkout and .git/hooks/post-merge without dbguard's block, \
+             so git no longer runs dbguard from them; to fix it, run `dbguard install` again \
+             (it puts the block back and keeps git-lfs's lines)"
+        )
+    );
+    // Once: the same state is not reported again.
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+
+    // Another change is news again.
+    fs::remove_file(hooks.join("pre-rebase")).unwrap();
+    let notice = replaced::replaced_notice(&git_dir).unwrap();
+    assert!(
+        notice.starts_with(
+            "git-lfs rewrote .git/hooks/post-checkout and .git/hooks/post-merge without dbguard's block; \
+             .git/hooks/pre-rebase was deleted, so git no longer runs dbguard from them;"
+        ),
+        "{notice}"
+    );
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+
+    // The fix: install puts the blocks back beside git-lfs's lines, and resets "once".
+    repo.dbguard(["install"]).ok();
+    assert!(replaced::findings(&git_dir).is_empty());
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    let post_checkout = fs::read_to_string(hooks.join("post-checkout")).unwrap();
+    assert!(
+        post_checkout.contains(BEGIN_MARKER) && post_checkout.contains("git lfs post-checkout")
+    );
+    // The same breakage after the fix is reported again.
+    repo.git(["lfs", "update", "--force"]);
+    assert!(replaced::replaced_notice(&git_dir).is_some());
+
+    // Uninstalled: nothing is recorded, nothing is said.
+    repo.dbguard(["uninstall"]).ok();
+    assert!(!git_dir.join(replaced::RECORD_FILE).exists());
+    assert!(!git_dir.join(replaced::REPORTED_FILE).exists());
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn lefthook_reinstalling_its_hook_is_noticed() {
+    if !peer_available("lefthook") {
+        return;
+    }
+    let repo = crate::testing::TestRepo::new();
+    fs::write(
+        repo.root.join("lefthook.yml"),
+        "post-checkout:\n  commands:\n    log:\n      run: echo lefthook\n",
+    )
+    .unwrap();
+    let lefthook = |repo: &crate::testing::TestRepo| {
+        let out = repo
+            .command("lefthook", &repo.root)
+            .arg("install")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    lefthook(&repo);
+    repo.dbguard(["install"]).ok();
+    let git_dir = repo.root.join(".git").canonicalize().unwrap();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    // `lefthook install` (run again by an npm postinstall, say) regenerates its file.
+    lefthook(&repo);
+    assert_eq!(
+        replaced::replaced_notice(&git_dir).as_deref(),
+        Some(
+            "lefthook rewrote .git/hooks/post-checkout without dbguard's block, so git no longer \
+             runs dbguard from it; to fix it, run `dbguard install` again (it puts the block back \
+             and keeps lefthook's lines)"
+        )
+    );
+    repo.dbguard(["install"]).ok();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn husky_regenerating_its_hooks_directory_is_noticed() {
+    if !peer_available("husky") {
+        return;
+    }
+    let repo = crate::testing::TestRepo::new();
+    let husky = |repo: &crate::testing::TestRepo| {
+        let out = repo.command("husky", &repo.root).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    husky(&repo);
+    repo.dbguard(["install"]).ok();
+    let git_dir = repo.root.join(".git").canonicalize().unwrap();
+    assert!(
+        fs::read_to_string(repo.root.join(".husky/_/post-checkout"))
+            .unwrap()
+            .contains(BEGIN_MARKER)
+    );
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    // husky runs again (`npm install` runs its `prepare` script) and rewrites `.husky/_`.
+    husky(&repo);
+    let notice = replaced::replaced_notice(&git_dir).unwrap();
+    assert!(
+        notice.starts_with(
+            "husky rewrote .husky/_/post-checkout, .husky/_/post-merge, .husky/_/post-rewrite, \
+             .husky/_/pre-commit and .husky/_/pre-rebase without dbguard's block, so git no longer \
+             runs dbguard from them;"
+        ),
+        "{notice}"
+    );
+    // husky has no reference-transaction hook: dbguard's own file there is intact.
+    assert!(!notice.contains("reference-transaction"), "{notice}");
+    assert!(notice.ends_with("(it puts the block back and keeps husky's lines)"));
+    repo.dbguard(["install"]).ok();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn husky_moving_core_hooks_path_after_install_is_noticed() {
+    if !peer_available("husky") {
+        return;
+    }
+    let (repo, git_dir) = installed_repo();
+    // husky's first run points core.hooksPath at `.husky/_`: git skips .git/hooks.
+    let out = repo.command("husky", &repo.root).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        replaced::replaced_notice(&git_dir).as_deref(),
+        Some(
+            "core.hooksPath now points to .husky/_ (husky's hooks), so git no longer runs the \
+             hooks dbguard installed; to fix it, run `dbguard install` again (it adds its block \
+             to the hooks there and keeps husky's lines)"
+        )
+    );
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+    repo.dbguard(["install"]).ok();
+    assert_eq!(replaced::replaced_notice(&git_dir), None);
+}
+
+#[test]
+fn a_hooks_path_dbguard_cannot_be_sure_of_is_not_claimed() {
+    let (repo, git_dir) = installed_repo();
+    // An include may set core.hooksPath anywhere: no claim either way.
+    repo.git(["config", "include.path", "other.config"]);
+    repo.git(["config", "core.hooksPath", "elsewhere"]);
+    assert!(replaced::findings(&git_dir).hooks_path.is_none());
+    repo.git(["config", "--unset", "include.path"]);
+    assert_eq!(
+        replaced::findings(&git_dir).hooks_path,
+        Some(repo.root.canonicalize().unwrap().join("elsewhere"))
+    );
+    // Pointing at the directory dbguard installed into is no move.
+    repo.git(["config", "core.hooksPath", ".git/hooks"]);
+    assert!(replaced::findings(&git_dir).is_empty());
+}

@@ -1,0 +1,211 @@
+//! `dbguard status` flags databases that shrank or vanished since their last snapshot,
+//! and the restore command it prints works when pasted where status ran.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// The command after `hint: to bring it back: ` for `path` in status's stderr.
+fn printed_restore(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: to bring it back: "))
+        .unwrap_or_else(|| panic!("no restore command in:\n{stderr}"))
+        .to_string()
+}
+
+/// Run `command` as a user pasting it into a shell in `dir`.
+fn paste(repo: &TestRepo, dir: &Path, command: &str) -> Run {
+    Run::from(
+        repo.command("sh", dir)
+            .args(["-c", command])
+            .output()
+            .unwrap(),
+    )
+}
+
+fn snapshot_id(repo: &TestRepo, path: &str) -> i64 {
+    let log = repo.dbguard(["log", "--json", path]).ok().json();
+    log[0]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_database_git_clean_deleted_is_listed_as_gone_with_a_restore_command_that_works() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "data/\n").unwrap();
+    fs::create_dir_all(repo.root.join("src")).unwrap();
+    fs::write(repo.root.join("src/main.txt"), "code\n").unwrap();
+    repo.git(["add", ".gitignore", "src"]);
+    repo.git(["commit", "-q", "-m", "ignore data"]);
+    fs::create_dir_all(repo.root.join("data")).unwrap();
+    let db = repo.root.join("data/crawl.db");
+    make_posts_db(&db, 40_000, 8);
+    repo.dbguard(["snapshot"]).ok();
+    let id = snapshot_id(&repo, "data/crawl.db");
+
+    repo.git(["clean", "-q", "-fdx"]);
+    assert!(!repo.root.join("data").exists());
+
+    let status = repo.dbguard(["status"]).ok();
+    assert!(
+        !status
+            .stderr
+            .contains("no SQLite or DuckDB databases in this working tree"),
+        "{}",
+        status.stderr
+    );
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("data/crawl.db "))
+        .unwrap_or_else(|| panic!("not listed:\n{}", status.stdout));
+    assert!(row.contains("GONE"), "{row}");
+    assert!(row.contains(&format!("#{id} ")), "{row}");
+    assert!(row.ends_with("40,000"), "{row}");
+    let warning = status
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning: data/crawl.db is gone;"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", status.stderr));
+    assert!(warning.contains(&format!(" snapshot #{id} (")), "{warning}");
+    assert!(warning.ends_with(" s ago) holds 40,000 rows"), "{warning}");
+    let command = printed_restore(&status.stderr);
+    assert_eq!(
+        command,
+        format!("dbguard restore data/crawl.db --from {id}")
+    );
+
+    let json = repo.dbguard(["status", "--json"]).ok().json();
+    let entry = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == "data/crawl.db")
+        .unwrap();
+    assert_eq!(entry["state"], "vanished");
+    assert_eq!(entry["loss"]["snapshot_id"], id);
+    assert_eq!(entry["loss"]["rows_then"], 40_000);
+    assert!(entry["loss"]["rows_now"].is_null());
+    assert_eq!(entry["loss"]["restore"], command.as_str());
+    assert_eq!(entry["last_snapshot"]["rows"], 40_000);
+
+    // From outside the worktree (`-C`), the command says which worktree.
+    let outside = repo.path("elsewhere");
+    fs::create_dir_all(&outside).unwrap();
+    let root = repo.root.to_str().unwrap();
+    let status = repo.dbguard_in(&outside, ["-C", root, "status"]).ok();
+    let command = printed_restore(&status.stderr);
+    assert!(command.starts_with("dbguard -C "), "{command}");
+    assert!(
+        command.ends_with(&format!(" restore data/crawl.db --from {id}")),
+        "{command}"
+    );
+
+    // From a subdirectory, the command names the path from there, and works pasted there.
+    let sub = repo.root.join("src");
+    let status = repo.dbguard_in(&sub, ["status"]).ok();
+    let command = printed_restore(&status.stderr);
+    assert_eq!(
+        command,
+        format!("dbguard restore ../data/crawl.db --from {id}")
+    );
+    paste(&repo, &sub, &command).ok();
+    assert_eq!(sqlite_count(&db, "posts"), 40_000);
+    assert_eq!(quick_check(&db), "ok");
+
+    // Back: nothing is flagged any more.
+    let status = repo.dbguard(["status"]).ok();
+    assert!(
+        !status.stderr.contains("to bring it back"),
+        "{}",
+        status.stderr
+    );
+    assert!(!status.stdout.contains("GONE"), "{}", status.stdout);
+}
+
+#[test]
+fn only_a_database_that_lost_rows_is_flagged() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore databases"]);
+    for name in ["shrunk.db", "same.db", "grown.db"] {
+        make_posts_db(&repo.root.join(name), 1_000, 8);
+    }
+    repo.dbguard(["snapshot"]).ok();
+    let id = snapshot_id(&repo, "shrunk.db");
+    let shrunk = rusqlite::Connection::open(repo.root.join("shrunk.db")).unwrap();
+    shrunk
+        .execute("DELETE FROM posts WHERE id > 400", [])
+        .unwrap();
+    drop(shrunk);
+    add_posts(
+        &rusqlite::Connection::open(repo.root.join("grown.db")).unwrap(),
+        500,
+        8,
+    );
+
+    let status = repo.dbguard(["status"]).ok();
+    let line = |name: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{}", status.stdout))
+            .to_string()
+    };
+    assert!(
+        line("shrunk.db").contains("400 SHRANK"),
+        "{}",
+        status.stdout
+    );
+    assert!(!line("same.db").contains("SHRANK"), "{}", status.stdout);
+    assert!(!line("grown.db").contains("SHRANK"), "{}", status.stdout);
+    assert!(line("grown.db").contains("1,500"), "{}", status.stdout);
+    let warning = status
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning: shrunk.db shrank since its last snapshot: "))
+        .unwrap_or_else(|| panic!("no warning:\n{}", status.stderr));
+    assert!(warning.contains(&format!(" snapshot #{id} (")), "{warning}");
+    assert!(
+        warning.ends_with(" s ago) holds 1,000 rows, the file has 400 now (posts 1,000 -> 400)"),
+        "{warning}"
+    );
+    for name in ["same.db", "grown.db"] {
+        assert!(!status.stderr.contains(name), "{}", status.stderr);
+    }
+    let warnings = status.stderr.matches("to bring it back").count();
+    assert_eq!(warnings, 1, "{}", status.stderr);
+
+    let json = repo.dbguard(["status", "--json"]).ok().json();
+    let state = |name: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("shrunk.db")["state"], "shrank");
+    assert_eq!(state("shrunk.db")["loss"]["rows_now"], 400);
+    assert_eq!(state("shrunk.db")["loss"]["tables"][0]["table"], "posts");
+    assert_eq!(state("shrunk.db")["loss"]["tables"][0]["after"], 400);
+    for name in ["same.db", "grown.db"] {
+        assert_eq!(state(name)["state"], "ok");
+        assert!(state(name).get("loss").is_none());
+        // Existing fields keep their types.
+        assert!(state(name)["git"].is_string());
+        assert!(state(name)["size"].is_u64());
+    }
+
+    let command = printed_restore(&status.stderr);
+    assert_eq!(command, format!("dbguard restore shrunk.db --from {id}"));
+    paste(&repo, &repo.root, &command).ok();
+    assert_eq!(sqlite_count(&repo.root.join("shrunk.db"), "posts"), 1_000);
+    let status = repo.dbguard(["status"]).ok();
+    assert!(!status.stdout.contains("SHRANK"), "{}", status.stdout);
+}
