@@ -457,3 +457,33 @@ fn the_next_git_command_says_once_that_git_lfs_replaced_the_hooks() {
     let person = on_a_terminal(&repo, "git status");
     assert!(person.contains("git-lfs rewrote"), "{person}");
 }
+
+#[test]
+fn a_plain_cherry_pick_over_an_ignored_database_is_snapshotted_first() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    repo.git(["checkout", "-q", "-b", "sample"]);
+    make_posts_db(&repo.root.join("posts.db"), 10, 8);
+    repo.git(["add", "-f", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample"]);
+    repo.git(["checkout", "-q", "main"]);
+    make_posts_db(&repo.root.join("posts.db"), 3000, 8);
+    repo.dbguard(["install"]).ok();
+    add_posts(
+        &rusqlite::Connection::open(repo.root.join("posts.db")).unwrap(),
+        1000,
+        8,
+    );
+    let pick = plain(&repo, &repo.root, &["cherry-pick", "sample"]);
+    assert_eq!(pick.code, 0, "{}", pick.stderr);
+    assert_eq!(sqlite_count(&repo.root.join("posts.db"), "posts"), 10);
+    assert!(
+        pick.stderr
+            .contains("dbguard does not plan `git cherry-pick`"),
+        "{}",
+        pick.stderr
+    );
+    assert_eq!(restore_rows(&repo, "posts.db"), 4000);
+}

@@ -96,7 +96,7 @@ pub(crate) fn may_write_worktree(invocation: &plan::GitInvocation, unparsed: boo
         || invocation
             .subcommand
             .as_deref()
-            .is_some_and(plan::is_risky_subcommand)
+            .is_some_and(|name| plan::is_risky_subcommand(name) || plan::writes_unplanned(name))
 }
 
 /// For `git pull`: fetch first, so that the plan sees what the merge will bring (git
@@ -148,8 +148,13 @@ pub(crate) fn databases_at_risk(
             .collect()
     };
     let probe: Option<plan::Probe<'_>> = (!scan.excluded.is_empty()).then_some(&probe);
-    let plan = match unparsed {
-        Some(reason) => plan::Plan::everything(&relative, probe, reason),
+    let unplanned = invocation
+        .subcommand
+        .as_deref()
+        .filter(|name| plan::writes_unplanned(name))
+        .map(|name| format!("dbguard does not plan `git {name}`"));
+    let plan = match unparsed.map(str::to_string).or(unplanned) {
+        Some(reason) => plan::Plan::everything(&relative, probe, &reason),
         None => plan::plan(invocation, &ctx.repo.worktree, &relative, probe)
             .unwrap_or_else(|error| plan::Plan::everything(&relative, probe, &error.to_string())),
     };

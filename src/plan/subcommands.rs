@@ -35,6 +35,26 @@ pub(crate) fn is_risky_subcommand(name: &str) -> bool {
     PLANNED_SUBCOMMANDS.contains(&name)
 }
 
+/// Subcommands that can overwrite worktree files (an ignored database at a path the
+/// commit brings, `-f`) but that the planner does not model: every database is
+/// snapshotted before them.
+const UNPLANNED_WRITERS: &[&str] = &[
+    "cherry-pick",
+    "revert",
+    "am",
+    "apply",
+    "read-tree",
+    "checkout-index",
+    "sparse-checkout",
+    "mv",
+    "bisect",
+];
+
+/// Whether `name` may write worktree files without the planner knowing which.
+pub(crate) fn writes_unplanned(name: &str) -> bool {
+    UNPLANNED_WRITERS.contains(&name)
+}
+
 /// Subcommands the shell function from `dbguard init` sends straight to git, sparing a
 /// dbguard process: none of them is planned, so `dbguard git` would run them untouched
 /// anyway. Everything else (aliases and external commands too) goes through `dbguard git`.
@@ -59,7 +79,7 @@ mod tests {
                 "{name} is planned but passed through"
             );
         }
-        for name in PLANNED_SUBCOMMANDS {
+        for name in PLANNED_SUBCOMMANDS.iter().chain(UNPLANNED_WRITERS) {
             assert!(BUILTINS.contains(name), "{name} is not a git builtin");
         }
     }
