@@ -487,3 +487,32 @@ fn a_plain_cherry_pick_over_an_ignored_database_is_snapshotted_first() {
     );
     assert_eq!(restore_rows(&repo, "posts.db"), 4000);
 }
+
+#[test]
+fn the_builtin_daemon_setting_is_replaced_on_this_git_and_comes_back() {
+    let repo = TestRepo::new();
+    repo.git(["config", "core.fsmonitor", "true"]);
+    let install = repo.dbguard(["install"]).ok();
+    assert!(
+        install.stderr.contains("replaced `true`"),
+        "{}",
+        install.stderr
+    );
+    let value = repo.git(["config", "--local", "core.fsmonitor"]);
+    assert!(value.trim().ends_with("/dbguard-fsmonitor"), "{value}");
+    repo.dbguard(["uninstall"]).ok();
+    assert_eq!(
+        repo.git(["config", "--local", "core.fsmonitor"]).trim(),
+        "true"
+    );
+}
+
+#[test]
+fn the_guard_and_the_hook_never_snapshot_twice() {
+    let repo = tracked_database_grown_after_install();
+    let before = snapshot_count(&repo);
+    repo.dbguard(["reset", "-q", "--hard"]).ok();
+    assert_eq!(sqlite_count(&repo.root.join("posts.db"), "posts"), 5000);
+    assert_eq!(snapshot_count(&repo), before + 1);
+    assert_eq!(restore_rows(&repo, "posts.db"), 90_000);
+}
