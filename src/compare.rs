@@ -18,8 +18,7 @@ pub(crate) struct TableLoss {
 pub(crate) struct Shrink {
     pub(crate) path: String,
     pub(crate) snapshot_id: i64,
-    /// The operation the snapshot was taken in, and when.
-    pub(crate) operation_id: i64,
+    /// When the snapshot was taken.
     #[serde(serialize_with = "crate::store::catalog::rfc3339")]
     pub(crate) taken_at: chrono::DateTime<chrono::Utc>,
     /// The git command the snapshot was taken before, for the prompt.
@@ -137,7 +136,6 @@ pub(crate) fn shrink_against(
     Some(Shrink {
         path: snapshot.path.clone(),
         snapshot_id: snapshot.id,
-        operation_id: snapshot.operation.id,
         taken_at: snapshot.created_at,
         taken_before: snapshot.operation.describe(),
         restored_from: restored_from(snapshot),

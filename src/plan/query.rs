@@ -66,6 +66,9 @@ pub(super) struct Git {
     user: Vec<OsString>,
     /// Global options for queries with our own `:(top,literal)` pathspecs.
     internal: Vec<OsString>,
+    /// Revisions already peeled: refs do not move while git waits for dbguard, and the
+    /// planner asks for the same one more than once (each ask is a git process).
+    peeled: std::cell::RefCell<std::collections::HashMap<(String, String), Option<String>>>,
 }
 
 /// Arguments as owned `OsString`s.
@@ -100,6 +103,7 @@ impl Git {
             dir: inv.cwd.clone(),
             user,
             internal,
+            peeled: Default::default(),
         }
     }
 
@@ -181,6 +185,10 @@ impl Git {
         if rev.starts_with('-') || rev.is_empty() {
             return Ok(None);
         }
+        let key = (rev.to_owned(), kind.to_owned());
+        if let Some(known) = self.peeled.borrow().get(&key) {
+            return Ok(known.clone());
+        }
         let args = to_os([
             "rev-parse".to_owned(),
             "--verify".to_owned(),
@@ -188,11 +196,13 @@ impl Git {
             format!("{rev}^{{{kind}}}"),
         ]);
         let out = self.raw(&args, false)?;
-        match out.status.code() {
-            Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
-            Some(1) => Ok(None),
-            _ => check(&self.dir, &args, out).map(|_| None),
-        }
+        let peeled = match out.status.code() {
+            Some(0) => Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+            Some(1) => None,
+            _ => return check(&self.dir, &args, out).map(|_| None),
+        };
+        self.peeled.borrow_mut().insert(key, peeled.clone());
+        Ok(peeled)
     }
 
     /// A commit id or an error naming the revision.
