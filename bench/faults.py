@@ -398,7 +398,7 @@ def restore_listed(t, repo, seen, expect_rows=None):
         if snapshot["id"] in seen:
             continue
         seen.add(snapshot["id"])
-        recorded = sum(snapshot["census"]["tables"].values())
+        recorded = sum(snapshot["tables"].values())
         if expect_rows is not None:
             t.check(expect_rows(recorded), f"#{snapshot['id']} records {recorded} rows, not the state it was taken of")
         out = os.path.join(BASE, f"restored-{os.getpid()}-{snapshot['id']}.db")

@@ -31,7 +31,7 @@ pub(crate) struct Cli {
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
-    /// Machine-readable output (log, show, status, verify, snapshot).
+    /// Machine-readable JSON on stdout from: snapshot, log, show, status, diff, verify, restore, export, import-table, prune, config. Other commands ignore it. Fields: README "JSON output", docs/json-schema.json.
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Answer yes to every question.

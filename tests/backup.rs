@@ -153,7 +153,7 @@ fn backup_export_both_formats_and_codecs_read_back_with_pyarrow_and_duckdb() {
             ])
             .ok();
         let report = run.json();
-        assert_eq!(report[0]["tables"][0]["rows"], 50_000, "{codec}");
+        assert_eq!(report[0]["tables"]["posts"]["rows"], 50_000, "{codec}");
         assert!(run.stderr.contains("posts: 50,000 rows"), "{}", run.stderr);
         let dir = repo.root.join(&out).join("posts.db");
         let parquet = find_file(&dir, "/parquet/posts.parquet");
@@ -193,7 +193,7 @@ fn backup_export_by_snapshot_id_uses_the_snapshot_time_in_the_path() {
         ])
         .ok()
         .json();
-    assert_eq!(report[0]["tables"][0]["rows"], 100);
+    assert_eq!(report[0]["tables"]["posts"]["rows"], 100);
     let file = repo
         .root
         .join("dbguard-export/posts.db/20261121T114500Z/jsonl/posts.jsonl");
@@ -316,7 +316,7 @@ fn backup_import_table_snapshots_an_existing_database_first() {
     assert_eq!(report["rows"], 20);
     assert_eq!(report["table"], "posts");
     assert_eq!(
-        report["undo"], 2,
+        report["undo_snapshot_id"], 2,
         "snapshot #1 by export, #2 before the import"
     );
     assert_eq!(common::sqlite_count(&db, "posts"), 20);
@@ -399,7 +399,7 @@ fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
     );
     let dry = dry.json();
     assert_eq!(dry["removed"].as_array().unwrap().len(), 24);
-    assert!(dry["bytes_freed"].as_u64().unwrap() > 0);
+    assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
 
     let run = dbguard_env(&repo, &later, &["prune", "--keep-last", "3", "--json"]).ok();
     assert!(
@@ -410,10 +410,10 @@ fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
     let report = run.json();
     assert_eq!(report["removed"], dry["removed"]);
     assert_eq!(
-        report["bytes_freed"], dry["bytes_freed"],
+        report["freed_bytes"], dry["freed_bytes"],
         "dry run predicted the bytes"
     );
-    assert!(report["bytes_freed"].as_u64().unwrap() > 0);
+    assert!(report["freed_bytes"].as_u64().unwrap() > 0);
     let after = catalog_snapshots(&repo);
     for path in ["posts.db", "notes.db"] {
         let all: Vec<i64> = before
@@ -638,15 +638,10 @@ fn backup_export_of_a_duckdb_database_reads_back() {
         .ok()
         .json();
     let rows: Vec<(String, u64)> = report[0]["tables"]
-        .as_array()
+        .as_object()
         .unwrap()
         .iter()
-        .map(|t| {
-            (
-                t["table"].as_str().unwrap().to_string(),
-                t["rows"].as_u64().unwrap(),
-            )
-        })
+        .map(|(name, t)| (name.clone(), t["rows"].as_u64().unwrap()))
         .collect();
     assert_eq!(
         rows,

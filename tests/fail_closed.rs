@@ -33,7 +33,7 @@ fn snapshot_rows(repo: &TestRepo, path: &str) -> Vec<u64> {
         .unwrap()
         .iter()
         .filter(|s| s["path"] == path)
-        .map(|s| s["census"]["tables"]["posts"].as_u64().unwrap())
+        .map(|s| s["tables"]["posts"].as_u64().unwrap())
         .collect()
 }
 
@@ -184,7 +184,7 @@ fn a_hot_journal_left_by_a_crashed_writer_is_rolled_back_in_a_copy_only() {
     );
 
     let log = repo.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(log[0]["census"]["tables"]["posts"], 2000);
+    assert_eq!(log[0]["tables"]["posts"], 2000);
     let id = log[0]["id"].as_i64().unwrap().to_string();
     let copy = repo.path("restored.db");
     repo.dbguard(["restore", "--from", &id, "--to", copy.to_str().unwrap()])

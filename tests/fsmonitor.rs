@@ -114,7 +114,7 @@ fn plain_reset_hard_after_fetch_is_snapshotted_before_it_writes() {
         reset.stderr
     );
     let log = collaborator.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(log[0]["census"]["tables"]["posts"], 90_000);
+    assert_eq!(log[0]["tables"]["posts"], 90_000);
     assert_eq!(log[0]["operation"]["argv"][0], "git");
     assert_eq!(log[0]["operation"]["argv"][1], "reset");
     assert_eq!(restore_rows(&collaborator, "posts.db"), 90_000);
@@ -217,7 +217,7 @@ fn plain_pull_that_tracks_an_ignored_database_snapshots_before_the_merge_writes(
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["census"]["tables"]["posts"] == 50_000)
+        .find(|s| s["tables"]["posts"] == 50_000)
         .unwrap_or_else(|| panic!("no 50,000-row snapshot: {log:#}"));
     assert_eq!(saved["operation"]["argv"][1], "pull", "{saved:#}");
     assert_eq!(restore_rows(&collaborator, "posts.db"), 50_000);

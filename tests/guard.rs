@@ -55,7 +55,7 @@ fn guarded_pull_snapshots_the_ignored_900k_database_and_reports_the_shrink() {
     let snapshots = story.snapshots();
     assert_eq!(snapshots.as_array().unwrap().len(), 1);
     assert_eq!(snapshots[0]["path"], "posts.db");
-    assert_eq!(snapshots[0]["census"]["tables"]["posts"], 900_000);
+    assert_eq!(snapshots[0]["tables"]["posts"], 900_000);
     assert_eq!(snapshots[0]["git_state"], "ignored");
     assert_eq!(
         snapshots[0]["operation"]["argv"],
@@ -84,7 +84,7 @@ fn force_pull_recipe_reset_hard_after_fetch_snapshots_first() {
     let run = story.dbguard(["reset", "--hard", "origin/main"]).ok();
     assert_eq!(sqlite_count(&story.clone.join("posts.db"), "posts"), 5000);
     let snapshots = story.snapshots();
-    assert_eq!(snapshots[0]["census"]["tables"]["posts"], 20_000);
+    assert_eq!(snapshots[0]["tables"]["posts"], 20_000);
     assert_eq!(snapshots[0]["git_state"], "untracked");
     assert!(run.stderr.contains("20,000"), "{}", run.stderr);
     assert!(
@@ -112,7 +112,7 @@ fn checkout_of_a_branch_that_tracks_an_ignored_database() {
     let run = repo.dbguard(["checkout", "other"]).ok();
     assert_eq!(sqlite_count(&repo.root.join("data/app.db"), "posts"), 100);
     let log = repo.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(log[0]["census"]["tables"]["posts"], 30_000);
+    assert_eq!(log[0]["tables"]["posts"], 30_000);
     assert!(
         run.stderr.contains("data/app.db lost rows"),
         "{}",
@@ -132,7 +132,7 @@ fn clean_fdx_snapshots_the_ignored_database_it_deletes() {
     assert!(!repo.root.join("scratch dir/notes.db").exists());
     let log = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(log[0]["path"], "scratch dir/notes.db");
-    assert_eq!(log[0]["census"]["tables"]["posts"], 777);
+    assert_eq!(log[0]["tables"]["posts"], 777);
     assert!(
         run.stderr.contains("scratch dir/notes.db is gone"),
         "{}",
@@ -147,7 +147,7 @@ fn stash_u_snapshots_the_untracked_database() {
     repo.dbguard(["stash", "-u"]).ok();
     assert!(!repo.root.join("local.db").exists());
     let log = repo.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(log[0]["census"]["tables"]["posts"], 321);
+    assert_eq!(log[0]["tables"]["posts"], 321);
     assert_eq!(
         log[0]["operation"]["argv"],
         serde_json::json!(["git", "stash", "-u"])
@@ -171,7 +171,7 @@ fn upstream_commit_that_untracks_the_database_is_snapshotted_before_pull_deletes
         "git deleted it, as git does"
     );
     let log = repo.dbguard_in(&clone, ["log", "--json"]).ok().json();
-    assert_eq!(log[0]["census"]["tables"]["posts"], 4321);
+    assert_eq!(log[0]["tables"]["posts"], 4321);
     assert_eq!(log[0]["git_state"], "tracked");
     assert!(run.stderr.contains("posts.db is gone"), "{}", run.stderr);
     assert!(
@@ -294,7 +294,7 @@ fn shell_function_routes_pull_through_dbguard_and_status_straight_to_git() {
         "git pull -q",
         "only pull went through dbguard"
     );
-    assert_eq!(story.snapshots()[0]["census"]["tables"]["posts"], 2000);
+    assert_eq!(story.snapshots()[0]["tables"]["posts"], 2000);
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn plain_checkout_over_an_ignored_900k_database_reports_the_shrink() {
         install.stderr
     );
     let baseline = repo.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(baseline[0]["census"]["tables"]["posts"], 900_000);
+    assert_eq!(baseline[0]["tables"]["posts"], 900_000);
 
     // Plain git, as people type it: git itself says nothing about the database.
     let checkout = Run::from(
@@ -55,10 +55,10 @@ fn plain_checkout_over_an_ignored_900k_database_reports_the_shrink() {
         .iter()
         .find(|s| {
             s["operation"]["argv"] == serde_json::json!(["git", "checkout", "sample"])
-                && s["census"]["tables"]["posts"] == 900_000
+                && s["tables"]["posts"] == 900_000
         })
         .unwrap_or_else(|| panic!("no snapshot before the checkout: {log:#}"));
-    assert_eq!(before["census"]["tables"]["posts"], 900_000);
+    assert_eq!(before["tables"]["posts"], 900_000);
     let id = before["id"].as_i64().unwrap();
     let err = &checkout.stderr;
     assert!(!err.contains("never saved"), "{err}");
@@ -112,7 +112,7 @@ fn plain_pull_is_snapshotted_by_reference_transaction_before_the_merge() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["census"]["tables"]["posts"] == 20_000)
+        .filter(|s| s["tables"]["posts"] == 20_000)
         .map(|s| s["operation"]["argv"][0].as_str().unwrap())
         .collect();
     assert!(
@@ -236,7 +236,7 @@ fn untrack_snapshots_removes_from_the_index_and_ignores() {
             .contains("/posts.db")
     );
     assert_eq!(
-        repo.dbguard(["log", "--json"]).ok().json()[0]["census"]["tables"]["posts"],
+        repo.dbguard(["log", "--json"]).ok().json()[0]["tables"]["posts"],
         77
     );
     assert!(repo.root.join("posts.db").exists());
@@ -397,7 +397,9 @@ fn plain_checkout_after_a_restore_reports_the_restored_rows_lost() {
         .ok()
         .json();
     assert_eq!(sqlite_count(&db, "posts"), 3000);
-    let baseline = restored["baseline"].as_i64().expect("a baseline snapshot");
+    let baseline = restored["baseline_snapshot_id"]
+        .as_i64()
+        .expect("a baseline snapshot");
     let log = repo.dbguard(["log", "posts.db"]).ok();
     assert!(
         log.stdout.contains(&format!("(restored from #{good})")),

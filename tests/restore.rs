@@ -19,7 +19,7 @@ fn sha(path: &std::path::Path) -> Vec<u8> {
 fn census_of(repo: &TestRepo, id: i64) -> serde_json::Value {
     repo.dbguard(["show", "--json", &id.to_string()])
         .ok()
-        .json()["census"]["tables"]
+        .json()["tables"]
         .clone()
 }
 
@@ -46,8 +46,10 @@ fn story_forced_pull_then_restore_then_undo() {
     let report = restored.json();
     assert_eq!(sqlite_count(&db, "posts"), 900_000);
     assert_eq!(quick_check(&db), "ok");
-    assert_eq!(report["census"]["tables"]["posts"], 900_000);
-    let undo = report["undo"].as_i64().expect("an undo snapshot id");
+    assert_eq!(report["tables"]["posts"], 900_000);
+    let undo = report["undo_snapshot_id"]
+        .as_i64()
+        .expect("an undo snapshot id");
     assert!(restored.stderr.contains(&format!(
         "undo with: dbguard restore posts.db --from {undo}"
     )));
@@ -324,8 +326,8 @@ fn diff_shows_rows_now_and_between_snapshots() {
         .dbguard(["diff", "--json", &first.to_string()])
         .ok()
         .json();
-    assert_eq!(now[0]["tables"][0]["before"], 100);
-    assert_eq!(now[0]["tables"][0]["after"], 60);
+    assert_eq!(now[0]["tables"]["posts"]["rows_before"], 100);
+    assert_eq!(now[0]["tables"]["posts"]["rows_after"], 60);
     let between = repo
         .dbguard(["diff", &first.to_string(), &second.to_string()])
         .ok();

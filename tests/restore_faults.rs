@@ -158,7 +158,7 @@ fn full_worktree_disk_leaves_a_wal_database_exactly_as_it_was() {
         )
         .ok();
     assert_eq!(sqlite_count(&db, "posts"), 3000);
-    let undo = run.json()["undo"].as_i64().unwrap();
+    let undo = run.json()["undo_snapshot_id"].as_i64().unwrap();
     repo.dbguard_in(&work, ["restore", "w.db", "--from", &undo.to_string()])
         .ok();
     assert_eq!(sqlite_count(&db, "posts"), 1500);
@@ -286,7 +286,7 @@ fn a_duckdb_wal_is_folded_in_never_dropped() {
     );
     assert_eq!(count(&duck), 800);
     // The undo snapshot holds the WAL's rows: nothing was lost.
-    let undo = run.json()["undo"].as_i64().unwrap();
+    let undo = run.json()["undo_snapshot_id"].as_i64().unwrap();
     repo.dbguard(["restore", "w.duckdb", "--from", &undo.to_string()])
         .ok();
     assert_eq!(count(&duck), 1500);

@@ -2,7 +2,7 @@
 
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::ui::{Tone, Ui};
+use crate::ui::{Tone, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -19,15 +19,14 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
     let s = &ctx.settings;
     let environment = crate::env::in_effect();
     if ui.json {
-        let mut json = serde_json::to_value(s).unwrap_or_default();
-        if let Some(object) = json.as_object_mut() {
-            let variables = environment
+        let config = json::Config {
+            settings: s,
+            environment: environment
                 .iter()
-                .map(|(variable, value)| (variable.name.to_string(), value.clone().into()))
-                .collect();
-            object.insert("environment".into(), serde_json::Value::Object(variables));
-        }
-        ui.out(&serde_json::to_string_pretty(&json).unwrap_or_default());
+                .map(|(variable, value)| (variable.name, value.clone()))
+                .collect(),
+        };
+        json::print(ui, &config);
         return Ok(());
     }
     let r = &s.retention.value;

@@ -3,13 +3,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::db::{self, Census};
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::store::Store;
-use crate::ui::{self, Tone, Ui};
+use crate::ui::{self, Tone, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -23,20 +21,60 @@ pub(crate) struct Args {
     pub(crate) items: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct TableDiff {
     table: String,
     before: Option<u64>,
     after: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Diff {
     path: String,
-    before: String,
-    after: String,
+    /// The snapshot compared (always a snapshot).
+    before_id: i64,
+    /// The other side: a snapshot, or `None` for the file now.
+    after_id: Option<i64>,
+    /// False when the after side is the file now and it is gone.
+    after_exists: bool,
     schema_changed: bool,
     tables: Vec<TableDiff>,
+}
+
+impl Diff {
+    /// Column heading of each side: "#4", "now" or "now (missing)".
+    fn before_label(&self) -> String {
+        format!("#{}", self.before_id)
+    }
+
+    fn after_label(&self) -> String {
+        match (self.after_id, self.after_exists) {
+            (Some(id), _) => format!("#{id}"),
+            (None, true) => "now".into(),
+            (None, false) => "now (missing)".into(),
+        }
+    }
+
+    fn json(&self) -> json::Diff {
+        json::Diff {
+            path: self.path.clone(),
+            before_snapshot_id: self.before_id,
+            after_snapshot_id: self.after_id,
+            after_exists: self.after_exists,
+            schema_changed: self.schema_changed,
+            tables: self
+                .tables
+                .iter()
+                .map(|t| {
+                    let rows = json::TableDiff {
+                        rows_before: t.before,
+                        rows_after: t.after,
+                    };
+                    (t.table.clone(), rows)
+                })
+                .collect(),
+        }
+    }
 }
 
 fn is_id(text: &str) -> bool {
@@ -71,29 +109,18 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         [first, second] => {
             let a = Context::find_snapshot(&store, first)?;
             let b = Context::find_snapshot(&store, second)?;
-            vec![diff(
-                &a.path,
-                format!("#{}", a.id),
-                Some(&a.census),
-                format!("#{}", b.id),
-                Some(&b.census),
-            )]
+            vec![diff(&a.path, a.id, &a.census, Some(b.id), Some(&b.census))]
         }
         [only] => {
             let a = Context::find_snapshot(&store, only)?;
             let current = census_now(ctx, &a.path, a.kind)?;
-            vec![diff(
-                &a.path,
-                format!("#{}", a.id),
-                Some(&a.census),
-                "now".into(),
-                current.as_ref(),
-            )]
+            vec![diff(&a.path, a.id, &a.census, None, current.as_ref())]
         }
         _ => latest_against_now(ui, ctx, &store, paths.first().map(|p| p.as_str()))?,
     };
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&diffs).unwrap_or_default());
+        let diffs: Vec<json::Diff> = diffs.iter().map(Diff::json).collect();
+        json::print(ui, &diffs);
         return Ok(());
     }
     for d in &diffs {
@@ -142,13 +169,7 @@ fn latest_against_now(
             continue;
         };
         let current = census_now(ctx, &path, last.kind)?;
-        diffs.push(diff(
-            &path,
-            format!("#{}", last.id),
-            Some(&last.census),
-            "now".into(),
-            current.as_ref(),
-        ));
+        diffs.push(diff(&path, last.id, &last.census, None, current.as_ref()));
     }
     Ok(diffs)
 }
@@ -170,12 +191,12 @@ fn no_snapshot_of(ctx: &Context, path: &str) -> CommandError {
 fn print_diff(ui: &Ui, d: &Diff) {
     ui.out(&ui.paint(
         Tone::Bold,
-        &format!("{}: {} → {}", d.path, d.before, d.after),
+        &format!("{}: {} → {}", d.path, d.before_label(), d.after_label()),
     ));
     let mut rows = vec![vec![
         "TABLE".to_string(),
-        d.before.clone(),
-        d.after.clone(),
+        d.before_label(),
+        d.after_label(),
         "CHANGE".into(),
     ]];
     for t in &d.tables {
@@ -202,32 +223,30 @@ fn print_diff(ui: &Ui, d: &Diff) {
     }
 }
 
+/// Snapshot `before_id` (its census `before`) against snapshot `after_id`, or the file
+/// now when `after_id` is `None` (`after` is `None` when that file is gone).
 fn diff(
     path: &str,
-    before_label: String,
-    before: Option<&Census>,
-    after_label: String,
+    before_id: i64,
+    before: &Census,
+    after_id: Option<i64>,
     after: Option<&Census>,
 ) -> Diff {
-    let names: BTreeSet<&String> = before
-        .iter()
-        .chain(after.iter())
+    let names: BTreeSet<&String> = std::iter::once(before)
+        .chain(after)
         .flat_map(|c| c.tables.keys())
         .collect();
     Diff {
         path: path.to_string(),
-        after: if after.is_none() {
-            format!("{after_label} (missing)")
-        } else {
-            after_label
-        },
-        before: before_label,
-        schema_changed: matches!((before, after), (Some(a), Some(b)) if a.schema != b.schema),
+        before_id,
+        after_id,
+        after_exists: after.is_some(),
+        schema_changed: after.is_some_and(|b| before.schema != b.schema),
         tables: names
             .into_iter()
             .map(|name| TableDiff {
                 table: name.clone(),
-                before: before.and_then(|c| c.tables.get(name).copied()),
+                before: before.tables.get(name).copied(),
                 after: after.and_then(|c| c.tables.get(name).copied()),
             })
             .collect(),

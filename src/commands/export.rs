@@ -3,8 +3,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::db;
 use crate::error::CommandError;
 use crate::export::{self, Compression, ExportFormat, ExportOptions};
@@ -12,7 +10,7 @@ use crate::flow::snapshot::{Lines, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::{SnapshotInfo, Store, StoreError, chunks::temp_path};
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum FormatArg {
@@ -63,29 +61,6 @@ pub(crate) struct Args {
     pub(crate) tables: Vec<String>,
 }
 
-/// One exported snapshot, as `--json` prints it.
-#[derive(Debug, Serialize)]
-struct Exported {
-    snapshot: i64,
-    path: String,
-    dir: PathBuf,
-    tables: Vec<ExportedTable>,
-    skipped: Vec<SkippedTable>,
-}
-
-#[derive(Debug, Serialize)]
-struct ExportedTable {
-    table: String,
-    rows: u64,
-    files: Vec<PathBuf>,
-}
-
-#[derive(Debug, Serialize)]
-struct SkippedTable {
-    table: String,
-    reason: String,
-}
-
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let opts = ExportOptions {
         formats: dedup_formats(&args.format),
@@ -122,7 +97,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         report.push(export_snapshot(ui, &mut store, snapshot, &out, &opts)?);
     }
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+        json::print(ui, &report);
     }
     match failures.len() {
         0 => Ok(()),
@@ -208,7 +183,7 @@ fn export_snapshot(
     snapshot: &SnapshotInfo,
     out: &Path,
     opts: &ExportOptions,
-) -> Result<Exported, CommandError> {
+) -> Result<json::Exported, CommandError> {
     let dir = export::export_dir(out, snapshot);
     let image = temp_path(store.tmp_dir(), ".export");
     let bar = ui.progress(snapshot.size, &format!("read #{}", snapshot.id));
@@ -263,26 +238,25 @@ fn export_snapshot(
     for skipped in &report.skipped {
         ui.status(&format!("  {}: skipped, {}", skipped.table, skipped.reason));
     }
-    Ok(Exported {
-        snapshot: snapshot.id,
+    Ok(json::Exported {
+        snapshot_id: snapshot.id,
         path: snapshot.path.clone(),
-        dir,
+        export_dir: dir,
         tables: report
             .tables
             .into_iter()
-            .map(|t| ExportedTable {
-                table: t.table,
-                rows: t.rows,
-                files: t.files,
+            .map(|t| {
+                let exported = json::ExportedTable {
+                    rows: t.rows,
+                    files: t.files,
+                };
+                (t.table, exported)
             })
             .collect(),
         skipped: report
             .skipped
             .into_iter()
-            .map(|s| SkippedTable {
-                table: s.table,
-                reason: s.reason,
-            })
+            .map(|s| (s.table, s.reason))
             .collect(),
     })
 }

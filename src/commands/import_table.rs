@@ -4,15 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::db::{self, DbKind, Sniff};
 use crate::error::CommandError;
 use crate::export;
 use crate::flow::snapshot::{Lines, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::import;
-use crate::ui::{self, Ui, shell_quote};
+use crate::ui::{self, Ui, json, shell_quote};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -38,16 +36,6 @@ pub(crate) struct Args {
     /// Empty the table first instead of appending.
     #[arg(long)]
     pub(crate) replace: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Imported {
-    file: PathBuf,
-    into: PathBuf,
-    table: String,
-    rows: u64,
-    /// The snapshot taken of the database before the import (undo with restore --from).
-    undo: Option<i64>,
 }
 
 /// The snapshot taken before the import, and where it can be restored from.
@@ -101,14 +89,15 @@ pub(crate) fn run(ui: &Ui, cwd: &Path, args: &Args) -> Result<(), CommandError> 
     let undo = snapshot_existing_target(ui, cwd, args, &into)?;
     let rows = import::import_table(DbKind::Sqlite, &file, &into, &table, args.replace)?;
     if ui.json {
-        let imported = Imported {
-            file,
-            into: into.clone(),
+        let imported = json::Imported {
+            source_file: file,
+            database_file: into.clone(),
+            path: undo.as_ref().map(|u| u.path.clone()),
             table: table.clone(),
             rows,
-            undo: undo.as_ref().map(|u| u.id),
+            undo_snapshot_id: undo.as_ref().map(|u| u.id),
         };
-        ui.out(&serde_json::to_string_pretty(&imported).unwrap_or_default());
+        json::print(ui, &imported);
     }
     ui.status(&format!(
         "loaded {} rows into {} of {}",

@@ -2,15 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{partial_message, taken_before};
-use crate::store::SnapshotInfo;
 use crate::ui::local_time;
-use crate::ui::{self, Tone, Ui};
+use crate::ui::{self, Tone, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -66,14 +63,8 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         return Err(unknown_path(path));
     }
     if ui.json {
-        let entries: Vec<Entry> = snapshots
-            .iter()
-            .map(|snapshot| Entry {
-                completeness: Completeness::of_label(&snapshot.consistency),
-                snapshot,
-            })
-            .collect();
-        ui.out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
+        let entries: Vec<json::Snapshot> = snapshots.iter().map(json::Snapshot::from).collect();
+        json::print(ui, &entries);
         return Ok(());
     }
     if snapshots.is_empty() {
@@ -116,14 +107,4 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui.warn(message);
     }
     Ok(())
-}
-
-/// One snapshot as `log --json` prints it: the catalog's fields plus `partial`,
-/// `missing` (what a partial snapshot lacks) and a live copy's `instant` and `retries`.
-#[derive(Serialize)]
-pub(crate) struct Entry<'a> {
-    #[serde(flatten)]
-    pub(crate) snapshot: &'a SnapshotInfo,
-    #[serde(flatten)]
-    pub(crate) completeness: Completeness,
 }

@@ -3,8 +3,6 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
-
 use crate::clock;
 use crate::config::RetentionConfig;
 use crate::error::CommandError;
@@ -12,7 +10,7 @@ use crate::flow::Context;
 use crate::flow::snapshot::taken_before;
 use crate::retention::{self, Candidate, Policy};
 use crate::store::{Store, StoreError};
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
 
 #[derive(Debug, clap::Args)]
@@ -47,22 +45,6 @@ pub(crate) struct Args {
     /// Show what would be removed; remove nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-}
-
-/// What `--json` prints.
-#[derive(Debug, Serialize)]
-struct Report {
-    dry_run: bool,
-    removed: Vec<i64>,
-    kept: Vec<Kept>,
-    chunks_removed: usize,
-    bytes_freed: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct Kept {
-    id: i64,
-    reasons: Vec<String>,
 }
 
 fn parse_within(text: &str) -> Result<chrono::Duration, CommandError> {
@@ -122,7 +104,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let Some(mut store) = store else {
         ui.status("there are no snapshots in this repository yet; nothing to prune");
         if ui.json {
-            ui.out(&serde_json::to_string_pretty(&empty_report(args.dry_run)).unwrap_or_default());
+            json::print(ui, &empty_report(args.dry_run));
         }
         return Ok(());
     };
@@ -183,32 +165,40 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         if chunks_removed == 1 { "" } else { "s" },
     ));
     if ui.json {
-        let report = Report {
+        let brief = |id: &i64| {
+            snapshots
+                .iter()
+                .find(|s| s.id == *id)
+                .map(json::SnapshotBrief::from)
+        };
+        let report = json::Prune {
             dry_run: args.dry_run,
-            removed: decision.remove.clone(),
+            removed: decision.remove.iter().filter_map(brief).collect(),
             kept: decision
                 .keep
                 .iter()
-                .map(|(id, reasons)| Kept {
-                    id: *id,
-                    reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                .filter_map(|(id, reasons)| {
+                    Some(json::Kept {
+                        snapshot: brief(id)?,
+                        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                    })
                 })
                 .collect(),
             chunks_removed,
-            bytes_freed,
+            freed_bytes: bytes_freed,
         };
-        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+        json::print(ui, &report);
     }
     Ok(())
 }
 
-fn empty_report(dry_run: bool) -> Report {
-    Report {
+fn empty_report(dry_run: bool) -> json::Prune {
+    json::Prune {
         dry_run,
         removed: Vec::new(),
         kept: Vec::new(),
         chunks_removed: 0,
-        bytes_freed: 0,
+        freed_bytes: 0,
     }
 }
 

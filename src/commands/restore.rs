@@ -8,7 +8,7 @@ use crate::flow::offer::{report, run_restore};
 use crate::restore::Target;
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::local_time;
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -59,7 +59,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     };
     let restored = run_restore(ui, &ctx.repo, &mut store, &snapshot, &args.tables, target)?;
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&restored).unwrap_or_default());
+        json::print(ui, &json::Restored::new(&snapshot, &restored));
     }
     let shown = match &args.to {
         Some(_) => restored.path.display().to_string(),

@@ -1,12 +1,11 @@
 //! `dbguard show ID`: one snapshot in full: when, how, what git did, rows per table.
 
-use super::log::Entry;
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{partial_advice, partial_message};
 use crate::ui::local_time;
-use crate::ui::{self, Tone, Ui};
+use crate::ui::{self, Tone, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -27,11 +26,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let snapshot = Context::find_snapshot(&store, &args.id)?;
     let completeness = Completeness::of_label(&snapshot.consistency);
     if ui.json {
-        let entry = Entry {
-            snapshot: &snapshot,
-            completeness,
-        };
-        ui.out(&serde_json::to_string_pretty(&entry).unwrap_or_default());
+        json::print(ui, &json::Snapshot::from(&snapshot));
         return Ok(());
     }
     ui.out(&ui.paint(Tone::Bold, &format!("snapshot #{}", snapshot.id)));

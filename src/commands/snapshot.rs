@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::clock;
 use crate::db::Completeness;
 use crate::error::{CommandError, ErrorKind};
@@ -14,7 +12,7 @@ use crate::flow::snapshot::{
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::SnapshotOutcome;
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -34,26 +32,6 @@ pub(crate) struct Args {
     /// A note stored with the snapshot.
     #[arg(short, long)]
     pub(crate) message: Option<String>,
-}
-
-/// One database's snapshot result, as `--json` prints it.
-#[derive(Debug, Serialize)]
-pub(crate) struct Taken {
-    pub(crate) path: String,
-    pub(crate) kind: crate::db::DbKind,
-    pub(crate) git: crate::git::GitState,
-    pub(crate) id: Option<i64>,
-    pub(crate) rows: Option<u64>,
-    pub(crate) tables: Option<std::collections::BTreeMap<String, u64>>,
-    pub(crate) size: Option<u64>,
-    pub(crate) stored_bytes: Option<u64>,
-    pub(crate) reused: bool,
-    pub(crate) consistency: Option<String>,
-    /// `partial` (true when the snapshot lacks committed data), `missing` (what it
-    /// lacks), and for a live copy `instant` and `retries`.
-    #[serde(flatten)]
-    pub(crate) completeness: Completeness,
-    pub(crate) error: Option<String>,
 }
 
 /// The one line `--quiet` prints, for cron logs:
@@ -133,11 +111,11 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         Lines::Every,
     )?;
     if ui.json {
-        let report: Vec<Taken> = results
+        let report: Vec<json::Taken> = results
             .iter()
-            .map(|(database, outcome)| Taken::of(database, outcome))
+            .map(|(database, outcome)| taken(database, outcome))
             .collect();
-        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+        json::print(ui, &report);
     } else if ui.quiet {
         ui.out(&quiet_summary(&results));
     }
@@ -161,37 +139,36 @@ fn databases_to_snapshot(ui: &Ui, ctx: &Context, args: &Args) -> Result<Vec<DbFi
     Ok(found)
 }
 
-impl Taken {
-    fn of(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> Taken {
-        let mut taken = Taken {
-            path: database.path.to_string(),
-            kind: database.kind,
-            git: database.git,
-            id: None,
-            rows: None,
-            tables: None,
-            size: None,
-            stored_bytes: None,
-            reused: false,
-            consistency: None,
-            completeness: Completeness::default(),
-            error: None,
-        };
-        match outcome {
-            Ok(outcome) => {
-                taken.id = Some(outcome.id);
-                taken.rows = Some(outcome.census.total_rows());
-                taken.tables = Some(outcome.census.tables.clone());
-                taken.size = Some(outcome.size);
-                taken.stored_bytes = Some(outcome.new_bytes);
-                taken.reused = outcome.reused;
-                taken.consistency = Some(outcome.consistency.clone());
-                taken.completeness = Completeness::of_label(&outcome.consistency);
-            }
-            Err(error) => taken.error = Some(error.message()),
+/// One database's snapshot result, as `--json` prints it.
+fn taken(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> json::Taken {
+    let mut taken = json::Taken {
+        path: database.path.to_string(),
+        kind: database.kind,
+        git_state: database.git,
+        id: None,
+        rows: None,
+        tables: None,
+        size_bytes: None,
+        stored_bytes: None,
+        reused: false,
+        consistency: None,
+        completeness: json::Completeness::from(&Completeness::default()),
+        error: None,
+    };
+    match outcome {
+        Ok(outcome) => {
+            taken.id = Some(outcome.id);
+            taken.rows = Some(outcome.census.total_rows());
+            taken.tables = Some(outcome.census.tables.clone());
+            taken.size_bytes = Some(outcome.size);
+            taken.stored_bytes = Some(outcome.new_bytes);
+            taken.reused = outcome.reused;
+            taken.consistency = Some(outcome.consistency.clone());
+            taken.completeness = json::Completeness::of_label(&outcome.consistency);
         }
-        taken
+        Err(error) => taken.error = Some(error.message()),
     }
+    taken
 }
 
 /// How the command ends: success; a refusal (exit 3) when every snapshot was stored but

@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::compare::{Shrink, TableLoss, check_live, shrink_against};
 use crate::db::{self, Completeness, DbError};
 use crate::error::CommandError;
@@ -15,7 +13,7 @@ use crate::flow::snapshot::version_control_warning;
 use crate::flow::snapshot::{partial_advice, partial_message};
 use crate::scan::Scan;
 use crate::ui::age;
-use crate::ui::{self, Tone, Ui, shell_quote};
+use crate::ui::{self, Tone, Ui, json, shell_quote};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -26,7 +24,7 @@ A database that lost rows or vanished since its last snapshot is flagged (SHRANK
 with the `dbguard restore` command that brings it back.")]
 pub(crate) struct Args {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Row {
     path: String,
     kind: db::DbKind,
@@ -40,13 +38,11 @@ struct Row {
     /// Whether the file is worse off than its last snapshot.
     state: State,
     /// What was lost and how to get it back; only when `state` is not `ok`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<Loss>,
 }
 
 /// How a database compares with its last snapshot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// No table lost rows (or there is no snapshot to compare with).
     Ok,
@@ -58,7 +54,7 @@ enum State {
     Unreadable,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Loss {
     snapshot_id: i64,
     rows_then: u64,
@@ -66,28 +62,76 @@ struct Loss {
     rows_now: Option<u64>,
     tables: Vec<TableLoss>,
     /// Why an unreadable file cannot be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// The command that puts the snapshot back, to run from the current directory.
     restore: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct LastSnapshot {
     id: i64,
-    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
+    path: String,
     taken: chrono::DateTime<chrono::Utc>,
     rows: u64,
     /// `partial`, and for a partial snapshot `missing`.
-    #[serde(flatten)]
     completeness: Completeness,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Shrank => "shrank",
+            State::Vanished => "vanished",
+            State::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// A row as `--json` prints it (see `ui::json`).
+fn row_json(row: &Row) -> json::StatusRow {
+    json::StatusRow {
+        path: row.path.clone(),
+        kind: row.kind,
+        git_state: row.git,
+        size_bytes: row.size,
+        rows_now: row.rows_now,
+        busy: row.busy.clone(),
+        last_snapshot: row.last_snapshot.as_ref().map(|s| json::SnapshotBrief {
+            id: s.id,
+            path: s.path.clone(),
+            taken_at: json::time(&s.taken),
+            rows: s.rows,
+            completeness: json::Completeness::from(&s.completeness),
+        }),
+        state: row.state.as_str(),
+        loss: row.loss.as_ref().map(|loss| json::Loss {
+            snapshot_id: loss.snapshot_id,
+            rows_then: loss.rows_then,
+            rows_now: loss.rows_now,
+            tables: loss
+                .tables
+                .iter()
+                .map(|t| {
+                    let lost = json::TableLoss {
+                        rows_then: t.before,
+                        rows_now: t.after,
+                    };
+                    (t.table.clone(), lost)
+                })
+                .collect(),
+            reason: loss.reason.clone(),
+            restore_command: loss.restore.clone(),
+        }),
+    }
 }
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let scan = ctx.scanner().scan();
     let rows = rows(ctx, &scan)?;
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        let rows: Vec<json::StatusRow> = rows.iter().map(row_json).collect();
+        json::print(ui, &rows);
     } else if rows.is_empty() {
         ui.status("no SQLite or DuckDB databases in this working tree");
     } else {
@@ -214,6 +258,7 @@ fn rows(ctx: &Context, scan: &Scan) -> Result<Vec<Row>, CommandError> {
 fn last_snapshot(s: crate::store::SnapshotInfo) -> LastSnapshot {
     LastSnapshot {
         id: s.id,
+        path: s.path.clone(),
         taken: s.created_at,
         rows: s.census.total_rows(),
         completeness: Completeness::of_label(&s.consistency),

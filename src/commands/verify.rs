@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::store::{SnapshotRef, VerifyReport};
-use crate::ui::{self, Ui};
+use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -38,6 +38,10 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
     let Some(store) = ctx.existing_store()? else {
         ui.status("no snapshot store yet: nothing to verify");
+        if ui.json {
+            // Scripts get the same document as for an empty store, not an empty stdout.
+            json::print(ui, &json::Verify::from(&VerifyReport::default()));
+        }
         return Ok(());
     };
     let bar = ui.spinner("verify: re-reading every chunk");
@@ -45,7 +49,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
         store.verify(&|done| bar.set_message(format!("verify: {} read", ui::bytes(done))))?;
     bar.finish_and_clear();
     if ui.json {
-        ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+        json::print(ui, &json::Verify::from(&report));
     } else {
         ui.out(&format!(
             "checked {} images, {} chunks ({}){}",
