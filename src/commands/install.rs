@@ -306,6 +306,29 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     Ok(())
 }
 
+/// Whether a `.gitignore` of the working tree already ignores `path` (an equivalent line
+/// such as `posts.db` or `*.db`, in any `.gitignore` of the tree), as git itself decides.
+/// `.git/info/exclude` and the user's global excludes do not count: collaborators do not
+/// share them, so the path still goes into `.gitignore`.
+fn ignored_by_a_gitignore(ctx: &Context, path: &str) -> Result<bool, CommandError> {
+    let output = ctx
+        .repo
+        .query_git(["check-ignore", "-v", "-z", "--no-index", "--", path])?;
+    // Exit 1: not ignored. -v also reports a matching `!pattern`, which un-ignores.
+    if !output.status.success() {
+        return Ok(false);
+    }
+    let fields: Vec<&[u8]> = output.stdout.split(|b| *b == 0).collect();
+    let (Some(source), Some(pattern)) = (fields.first(), fields.get(2)) else {
+        return Ok(false);
+    };
+    let source = std::path::Path::new(std::str::from_utf8(source).unwrap_or(""));
+    Ok(!pattern.starts_with(b"!")
+        && source.is_relative()
+        && !source.starts_with(".git")
+        && source.file_name().is_some_and(|n| n == ".gitignore"))
+}
+
 pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
@@ -346,7 +369,9 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
     let gitignore = ctx.repo.worktree.join(".gitignore");
     let entry = format!("/{}", database.path);
     let existing = fs::read_to_string(&gitignore).unwrap_or_default();
-    if !existing.lines().any(|line| line.trim() == entry) {
+    let already_ignored = existing.lines().any(|line| line.trim() == entry)
+        || ignored_by_a_gitignore(ctx, database.path.as_str())?;
+    if !already_ignored {
         let mut file = fs::OpenOptions::new()
             .create(true)
             .append(true)

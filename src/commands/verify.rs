@@ -40,9 +40,9 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
         ui.status("no snapshot store yet: nothing to verify");
         return Ok(());
     };
-    let bar = ui.spinner("verify: re-reading every chunk");
-    let report =
-        store.verify(&|done| bar.set_message(format!("verify: {} read", ui::bytes(done))))?;
+    // A bar with the bytes to re-read, a rate and the time left (a terminal only).
+    let bar = ui.progress(store.verify_bytes()?, "verify: re-reading every chunk");
+    let report = store.verify(&|done| bar.set_position(done))?;
     bar.finish_and_clear();
     if ui.json {
         ui.out(&serde_json::to_string_pretty(&report).unwrap_or_default());
