@@ -106,6 +106,8 @@ fn export_table(
     opts: &ExportOptions,
     tally: &Tally<'_>,
 ) -> Result<TableExport, ExportError> {
+    // Before the stream: DuckDB runs one query at a time on a connection.
+    let shape = table_shape(conn, at, schema_name, table)?;
     let sql = format!(
         "SELECT * FROM {}.{}",
         quote_ident(schema_name),
@@ -120,7 +122,6 @@ fn export_table(
         .map(|f| !parquet_can_store(f.data_type()))
         .collect();
     let out_schema = output_schema(&source_schema, &as_text);
-    let shape = table_shape(conn, at, schema_name, table)?;
     let mut kv = parquet_metadata(at.table, &source_schema, &as_text);
     kv.extend(shape.metadata());
     let sinks = TableSinks::open(dest_dir, at.table, &out_schema, kv, opts)?;
