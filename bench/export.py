@@ -17,6 +17,27 @@ import shutil
 import statistics
 import sys
 
+
+def require_pandas():
+    """The comparison runs a pandas script (to_parquet needs pyarrow): say so up front,
+    before minutes of set-up, instead of failing later with a bare ModuleNotFoundError."""
+    missing = []
+    for module in ("pandas", "pyarrow"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        sys.exit(
+            f"bench/export.py needs pandas and pyarrow for the script it compares against "
+            f"(missing: {', '.join(missing)}).\n"
+            f"Install them: {sys.executable} -m pip install pandas pyarrow "
+            f"(or your distribution's python3-pandas and python3-pyarrow packages)"
+        )
+
+
+require_pandas()
+
 from common import dbguard_bin, env, fresh_dir, git, make_posts_db, peak_rss_kib, run
 
 PANDAS_SCRIPT = """

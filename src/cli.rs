@@ -1,6 +1,7 @@
 //! Command-line definition (clap derive), global options and dispatch.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -292,13 +293,15 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Schedule(args) => done(commands::schedule::run(ui, &ctx()?, args)),
         Command::Demo(args) => done(commands::demo::run(ui, args)),
         Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "dbguard", &mut std::io::stdout());
+            let script = commands::man::completions(*shell, "dbguard", &Cli::command());
+            std::io::stdout()
+                .write_all(&script)
+                .map_err(|e| CommandError::new(format!("cannot write the completions: {e}")))?;
             Ok(0)
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
+            commands::man::man_page(Cli::command())
+                .and_then(|page| std::io::stdout().write_all(&page))
                 .map_err(|e| CommandError::new(format!("cannot write the man page: {e}")))?;
             Ok(0)
         }

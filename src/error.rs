@@ -263,6 +263,9 @@ impl From<crate::import::ImportError> for CommandError {
             E::Unsupported { .. } => {
                 "load into a SQLite database, or read the Parquet file with DuckDB's read_parquet()"
             }
+            E::Duplicate { .. } => {
+                "nothing was loaded (the import runs in one transaction); --replace replaces the table's rows with the file's, --table NAME loads into another table"
+            }
         };
         CommandError::from_source(error).hint(hint)
     }

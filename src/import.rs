@@ -24,8 +24,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use crate::db::{DbKind, quote_ident};
 use crate::export::json::{base64_decode, write_arrow_json};
 use crate::export::{
-    ENCODING_NUMERIC_FLOAT, MAX_SAFE_INT_F64, META_ENCODING_PREFIX, META_SQLITE_DECLTYPE_PREFIX,
-    is_mixed_struct,
+    ENCODING_NUMERIC_FLOAT, MAX_SAFE_INT_F64, META_ENCODING_PREFIX, META_NOT_NULL,
+    META_PRIMARY_KEY, META_SQLITE_DECLTYPE_PREFIX, META_SQLITE_SQL, is_mixed_struct,
 };
 
 /// Everything that can go wrong while importing.
@@ -78,6 +78,21 @@ pub(crate) enum ImportError {
     },
     #[error("{what} ({})", path.display())]
     Unsupported { path: PathBuf, what: String },
+    #[error(
+        "row {row} of {} has the same {key} as a row already in table {table:?} of {} ({detail})",
+        file.display(),
+        path.display()
+    )]
+    Duplicate {
+        file: PathBuf,
+        path: PathBuf,
+        table: String,
+        row: u64,
+        /// "primary key" or "unique key".
+        key: &'static str,
+        /// SQLite's message, naming the column(s).
+        detail: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
@@ -91,8 +106,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
 /// plain, gzip or zstd; detected from its first bytes) into table `table` of `target_db`,
 /// in one transaction.
 ///
-/// The table is created when missing (Parquet: with the source's declared column types
-/// when known; JSON Lines: untyped columns, which keep every value's storage class). With
+/// The table is created when missing (Parquet: with the shape the export recorded: a SQLite
+/// source's own CREATE statement, a DuckDB source's primary key and NOT NULL columns; else,
+/// as for files exported before dbguard recorded it, with the declared column types when
+/// known; JSON Lines: untyped columns, which keep every value's storage class). With
 /// `replace`, an existing table is emptied first; otherwise rows are appended. Returns the
 /// number of rows inserted. Only SQLite targets are supported.
 pub(crate) fn import_table(
@@ -130,6 +147,7 @@ fn sqlite_import(
     let tx = conn.transaction().map_err(sql_err)?;
     let target = Destination {
         tx: &tx,
+        file,
         path: target_db,
         table,
         replace,
@@ -187,6 +205,8 @@ fn sniff_file(path: &Path) -> Result<FileFormat, ImportError> {
 #[derive(Clone, Copy)]
 struct Destination<'t> {
     tx: &'t Transaction<'t>,
+    /// The file being loaded (named by errors).
+    file: &'t Path,
     path: &'t Path,
     table: &'t str,
     /// Empty an existing table first instead of appending.
@@ -202,9 +222,14 @@ impl<'t> Destination<'t> {
         }
     }
 
-    /// Creates the table if missing (`columns`: name and declared type), empties it when
-    /// `replace`, and checks that it has every column of the file.
-    fn prepare(self, columns: &[(String, String)]) -> Result<TargetTable<'t>, ImportError> {
+    /// Creates the table if missing (`columns`: name and declared type; `shape`: what the
+    /// export recorded about the source table), empties it when `replace`, and checks that
+    /// it has every column of the file.
+    fn prepare(
+        self,
+        columns: &[(String, String)],
+        shape: &Shape,
+    ) -> Result<TargetTable<'t>, ImportError> {
         let exists: bool = self
             .tx
             .query_row(
@@ -214,7 +239,7 @@ impl<'t> Destination<'t> {
             )
             .map_err(self.sql_err())?;
         if !exists {
-            self.create(columns)?;
+            self.create(columns, shape)?;
         } else if self.replace {
             self.tx
                 .execute_batch(&format!("DELETE FROM main.{}", quote_ident(self.table)))
@@ -223,22 +248,20 @@ impl<'t> Destination<'t> {
         self.insert_plan(columns)
     }
 
-    fn create(self, columns: &[(String, String)]) -> Result<(), ImportError> {
-        let cols: Vec<String> = columns
-            .iter()
-            .map(|(name, decl)| {
-                if decl.is_empty() {
-                    quote_ident(name)
-                } else {
-                    format!("{} {decl}", quote_ident(name))
-                }
-            })
-            .collect();
+    fn create(self, columns: &[(String, String)], shape: &Shape) -> Result<(), ImportError> {
+        let definition = match shape {
+            // The source's own definition, under the target's name.
+            Shape::SqliteDefinition(definition) => definition.clone(),
+            Shape::Constraints {
+                primary_key,
+                not_null,
+            } => column_definitions(columns, primary_key, not_null),
+            Shape::Unknown => column_definitions(columns, &[], &[]),
+        };
         self.tx
             .execute_batch(&format!(
-                "CREATE TABLE main.{} ({})",
+                "CREATE TABLE main.{} {definition}",
                 quote_ident(self.table),
-                cols.join(", ")
             ))
             .map_err(self.sql_err())
     }
@@ -293,8 +316,130 @@ impl<'t> Destination<'t> {
             destination: self,
             insert_mask,
             insert,
+            inserted: 0,
         })
     }
+}
+
+/// `(col TYPE [NOT NULL], …[, PRIMARY KEY (…)])` for a table the export recorded no
+/// CREATE statement of; key and NOT NULL columns missing from `columns` are left out.
+fn column_definitions(
+    columns: &[(String, String)],
+    primary_key: &[String],
+    not_null: &[String],
+) -> String {
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|(name, decl)| {
+            let mut part = quote_ident(name);
+            if !decl.is_empty() {
+                part.push(' ');
+                part.push_str(decl);
+            }
+            if not_null.contains(name) {
+                part.push_str(" NOT NULL");
+            }
+            part
+        })
+        .collect();
+    if !primary_key.is_empty()
+        && primary_key
+            .iter()
+            .all(|k| columns.iter().any(|(c, _)| c == k))
+    {
+        let key: Vec<String> = primary_key.iter().map(|k| quote_ident(k)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!("({})", parts.join(", "))
+}
+
+/// What an exported file says about the shape of its source table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    /// A SQLite source: its CREATE TABLE statement from the first `(` on (columns,
+    /// constraints and table options such as WITHOUT ROWID or STRICT).
+    SqliteDefinition(String),
+    /// Another source: the primary key and NOT NULL columns.
+    Constraints {
+        primary_key: Vec<String>,
+        not_null: Vec<String>,
+    },
+    /// Nothing recorded (JSON Lines, or a file exported before dbguard recorded it).
+    Unknown,
+}
+
+impl Shape {
+    fn from_metadata(kv: &HashMap<String, String>) -> Shape {
+        if let Some(definition) = kv
+            .get(META_SQLITE_SQL)
+            .and_then(|sql| table_definition(sql))
+        {
+            return Shape::SqliteDefinition(definition.to_string());
+        }
+        let names = |key: &str| -> Option<Vec<String>> {
+            kv.get(key).and_then(|v| serde_json::from_str(v).ok())
+        };
+        match (names(META_PRIMARY_KEY), names(META_NOT_NULL)) {
+            (None, None) => Shape::Unknown,
+            (primary_key, not_null) => Shape::Constraints {
+                primary_key: primary_key.unwrap_or_default(),
+                not_null: not_null.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// The part of a `CREATE TABLE name (…) options` statement from the `(` that opens its
+/// column list, found outside the quoted name (`"…"`, `[…]`, `` `…` ``, `'…'` may hold a
+/// `(` of their own). `None` for anything else (`CREATE VIRTUAL TABLE`, empty text).
+fn table_definition(sql: &str) -> Option<&str> {
+    let sql = sql.trim();
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if words.first().map(String::as_str) != Some("CREATE") {
+        return None;
+    }
+    if !matches!(
+        words.get(1).map(String::as_str),
+        Some("TABLE" | "TEMP" | "TEMPORARY")
+    ) {
+        return None;
+    }
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let close = match bytes[i] {
+            b'(' => return Some(sql[i..].trim_end_matches(';').trim_end()),
+            b'"' => b'"',
+            b'[' => b']',
+            b'`' => b'`',
+            b'\'' => b'\'',
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        // Skip the quoted name; a doubled closing quote is part of it.
+        i += 1;
+        loop {
+            match bytes.get(i) {
+                None => return None,
+                Some(&b) if b == close => {
+                    if close != b']' && bytes.get(i + 1) == Some(&close) {
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+    None
 }
 
 /// The target table, ready for inserts.
@@ -303,6 +448,8 @@ struct TargetTable<'t> {
     /// For each source column, whether it is inserted (false: generated in the target).
     insert_mask: Vec<bool>,
     insert: rusqlite::Statement<'t>,
+    /// Rows inserted so far (names the row a constraint refused).
+    inserted: u64,
 }
 
 impl TargetTable<'_> {
@@ -311,12 +458,37 @@ impl TargetTable<'_> {
         self.insert_mask.get(i).copied().unwrap_or(false)
     }
 
-    /// Inserts one row: the values of the inserted columns, in file order.
+    /// Inserts one row: the values of the inserted columns, in file order. A row whose
+    /// key is already in the table is [`ImportError::Duplicate`].
     fn insert(&mut self, values: &[SqlVal]) -> Result<(), ImportError> {
-        self.insert
+        let d = self.destination;
+        match self
+            .insert
             .execute(rusqlite::params_from_iter(values.iter()))
-            .map(drop)
-            .map_err(self.destination.sql_err())
+        {
+            Ok(_) => {
+                self.inserted += 1;
+                Ok(())
+            }
+            Err(rusqlite::Error::SqliteFailure(e, message))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                Err(ImportError::Duplicate {
+                    file: d.file.to_path_buf(),
+                    path: d.path.to_path_buf(),
+                    table: d.table.to_string(),
+                    row: self.inserted + 1,
+                    key: if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY {
+                        "primary key"
+                    } else {
+                        "unique key"
+                    },
+                    detail: message.unwrap_or_else(|| e.to_string()),
+                })
+            }
+            Err(source) => Err(d.sql_err()(source)),
+        }
     }
 }
 
@@ -330,7 +502,7 @@ fn import_parquet(file: &Path, target: Destination<'_>) -> Result<u64, ImportErr
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq_err)?;
     let kv = key_value_metadata(builder.metadata());
     let (columns, numeric) = parquet_columns(builder.schema(), &kv);
-    let mut table = target.prepare(&columns)?;
+    let mut table = target.prepare(&columns, &Shape::from_metadata(&kv))?;
     let reader = builder.with_batch_size(8192).build().map_err(pq_err)?;
     let mut rows = 0u64;
     let mut vals = Vec::with_capacity(columns.len());
@@ -491,7 +663,7 @@ fn import_jsonl<R: BufRead>(
         .iter()
         .map(|(k, _)| (k.clone(), String::new()))
         .collect();
-    let mut table = target.prepare(&columns)?;
+    let mut table = target.prepare(&columns, &Shape::Unknown)?;
     let mut rows = 0u64;
     let mut current = Some(first);
     let mut vals: Vec<SqlVal> = Vec::with_capacity(columns.len());
@@ -708,6 +880,52 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
+
+    #[test]
+    fn the_table_definition_is_found_after_any_quoted_name() {
+        let cases = [
+            (
+                "CREATE TABLE t (a INTEGER PRIMARY KEY)",
+                "(a INTEGER PRIMARY KEY)",
+            ),
+            ("create table \"a(b\"\"c\"(x, y) STRICT;", "(x, y) STRICT"),
+            (
+                "CREATE TABLE [we(ird] (x) WITHOUT ROWID",
+                "(x) WITHOUT ROWID",
+            ),
+            ("CREATE TABLE `a``(` (x)", "(x)"),
+            ("CREATE TABLE 'q(' (x)", "(x)"),
+            ("CREATE TABLE main.\"t\"(x)", "(x)"),
+        ];
+        for (sql, definition) in cases {
+            assert_eq!(table_definition(sql), Some(definition), "{sql}");
+        }
+        for sql in [
+            "",
+            "CREATE VIRTUAL TABLE docs USING fts5(body)",
+            "CREATE TABLE \"unterminated (x)",
+            "CREATE TABLE t",
+        ] {
+            assert_eq!(table_definition(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn constraints_are_added_for_columns_the_file_has() {
+        let columns = [
+            ("id".to_string(), "INTEGER".to_string()),
+            ("name".to_string(), String::new()),
+        ];
+        assert_eq!(
+            column_definitions(&columns, &["id".to_string()], &["name".to_string()]),
+            "(\"id\" INTEGER, \"name\" NOT NULL, PRIMARY KEY (\"id\"))"
+        );
+        // A key naming a column the file lacks is left out rather than failing the import.
+        assert_eq!(
+            column_definitions(&columns, &["gone".to_string()], &[]),
+            "(\"id\" INTEGER, \"name\")"
+        );
+    }
 
     #[test]
     fn bad_inputs_are_errors_not_panics() {

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) mod format;
 pub(crate) mod json;
-pub(crate) use format::{age, bytes, count, local_time, shell_quote, table};
+pub(crate) use format::{WorkDone, age, bytes, count, local_time, shell_quote, table, work_line};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ColorChoice {
@@ -114,16 +114,19 @@ impl Ui {
         }
     }
 
-    /// A byte-count progress bar, drawn only on a terminal and only after a second.
+    /// A byte-count progress bar with a rate and the time left, drawn only on a terminal
+    /// and only after a second.
     pub(crate) fn progress(&self, total: u64, message: &str) -> ProgressBar {
         if self.quiet || self.json || !io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, about {eta} left",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(message.to_string());
         let shown = bar.clone();
@@ -137,15 +140,16 @@ impl Ui {
         bar
     }
 
-    /// A spinner for work of unknown size (export, verify), under the same rules as
-    /// [`Ui::progress`]: a terminal only, and only after a second.
+    /// A spinner whose message says how far the work has got (export, verify: see
+    /// [`format::work_line`]), under the same rules as [`Ui::progress`]: a terminal only,
+    /// and only after a second.
     pub(crate) fn spinner(&self, message: &str) -> ProgressBar {
         if self.quiet || self.json || !io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            ProgressStyle::with_template("{spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_message(message.to_string());

@@ -571,7 +571,231 @@ fn backup_schedule_installs_once_and_removes_only_its_line() {
         &["schedule"],
     )
     .fails();
-    assert!(missing.stderr.contains("--print"), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("the crontab program /nonexistent/crontab (DBGUARD_CRONTAB) does not exist"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stdout.contains("[Timer]"), "{}", missing.stdout);
+}
+
+/// A directory holding only `git` (a link to the real one): a PATH without cron.
+fn path_without_cron(repo: &TestRepo) -> PathBuf {
+    let bin = repo.path("bin-without-cron");
+    fs::create_dir_all(&bin).unwrap();
+    let which = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let git = String::from_utf8(which.stdout).unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    bin
+}
+
+#[test]
+fn backup_schedule_without_cron_says_so_and_prints_the_systemd_timer() {
+    let repo = TestRepo::new();
+    let bin = path_without_cron(&repo);
+    let path = [("PATH", bin.to_str().unwrap())];
+    let run = dbguard_env(&repo, &path, &["schedule", "--every", "daily"]).fails();
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "Error: cron is not installed (no `crontab` program on PATH), so nothing was scheduled",
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("No such file"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("save the two units printed above"),
+        "{}",
+        run.stderr
+    );
+    // The timer printed is the one --print gives, for the same cadence.
+    let printed = dbguard_env(&repo, &path, &["schedule", "--every", "daily", "--print"]).ok();
+    let timer = printed
+        .stdout
+        .split("# or a systemd user timer:\n")
+        .nth(1)
+        .unwrap();
+    assert!(run.stdout.ends_with(timer), "{}\n---\n{timer}", run.stdout);
+    assert!(run.stdout.contains("OnCalendar="), "{}", run.stdout);
+    // Nothing to remove without cron, and it says why.
+    let removed = dbguard_env(&repo, &path, &["schedule", "--remove"]).ok();
+    assert!(
+        removed.stderr.contains("cron is not installed here"),
+        "{}",
+        removed.stderr
+    );
+}
+
+#[test]
+fn backup_import_table_keeps_the_primary_key_and_refuses_to_append_duplicates() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("mixed.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE mixed (id INTEGER PRIMARY KEY, v, b BLOB, t TEXT NOT NULL);
+             INSERT INTO mixed VALUES (1, 1, x'00', 'a'), (2, 'two', NULL, 'b'), (3, 3.5, x'01', 'c'),
+               (4, NULL, NULL, 'd'), (5, x'ff', x'', 'e'), (6, 6, NULL, 'f');",
+        )
+        .unwrap();
+    repo.dbguard(["export", "mixed.db", "--format", "parquet"])
+        .ok();
+    let parquet = find_file(&repo.root.join("dbguard-export"), "/parquet/mixed.parquet");
+    // Outside any repository, into a new database.
+    let scratch = repo.path("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let import = || {
+        repo.dbguard_in(
+            &scratch,
+            [
+                "import-table".as_ref(),
+                parquet.as_os_str(),
+                "--into".as_ref(),
+                "copy.db".as_ref(),
+            ],
+        )
+    };
+    let run = import().ok();
+    assert!(run.stderr.contains("loaded 6 rows"), "{}", run.stderr);
+    let copy = scratch.join("copy.db");
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'mixed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sql,
+        "CREATE TABLE \"mixed\" (id INTEGER PRIMARY KEY, v, b BLOB, t TEXT NOT NULL)"
+    );
+    let pk: String = conn
+        .query_row(
+            "SELECT name FROM pragma_table_info('mixed') WHERE pk = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pk, "id");
+    drop(conn);
+    // The same file again: one error line naming the row and the key, a hint that works,
+    // and not one row more.
+    let refused = import().fails();
+    let lines: Vec<&str> = refused.stderr.lines().collect();
+    let error = lines
+        .iter()
+        .position(|l| l.starts_with("Error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{}", refused.stderr));
+    assert!(
+        lines[error].starts_with("Error: row 1 of ")
+            && lines[error]
+                .contains("has the same primary key as a row already in table \"mixed\"")
+            && lines[error].contains("UNIQUE constraint failed: mixed.id"),
+        "{}",
+        refused.stderr
+    );
+    // One line: the hint follows directly, no "Caused by".
+    assert!(
+        lines[error + 1].trim_start().starts_with("Hint:"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Hint:")
+            && l.contains("nothing was loaded")
+            && l.contains("--replace")),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(common::sqlite_count(&copy, "mixed"), 6);
+    // The hint's --replace works.
+    let replaced = repo
+        .dbguard_in(
+            &scratch,
+            [
+                "import-table".as_ref(),
+                parquet.as_os_str(),
+                "--into".as_ref(),
+                "copy.db".as_ref(),
+                "--replace".as_ref(),
+            ],
+        )
+        .ok();
+    assert!(
+        replaced.stderr.contains("loaded 6 rows"),
+        "{}",
+        replaced.stderr
+    );
+    assert_eq!(common::sqlite_count(&copy, "mixed"), 6);
+}
+
+#[test]
+fn backup_untrack_adds_no_second_gitignore_line() {
+    for (existing, expected) in [
+        ("posts.db\n", "posts.db\n"),
+        ("*.db\n", "*.db\n"),
+        ("", "/posts.db\n"),
+        ("# data\n!keep.db\n", "# data\n!keep.db\n/posts.db\n"),
+    ] {
+        let repo = TestRepo::new();
+        let gitignore = repo.root.join(".gitignore");
+        if !existing.is_empty() {
+            fs::write(&gitignore, existing).unwrap();
+        }
+        make_posts_db(&repo.root.join("posts.db"), 5, 5);
+        // Twice: tracked (forced past the ignore line), untracked, tracked again, untracked.
+        for round in 0..2 {
+            repo.git(["add", "-f", "posts.db"]);
+            repo.git(["commit", "-q", "-m", "track"]);
+            repo.dbguard(["untrack", "posts.db"]).ok();
+            assert_eq!(
+                fs::read_to_string(&gitignore).unwrap(),
+                expected,
+                "round {round}, .gitignore was {existing:?}"
+            );
+            repo.git(["commit", "-q", "-m", "untrack"]);
+        }
+    }
+}
+
+#[test]
+fn backup_bench_export_says_what_it_needs_when_pandas_is_missing() {
+    let repo = TestRepo::new();
+    // Hide pandas from Python when it is installed, as on a machine without it.
+    let shadow = repo.path("no-pandas");
+    fs::create_dir_all(shadow.join("pandas")).unwrap();
+    fs::write(
+        shadow.join("pandas/__init__.py"),
+        "raise ModuleNotFoundError(\"No module named 'pandas'\", name='pandas')\n",
+    )
+    .unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/export.py");
+    let output = Command::new("python3")
+        .arg(&bench)
+        .args(["--rows", "10", "--dir"])
+        .arg(repo.path("bench-out"))
+        .env("PYTHONPATH", &shadow)
+        // Should the check ever come too late: this binary, never a build.
+        .env("DBGUARD_BIN", dbguard_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    assert!(
+        stderr.contains("needs pandas and pyarrow")
+            && stderr.contains("(missing: pandas)")
+            && stderr.contains(" -m pip install pandas pyarrow"),
+        "{stderr}"
+    );
+    // Nothing was set up before it said so.
+    assert!(!repo.path("bench-out").exists());
 }
 
 #[test]

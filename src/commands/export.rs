@@ -1,16 +1,18 @@
 //! `dbguard export [ID|PATH]`: snapshot tables to Parquet / JSON Lines.
 
+use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::db;
 use crate::error::CommandError;
-use crate::export::{self, Compression, ExportFormat, ExportOptions};
+use crate::export::{self, Compression, ExportFormat, ExportOptions, ExportProgress};
 use crate::flow::snapshot::{Lines, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::{SnapshotInfo, Store, StoreError, chunks::temp_path};
-use crate::ui::{self, Ui, json};
+use crate::ui::{self, Ui, WorkDone, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum FormatArg {
@@ -191,9 +193,30 @@ fn export_snapshot(
     let materialized = store.materialize(snapshot, &image, false, &report);
     bar.finish_and_clear();
     let result = materialized.map_err(CommandError::from).and_then(|()| {
-        let spinner = ui.spinner(&format!("export #{}", snapshot.id));
-        let exported =
-            export::export_image(snapshot.kind, &image, &dir, opts).map_err(CommandError::from);
+        let label = format!("export #{}", snapshot.id);
+        let spinner = ui.spinner(&label);
+        let rows_total = rows_to_export(snapshot, opts);
+        let work_total = rows_total * export::row_passes(snapshot.kind, opts);
+        let started = Instant::now();
+        let last_shown = Cell::new(started);
+        let show = |progress: ExportProgress| {
+            // Reading the output sizes costs a few stat calls: four times a second is enough.
+            let now = Instant::now();
+            if now.duration_since(last_shown.get()) < Duration::from_millis(250) {
+                return;
+            }
+            last_shown.set(now);
+            let work = WorkDone {
+                rows: progress.rows,
+                rows_total,
+                bytes: bytes_under(&dir),
+                fraction: progress.work as f64 / work_total.max(1) as f64,
+                elapsed: now.duration_since(started),
+            };
+            spinner.set_message(ui::work_line(&label, "written", &work));
+        };
+        let exported = export::export_image(snapshot.kind, &image, &dir, opts, &show)
+            .map_err(CommandError::from);
         spinner.finish_and_clear();
         exported
     });
@@ -259,6 +282,45 @@ fn export_snapshot(
             .map(|s| (s.table, s.reason))
             .collect(),
     })
+}
+
+/// The rows the export will write, from the snapshot's census: the tables asked for
+/// (matched as [`export::export_image`] matches them), or all.
+fn rows_to_export(snapshot: &SnapshotInfo, opts: &ExportOptions) -> u64 {
+    let tables = &snapshot.census.tables;
+    if opts.tables.is_empty() {
+        return snapshot.census.total_rows();
+    }
+    let mut chosen: Vec<&String> = Vec::new();
+    for want in &opts.tables {
+        let found = tables
+            .keys()
+            .find(|t| *t == want)
+            .or_else(|| tables.keys().find(|t| t.eq_ignore_ascii_case(want)));
+        if let Some(t) = found.filter(|t| !chosen.contains(t)) {
+            chosen.push(t);
+        }
+    }
+    chosen.iter().map(|t| tables[*t]).sum()
+}
+
+/// Bytes of the files under `dir` so far (the export's output directory).
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

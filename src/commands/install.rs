@@ -306,6 +306,48 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     Ok(())
 }
 
+/// Whether a `.gitignore` of the working tree already ignores `path` (an equivalent line
+/// such as `posts.db` or `*.db`, in any `.gitignore` of the tree), as git itself decides.
+/// `.git/info/exclude` and the user's global excludes do not count: collaborators do not
+/// share them, so the path still goes into `.gitignore`.
+fn ignored_by_a_gitignore(ctx: &Context, path: &str) -> Result<bool, CommandError> {
+    let output = ctx
+        .repo
+        .query_git(["check-ignore", "-v", "--no-index", "--", path])?;
+    // Exit 1: not ignored. -v also reports a matching `!pattern`, which un-ignores.
+    if !output.status.success() {
+        return Ok(false);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout.lines().next().is_some_and(gitignore_ignores))
+}
+
+/// Whether a `git check-ignore -v` line (`<source>:<line>:<pattern>\t<path>`) says that
+/// a `.gitignore` of the working tree ignores the path: the source is a `.gitignore`
+/// given relative to the tree (not `.git/info/exclude`, not a global file, which git
+/// names by an absolute path) and the pattern is no `!` negation.
+fn gitignore_ignores(line: &str) -> bool {
+    let Some((matched, _path)) = line.split_once('\t') else {
+        return false;
+    };
+    let Some(end) = matched
+        .match_indices(".gitignore:")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || matched[..i].ends_with('/'))
+    else {
+        return false;
+    };
+    let source = &matched[..end + ".gitignore".len()];
+    let pattern = matched[end + ".gitignore:".len()..]
+        .split_once(':')
+        .map_or("", |(_, pattern)| pattern);
+    !source.starts_with('/')
+        && !source.starts_with('"')
+        && !source.starts_with(".git/")
+        && !pattern.is_empty()
+        && !pattern.starts_with('!')
+}
+
 pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
@@ -346,7 +388,9 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
     let gitignore = ctx.repo.worktree.join(".gitignore");
     let entry = format!("/{}", database.path);
     let existing = fs::read_to_string(&gitignore).unwrap_or_default();
-    if !existing.lines().any(|line| line.trim() == entry) {
+    let already_ignored = existing.lines().any(|line| line.trim() == entry)
+        || ignored_by_a_gitignore(ctx, database.path.as_str())?;
+    if !already_ignored {
         let mut file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -375,4 +419,25 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
     ui.warn("when collaborators pull that commit, git deletes their copy of the file");
     ui.hint("ask them to pull with `dbguard pull` (it snapshots first), or to copy the file aside before pulling");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_ignore_lines_count_only_a_gitignore_of_the_tree() {
+        assert!(gitignore_ignores(".gitignore:1:posts.db\tposts.db"));
+        assert!(gitignore_ignores("data/.gitignore:3:*.db\tdata/a.db"));
+        assert!(gitignore_ignores(".gitignore:2:a:b.db\ta:b.db"));
+        // A negation un-ignores; exclude files and global excludes are not shared.
+        assert!(!gitignore_ignores(".gitignore:2:!posts.db\tposts.db"));
+        assert!(!gitignore_ignores(".git/info/exclude:1:posts.db\tposts.db"));
+        assert!(!gitignore_ignores("/home/u/.gitignore:1:*.db\tposts.db"));
+        assert!(!gitignore_ignores(
+            "/home/u/.config/git/ignore:1:*.db\tposts.db"
+        ));
+        assert!(!gitignore_ignores("my.gitignore:1:x\tx"));
+        assert!(!gitignore_ignores(""));
+    }
 }

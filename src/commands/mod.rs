@@ -10,6 +10,7 @@ pub(crate) mod import_table;
 pub(crate) mod init;
 pub(crate) mod install;
 pub(crate) mod log;
+pub(crate) mod man;
 pub(crate) mod prune;
 pub(crate) mod restore;
 pub(crate) mod schedule;

@@ -126,6 +126,30 @@ fn spawn_error(program: &str, error: std::io::Error) -> CommandError {
     )
 }
 
+/// Whether `program` can be started at all: `crontab` found on PATH, or the path
+/// DBGUARD_CRONTAB names existing. Without it there is no cron to install into.
+fn crontab_missing(program: &str) -> bool {
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return !path.exists();
+    }
+    let Some(dirs) = std::env::var_os("PATH") else {
+        return true;
+    };
+    !std::env::split_paths(&dirs).any(|dir| dir.join(program).is_file())
+}
+
+/// What to say when there is no crontab program: cron is not installed, and the systemd
+/// user timer that does the same job (printed on stdout, ready to save) is the answer.
+fn no_cron(program: &str) -> CommandError {
+    let what = if program == "crontab" {
+        "cron is not installed (no `crontab` program on PATH)".to_string()
+    } else {
+        format!("the crontab program {program} (DBGUARD_CRONTAB) does not exist")
+    };
+    CommandError::new(format!("{what}, so nothing was scheduled"))
+}
+
 /// The current crontab; empty when the user has none.
 fn read_crontab(program: &str) -> Result<String, CommandError> {
     let output = Command::new(program)
@@ -226,6 +250,17 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let worktree = ctx.repo.worktree.clone();
     let program = crate::env::crontab_program();
     if args.remove {
+        if crontab_missing(&program) {
+            ui.status(&format!(
+                "no dbguard schedule for {}: cron is not installed here",
+                worktree.display()
+            ));
+            ui.hint(&format!(
+                "a systemd timer from `dbguard schedule --print` is removed with: systemctl --user disable --now {}.timer",
+                unit_name(&worktree)
+            ));
+            return Ok(());
+        }
         let table = read_crontab(&program)?;
         let (kept, found) = without_entry(&table, &worktree);
         if !found {
@@ -260,6 +295,14 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         }
     }
     let line = crontab_line(&cadence, &worktree, &exe, &log);
+    if !args.print && crontab_missing(&program) {
+        ui.out("# a systemd user timer that snapshots and prunes this working tree:");
+        ui.out(&systemd_units(&cadence, &worktree, &exe, &log));
+        return Err(no_cron(&program).hint(format!(
+            "save the two units printed above as the files they name and run the systemctl line; or install cron and run `dbguard schedule --every {}` again",
+            args.every
+        )));
+    }
     if !args.print {
         // The log lives in the store; create it now so the first run can append to it.
         drop(ctx.store()?);

@@ -44,9 +44,9 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
         }
         return Ok(());
     };
-    let bar = ui.spinner("verify: re-reading every chunk");
-    let report =
-        store.verify(&|done| bar.set_message(format!("verify: {} read", ui::bytes(done))))?;
+    // A bar with the bytes to re-read, a rate and the time left (a terminal only).
+    let bar = ui.progress(store.verify_bytes()?, "verify: re-reading every chunk");
+    let report = store.verify(&|done| bar.set_position(done))?;
     bar.finish_and_clear();
     if ui.json {
         json::print(ui, &json::Verify::from(&report));

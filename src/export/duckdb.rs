@@ -17,8 +17,9 @@ use parquet::file::metadata::KeyValue;
 use super::json::write_batch_jsonl;
 use super::sinks::{TableSinks, with_sinks};
 use super::{
-    ExportError, ExportOptions, ExportReport, META_ENCODING_PREFIX, META_TABLE, TableExport,
-    TableInImage, io_err, select_tables,
+    ExportError, ExportOptions, ExportReport, META_DUCKDB_SQL, META_DUCKDB_TYPE_PREFIX,
+    META_ENCODING_PREFIX, META_NOT_NULL, META_PRIMARY_KEY, META_TABLE, TableExport, TableInImage,
+    Tally, io_err, select_tables,
 };
 use crate::db::quote_ident;
 
@@ -29,6 +30,7 @@ pub(super) fn export(
     image: &Path,
     dest_dir: &Path,
     opts: &ExportOptions,
+    tally: &Tally<'_>,
 ) -> Result<ExportReport, ExportError> {
     let conn = open_image(image)?;
     let entries = list_tables(&conn, image)?;
@@ -58,7 +60,7 @@ pub(super) fn export(
         };
         report
             .tables
-            .push(export_table(&conn, at, qualified, dest_dir, opts)?);
+            .push(export_table(&conn, at, qualified, dest_dir, opts, tally)?);
     }
     Ok(report)
 }
@@ -102,7 +104,10 @@ fn export_table(
     (schema_name, table): &QualifiedName,
     dest_dir: &Path,
     opts: &ExportOptions,
+    tally: &Tally<'_>,
 ) -> Result<TableExport, ExportError> {
+    // Before the stream: DuckDB runs one query at a time on a connection.
+    let shape = table_shape(conn, at, schema_name, table)?;
     let sql = format!(
         "SELECT * FROM {}.{}",
         quote_ident(schema_name),
@@ -117,7 +122,8 @@ fn export_table(
         .map(|f| !parquet_can_store(f.data_type()))
         .collect();
     let out_schema = output_schema(&source_schema, &as_text);
-    let kv = parquet_metadata(at.table, &source_schema, &as_text);
+    let mut kv = parquet_metadata(at.table, &source_schema, &as_text);
+    kv.extend(shape.metadata());
     let sinks = TableSinks::open(dest_dir, at.table, &out_schema, kv, opts)?;
     let mut rows_done = 0u64;
     let files = with_sinks(sinks, |sinks| {
@@ -128,6 +134,7 @@ fn export_table(
             // Use the original columns for JSON: nested types become arrays/objects.
             sinks.write_jsonl(|w, keys| write_batch_jsonl(w, keys, batch.columns()))?;
             rows_done += batch.num_rows() as u64;
+            tally.add(batch.num_rows() as u64, batch.num_rows() as u64);
         }
         Ok(())
     })?;
@@ -135,6 +142,92 @@ fn export_table(
         table: at.table.to_string(),
         rows: rows_done,
         files,
+    })
+}
+
+/// What a DuckDB table's catalog says about its shape, recorded so that an import can
+/// keep the primary key and NOT NULL columns.
+struct TableShape {
+    sql: String,
+    /// (name, DuckDB type, nullable), in column order.
+    columns: Vec<(String, String, bool)>,
+    primary_key: Vec<String>,
+}
+
+impl TableShape {
+    fn metadata(&self) -> Vec<KeyValue> {
+        let json = |names: Vec<&String>| serde_json::to_string(&names).unwrap_or_default();
+        let mut kv = vec![KeyValue::new(META_DUCKDB_SQL.to_string(), self.sql.clone())];
+        for (name, ty, _) in &self.columns {
+            kv.push(KeyValue::new(
+                format!("{META_DUCKDB_TYPE_PREFIX}{name}"),
+                ty.clone(),
+            ));
+        }
+        let not_null = self
+            .columns
+            .iter()
+            .filter(|(_, _, nullable)| !nullable)
+            .map(|(name, _, _)| name)
+            .collect();
+        kv.push(KeyValue::new(META_NOT_NULL.to_string(), json(not_null)));
+        if !self.primary_key.is_empty() {
+            kv.push(KeyValue::new(
+                META_PRIMARY_KEY.to_string(),
+                json(self.primary_key.iter().collect()),
+            ));
+        }
+        kv
+    }
+}
+
+/// The table's CREATE statement, column types and nullability, and primary key columns.
+fn table_shape(
+    conn: &Connection,
+    at: TableInImage<'_>,
+    schema_name: &str,
+    table: &str,
+) -> Result<TableShape, ExportError> {
+    let err = at.duckdb_err();
+    let sql: String = conn
+        .query_row(
+            "SELECT coalesce(sql, '') FROM duckdb_tables() \
+             WHERE database_name = current_database() AND schema_name = ?1 AND table_name = ?2",
+            [schema_name, table],
+            |r| r.get(0),
+        )
+        .map_err(&err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type, is_nullable FROM duckdb_columns() \
+             WHERE database_name = current_database() AND schema_name = ?1 AND table_name = ?2 \
+             ORDER BY column_index",
+        )
+        .map_err(&err)?;
+    let columns = stmt
+        .query_map([schema_name, table], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, bool>(2)?))
+        })
+        .map_err(&err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&err)?;
+    // unnest keeps the key's column order.
+    let mut stmt = conn
+        .prepare(
+            "SELECT unnest(constraint_column_names) FROM duckdb_constraints() \
+             WHERE database_name = current_database() AND schema_name = ?1 AND table_name = ?2 \
+             AND constraint_type = 'PRIMARY KEY'",
+        )
+        .map_err(&err)?;
+    let primary_key = stmt
+        .query_map([schema_name, table], |r| r.get(0))
+        .map_err(&err)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(&err)?;
+    Ok(TableShape {
+        sql,
+        columns,
+        primary_key,
     })
 }
 

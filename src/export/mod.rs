@@ -22,7 +22,10 @@
 //! table name (percent-encoding of every byte outside `[A-Za-z0-9_-]`, so it is reversible
 //! with `naming::table_name_from_stem`; names whose stem would exceed 180 bytes are cut
 //! and suffixed with `~` and a hash). The real table name is also stored in each Parquet file's
-//! key-value metadata under `dbguard.table`.
+//! key-value metadata under `dbguard.table`, and the table's shape with it, so that
+//! `import-table` recreates it: a SQLite table's CREATE statement (`dbguard.sqlite.sql`)
+//! and declared column types; a DuckDB table's CREATE statement, column types, primary
+//! key and NOT NULL columns.
 //!
 //! # SQLite values
 //!
@@ -89,6 +92,21 @@ pub(crate) const META_ENCODING_PREFIX: &str = "dbguard.encoding.";
 pub(crate) const META_TABLE: &str = "dbguard.table";
 /// Metadata key prefix for a SQLite column's declared type (`dbguard.sqlite.decltype.<col>`).
 pub(crate) const META_SQLITE_DECLTYPE_PREFIX: &str = "dbguard.sqlite.decltype.";
+/// Metadata key holding a SQLite source table's CREATE TABLE statement, as
+/// `sqlite_schema` has it: import recreates the table from it (primary key, NOT NULL,
+/// types, CHECK, WITHOUT ROWID, STRICT).
+pub(crate) const META_SQLITE_SQL: &str = "dbguard.sqlite.sql";
+/// Metadata key holding a DuckDB source table's CREATE TABLE statement (for people and
+/// DuckDB; import into SQLite uses [`META_PRIMARY_KEY`] and [`META_NOT_NULL`]).
+pub(crate) const META_DUCKDB_SQL: &str = "dbguard.duckdb.sql";
+/// Metadata key prefix for a DuckDB column's type (`dbguard.duckdb.type.<col>`).
+pub(crate) const META_DUCKDB_TYPE_PREFIX: &str = "dbguard.duckdb.type.";
+/// Metadata key holding the source table's primary key columns, as a JSON array of
+/// names in key order (DuckDB sources; absent when the table has none).
+pub(crate) const META_PRIMARY_KEY: &str = "dbguard.primary_key";
+/// Metadata key holding the source table's NOT NULL columns, as a JSON array of names
+/// (DuckDB sources).
+pub(crate) const META_NOT_NULL: &str = "dbguard.not_null";
 
 /// Integers up to this magnitude survive a round trip through `f64` exactly.
 pub(crate) const MAX_SAFE_INT_F64: i64 = 1 << 53;
@@ -260,7 +278,60 @@ impl<'a> TableInImage<'a> {
     }
 }
 
-/// Exports the tables of `image` (a private, consistent copy) into `dest_dir`.
+/// How far an export has got: reported to [`export_image`]'s caller every few thousand
+/// rows, for a progress display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExportProgress {
+    /// Rows written to the output files so far, all tables together.
+    pub(crate) rows: u64,
+    /// Rows read so far, each pass counted: a SQLite table exported to Parquet is read
+    /// twice (see [`row_passes`]), so the work in all is rows × passes.
+    pub(crate) work: u64,
+}
+
+/// How many times an export reads each row: SQLite tables are profiled first when
+/// Parquet needs a fixed type per column.
+pub(crate) fn row_passes(kind: DbKind, opts: &ExportOptions) -> u64 {
+    if kind == DbKind::Sqlite && opts.formats.contains(&ExportFormat::Parquet) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Counts rows as they are read and written and tells the caller's progress callback
+/// now and then (every [`Tally::EVERY`] rows, not on every row).
+struct Tally<'p> {
+    progress: &'p dyn Fn(ExportProgress),
+    now: std::cell::Cell<ExportProgress>,
+}
+
+impl<'p> Tally<'p> {
+    const EVERY: u64 = 4096;
+
+    fn new(progress: &'p dyn Fn(ExportProgress)) -> Self {
+        Tally {
+            progress,
+            now: std::cell::Cell::new(ExportProgress::default()),
+        }
+    }
+
+    /// `read` rows read, of which `written` were also written.
+    fn add(&self, read: u64, written: u64) {
+        let before = self.now.get();
+        let after = ExportProgress {
+            rows: before.rows + written,
+            work: before.work + read,
+        };
+        self.now.set(after);
+        if after.work / Self::EVERY != before.work / Self::EVERY || read >= Self::EVERY {
+            (self.progress)(after);
+        }
+    }
+}
+
+/// Exports the tables of `image` (a private, consistent copy) into `dest_dir`, telling
+/// `progress` how far it has got now and then.
 ///
 /// Virtual tables and SQLite shadow tables are skipped and listed in
 /// [`ExportReport::skipped`]; `sqlite_*` internal tables are ignored. A name in
@@ -270,10 +341,12 @@ pub(crate) fn export_image(
     image: &Path,
     dest_dir: &Path,
     opts: &ExportOptions,
+    progress: &dyn Fn(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
+    let tally = Tally::new(progress);
     match kind {
-        DbKind::Sqlite => sqlite::export(image, dest_dir, opts),
-        DbKind::DuckDb => duckdb::export(image, dest_dir, opts),
+        DbKind::Sqlite => sqlite::export(image, dest_dir, opts, &tally),
+        DbKind::DuckDb => duckdb::export(image, dest_dir, opts, &tally),
     }
 }
 

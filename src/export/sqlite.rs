@@ -15,8 +15,8 @@ use super::json::write_sqlite_row;
 use super::sinks::{TableSinks, with_sinks};
 use super::{
     ExportError, ExportFormat, ExportOptions, ExportReport, META_ENCODING_PREFIX,
-    META_SQLITE_DECLTYPE_PREFIX, META_TABLE, SkippedTable, TableExport, TableInImage, io_err,
-    select_tables,
+    META_SQLITE_DECLTYPE_PREFIX, META_SQLITE_SQL, META_TABLE, SkippedTable, TableExport,
+    TableInImage, Tally, io_err, select_tables,
 };
 use crate::db::{self, quote_ident};
 
@@ -31,6 +31,7 @@ pub(super) fn export(
     image: &Path,
     dest_dir: &Path,
     opts: &ExportOptions,
+    tally: &Tally<'_>,
 ) -> Result<ExportReport, ExportError> {
     let conn = open_image(image)?;
     let (available, skipped) = list_tables(&conn, image)?;
@@ -44,7 +45,9 @@ pub(super) fn export(
             image,
             table: &table,
         };
-        report.tables.push(export_table(&conn, at, dest_dir, opts)?);
+        report
+            .tables
+            .push(export_table(&conn, at, dest_dir, opts, tally)?);
     }
     Ok(report)
 }
@@ -111,6 +114,7 @@ fn export_table(
     at: TableInImage<'_>,
     dest_dir: &Path,
     opts: &ExportOptions,
+    tally: &Tally<'_>,
 ) -> Result<TableExport, ExportError> {
     let create_sql: String = conn
         .query_row(
@@ -131,7 +135,7 @@ fn export_table(
     );
     // Only Parquet needs a fixed type per column: JSON keeps each value's class anyway.
     if opts.formats.contains(&ExportFormat::Parquet) {
-        let profiles = profile_columns(conn, at, &select, columns.len())?;
+        let profiles = profile_columns(conn, at, &select, columns.len(), tally)?;
         for (c, p) in columns.iter_mut().zip(profiles) {
             c.plan = ColPlan::for_profile(p, &c.decltype);
         }
@@ -146,7 +150,7 @@ fn export_table(
     let sinks = TableSinks::open(dest_dir, at.table, &schema, kv, opts)?;
     let mut rows = 0;
     let files = with_sinks(sinks, |sinks| {
-        rows = write_rows(conn, at, &select, &columns, schema, sinks, opts)?;
+        rows = write_rows(conn, at, &select, &columns, schema, sinks, opts, tally)?;
         Ok(())
     })?;
     Ok(TableExport {
@@ -191,6 +195,7 @@ fn profile_columns(
     at: TableInImage<'_>,
     select: &str,
     count: usize,
+    tally: &Tally<'_>,
 ) -> Result<Vec<ColProfile>, ExportError> {
     let mut profiles = vec![ColProfile::default(); count];
     let mut stmt = conn.prepare(select).map_err(at.sqlite_err())?;
@@ -199,6 +204,7 @@ fn profile_columns(
         for (i, p) in profiles.iter_mut().enumerate() {
             p.record(row.get_ref(i).map_err(at.sqlite_err())?);
         }
+        tally.add(1, 0);
     }
     Ok(profiles)
 }
@@ -210,7 +216,7 @@ fn parquet_metadata(table: &str, create_sql: String, columns: &[SqliteColumn]) -
         KeyValue::new("dbguard.format".to_string(), "1".to_string()),
         KeyValue::new("dbguard.source".to_string(), "sqlite".to_string()),
         KeyValue::new(META_TABLE.to_string(), table.to_string()),
-        KeyValue::new("dbguard.sqlite.sql".to_string(), create_sql),
+        KeyValue::new(META_SQLITE_SQL.to_string(), create_sql),
     ];
     for c in columns {
         kv.push(KeyValue::new(
@@ -229,6 +235,7 @@ fn parquet_metadata(table: &str, create_sql: String, columns: &[SqliteColumn]) -
 
 /// Pass 2: streams the rows of `select` into record batches of `opts.batch_rows` and
 /// JSON lines; returns the number of rows.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn write_rows(
     conn: &Connection,
     at: TableInImage<'_>,
@@ -237,6 +244,7 @@ fn write_rows(
     schema: SchemaRef,
     sinks: &mut TableSinks,
     opts: &ExportOptions,
+    tally: &Tally<'_>,
 ) -> Result<u64, ExportError> {
     let batch_rows = opts.batch_rows.max(1);
     let mut batch = BatchBuilder::new(schema, columns.iter().map(|c| c.plan));
@@ -260,6 +268,7 @@ fn write_rows(
             }
         }
         rows_done += 1;
+        tally.add(1, 1);
     }
     if !batch.is_empty() {
         sinks.write_batch(&batch.take_batch().map_err(at.arrow_err())?)?;

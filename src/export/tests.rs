@@ -139,7 +139,7 @@ fn mixed_column_round_trips_in_every_format_and_codec() {
             compression,
             ..ExportOptions::default()
         };
-        let report = export_image(DbKind::Sqlite, &image, &out, &opts).expect("export");
+        let report = export_image(DbKind::Sqlite, &image, &out, &opts, &|_| {}).expect("export");
         assert!(report.skipped.is_empty());
         assert_eq!(report.tables.len(), 1);
         let t = &report.tables[0];
@@ -242,7 +242,7 @@ fn large_table_is_streamed_in_batches() {
         batch_rows: 50_000,
         ..ExportOptions::default()
     };
-    let report = export_image(DbKind::Sqlite, &image, &out, &opts).expect("export");
+    let report = export_image(DbKind::Sqlite, &image, &out, &opts, &|_| {}).expect("export");
     assert_eq!(report.tables[0].rows, 200_000);
     let (batches, _, row_groups) = read_parquet(&out.join("parquet/big.parquet"));
     assert_eq!(row_groups, 4);
@@ -286,8 +286,14 @@ fn odd_names_empty_tables_virtual_tables_and_filters() {
            INSERT INTO seq (v) VALUES (1);"#,
     );
     let out = tmp.path().join("out");
-    let report =
-        export_image(DbKind::Sqlite, &image, &out, &ExportOptions::default()).expect("export");
+    let report = export_image(
+        DbKind::Sqlite,
+        &image,
+        &out,
+        &ExportOptions::default(),
+        &|_| {},
+    )
+    .expect("export");
     let names = names_and_rows(&report);
     assert_eq!(
         names,
@@ -386,7 +392,7 @@ fn odd_names_empty_tables_virtual_tables_and_filters() {
         formats: vec![ExportFormat::Jsonl],
         ..ExportOptions::default()
     };
-    let report = export_image(DbKind::Sqlite, &image, &out2, &opts).expect("filtered");
+    let report = export_image(DbKind::Sqlite, &image, &out2, &opts, &|_| {}).expect("filtered");
     assert_eq!(report.tables.len(), 1);
     assert_eq!(report.tables[0].table, "empty");
     assert_eq!(
@@ -400,8 +406,14 @@ fn odd_names_empty_tables_virtual_tables_and_filters() {
         tables: vec!["empty".to_string(), "no such table".to_string()],
         ..ExportOptions::default()
     };
-    let err = export_image(DbKind::Sqlite, &image, &tmp.path().join("out3"), &opts)
-        .expect_err("unknown table");
+    let err = export_image(
+        DbKind::Sqlite,
+        &image,
+        &tmp.path().join("out3"),
+        &opts,
+        &|_| {},
+    )
+    .expect_err("unknown table");
     assert!(matches!(&err, ExportError::UnknownTable { table, .. } if table == "no such table"));
     assert!(err.to_string().contains("no such table"));
 }
@@ -413,11 +425,11 @@ fn bad_inputs_are_errors_not_panics() {
     fs::write(&junk, b"this is not a database at all, not even close.....").expect("write");
     let out = tmp.path().join("out");
     let opts = ExportOptions::default();
-    assert!(export_image(DbKind::Sqlite, &junk, &out, &opts).is_err());
-    assert!(export_image(DbKind::DuckDb, &junk, &out, &opts).is_err());
+    assert!(export_image(DbKind::Sqlite, &junk, &out, &opts, &|_| {}).is_err());
+    assert!(export_image(DbKind::DuckDb, &junk, &out, &opts, &|_| {}).is_err());
     let missing = tmp.path().join("missing.db");
     assert!(matches!(
-        export_image(DbKind::Sqlite, &missing, &out, &opts),
+        export_image(DbKind::Sqlite, &missing, &out, &opts, &|_| {}),
         Err(ExportError::Io { .. })
     ));
 }
@@ -451,7 +463,7 @@ fn duckdb_tables_export() {
         batch_rows: 2048,
         ..ExportOptions::default()
     };
-    let report = export_image(DbKind::DuckDb, &image, &out, &opts).expect("export");
+    let report = export_image(DbKind::DuckDb, &image, &out, &opts, &|_| {}).expect("export");
     let names = names_and_rows(&report);
     assert_eq!(
         names,
@@ -513,8 +525,14 @@ fn duckdb_tables_export() {
         tables: vec!["s2.odd name".to_string()],
         ..ExportOptions::default()
     };
-    let report =
-        export_image(DbKind::DuckDb, &image, &tmp.path().join("o2"), &opts).expect("filtered");
+    let report = export_image(
+        DbKind::DuckDb,
+        &image,
+        &tmp.path().join("o2"),
+        &opts,
+        &|_| {},
+    )
+    .expect("filtered");
     assert_eq!(report.tables.len(), 1);
     assert_eq!(report.tables[0].rows, 2);
     let opts = ExportOptions {
@@ -522,7 +540,305 @@ fn duckdb_tables_export() {
         ..ExportOptions::default()
     };
     assert!(matches!(
-        export_image(DbKind::DuckDb, &image, &tmp.path().join("o3"), &opts),
+        export_image(
+            DbKind::DuckDb,
+            &image,
+            &tmp.path().join("o3"),
+            &opts,
+            &|_| {}
+        ),
         Err(ExportError::UnknownTable { .. })
     ));
+}
+
+/// `(name, declared type, notnull, pk)` of every column of `table`, and its CREATE statement.
+fn table_shape(conn: &Connection, table: &str) -> (Vec<(String, String, i64, i64)>, String) {
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
+        .expect("prepare");
+    let columns = stmt
+        .query_map([table], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("columns");
+    let sql = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .expect("sql");
+    (columns, sql)
+}
+
+fn col(name: &str, ty: &str, notnull: i64, pk: i64) -> (String, String, i64, i64) {
+    (name.to_string(), ty.to_string(), notnull, pk)
+}
+
+#[test]
+fn sqlite_import_keeps_the_table_shape_and_refuses_duplicate_keys() {
+    let tmp = TempDir::new().expect("tempdir");
+    let image = sqlite_file(
+        tmp.path(),
+        "src.db",
+        "CREATE TABLE mixed (id INTEGER PRIMARY KEY, v NOT NULL, b BLOB, t TEXT UNIQUE);
+         INSERT INTO mixed VALUES (1, 42, x'00', 'a'), (2, 'x', NULL, 'b'), (3, 1.5, x'ff', NULL),
+           (4, x'01', NULL, 'd'), (5, -1, x'', 'e'), (6, '', NULL, 'f');
+         CREATE TABLE pair (a TEXT, b INTEGER, PRIMARY KEY (b, a)) WITHOUT ROWID;
+         INSERT INTO pair VALUES ('x', 1), ('x', 2);",
+    );
+    let out = tmp.path().join("out");
+    let opts = ExportOptions {
+        formats: vec![ExportFormat::Parquet],
+        ..ExportOptions::default()
+    };
+    export_image(DbKind::Sqlite, &image, &out, &opts, &|_| {}).expect("export");
+    let src = Connection::open(&image).expect("open");
+    let (source_columns, _) = table_shape(&src, "mixed");
+    assert_eq!(
+        source_columns,
+        vec![
+            col("id", "INTEGER", 0, 1),
+            col("v", "", 1, 0),
+            col("b", "BLOB", 0, 0),
+            col("t", "TEXT", 0, 0)
+        ]
+    );
+    let file = out.join("parquet/mixed.parquet");
+    let target = tmp.path().join("target.db");
+    assert_eq!(
+        import_table(DbKind::Sqlite, &file, &target, "mixed", false).expect("import"),
+        6
+    );
+    let dst = Connection::open(&target).expect("open");
+    let (columns, sql) = table_shape(&dst, "mixed");
+    assert_eq!(columns, source_columns);
+    assert_eq!(
+        sql,
+        "CREATE TABLE \"mixed\" (id INTEGER PRIMARY KEY, v NOT NULL, b BLOB, t TEXT UNIQUE)"
+    );
+    // Appending the same file again: refused on the first row, nothing loaded.
+    let err = import_table(DbKind::Sqlite, &file, &target, "mixed", false).expect_err("dup");
+    assert!(
+        matches!(&err, ImportError::Duplicate { row: 1, key: "primary key", table, .. } if table == "mixed"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("row 1 of") && message.contains("mixed.id"),
+        "{message}"
+    );
+    assert_eq!(
+        dump(&dst, "SELECT count(*), count(DISTINCT id) FROM mixed"),
+        vec![vec![SqlVal::Int(6), SqlVal::Int(6)]]
+    );
+    // --replace loads the file again in place of the rows.
+    assert_eq!(
+        import_table(DbKind::Sqlite, &file, &target, "mixed", true).expect("replace"),
+        6
+    );
+    assert_eq!(
+        dump(&dst, "SELECT count(*) FROM mixed"),
+        vec![vec![SqlVal::Int(6)]]
+    );
+    // Another name gets the same shape; a composite key WITHOUT ROWID survives too.
+    import_table(DbKind::Sqlite, &file, &target, "copy of mixed", false).expect("copy");
+    assert_eq!(table_shape(&dst, "copy of mixed").0, source_columns);
+    let pair = out.join("parquet/pair.parquet");
+    import_table(DbKind::Sqlite, &pair, &target, "pair", false).expect("pair");
+    let (columns, sql) = table_shape(&dst, "pair");
+    assert_eq!(
+        columns,
+        vec![col("a", "TEXT", 1, 2), col("b", "INTEGER", 1, 1)]
+    );
+    assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+    let err = import_table(DbKind::Sqlite, &pair, &target, "pair", false).expect_err("dup");
+    assert!(
+        matches!(err, ImportError::Duplicate { row: 1, .. }),
+        "{err:?}"
+    );
+    // A UNIQUE column refuses too, naming the row that collided.
+    dst.execute_batch("DELETE FROM mixed WHERE id <> 2; UPDATE mixed SET id = 20")
+        .expect("edit");
+    let err = import_table(DbKind::Sqlite, &file, &target, "mixed", false).expect_err("unique");
+    assert!(
+        matches!(&err, ImportError::Duplicate { row: 2, key: "unique key", detail, .. } if detail.contains("mixed.t")),
+        "{err:?}"
+    );
+    assert_eq!(
+        dump(&dst, "SELECT count(*) FROM mixed"),
+        vec![vec![SqlVal::Int(1)]]
+    );
+}
+
+#[test]
+fn duckdb_import_keeps_the_primary_key_and_not_null_columns() {
+    let tmp = TempDir::new().expect("tempdir");
+    let image = tmp.path().join("d.duckdb");
+    ::duckdb::Connection::open(&image)
+        .expect("open duckdb")
+        .execute_batch(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, price DOUBLE);
+             INSERT INTO items SELECT i, 'item ' || i, i * 1.5 FROM range(10) t(i);
+             CREATE TABLE pairs (a VARCHAR, b BIGINT, PRIMARY KEY (b, a));
+             INSERT INTO pairs VALUES ('x', 1), ('x', 2);",
+        )
+        .expect("setup");
+    let out = tmp.path().join("out");
+    let opts = ExportOptions {
+        formats: vec![ExportFormat::Parquet],
+        ..ExportOptions::default()
+    };
+    export_image(DbKind::DuckDb, &image, &out, &opts, &|_| {}).expect("export");
+    let file = out.join("parquet/items.parquet");
+    let (_, kv, _) = read_parquet(&file);
+    assert_eq!(
+        kv.get(META_PRIMARY_KEY).map(String::as_str),
+        Some(r#"["id"]"#)
+    );
+    assert_eq!(
+        kv.get(META_NOT_NULL).map(String::as_str),
+        Some(r#"["id","name"]"#)
+    );
+    assert_eq!(
+        kv.get("dbguard.duckdb.type.name").map(String::as_str),
+        Some("VARCHAR")
+    );
+    assert!(
+        kv.get(META_DUCKDB_SQL)
+            .is_some_and(|sql| sql.starts_with("CREATE TABLE items")),
+        "{kv:?}"
+    );
+    let target = tmp.path().join("t.db");
+    assert_eq!(
+        import_table(DbKind::Sqlite, &file, &target, "items", false).expect("import"),
+        10
+    );
+    let dst = Connection::open(&target).expect("open");
+    assert_eq!(
+        table_shape(&dst, "items").0,
+        vec![
+            col("id", "INTEGER", 1, 1),
+            col("name", "TEXT", 1, 0),
+            col("price", "REAL", 0, 0)
+        ]
+    );
+    let err = import_table(DbKind::Sqlite, &file, &target, "items", false).expect_err("dup");
+    assert!(
+        matches!(err, ImportError::Duplicate { row: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        dump(&dst, "SELECT count(*) FROM items"),
+        vec![vec![SqlVal::Int(10)]]
+    );
+    let pairs = out.join("parquet/pairs.parquet");
+    import_table(DbKind::Sqlite, &pairs, &target, "pairs", false).expect("pairs");
+    assert_eq!(
+        table_shape(&dst, "pairs").0,
+        vec![col("a", "TEXT", 1, 2), col("b", "INTEGER", 1, 1)]
+    );
+}
+
+#[test]
+fn a_parquet_file_without_recorded_shape_imports_as_before() {
+    // What files exported before dbguard recorded the table's shape look like: the
+    // table name and declared types, no CREATE statement, no key.
+    let tmp = TempDir::new().expect("tempdir");
+    let file = tmp.path().join("old.parquet");
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", DataType::Int64, true),
+        arrow::datatypes::Field::new("t", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])),
+            std::sync::Arc::new(arrow::array::StringArray::from(vec!["a", "b", "c"])),
+        ],
+    )
+    .expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![
+            parquet::file::metadata::KeyValue::new(META_TABLE.to_string(), "old".to_string()),
+            parquet::file::metadata::KeyValue::new(
+                format!("{META_SQLITE_DECLTYPE_PREFIX}id"),
+                "INTEGER".to_string(),
+            ),
+        ]))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        File::create(&file).expect("create"),
+        schema,
+        Some(props),
+    )
+    .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    let target = tmp.path().join("t.db");
+    for _ in 0..2 {
+        assert_eq!(
+            import_table(DbKind::Sqlite, &file, &target, "old", false).expect("import"),
+            3
+        );
+    }
+    let dst = Connection::open(&target).expect("open");
+    assert_eq!(
+        table_shape(&dst, "old").0,
+        vec![col("id", "INTEGER", 0, 0), col("t", "TEXT", 0, 0)]
+    );
+    // No key was recorded, so appending twice keeps both copies, as it always did.
+    assert_eq!(
+        dump(&dst, "SELECT count(*) FROM old"),
+        vec![vec![SqlVal::Int(6)]]
+    );
+}
+
+#[test]
+fn progress_counts_rows_written_and_every_pass_read() {
+    let tmp = TempDir::new().expect("tempdir");
+    let image = sqlite_file(
+        tmp.path(),
+        "p.db",
+        "CREATE TABLE a (x INTEGER);
+         INSERT INTO a WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) SELECT i FROM n;
+         CREATE TABLE b (y TEXT);
+         INSERT INTO b WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) SELECT 'v' || i FROM n;",
+    );
+    for (formats, passes) in [
+        (vec![ExportFormat::Parquet, ExportFormat::Jsonl], 2),
+        (vec![ExportFormat::Jsonl], 1),
+    ] {
+        let opts = ExportOptions {
+            formats,
+            ..ExportOptions::default()
+        };
+        assert_eq!(row_passes(DbKind::Sqlite, &opts), passes);
+        let seen = std::cell::RefCell::new(Vec::new());
+        let out = tmp.path().join(format!("out{passes}"));
+        let report = export_image(DbKind::Sqlite, &image, &out, &opts, &|p| {
+            seen.borrow_mut().push(p)
+        })
+        .expect("export");
+        assert_eq!(report.tables.iter().map(|t| t.rows).sum::<u64>(), 15000);
+        let seen = seen.into_inner();
+        assert!(seen.len() >= 3, "{seen:?}");
+        for pair in seen.windows(2) {
+            assert!(pair[0].work < pair[1].work && pair[0].rows <= pair[1].rows);
+        }
+        let last = seen.last().expect("reported");
+        assert!(
+            last.rows <= 15000 && last.work <= 15000 * passes,
+            "{last:?}"
+        );
+        // Reported at least every Tally::EVERY rows: the last report is that close to the end.
+        assert!(last.work + 4096 > 15000 * passes, "{last:?}");
+        for p in &seen {
+            // Rows are written in the last pass over a table only.
+            assert!(p.rows <= p.work, "{p:?}");
+        }
+    }
+    assert_eq!(row_passes(DbKind::DuckDb, &ExportOptions::default()), 1);
 }

@@ -752,6 +752,21 @@ impl Catalog {
         Ok(hashes)
     }
 
+    /// The plain bytes of every distinct chunk some image refers to (what
+    /// [`super::Store::verify`] reads, each chunk once): `chunk_size` each, less for the
+    /// last chunk of an image.
+    pub(crate) fn distinct_chunk_bytes(&self, chunk_size: u64) -> Result<u64, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(len), 0) FROM (SELECT max(min(?1, i.size - c.seq * ?1)) AS len \
+                 FROM image_chunks AS c JOIN images AS i ON i.id = c.image_id GROUP BY c.hash)",
+                [chunk_size as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(self.fail())
+    }
+
     /// Delete snapshots, then images no snapshot refers to any more.
     pub(crate) fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
         self.writable()?;

@@ -686,6 +686,11 @@ impl Store {
     /// snapshots each one breaks and which snapshots remain restorable. On a writable
     /// store, the stat cache stops trusting damaged images, so that the next snapshot
     /// reads the live file and rewrites the damaged chunks from it.
+    /// The bytes [`Store::verify`] reads, for a progress display.
+    pub(crate) fn verify_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.catalog.distinct_chunk_bytes(CHUNK_SIZE as u64)?)
+    }
+
     pub(crate) fn verify(&self, progress: Progress<'_>) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport {
             read_only: self.read_only,

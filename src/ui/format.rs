@@ -91,9 +91,90 @@ pub(crate) fn local_time(time: chrono::DateTime<chrono::Utc>) -> String {
         .to_string()
 }
 
+/// How far long work has got, for a progress line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WorkDone {
+    /// Rows done and in all (all from the snapshot's census).
+    pub(crate) rows: u64,
+    pub(crate) rows_total: u64,
+    /// Bytes done (written or read: the caller's label says which).
+    pub(crate) bytes: u64,
+    /// The share of the whole work done, 0..=1 (not rows/rows_total when some rows are
+    /// read twice); the time left is estimated from it.
+    pub(crate) fraction: f64,
+    pub(crate) elapsed: std::time::Duration,
+}
+
+/// "export #4: 412,000 of 900,000 rows, 183.2 MiB written, 15,800 rows/s, about 31 s
+/// left": rate and time left only once there is something to estimate them from.
+pub(crate) fn work_line(label: &str, bytes_label: &str, work: &WorkDone) -> String {
+    let mut line = format!(
+        "{label}: {} of {} rows, {} {bytes_label}",
+        count(work.rows),
+        count(work.rows_total),
+        bytes(work.bytes)
+    );
+    let seconds = work.elapsed.as_secs_f64();
+    if seconds >= 0.5 && work.rows > 0 {
+        line.push_str(&format!(
+            ", {} rows/s",
+            count((work.rows as f64 / seconds).round() as u64)
+        ));
+    }
+    let fraction = work.fraction.clamp(0.0, 1.0);
+    if seconds >= 0.5 && fraction > 0.0 && fraction < 1.0 {
+        let left = seconds * (1.0 - fraction) / fraction;
+        line.push_str(&format!(", about {} left", duration(left.round() as u64)));
+    }
+    line
+}
+
+/// 31 → "31 s", 125 → "2 min 05 s", 3720 → "1 h 02 min".
+pub(crate) fn duration(seconds: u64) -> String {
+    match seconds {
+        0..=59 => format!("{seconds} s"),
+        60..=3599 => format!("{} min {:02} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_show_rows_bytes_rate_and_time_left() {
+        let work = WorkDone {
+            rows: 412_000,
+            rows_total: 900_000,
+            bytes: 192_100_000,
+            fraction: 0.4,
+            elapsed: std::time::Duration::from_secs(26),
+        };
+        assert_eq!(
+            work_line("export #4", "written", &work),
+            "export #4: 412,000 of 900,000 rows, 183.2 MiB written, 15,846 rows/s, about 39 s left"
+        );
+        // Nothing to estimate from yet: no rate, no time left.
+        let start = WorkDone {
+            rows: 0,
+            fraction: 0.0,
+            elapsed: std::time::Duration::from_millis(100),
+            ..work
+        };
+        assert_eq!(
+            work_line("export #4", "written", &start),
+            "export #4: 0 of 900,000 rows, 183.2 MiB written"
+        );
+        let done = WorkDone {
+            fraction: 1.0,
+            ..work
+        };
+        assert!(!work_line("x", "read", &done).contains("left"));
+        assert_eq!(duration(31), "31 s");
+        assert_eq!(duration(125), "2 min 05 s");
+        assert_eq!(duration(3720), "1 h 02 min");
+    }
 
     #[test]
     fn formats_numbers() {
