@@ -48,6 +48,9 @@ pub(crate) struct Taken {
     pub(crate) size: Option<u64>,
     pub(crate) stored_bytes: Option<u64>,
     pub(crate) reused: bool,
+    /// True when the database was unchanged since its latest snapshot: `id` is that
+    /// snapshot, and no new one was recorded.
+    pub(crate) unchanged: bool,
     pub(crate) consistency: Option<String>,
     /// `partial` (true when the snapshot lacks committed data), `missing` (what it
     /// lacks), and for a live copy `instant` and `retries`.
@@ -173,6 +176,7 @@ impl Taken {
             size: None,
             stored_bytes: None,
             reused: false,
+            unchanged: false,
             consistency: None,
             completeness: Completeness::default(),
             error: None,
@@ -185,6 +189,7 @@ impl Taken {
                 taken.size = Some(outcome.size);
                 taken.stored_bytes = Some(outcome.new_bytes);
                 taken.reused = outcome.reused;
+                taken.unchanged = outcome.unchanged_since.is_some();
                 taken.consistency = Some(outcome.consistency.clone());
                 taken.completeness = Completeness::of_label(&outcome.consistency);
             }
