@@ -21,8 +21,15 @@ pub(crate) struct Shrink {
     /// When the snapshot was taken.
     #[serde(serialize_with = "crate::store::catalog::rfc3339")]
     pub(crate) taken_at: chrono::DateTime<chrono::Utc>,
+    /// When the state was last recorded as current: a later operation that found the
+    /// database unchanged refers to the snapshot (see [`crate::store::SnapshotInfo::last_seen`]).
+    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
+    pub(crate) seen_at: chrono::DateTime<chrono::Utc>,
     /// The git command the snapshot was taken before, for the prompt.
     pub(crate) taken_before: String,
+    /// The newest command that found the database unchanged since the snapshot: the
+    /// snapshot is also the state right before it.
+    pub(crate) still_before: Option<String>,
     /// When the snapshot records the state a restore put back: the snapshot it restored.
     pub(crate) restored_from: Option<i64>,
     pub(crate) before: Census,
@@ -137,7 +144,9 @@ pub(crate) fn shrink_against(
         path: snapshot.path.clone(),
         snapshot_id: snapshot.id,
         taken_at: snapshot.created_at,
+        seen_at: snapshot.last_seen(),
         taken_before: snapshot.operation.describe(),
+        still_before: snapshot.unchanged.last().map(|r| r.operation.describe()),
         restored_from: restored_from(snapshot),
         before: snapshot.census.clone(),
         after,

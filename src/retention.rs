@@ -57,6 +57,8 @@ pub(crate) struct Candidate {
     pub(crate) id: i64,
     /// The database's worktree-relative path: the grouping key.
     pub(crate) path: String,
+    /// When the snapshot's state was last recorded: a snapshot that later operations
+    /// found unchanged counts from the newest of them (it stands for those snapshots).
     pub(crate) created_at: DateTime<Utc>,
 }
 

@@ -114,10 +114,12 @@ fn unchanged_database_is_reused_without_opening_it() {
         "it waited for the lock: {waited:?}"
     );
 
-    // Both snapshots are listed and point at the same image.
+    // One snapshot holds the state; the second operation refers to it.
+    assert_eq!(second[0]["id"], first[0]["id"]);
+    assert_eq!(second[0]["unchanged"], true);
     let log = repo.dbguard(["log", "--json"]).ok().json();
-    assert_eq!(log.as_array().unwrap().len(), 2);
-    assert_eq!(log[0]["image_digest"], log[1]["image_digest"]);
+    assert_eq!(log.as_array().unwrap().len(), 1);
+    assert_eq!(log[0]["unchanged"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -297,15 +299,16 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
     drop(conn);
     sleep(Duration::from_millis(200));
     repo.dbguard(["snapshot", "posts.db"]).ok(); // #2
-    let again = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // #3
+    let again = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // still #2
     assert_eq!(again[0]["reused"], true, "{again}");
+    assert_eq!(again[0]["id"], 2, "{again}");
 
-    // A chunk of #2 (and of #3, the same image) goes bad; #1 does not use it.
+    // A chunk of #2 goes bad; #1 does not use it.
     let damaged = chunk_file(&repo, 2, 1);
     flip_a_byte(&damaged);
     let verify = repo.dbguard(["verify"]).fails();
     assert!(
-        verify.stdout.contains("breaks #2, #3"),
+        verify.stdout.contains("breaks #2"),
         "verify names the snapshots a damaged chunk breaks:\n{}{}",
         verify.stdout,
         verify.stderr
@@ -313,12 +316,12 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
     assert!(
         verify
             .stdout
-            .contains("posts.db: cannot restore #2, #3; restorable: #1"),
+            .contains("posts.db: cannot restore #2; restorable: #1"),
         "{}",
         verify.stdout
     );
     assert!(
-        verify.stderr.contains("2 snapshots cannot be restored")
+        verify.stderr.contains("1 snapshot cannot be restored")
             && verify.stderr.contains("`dbguard snapshot posts.db`")
             && verify
                 .stderr
@@ -327,54 +330,58 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
         verify.stderr
     );
     let report = repo.dbguard(["verify", "--json"]).fails().json();
-    assert_eq!(ids(&report["broken"]), vec![2, 3]);
+    assert_eq!(ids(&report["broken"]), vec![2]);
     assert_eq!(ids(&report["restorable"]), vec![1]);
     // The advice works: #1 restores.
     assert_eq!(restored_rows(&repo, 1, "one.db"), 300);
 
     // verify stopped trusting the stat cache for the damaged image: the next snapshot of
-    // the unchanged file reads it and rewrites the chunk, which repairs #2 and #3 too.
-    let repair = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #4
+    // the unchanged file reads it and rewrites the chunk, which repairs #2; the file is
+    // the same, so no new snapshot is recorded.
+    let repair = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // still #2
     assert_eq!(repair.json()[0]["reused"], false, "{}", repair.stderr);
+    assert_eq!(repair.json()[0]["id"], 2, "{}", repair.stderr);
     assert!(repair.stderr.contains("damaged chunk"), "{}", repair.stderr);
     repo.dbguard(["verify"]).ok();
-    assert_eq!(restored_rows(&repo, 3, "three.db"), 12_300);
+    assert_eq!(restored_rows(&repo, 2, "two.db"), 12_300);
 
     // Without verify: a chunk written since the stat cache entry was recorded is not
     // trusted either, and a snapshot after a change rewrites the damaged chunk it reuses.
-    flip_a_byte(&chunk_file(&repo, 4, 1));
+    flip_a_byte(&chunk_file(&repo, 2, 1));
     // A new table: page 1 and a page at the end change, the middle chunks stay the same.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('new');")
         .unwrap();
     drop(conn);
     sleep(Duration::from_millis(200));
-    let changed = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #5
+    let changed = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #3
     assert_eq!(changed.json()[0]["rows"], 12_301);
     assert!(
         changed.stderr.contains("damaged chunk"),
         "{}",
         changed.stderr
     );
-    assert_eq!(restored_rows(&repo, 5, "five.db"), 12_300);
-    assert_eq!(sqlite_count(&repo.path("five.db"), "notes"), 1);
-    flip_a_byte(&chunk_file(&repo, 5, 2));
-    let unchanged = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // #6
+    assert_eq!(changed.json()[0]["id"], 3);
+    assert_eq!(restored_rows(&repo, 3, "three.db"), 12_300);
+    assert_eq!(sqlite_count(&repo.path("three.db"), "notes"), 1);
+    flip_a_byte(&chunk_file(&repo, 3, 2));
+    let unchanged = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // still #3
     assert_eq!(unchanged.json()[0]["reused"], false, "{}", unchanged.stderr);
-    assert_eq!(restored_rows(&repo, 6, "six.db"), 12_300);
+    assert_eq!(unchanged.json()[0]["id"], 3, "{}", unchanged.stderr);
+    assert_eq!(restored_rows(&repo, 3, "three-again.db"), 12_300);
     repo.dbguard(["verify"]).ok();
-    let cached = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // #7
+    let cached = repo.dbguard(["snapshot", "--json", "posts.db"]).ok().json(); // still #3
     assert_eq!(cached[0]["reused"], true, "an intact image is reused again");
 
     // What no live file holds any more cannot be repaired: verify names only that.
     flip_a_byte(&chunk_file(&repo, 1, 0));
-    repo.dbguard(["snapshot", "posts.db"]).ok(); // #8
+    repo.dbguard(["snapshot", "posts.db"]).ok(); // still #3
     let lost = repo.dbguard(["verify", "--json"]).fails().json();
     assert_eq!(ids(&lost["broken"]), vec![1]);
-    assert_eq!(ids(&lost["restorable"]), vec![2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(ids(&lost["restorable"]), vec![2, 3]);
     let lost = repo.dbguard(["verify"]).fails();
     assert!(
-        lost.stderr.contains("`dbguard restore posts.db --from 8`"),
+        lost.stderr.contains("`dbguard restore posts.db --from 3`"),
         "{}",
         lost.stderr
     );

@@ -1,4 +1,5 @@
-//! `dbguard log [PATH]`: snapshots newest first, with rows, size and the git operation.
+//! `dbguard log [PATH]`: snapshots newest first, with rows, size and the git operation,
+//! and the later operations that found a database unchanged and refer to its snapshot.
 
 use std::path::PathBuf;
 
@@ -80,6 +81,9 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         "TAKEN BEFORE".into(),
     ]];
     let mut partial = Vec::new();
+    // One line per snapshot, and one per later operation that found the database
+    // unchanged and refers to it; newest first (operation ids break ties of the clock).
+    let mut lines = Vec::new();
     for snapshot in &snapshots {
         let completeness = Completeness::of_label(&snapshot.consistency);
         let mut rows_cell = ui::count(snapshot.census.total_rows());
@@ -87,15 +91,36 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             rows_cell.push_str(" PARTIAL");
             partial.push(partial_message(snapshot.id, &snapshot.path, &completeness));
         }
-        rows.push(vec![
-            format!("#{}", snapshot.id),
-            local_time(snapshot.created_at),
-            snapshot.path.clone(),
-            rows_cell,
-            ui::bytes(snapshot.size),
-            taken_before(snapshot),
-        ]);
+        let line = |time, before: String| {
+            vec![
+                format!("#{}", snapshot.id),
+                local_time(time),
+                snapshot.path.clone(),
+                rows_cell.clone(),
+                ui::bytes(snapshot.size),
+                before,
+            ]
+        };
+        lines.push((
+            (snapshot.created_at, snapshot.operation.id, snapshot.id),
+            line(snapshot.created_at, taken_before(snapshot)),
+        ));
+        for seen in &snapshot.unchanged {
+            lines.push((
+                (seen.created_at, seen.operation.id, snapshot.id),
+                line(
+                    seen.created_at,
+                    format!(
+                        "{} (unchanged since #{})",
+                        seen.operation.describe(),
+                        snapshot.id
+                    ),
+                ),
+            ));
+        }
     }
+    lines.sort_by_key(|line| std::cmp::Reverse(line.0));
+    rows.extend(lines.into_iter().map(|(_, line)| line));
     for (i, line) in ui::table(&rows).into_iter().enumerate() {
         ui.out(&if i == 0 {
             ui.paint(Tone::Dim, &line)

@@ -9,7 +9,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::taken_before;
 use crate::retention::{self, Candidate, Policy};
-use crate::store::{Store, StoreError};
+use crate::store::{SnapshotInfo, Store, StoreError};
 use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
 
@@ -115,7 +115,8 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         .map(|s| Candidate {
             id: s.id,
             path: s.path.clone(),
-            created_at: s.created_at,
+            // A snapshot a later operation found unchanged holds the state of then too.
+            created_at: s.last_seen(),
         })
         .collect();
     if policy.is_empty() {
@@ -124,22 +125,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let decision = retention::apply(&policy, &candidates, clock::now());
     for id in &decision.remove {
         if let Some(s) = snapshots.iter().find(|s| s.id == *id) {
-            // Enough to tell snapshots apart before they are gone: rows, age, and
-            // what each was taken before.
-            ui.status(&format!(
-                "{} #{} {}: {} rows, {} ({}), taken before {}",
-                if args.dry_run {
-                    "would remove"
-                } else {
-                    "remove"
-                },
-                s.id,
-                s.path,
-                ui::count(s.census.total_rows()),
-                local_time(s.created_at),
-                age(s.created_at),
-                taken_before(s)
-            ));
+            ui.status(&removal_line(s, args.dry_run));
         }
     }
     let (chunks_removed, bytes_freed) = if args.dry_run {
@@ -190,6 +176,35 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         json::print(ui, &report);
     }
     Ok(())
+}
+
+/// Enough to tell snapshots apart before they are gone: rows, when, age, what each was
+/// taken before, and the later operations that refer to it (their record goes with it).
+fn removal_line(s: &SnapshotInfo, dry_run: bool) -> String {
+    let mut line = format!(
+        "{} #{} {}: {} rows, {} ({}), taken before {}",
+        if dry_run { "would remove" } else { "remove" },
+        s.id,
+        s.path,
+        ui::count(s.census.total_rows()),
+        local_time(s.created_at),
+        age(s.created_at),
+        taken_before(s)
+    );
+    if let Some(last) = s.unchanged.last() {
+        let more = s.unchanged.len() - 1;
+        line.push_str(&format!(
+            "; also the state before {}{} ({})",
+            last.operation.describe(),
+            match more {
+                0 => String::new(),
+                1 => " and 1 earlier command".into(),
+                n => format!(" and {n} earlier commands"),
+            },
+            age(last.created_at)
+        ));
+    }
+    line
 }
 
 fn empty_report(dry_run: bool) -> json::Prune {

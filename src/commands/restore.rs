@@ -133,26 +133,7 @@ fn choose(
             )),
         );
     }
-    let items: Vec<String> = recent
-        .iter()
-        .map(|s| {
-            let tables: Vec<String> = s
-                .census
-                .tables
-                .iter()
-                .map(|(t, n)| format!("{t} {}", ui::count(*n)))
-                .collect();
-            format!(
-                "#{:<4} {} ({})  {}  before `{}`  [{}]",
-                s.id,
-                local_time(s.created_at),
-                crate::ui::age(s.created_at),
-                s.path,
-                s.operation.describe(),
-                tables.join(", ")
-            )
-        })
-        .collect();
+    let items: Vec<String> = recent.iter().map(picker_item).collect();
     // Preselect the snapshot a user most likely wants back: the newest one taken right
     // before its database shrank or vanished, not simply the newest (often the bad state).
     let preselected = likely_wanted(&listed_rows(&recent), |path| live_rows(ctx, &recent, path));
@@ -166,6 +147,37 @@ fn choose(
         Some(index) => Ok(recent[index].clone()),
         None => Err(CommandError::new("nothing chosen; nothing restored")),
     }
+}
+
+/// One line of the picker: id, database, rows, when and how long ago, what it was taken
+/// before (and the newest command that found it unchanged), and the rows per table.
+fn picker_item(s: &SnapshotInfo) -> String {
+    let tables: Vec<String> = s
+        .census
+        .tables
+        .iter()
+        .map(|(t, n)| format!("{t} {}", ui::count(*n)))
+        .collect();
+    let mut label = match crate::compare::restored_from(s) {
+        Some(from) => format!("restored from #{from}"),
+        None => format!("before `{}`", s.operation.describe()),
+    };
+    if let Some(last) = s.unchanged.last() {
+        label.push_str(&format!(
+            ", unchanged before `{}` ({})",
+            last.operation.describe(),
+            crate::ui::age(last.created_at)
+        ));
+    }
+    format!(
+        "#{:<4} {}  {} rows  {} ({})  {label}  [{}]",
+        s.id,
+        s.path,
+        ui::count(s.census.total_rows()),
+        local_time(s.created_at),
+        crate::ui::age(s.created_at),
+        tables.join(", ")
+    )
 }
 
 fn listed_rows(snapshots: &[SnapshotInfo]) -> Vec<(&str, u64)> {
@@ -208,7 +220,89 @@ fn likely_wanted(listed: &[(&str, u64)], mut live_rows: impl FnMut(&str) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use super::likely_wanted;
+    use super::{likely_wanted, picker_item};
+    use crate::db::{Census, DbKind};
+    use crate::store::SnapshotInfo;
+    use crate::store::catalog::{OperationInfo, OperationRef};
+
+    fn operation(id: i64, kind: &str, argv: &[&str]) -> OperationInfo {
+        OperationInfo {
+            id,
+            kind: kind.into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            head_before: None,
+            head_after: None,
+            exit_code: Some(0),
+        }
+    }
+
+    fn snapshot(
+        id: i64,
+        rows: u64,
+        days_ago: i64,
+        operation: OperationInfo,
+        message: Option<&str>,
+    ) -> SnapshotInfo {
+        SnapshotInfo {
+            id,
+            path: "posts.db".into(),
+            worktree: "/w".into(),
+            kind: DbKind::Sqlite,
+            created_at: crate::clock::now() - chrono::Duration::days(days_ago),
+            size: 4096,
+            consistency: "online-backup".into(),
+            git_state: "ignored".into(),
+            reused: false,
+            message: message.map(str::to_string),
+            operation,
+            census: Census {
+                tables: [("posts".to_string(), rows), ("users".to_string(), 2)].into(),
+                schema: "s".into(),
+            },
+            image_id: id,
+            image_digest: format!("{id:064}"),
+            unchanged: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_picker_shows_rows_label_and_age() {
+        let mut pulled = snapshot(4, 90_000, 2, operation(4, "guard", &["git", "pull"]), None);
+        pulled.unchanged.push(OperationRef {
+            created_at: crate::clock::now() - chrono::Duration::hours(3),
+            git_state: "ignored".into(),
+            reopened: false,
+            message: Some("before export".into()),
+            operation: operation(6, "export", &["dbguard", "export"]),
+        });
+        let listed = [
+            snapshot(
+                7,
+                5_000,
+                1,
+                operation(
+                    7,
+                    "restore",
+                    &["dbguard", "restore", "posts.db", "--from", "2"],
+                ),
+                Some("restored from #2"),
+            ),
+            pulled,
+            snapshot(
+                2,
+                5_000,
+                3,
+                operation(2, "install", &["dbguard", "install"]),
+                None,
+            ),
+        ];
+        // Local times depend on the machine's time zone; ages are fixed by construction.
+        let text: String = listed
+            .iter()
+            .map(|s| picker_item(s).replace(&crate::ui::local_time(s.created_at), "[time]") + "\n")
+            .collect();
+        insta::assert_snapshot!("picker_items", text);
+    }
 
     #[test]
     fn the_picker_preselects_the_snapshot_taken_before_a_shrink() {

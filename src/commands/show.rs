@@ -67,6 +67,26 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     if let Some(message) = &snapshot.message {
         fields.push(("message", message.clone()));
     }
+    // Later operations that found the database unchanged refer to this snapshot.
+    const SHOWN: usize = 5;
+    let hidden = snapshot.unchanged.len().saturating_sub(SHOWN);
+    if hidden > 0 {
+        fields.push((
+            "unchanged",
+            format!("before {hidden} earlier commands (`dbguard log` lists them)"),
+        ));
+    }
+    for seen in &snapshot.unchanged[hidden..] {
+        fields.push((
+            "unchanged",
+            format!(
+                "before `{}`, {} ({})",
+                seen.operation.describe(),
+                local_time(seen.created_at),
+                crate::ui::age(seen.created_at)
+            ),
+        ));
+    }
     if let Some(head) = &snapshot.operation.head_before {
         fields.push(("HEAD before", head[..head.len().min(12)].to_string()));
     }

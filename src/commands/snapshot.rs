@@ -151,6 +151,7 @@ fn taken(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> 
         size_bytes: None,
         stored_bytes: None,
         reused: false,
+        unchanged: false,
         consistency: None,
         completeness: json::Completeness::from(&Completeness::default()),
         error: None,
@@ -163,6 +164,7 @@ fn taken(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> 
             taken.size_bytes = Some(outcome.size);
             taken.stored_bytes = Some(outcome.new_bytes);
             taken.reused = outcome.reused;
+            taken.unchanged = outcome.unchanged_since.is_some();
             taken.consistency = Some(outcome.consistency.clone());
             taken.completeness = json::Completeness::of_label(&outcome.consistency);
         }

@@ -16,7 +16,7 @@ use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::guard::{databases_at_risk, may_write_worktree};
-use crate::flow::snapshot::{Lines, partial_message, snapshot_all, version_control_warning};
+use crate::flow::snapshot::{Lines, partial_message, snapshot_all, version_control_warning_daily};
 use crate::fsmonitor::{self, process::Process};
 use crate::plan;
 use crate::ui::Ui;
@@ -124,7 +124,7 @@ fn guard(ui: &Ui, nearest: &Process, outermost: &Process) -> Result<(), CommandE
                     ));
                 }
                 if database.git.under_version_control() {
-                    version_control_warning(ui, &database.path);
+                    version_control_warning_daily(ui, &ctx, &database.path);
                 }
             }
             Err(error) => not_saved.push(format!("{}: {}", database.path, error.message())),

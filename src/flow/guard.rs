@@ -10,7 +10,7 @@ use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{
-    Lines, partial_advice, partial_message, snapshot_all, version_control_warning,
+    Lines, partial_advice, partial_message, snapshot_all, version_control_warning_daily,
 };
 use crate::git::{self, GitRunner};
 use crate::plan;
@@ -80,7 +80,7 @@ pub(crate) fn run(
     let before = snapshot_before(ui, &ctx, &at_risk, &git_argv).map_err(refuse)?;
     for (database, _) in &before.snapshots {
         if database.git.under_version_control() {
-            version_control_warning(ui, &database.path);
+            version_control_warning_daily(ui, &ctx, &database.path);
         }
     }
     let code = run_git(cwd, argv, true)?;

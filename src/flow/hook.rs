@@ -139,14 +139,23 @@ fn compare_and_refresh(
         }
     }
     for shrink in &shrinks {
-        if operation.started_after(shrink.taken_at) {
+        // A snapshot that a later operation found unchanged stands for the state then.
+        if operation.started_after(shrink.seen_at) {
+            let last_recorded = if shrink.seen_at == shrink.taken_at {
+                String::new()
+            } else {
+                format!(
+                    ", found unchanged last at {}",
+                    crate::ui::local_time(shrink.seen_at)
+                )
+            };
             ui.warn(&format!(
-                "no snapshot of {} was taken right before {}: the comparison is with snapshot #{} from {} ({}); rows written after that were never saved",
+                "no snapshot of {} was taken right before {}: the comparison is with snapshot #{} from {}{last_recorded} ({}); rows written after that were never saved",
                 shrink.path,
                 operation.describe(what),
                 shrink.snapshot_id,
                 crate::ui::local_time(shrink.taken_at),
-                crate::ui::age(shrink.taken_at),
+                crate::ui::age(shrink.seen_at),
             ));
         }
     }

@@ -24,9 +24,13 @@ pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
             shell_quote(&shrink.path),
             shrink.snapshot_id
         );
-        let origin = match shrink.restored_from {
-            Some(from) => format!("the state restored from #{from}"),
-            None => format!("taken before `{}`", shrink.taken_before),
+        let origin = match (shrink.restored_from, &shrink.still_before) {
+            (Some(from), _) => format!("the state restored from #{from}"),
+            (None, Some(later)) => format!(
+                "taken before `{}`, unchanged before `{later}`",
+                shrink.taken_before
+            ),
+            (None, None) => format!("taken before `{}`", shrink.taken_before),
         };
         let question = format!(
             "Restore {} from #{} ({origin}, {} rows)?",
@@ -147,11 +151,15 @@ fn shrink_report(ui: &Ui, shrink: &Shrink) -> Vec<String> {
 
 /// Where a shrink's snapshot came from, as the end of a sentence about it.
 fn snapshot_origin(shrink: &Shrink) -> String {
-    match shrink.restored_from {
+    let origin = match shrink.restored_from {
         Some(from) => format!(
             "is the state restored from #{from} by `{}`",
             shrink.taken_before
         ),
         None => format!("was taken before `{}`", shrink.taken_before),
+    };
+    match &shrink.still_before {
+        Some(later) => format!("{origin}; the database was unchanged since then before `{later}`"),
+        None => origin,
     }
 }

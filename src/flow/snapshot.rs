@@ -107,7 +107,8 @@ pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines:
     if let Some(warning) = &taken.warning {
         ui.warn(warning);
     }
-    if lines == Lines::Every || !taken.reused {
+    // A hook says nothing about a database that did not change.
+    if lines == Lines::Every || (!taken.reused && taken.unchanged_since.is_none()) {
         ui.status(&describe(ui, database, taken));
     }
     let completeness = Completeness::of_label(&taken.consistency);
@@ -137,23 +138,36 @@ pub(crate) fn snapshot_operation(
     Ok(results)
 }
 
-/// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)".
+/// "#12 posts.db: 900,000 rows in 2 tables, 412.0 MiB (+3.1 MiB stored)", or for a
+/// database unchanged since its latest snapshot (no new one recorded) "posts.db unchanged
+/// since snapshot #4 (900,000 rows in 2 tables, 412.0 MiB)".
 pub(crate) fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
     let tables = taken.census.tables.len();
+    let contents = format!(
+        "{} rows in {} table{}, {}",
+        ui::count(taken.census.total_rows()),
+        tables,
+        if tables == 1 { "" } else { "s" },
+        ui::bytes(taken.size),
+    );
+    let id = ui.paint(crate::ui::Tone::Bold, &format!("#{}", taken.id));
+    if taken.unchanged_since.is_some() {
+        let stored = if taken.new_bytes > 0 {
+            format!("; +{} stored", ui::bytes(taken.new_bytes))
+        } else {
+            String::new()
+        };
+        return format!(
+            "{} unchanged since snapshot {id} ({contents}{stored})",
+            database.path
+        );
+    }
     let stored = if taken.reused {
         "unchanged, not reopened".to_string()
     } else {
         format!("+{} stored", ui::bytes(taken.new_bytes))
     };
-    format!(
-        "{} {}: {} rows in {} table{}, {} ({stored})",
-        ui.paint(crate::ui::Tone::Bold, &format!("#{}", taken.id)),
-        database.path,
-        ui::count(taken.census.total_rows()),
-        tables,
-        if tables == 1 { "" } else { "s" },
-        ui::bytes(taken.size),
-    )
+    format!("{id} {}: {contents} ({stored})", database.path)
 }
 
 /// The warning and advice for a database git tracks (status, install and the guard).
@@ -168,4 +182,42 @@ pub(crate) fn version_control_warning(ui: &Ui, path: &RepoPath) {
     ui.hint(
         "caveat: when collaborators pull that commit, git deletes their copy; they should pull with `dbguard pull` (it snapshots first)",
     );
+}
+
+/// The file in the git dir (per worktree) that remembers when each database's
+/// version-control warning was last said: one `<RFC 3339 time>\t<path>` line each.
+const WARNED_FILE: &str = "dbguard-warned";
+
+/// The version-control warning on a guarded command: said once a day per database, so
+/// that the three lines are read instead of scrolled past (`dbguard status` and
+/// `install` say it every time). When the git dir cannot be written (a read-only
+/// repository), nothing is remembered and the warning is said every time.
+pub(crate) fn version_control_warning_daily(ui: &Ui, ctx: &Context, path: &RepoPath) {
+    let file = ctx.repo.git.path().join(WARNED_FILE);
+    let now = clock::now();
+    let mut warned: Vec<(chrono::DateTime<chrono::Utc>, String)> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (time, path) = line.split_once('\t')?;
+            let time = chrono::DateTime::parse_from_rfc3339(time).ok()?;
+            Some((time.with_timezone(&chrono::Utc), path.to_string()))
+        })
+        // Entries older than a day say nothing any more.
+        .filter(|(time, _)| now - *time < chrono::Duration::days(1) && *time <= now)
+        .collect();
+    if warned.iter().any(|(_, p)| p == path.as_str()) {
+        return;
+    }
+    version_control_warning(ui, path);
+    warned.push((now, path.as_str().to_string()));
+    let text: String = warned
+        .iter()
+        .map(|(time, path)| format!("{}\t{path}\n", time.to_rfc3339()))
+        .collect();
+    // Best effort, written whole (temp file + rename) so that a reader never sees half.
+    let temp = file.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&temp, text).is_ok() && std::fs::rename(&temp, &file).is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
 }

@@ -15,7 +15,9 @@ use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 
 /// 2: `stat_cache.chunks_ctime_ns` (the newest chunk ctime of the image when the entry was
 /// recorded; a chunk changed since then is not trusted without reading it).
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `operation_refs`: an operation that found a database unchanged since its latest
+/// snapshot refers to that snapshot instead of adding an identical one.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -68,9 +70,22 @@ CREATE TABLE IF NOT EXISTS stat_cache (
     chunks_ctime_ns INTEGER,
     PRIMARY KEY (worktree, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS operation_refs (
+    id INTEGER PRIMARY KEY,
+    operation_id INTEGER NOT NULL REFERENCES operations(id),
+    -- The snapshot that already holds the state the operation found.
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    git_state TEXT NOT NULL,
+    reopened INTEGER NOT NULL,     -- 0: the stat cache vouched; 1: read again, same image
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS operation_refs_snapshot ON operation_refs(snapshot_id, id);
 ";
 
-/// Schema changes from each older version to the next, applied in order.
+/// Schema changes from each older version to the next, applied in order. New tables
+/// (2 → 3: `operation_refs`) come from `SCHEMA`'s `CREATE … IF NOT EXISTS`, which every
+/// migration runs first; existing snapshots stay as they are.
 const MIGRATIONS: &[(i64, &str)] = &[(
     1,
     "ALTER TABLE stat_cache ADD COLUMN chunks_ctime_ns INTEGER;",
@@ -149,6 +164,43 @@ pub(crate) struct SnapshotInfo {
     #[serde(skip)]
     pub(crate) image_id: i64,
     pub(crate) image_digest: String,
+    /// Later operations that found the database unchanged and refer to this snapshot
+    /// instead of adding an identical one, oldest first.
+    pub(crate) unchanged: Vec<OperationRef>,
+}
+
+impl SnapshotInfo {
+    /// The last time this state was recorded as the database's current one: the newest
+    /// operation that found it unchanged, else when the snapshot was taken.
+    pub(crate) fn last_seen(&self) -> DateTime<Utc> {
+        self.unchanged
+            .last()
+            .map_or(self.created_at, |r| r.created_at.max(self.created_at))
+    }
+}
+
+/// An operation that found a database unchanged since a snapshot and refers to it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OperationRef {
+    #[serde(serialize_with = "rfc3339")]
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) git_state: String,
+    /// False when the stat cache vouched for the file without opening it.
+    pub(crate) reopened: bool,
+    pub(crate) message: Option<String>,
+    pub(crate) operation: OperationInfo,
+}
+
+/// What the catalog needs to record that an operation found a database unchanged.
+pub(crate) struct NewRef<'a> {
+    pub(crate) operation_id: i64,
+    pub(crate) snapshot_id: i64,
+    pub(crate) worktree: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) git_state: &'a str,
+    pub(crate) reopened: bool,
+    pub(crate) message: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +243,9 @@ pub(crate) struct Catalog {
     conn: Connection,
     path: String,
     read_only: bool,
+    /// Whether `operation_refs` exists (a catalog older than schema 3 opened read-only
+    /// has none, and is not migrated).
+    has_refs: bool,
 }
 
 fn ts(time: &DateTime<Utc>) -> String {
@@ -291,6 +346,7 @@ impl Catalog {
             conn,
             path: display,
             read_only: false,
+            has_refs: true,
         })
     }
 
@@ -357,6 +413,7 @@ impl Catalog {
             conn,
             path: display,
             read_only: true,
+            has_refs: version >= 3,
         })
     }
 
@@ -534,6 +591,54 @@ impl Catalog {
         Ok(snapshot_id)
     }
 
+    /// Record that an operation found a database unchanged since `snapshot_id`, and the
+    /// live file's stat signature as in [`Catalog::insert_snapshot`], in one transaction.
+    pub(crate) fn insert_ref(
+        &mut self,
+        r: &NewRef<'_>,
+        stat_cache: Option<(&str, Option<i64>)>,
+    ) -> Result<(), CatalogError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let fail = move |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&fail)?;
+        tx.execute(
+            "INSERT INTO operation_refs(operation_id, snapshot_id, created_at, git_state, \
+             reopened, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                r.operation_id,
+                r.snapshot_id,
+                ts(&r.created_at),
+                r.git_state,
+                r.reopened,
+                r.message
+            ],
+        )
+        .map_err(&fail)?;
+        match stat_cache {
+            Some((signature, chunks_ctime_ns)) => tx.execute(
+                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id, \
+                 chunks_ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    r.worktree,
+                    r.path,
+                    signature,
+                    r.snapshot_id,
+                    chunks_ctime_ns
+                ],
+            ),
+            None => tx.execute(
+                "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
+                params![r.worktree, r.path],
+            ),
+        }
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)
+    }
+
     /// The snapshot whose stat signature is cached for this path, if the signature matches.
     pub(crate) fn stat_cache_hit(
         &self,
@@ -638,6 +743,7 @@ impl Catalog {
                 head_after: row.get(17)?,
                 exit_code: row.get(18)?,
             },
+            unchanged: Vec::new(),
         })
     }
 
@@ -668,6 +774,39 @@ impl Catalog {
             for row in rows {
                 let (name, count) = row.map_err(self.fail())?;
                 snapshot.census.tables.insert(name, count.max(0) as u64);
+            }
+        }
+        if self.has_refs {
+            let mut refs = self
+                .conn
+                .prepare(
+                    "SELECT r.created_at, r.git_state, r.reopened, r.message, o.id, o.kind, o.argv, \
+                     o.head_before, o.head_after, o.exit_code FROM operation_refs r \
+                     JOIN operations o ON o.id = r.operation_id WHERE r.snapshot_id = ?1 ORDER BY r.id",
+                )
+                .map_err(self.fail())?;
+            for snapshot in &mut snapshots {
+                snapshot.unchanged = refs
+                    .query_map([snapshot.id], |r| {
+                        let argv: String = r.get(6)?;
+                        Ok(OperationRef {
+                            created_at: parse_ts(&r.get::<_, String>(0)?),
+                            git_state: r.get(1)?,
+                            reopened: r.get(2)?,
+                            message: r.get(3)?,
+                            operation: OperationInfo {
+                                id: r.get(4)?,
+                                kind: r.get(5)?,
+                                argv: serde_json::from_str(&argv).unwrap_or_default(),
+                                head_before: r.get(7)?,
+                                head_after: r.get(8)?,
+                                exit_code: r.get(9)?,
+                            },
+                        })
+                    })
+                    .map_err(self.fail())?
+                    .collect::<Result<_, _>>()
+                    .map_err(self.fail())?;
             }
         }
         Ok(snapshots)
@@ -785,8 +924,11 @@ impl Catalog {
             [],
         )
         .map_err(&fail)?;
+        // The snapshots' references went with them (ON DELETE CASCADE); an operation
+        // that neither took nor refers to a snapshot any more goes too (prune lists them).
         tx.execute(
             "DELETE FROM operations WHERE id NOT IN (SELECT operation_id FROM snapshots) \
+             AND id NOT IN (SELECT operation_id FROM operation_refs) \
              AND id NOT IN (SELECT max(id) FROM operations)",
             [],
         )
@@ -856,12 +998,110 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    /// The schema of version 2 (dbguard before `operation_refs`), as it created catalogs.
+    fn v2_schema() -> String {
+        let (v2, refs) = SCHEMA
+            .split_once("CREATE TABLE IF NOT EXISTS operation_refs")
+            .unwrap();
+        assert!(refs.contains("snapshot_id"));
+        v2.to_string()
+    }
+
+    #[test]
+    fn a_version_2_catalog_stays_readable_and_a_writer_adds_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            // What dbguard wrote before schema 3: a snapshot, and a second identical one
+            // the stat cache reused.
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; {} PRAGMA user_version=2;
+                 INSERT INTO operations(created_at, kind, argv)
+                     VALUES ('2026-01-01T00:00:00Z', 'install', '[\"dbguard\",\"install\"]'),
+                            ('2026-01-02T00:00:00Z', 'install', '[\"dbguard\",\"install\"]');
+                 INSERT INTO images(digest, size) VALUES ('d', 0);
+                 INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at,
+                     consistency, git_state, schema_hash, reused)
+                     VALUES (1, 1, '/w', 'a.db', 'sqlite', '2026-01-01T00:00:00Z',
+                     'online-backup', 'tracked', 's', 0),
+                            (2, 1, '/w', 'a.db', 'sqlite', '2026-01-02T00:00:00Z',
+                     'online-backup', 'tracked', 's', 1);
+                 INSERT INTO snapshot_tables VALUES (1, 'posts', 7), (2, 'posts', 7);
+                 INSERT INTO stat_cache(worktree, path, signature, snapshot_id, chunks_ctime_ns)
+                     VALUES ('/w', 'a.db', 'sig', 2, 5);",
+                v2_schema()
+            ))
+            .unwrap();
+        }
+        // A reader (a read-only store) neither migrates nor needs the new table.
+        let scratch = tempfile::tempdir().unwrap();
+        let read_only = Catalog::open_read_only(&path, scratch.path()).unwrap();
+        let listed = read_only.snapshots(None, None, None).unwrap();
+        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![2, 1]);
+        assert!(listed.iter().all(|s| s.unchanged.is_empty()));
+        drop(read_only);
+
+        let mut catalog = Catalog::open(&path).unwrap();
+        let version: i64 = catalog
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // The old snapshots are untouched, the stat cache still points at #2.
+        let latest = catalog.latest("/w", "a.db").unwrap().unwrap();
+        assert_eq!((latest.id, latest.census.total_rows()), (2, 7));
+        assert_eq!(
+            catalog
+                .stat_cache_hit("/w", "a.db", "sig")
+                .unwrap()
+                .unwrap()
+                .snapshot_id,
+            2
+        );
+        // A later operation that finds a.db unchanged refers to #2.
+        let now = parse_ts("2026-01-03T00:00:00Z");
+        let operation = catalog
+            .begin_operation("export", &["dbguard".into(), "export".into()], None, now)
+            .unwrap();
+        catalog
+            .insert_ref(
+                &NewRef {
+                    operation_id: operation,
+                    snapshot_id: 2,
+                    worktree: "/w",
+                    path: "a.db",
+                    created_at: now,
+                    git_state: "tracked",
+                    reopened: false,
+                    message: None,
+                },
+                Some(("sig", Some(5))),
+            )
+            .unwrap();
+        let latest = catalog.latest("/w", "a.db").unwrap().unwrap();
+        assert_eq!(latest.id, 2);
+        assert_eq!(latest.unchanged.len(), 1);
+        assert_eq!(latest.unchanged[0].operation.describe(), "dbguard export");
+        assert_eq!(latest.last_seen(), now);
+        // Pruning the snapshot takes its references along, and the operation with them
+        // unless it is the newest one.
+        catalog.delete_snapshots(&[1]).unwrap();
+        assert_eq!(catalog.snapshots(None, None, None).unwrap().len(), 1);
+        catalog.delete_snapshots(&[2]).unwrap();
+        let refs: i64 = catalog
+            .conn
+            .query_row("SELECT count(*) FROM operation_refs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(refs, 0);
+    }
+
     #[test]
     fn a_version_1_catalog_stays_readable_and_is_migrated_by_a_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.db");
-        let v1 = SCHEMA.replace("    chunks_ctime_ns INTEGER,\n", "");
-        assert_ne!(v1, SCHEMA);
+        let v1 = v2_schema().replace("    chunks_ctime_ns INTEGER,\n", "");
+        assert_ne!(v1, v2_schema());
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&format!(

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::clock;
-use crate::db::{self, Census, DbError, DbKind, hex};
-pub(crate) use catalog::{Catalog, CatalogError, NewSnapshot, SnapshotInfo, SnapshotRef};
+use crate::db::{self, Census, Completeness, DbError, DbKind, hex};
+pub(crate) use catalog::{Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef};
 use chunks::{
     CHUNK_SIZE, ChunkError, ChunkState, Chunks, create_private, create_private_dir, is_disk_full,
     is_read_only, sha256_hex, sync_dir, temp_path,
@@ -146,6 +146,9 @@ pub(crate) struct SnapshotOutcome {
     pub(crate) new_bytes: u64,
     /// True when the stat cache showed the file unchanged and it was not opened at all.
     pub(crate) reused: bool,
+    /// `Some(when snapshot `id` was taken)` when the database was unchanged since its
+    /// latest snapshot `id`: no new snapshot was recorded, the operation refers to it.
+    pub(crate) unchanged_since: Option<DateTime<Utc>>,
     pub(crate) consistency: String,
     pub(crate) warning: Option<String>,
 }
@@ -466,6 +469,32 @@ impl Store {
             && let Some(previous) = self.catalog.snapshot(hit.snapshot_id)?
             && self.image_untouched_since(previous.image_id, chunks_ctime_ns)?
         {
+            let latest = self.catalog.latest(&worktree, request.path)?;
+            if let Some(latest) = latest.filter(|l| same_state(l, &previous)) {
+                self.catalog.insert_ref(
+                    &NewRef {
+                        operation_id: request.operation_id,
+                        snapshot_id: latest.id,
+                        worktree: &worktree,
+                        path: request.path,
+                        created_at: started,
+                        git_state: request.git_state,
+                        reopened: false,
+                        message: request.message,
+                    },
+                    Some((&before.text, Some(chunks_ctime_ns))),
+                )?;
+                return Ok(SnapshotOutcome {
+                    id: latest.id,
+                    census: latest.census,
+                    size: latest.size,
+                    new_bytes: 0,
+                    reused: true,
+                    unchanged_since: Some(latest.created_at),
+                    consistency: latest.consistency,
+                    warning: None,
+                });
+            }
             let id = self.catalog.insert_snapshot(
                 &NewSnapshot {
                     operation_id: request.operation_id,
@@ -489,6 +518,7 @@ impl Store {
                 size: previous.size,
                 new_bytes: 0,
                 reused: true,
+                unchanged_since: None,
                 consistency: previous.consistency,
                 warning: None,
             });
@@ -562,23 +592,7 @@ impl Store {
         };
         let consistency = copied.consistency.label();
         let worktree = request.worktree.to_string_lossy();
-        let id = self.catalog.insert_snapshot(
-            &NewSnapshot {
-                operation_id: request.operation_id,
-                image_id: 0,
-                worktree: &worktree,
-                path: request.path,
-                kind: request.kind,
-                created_at: started,
-                consistency: &consistency,
-                git_state: request.git_state,
-                census: &census,
-                reused: false,
-                message: request.message,
-            },
-            Some((&digest, ingested.size, &ingested.chunks)),
-            chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime))),
-        )?;
+        let stat_cache = chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime)));
         let mut warning = copied.warning;
         if ingested.repaired_chunks > 0 {
             let one = ingested.repaired_chunks == 1;
@@ -594,12 +608,63 @@ impl Store {
                 None => repaired,
             });
         }
+        // The same image as the path's latest snapshot, both complete: the operation
+        // refers to that snapshot instead of recording an identical one.
+        if let Some(latest) = self.catalog.latest(&worktree, request.path)?
+            && latest.image_digest == digest
+            && latest.kind == request.kind
+            && latest.census == census
+            && !Completeness::of_label(&latest.consistency).partial
+            && !Completeness::of_label(&consistency).partial
+        {
+            self.catalog.insert_ref(
+                &NewRef {
+                    operation_id: request.operation_id,
+                    snapshot_id: latest.id,
+                    worktree: &worktree,
+                    path: request.path,
+                    created_at: started,
+                    git_state: request.git_state,
+                    reopened: true,
+                    message: request.message,
+                },
+                stat_cache,
+            )?;
+            return Ok(SnapshotOutcome {
+                id: latest.id,
+                census: latest.census,
+                size: latest.size,
+                new_bytes: ingested.new_bytes,
+                reused: false,
+                unchanged_since: Some(latest.created_at),
+                consistency: latest.consistency,
+                warning,
+            });
+        }
+        let id = self.catalog.insert_snapshot(
+            &NewSnapshot {
+                operation_id: request.operation_id,
+                image_id: 0,
+                worktree: &worktree,
+                path: request.path,
+                kind: request.kind,
+                created_at: started,
+                consistency: &consistency,
+                git_state: request.git_state,
+                census: &census,
+                reused: false,
+                message: request.message,
+            },
+            Some((&digest, ingested.size, &ingested.chunks)),
+            stat_cache,
+        )?;
         Ok(SnapshotOutcome {
             id,
             census,
             size: ingested.size,
             new_bytes: ingested.new_bytes,
             reused: false,
+            unchanged_since: None,
             consistency,
             warning,
         })
@@ -811,6 +876,17 @@ impl Store {
         }
         Ok((removed, freed))
     }
+}
+
+/// Whether `latest` (a path's newest snapshot) holds exactly the state of `previous` (the
+/// snapshot the stat cache vouches for), complete: a partial copy lacks commits, so
+/// it is never the same state as another snapshot, whatever its bytes.
+fn same_state(latest: &SnapshotInfo, previous: &SnapshotInfo) -> bool {
+    latest.image_id == previous.image_id
+        && latest.kind == previous.kind
+        && latest.census == previous.census
+        && !Completeness::of_label(&latest.consistency).partial
+        && !Completeness::of_label(&previous.consistency).partial
 }
 
 /// The copy failed its check: name the user's file, not our staging path.

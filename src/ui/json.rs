@@ -88,6 +88,20 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) reused: bool,
     pub(crate) message: Option<&'a str>,
     pub(crate) operation: &'a OperationInfo,
+    /// Later operations that found the database unchanged and refer to this snapshot
+    /// instead of taking a new one, oldest first.
+    pub(crate) unchanged: Vec<Unchanged<'a>>,
+}
+
+/// One later operation that found a snapshot's database unchanged.
+#[derive(Debug, Serialize)]
+pub(crate) struct Unchanged<'a> {
+    pub(crate) seen_at: String,
+    pub(crate) git_state: &'a str,
+    /// False when the stat cache vouched for the file without opening it.
+    pub(crate) reopened: bool,
+    pub(crate) message: Option<&'a str>,
+    pub(crate) operation: &'a OperationInfo,
 }
 
 impl<'a> From<&'a SnapshotInfo> for Snapshot<'a> {
@@ -109,6 +123,17 @@ impl<'a> From<&'a SnapshotInfo> for Snapshot<'a> {
             reused: s.reused,
             message: s.message.as_deref(),
             operation: &s.operation,
+            unchanged: s
+                .unchanged
+                .iter()
+                .map(|r| Unchanged {
+                    seen_at: time(&r.created_at),
+                    git_state: &r.git_state,
+                    reopened: r.reopened,
+                    message: r.message.as_deref(),
+                    operation: &r.operation,
+                })
+                .collect(),
         }
     }
 }
@@ -149,6 +174,9 @@ pub(crate) struct Taken {
     /// Bytes this snapshot added to the store (0: every chunk was already there).
     pub(crate) stored_bytes: Option<u64>,
     pub(crate) reused: bool,
+    /// The database was unchanged since its latest snapshot: `id` is that snapshot and
+    /// no new one was recorded.
+    pub(crate) unchanged: bool,
     pub(crate) consistency: Option<String>,
     #[serde(flatten)]
     pub(crate) completeness: Completeness,
