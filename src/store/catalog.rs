@@ -716,8 +716,21 @@ impl Catalog {
         Ok(paths)
     }
 
+    /// The operation whose columns (`o.id, o.kind, o.argv, o.head_before, o.head_after,
+    /// o.exit_code`) start at column `first` of `row`.
+    fn operation_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<OperationInfo> {
+        let argv: String = row.get(first + 2)?;
+        Ok(OperationInfo {
+            id: row.get(first)?,
+            kind: row.get(first + 1)?,
+            argv: serde_json::from_str(&argv).unwrap_or_default(),
+            head_before: row.get(first + 3)?,
+            head_after: row.get(first + 4)?,
+            exit_code: row.get(first + 5)?,
+        })
+    }
+
     fn row_to_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotInfo> {
-        let argv: String = row.get(15)?;
         Ok(SnapshotInfo {
             id: row.get(0)?,
             path: row.get(1)?,
@@ -735,14 +748,7 @@ impl Catalog {
             },
             image_id: row.get(11)?,
             image_digest: row.get(12)?,
-            operation: OperationInfo {
-                id: row.get(13)?,
-                kind: row.get(14)?,
-                argv: serde_json::from_str(&argv).unwrap_or_default(),
-                head_before: row.get(16)?,
-                head_after: row.get(17)?,
-                exit_code: row.get(18)?,
-            },
+            operation: Self::operation_at(row, 13)?,
             unchanged: Vec::new(),
         })
     }
@@ -788,20 +794,12 @@ impl Catalog {
             for snapshot in &mut snapshots {
                 snapshot.unchanged = refs
                     .query_map([snapshot.id], |r| {
-                        let argv: String = r.get(6)?;
                         Ok(OperationRef {
                             created_at: parse_ts(&r.get::<_, String>(0)?),
                             git_state: r.get(1)?,
                             reopened: r.get(2)?,
                             message: r.get(3)?,
-                            operation: OperationInfo {
-                                id: r.get(4)?,
-                                kind: r.get(5)?,
-                                argv: serde_json::from_str(&argv).unwrap_or_default(),
-                                head_before: r.get(7)?,
-                                head_after: r.get(8)?,
-                                exit_code: r.get(9)?,
-                            },
+                            operation: Self::operation_at(r, 4)?,
                         })
                     })
                     .map_err(self.fail())?

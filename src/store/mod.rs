@@ -164,6 +164,29 @@ pub(crate) struct SnapshotRequest<'a> {
     pub(crate) message: Option<&'a str>,
 }
 
+impl SnapshotRequest<'_> {
+    /// The catalog record saying this request's operation found the database unchanged
+    /// since snapshot `snapshot_id`; `reopened` when the file was read to be sure.
+    fn reference<'b>(
+        &'b self,
+        worktree: &'b str,
+        snapshot_id: i64,
+        created_at: DateTime<Utc>,
+        reopened: bool,
+    ) -> NewRef<'b> {
+        NewRef {
+            operation_id: self.operation_id,
+            snapshot_id,
+            worktree,
+            path: self.path,
+            created_at,
+            git_state: self.git_state,
+            reopened,
+            message: self.message,
+        }
+    }
+}
+
 pub(crate) struct Store {
     root: PathBuf,
     /// Staging: the store's `tmp/`, or a private directory in the system temp dir when
@@ -472,16 +495,7 @@ impl Store {
             let latest = self.catalog.latest(&worktree, request.path)?;
             if let Some(latest) = latest.filter(|l| same_state(l, &previous)) {
                 self.catalog.insert_ref(
-                    &NewRef {
-                        operation_id: request.operation_id,
-                        snapshot_id: latest.id,
-                        worktree: &worktree,
-                        path: request.path,
-                        created_at: started,
-                        git_state: request.git_state,
-                        reopened: false,
-                        message: request.message,
-                    },
+                    &request.reference(&worktree, latest.id, started, false),
                     Some((&before.text, Some(chunks_ctime_ns))),
                 )?;
                 return Ok(SnapshotOutcome {
@@ -618,16 +632,7 @@ impl Store {
             && !Completeness::of_label(&consistency).partial
         {
             self.catalog.insert_ref(
-                &NewRef {
-                    operation_id: request.operation_id,
-                    snapshot_id: latest.id,
-                    worktree: &worktree,
-                    path: request.path,
-                    created_at: started,
-                    git_state: request.git_state,
-                    reopened: true,
-                    message: request.message,
-                },
+                &request.reference(&worktree, latest.id, started, true),
                 stat_cache,
             )?;
             return Ok(SnapshotOutcome {
