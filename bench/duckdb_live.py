@@ -38,6 +38,9 @@ try:
         time.sleep(0.002)
 except KeyboardInterrupt:
     pass
+except RuntimeError as error:  # DuckDB turns the SIGINT during a query into this
+    if "interrupted" not in str(error):
+        raise
 with open(out, "w") as f:
     json.dump(samples, f)
 """
