@@ -248,6 +248,29 @@ pub(crate) struct Catalog {
     has_refs: bool,
 }
 
+/// Inside a snapshot's or reference's transaction: cache the live file's stat signature
+/// as vouching for `snapshot_id` (`Some`), or forget any cached one (`None`: the file was
+/// racy or changed while it was copied).
+fn record_stat_cache(
+    tx: &rusqlite::Transaction<'_>,
+    worktree: &str,
+    path: &str,
+    snapshot_id: i64,
+    stat_cache: Option<(&str, Option<i64>)>,
+) -> rusqlite::Result<usize> {
+    match stat_cache {
+        Some((signature, chunks_ctime_ns)) => tx.execute(
+            "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id, \
+             chunks_ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![worktree, path, signature, snapshot_id, chunks_ctime_ns],
+        ),
+        None => tx.execute(
+            "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
+            params![worktree, path],
+        ),
+    }
+}
+
 fn ts(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -569,23 +592,13 @@ impl Catalog {
                     .map_err(&fail)?;
             }
         }
-        match stat_cache {
-            Some((signature, chunks_ctime_ns)) => tx.execute(
-                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id, \
-                 chunks_ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    snapshot.worktree,
-                    snapshot.path,
-                    signature,
-                    snapshot_id,
-                    chunks_ctime_ns
-                ],
-            ),
-            None => tx.execute(
-                "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
-                params![snapshot.worktree, snapshot.path],
-            ),
-        }
+        record_stat_cache(
+            &tx,
+            snapshot.worktree,
+            snapshot.path,
+            snapshot_id,
+            stat_cache,
+        )
         .map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         Ok(snapshot_id)
@@ -618,24 +631,7 @@ impl Catalog {
             ],
         )
         .map_err(&fail)?;
-        match stat_cache {
-            Some((signature, chunks_ctime_ns)) => tx.execute(
-                "INSERT OR REPLACE INTO stat_cache(worktree, path, signature, snapshot_id, \
-                 chunks_ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    r.worktree,
-                    r.path,
-                    signature,
-                    r.snapshot_id,
-                    chunks_ctime_ns
-                ],
-            ),
-            None => tx.execute(
-                "DELETE FROM stat_cache WHERE worktree = ?1 AND path = ?2",
-                params![r.worktree, r.path],
-            ),
-        }
-        .map_err(&fail)?;
+        record_stat_cache(&tx, r.worktree, r.path, r.snapshot_id, stat_cache).map_err(&fail)?;
         tx.commit().map_err(&fail)
     }
 
