@@ -1044,28 +1044,28 @@ def bad_inputs_catalog(area, repo, good, good_id):
         t.check(sha(good) == digest, "good.db changed")
 
 
-def chunks_of(repo, snapshot_id):
-    """The chunk hashes of a snapshot's image, in order, from the catalog."""
+def packs_of(repo, snapshot_id):
+    """The pack files a snapshot's blocks live in, from the catalog (names, in id order)."""
     conn = sqlite3.connect(os.path.join(repo.store, "catalog.db"))
     try:
-        return [h for (h,) in conn.execute(
-            "SELECT c.hash FROM image_chunks c JOIN snapshots s ON s.image_id = c.image_id"
-            " WHERE s.id = ? ORDER BY c.seq", (snapshot_id,))]
+        return [n for (n,) in conn.execute(
+            "SELECT p.name FROM image_packs i JOIN packs p ON p.id = i.pack_id"
+            " JOIN snapshots s ON s.image_id = i.image_id WHERE s.id = ? ORDER BY p.id", (snapshot_id,))]
     finally:
         conn.close()
 
 
-def chunk_file(repo, digest):
-    return os.path.join(repo.store, "objects", digest[:2], digest)
+def pack_file(repo, name):
+    return os.path.join(repo.store, "packs", name + ".pack")
 
 
 def bad_inputs_chunks(area):
     """Issue 11.4: a damaged chunk is never silently reused; verify names what it breaks."""
     repo = Repo("chunks")
     db = repo.p("posts.db")
-    make_db(db, 15_000)  # ~3.5 MiB: four chunks
+    make_db(db, 15_000)  # ~3.5 MiB: one pack
     first = repo.snapshot_id("posts.db")
-    damaged = chunk_file(repo, chunks_of(repo, first)[1])
+    damaged = pack_file(repo, packs_of(repo, first)[0])
     with open(damaged, "r+b") as f:
         f.seek(os.path.getsize(damaged) // 2)
         byte = f.read(1)
@@ -1094,13 +1094,13 @@ def bad_inputs_chunks(area):
         out = os.path.join(BASE, "chunk-restored-1.db")
         t.succeeds(repo.dbg("restore", "--from", str(first), "--to", out))
     with area.trial("missing chunk: verify fails and names every snapshot it breaks") as t:
-        both = [h for h in chunks_of(repo, first) if h in chunks_of(repo, second)] or chunks_of(repo, first)
-        shared = both[len(both) // 2]
-        os.remove(chunk_file(repo, shared))
+        both = [n for n in packs_of(repo, first) if n in packs_of(repo, second)] or packs_of(repo, first)
+        shared = both[0]
+        os.remove(pack_file(repo, shared))
         run = repo.dbg("verify")
         if t.fails_clearly(run):
             text = run.stdout + run.stderr
-            users = [s for s in (first, second) if shared in chunks_of(repo, s)]
+            users = [s for s in (first, second) if shared in packs_of(repo, s)]
             missing = [s for s in users if not re.search(rf"#{s}\b", text)]
             t.check(not missing, f"does not name {', '.join(f'#{s}' for s in missing)}: {run.brief('out')}")
 

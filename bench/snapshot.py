@@ -53,7 +53,7 @@ t_changed = median_time([binary, "snapshot", "posts.db"], 3, cwd=work, env=e, se
 clear_store()
 rss_first = peak_rss_kib([binary, "snapshot", "posts.db"], cwd=work, env=e)
 rss_backup = peak_rss_kib(["sqlite3", db, f".backup '{backup_target}.2'"])
-stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(store, "objects")) for f in fs)
+stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) if not d.endswith("tmp") for f in fs)
 
 print(f"sqlite3 .backup        {t_backup * 1000:8.0f} ms")
 print(f"cp                     {t_cp * 1000:8.0f} ms")

@@ -224,16 +224,92 @@ impl TestRepo {
         (remote, clone)
     }
 
-    /// Number of chunk files in the store.
+    /// Number of files holding snapshot bytes in the store: pack files, and chunk files
+    /// of stores written before packs.
     pub fn chunk_count(&self) -> usize {
-        let objects = self.store().join("objects");
-        let Ok(prefixes) = fs::read_dir(objects) else {
-            return 0;
+        let packs = fs::read_dir(self.store().join("packs"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let Ok(prefixes) = fs::read_dir(self.store().join("objects")) else {
+            return packs;
         };
-        prefixes
-            .flatten()
-            .map(|p| fs::read_dir(p.path()).map(|d| d.count()).unwrap_or(0))
-            .sum()
+        packs
+            + prefixes
+                .flatten()
+                .map(|p| fs::read_dir(p.path()).map(|d| d.count()).unwrap_or(0))
+                .sum::<usize>()
+    }
+}
+
+impl TestRepo {
+    /// The stored file holding byte `image_offset` of snapshot `id`'s image, and an offset
+    /// in that file whose byte, flipped, damages what holds it: the header of its pack
+    /// frame (so that every chunk in the frame is unreadable, not only the one a flip in
+    /// the compressed bytes would happen to hit), or the middle of a legacy chunk file.
+    pub fn stored_piece(&self, id: i64, image_offset: u64) -> (PathBuf, u64) {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.store().join("catalog.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the catalog opens");
+        let (block_size, manifest, size): (Option<i64>, Option<Vec<u8>>, i64) = conn
+            .query_row(
+                "SELECT i.block_size, i.manifest, i.size FROM snapshots s \
+                 JOIN images i ON i.id = s.image_id WHERE s.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("the snapshot exists");
+        let (Some(block_size), Some(manifest)) = (block_size, manifest) else {
+            let seq = image_offset / crate::store::chunks::CHUNK_SIZE as u64;
+            let hash: String = conn
+                .query_row(
+                    "SELECT c.hash FROM image_chunks c JOIN snapshots s ON s.image_id = c.image_id \
+                     WHERE s.id = ?1 AND c.seq = ?2",
+                    [id, seq as i64],
+                    |r| r.get(0),
+                )
+                .expect("the chunk exists");
+            let path = self.store().join("objects").join(&hash[..2]).join(&hash);
+            let len = fs::metadata(&path).expect("the chunk file exists").len();
+            return (path, len / 2);
+        };
+        let count = crate::store::blocks::block_count(size as u64, block_size as usize);
+        let ids = crate::store::blocks::decode_manifest(&manifest, count).expect("a manifest");
+        let block = ids[(image_offset / block_size as u64) as usize];
+        let mut frames = conn
+            .prepare(
+                "SELECT p.name, f.pack_offset, f.members FROM frames f \
+                 JOIN packs p ON p.id = f.pack_id ORDER BY f.id DESC",
+            )
+            .expect("frames");
+        let found = frames
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .expect("frames")
+            .map(|row| row.expect("a frame"))
+            .find(|(_, _, members)| {
+                crate::store::blocks::decode_members(members).is_some_and(|m| m.contains(&block))
+            })
+            .expect("a frame holds the block");
+        let (name, offset, _) = found;
+        let path = self.store().join("packs").join(format!("{name}.pack"));
+        (path, offset as u64 + 1)
+    }
+
+    /// Damage what holds byte `image_offset` of snapshot `id` (bit rot, or a stray write):
+    /// one byte changes in place.
+    pub fn damage_stored_piece(&self, id: i64, image_offset: u64) -> PathBuf {
+        let (path, offset) = self.stored_piece(id, image_offset);
+        let mut bytes = fs::read(&path).expect("the stored file");
+        bytes[offset as usize] ^= 0x5a;
+        fs::write(&path, bytes).expect("the stored file is writable");
+        path
     }
 }
 

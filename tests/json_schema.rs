@@ -189,24 +189,6 @@ fn make_duckdb(path: &Path) {
     .unwrap();
 }
 
-/// The one chunk file of snapshot `id`'s image at `seq`.
-fn chunk_file(repo: &TestRepo, id: i64, seq: i64) -> PathBuf {
-    let conn = rusqlite::Connection::open_with_flags(
-        repo.store().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let hash: String = conn
-        .query_row(
-            "SELECT c.hash FROM image_chunks c JOIN snapshots s ON s.image_id = c.image_id \
-             WHERE s.id = ?1 AND c.seq = ?2",
-            [id, seq],
-            |r| r.get(0),
-        )
-        .unwrap();
-    repo.store().join("objects").join(&hash[..2]).join(&hash)
-}
-
 fn find_file(dir: &Path, name: &str) -> PathBuf {
     walk(dir)
         .into_iter()
@@ -406,11 +388,7 @@ fn every_json_command_matches_the_documented_schema() {
     let newest = c.check("log", &repo.dbguard(["log", "posts.db", "--json"]).ok())[0]["id"]
         .as_i64()
         .unwrap();
-    let damaged = chunk_file(&repo, newest, 0);
-    let mut bytes = std::fs::read(&damaged).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x5a;
-    std::fs::write(&damaged, bytes).unwrap();
+    repo.damage_stored_piece(newest, 0);
     let verify = c.check("verify", &repo.dbguard(["verify", "--json"]).fails());
     assert!(
         !verify["damage"].as_array().unwrap().is_empty(),

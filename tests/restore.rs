@@ -175,24 +175,11 @@ fn damaged_snapshot_is_refused_and_the_live_file_untouched() {
         .execute("DELETE FROM posts WHERE id > 10", [])
         .unwrap();
     let live_before = sha(&db);
-    // Damage one stored chunk.
-    let objects = repo.store().join("objects");
-    let prefix = fs::read_dir(&objects)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let chunk = fs::read_dir(prefix)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let mut bytes = fs::read(&chunk).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    fs::write(&chunk, bytes).unwrap();
+    // Damage what holds the snapshot's first page.
+    let id = repo.dbguard(["log", "--json"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    repo.damage_stored_piece(id, 0);
 
     let run = repo.dbguard(["restore", "posts.db"]).fails();
     assert!(run.stderr.starts_with("Error: "), "{}", run.stderr);

@@ -150,7 +150,7 @@ fn store_lives_in_the_git_dir_with_private_permissions() {
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 10, 10);
     repo.dbguard(["snapshot"]).ok();
-    for dir in ["", "objects", "tmp"] {
+    for dir in ["", "packs", "tmp"] {
         let mode = fs::metadata(repo.store().join(dir))
             .unwrap()
             .permissions()
@@ -248,32 +248,6 @@ fn kill_during_snapshot_leaves_a_store_that_verifies() {
     repo.dbguard(["verify"]).ok();
 }
 
-/// The chunk file holding piece `seq` of snapshot `id`'s image.
-fn chunk_file(repo: &TestRepo, id: i64, seq: i64) -> std::path::PathBuf {
-    let conn = rusqlite::Connection::open_with_flags(
-        repo.store().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let hash: String = conn
-        .query_row(
-            "SELECT c.hash FROM image_chunks c JOIN snapshots s ON s.image_id = c.image_id \
-             WHERE s.id = ?1 AND c.seq = ?2",
-            [id, seq],
-            |r| r.get(0),
-        )
-        .unwrap();
-    repo.store().join("objects").join(&hash[..2]).join(&hash)
-}
-
-/// Bit rot, or a stray write: one byte in the middle of the file changes.
-fn flip_a_byte(path: &std::path::Path) {
-    let mut bytes = fs::read(path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x5a;
-    fs::write(path, bytes).unwrap();
-}
-
 fn ids(list: &serde_json::Value) -> Vec<i64> {
     list.as_array()
         .unwrap()
@@ -304,8 +278,7 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
     assert_eq!(again[0]["id"], 2, "{again}");
 
     // A chunk of #2 goes bad; #1 does not use it.
-    let damaged = chunk_file(&repo, 2, 1);
-    flip_a_byte(&damaged);
+    repo.damage_stored_piece(2, 1 << 20);
     let verify = repo.dbguard(["verify"]).fails();
     assert!(
         verify.stdout.contains("breaks #2"),
@@ -347,7 +320,7 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
 
     // Without verify: a chunk written since the stat cache entry was recorded is not
     // trusted either, and a snapshot after a change rewrites the damaged chunk it reuses.
-    flip_a_byte(&chunk_file(&repo, 2, 1));
+    repo.damage_stored_piece(2, 1 << 20);
     // A new table: page 1 and a page at the end change, the middle chunks stay the same.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('new');")
@@ -364,7 +337,7 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
     assert_eq!(changed.json()[0]["id"], 3);
     assert_eq!(restored_rows(&repo, 3, "three.db"), 12_300);
     assert_eq!(sqlite_count(&repo.path("three.db"), "notes"), 1);
-    flip_a_byte(&chunk_file(&repo, 3, 2));
+    repo.damage_stored_piece(3, 2 << 20);
     let unchanged = repo.dbguard(["snapshot", "--json", "posts.db"]).ok(); // still #3
     assert_eq!(unchanged.json()[0]["reused"], false, "{}", unchanged.stderr);
     assert_eq!(unchanged.json()[0]["id"], 3, "{}", unchanged.stderr);
@@ -374,7 +347,7 @@ fn damaged_chunk_is_never_reused_and_verify_names_the_snapshots_it_breaks() {
     assert_eq!(cached[0]["reused"], true, "an intact image is reused again");
 
     // What no live file holds any more cannot be repaired: verify names only that.
-    flip_a_byte(&chunk_file(&repo, 1, 0));
+    repo.damage_stored_piece(1, 0);
     repo.dbguard(["snapshot", "posts.db"]).ok(); // still #3
     let lost = repo.dbguard(["verify", "--json"]).fails().json();
     assert_eq!(ids(&lost["broken"]), vec![1]);
@@ -433,7 +406,7 @@ fn store_files_are_private_even_under_umask_000() {
     for name in [
         "",
         "tmp",
-        "objects",
+        "packs",
         "lock",
         "catalog.db",
         "catalog.db-wal",

@@ -11,7 +11,7 @@ use crate::export::{self, Compression, ExportFormat, ExportOptions, ExportProgre
 use crate::flow::snapshot::{Lines, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
-use crate::store::{SnapshotInfo, Store, StoreError, chunks::temp_path};
+use crate::store::{SnapshotInfo, Store, StoreError, files::temp_path};
 use crate::ui::{self, Ui, WorkDone, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

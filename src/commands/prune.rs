@@ -9,7 +9,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::taken_before;
 use crate::retention::{self, Candidate, Policy};
-use crate::store::{SnapshotInfo, Store, StoreError};
+use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
 
@@ -134,7 +134,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         if !decision.remove.is_empty() {
             store.delete_snapshots(&decision.remove)?;
         }
-        store.remove_unreferenced_chunks()?
+        store.reclaim_space()?
     };
     let removed = decision.remove.len();
     let kept = decision.keep.len();
@@ -217,9 +217,8 @@ fn empty_report(dry_run: bool) -> json::Prune {
     }
 }
 
-/// (chunks, bytes) that removing `remove` would free: chunks referenced by no image of
-/// any remaining snapshot (of any worktree sharing the store), plus chunks that are
-/// already unreferenced.
+/// (chunks, bytes) that removing `remove` would free: what no image of any remaining
+/// snapshot (of any worktree sharing the store) uses, plus what is unused already.
 fn would_free(store: &Store, remove: &[i64]) -> Result<(usize, u64), CommandError> {
     let removed: HashSet<i64> = remove.iter().copied().collect();
     let all = store.snapshots(None, None, None)?;
@@ -228,21 +227,10 @@ fn would_free(store: &Store, remove: &[i64]) -> Result<(usize, u64), CommandErro
         .filter(|s| !removed.contains(&s.id))
         .map(|s| s.image_id)
         .collect();
-    let mut still_used = HashSet::new();
-    for image in &remaining_images {
-        still_used.extend(store.image_chunks(*image)?);
-    }
-    let on_disk = store.chunks.list().map_err(|source| StoreError::Io {
-        path: store.root().to_path_buf(),
-        source,
-    })?;
-    let mut chunks = 0;
-    let mut bytes = 0;
-    for hash in on_disk {
-        if !still_used.contains(&hash) {
-            chunks += 1;
-            bytes += store.chunks.stored_size(&hash);
-        }
-    }
-    Ok((chunks, bytes))
+    let gone: HashSet<i64> = all
+        .iter()
+        .map(|s| s.image_id)
+        .filter(|image| !remaining_images.contains(image))
+        .collect();
+    Ok(store.reclaimable(&gone)?)
 }

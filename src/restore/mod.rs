@@ -28,7 +28,7 @@ use crate::compare;
 use crate::db::{self, Census};
 use crate::git::{Repo, RepoPath};
 use crate::hooks::watch;
-use crate::store::chunks::{sync_dir, temp_path};
+use crate::store::files::{sync_dir, temp_path};
 use crate::store::{NewSnapshot, SnapshotInfo, SnapshotRequest, Store, StoreError};
 
 /// Where a restore writes.

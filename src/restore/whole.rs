@@ -16,7 +16,7 @@ use crate::compare;
 use crate::db::sqlite::{BackupStop, backup_in_one_step};
 use crate::db::{self, Census, DbKind};
 use crate::store::SnapshotInfo;
-use crate::store::chunks::sync_dir;
+use crate::store::files::sync_dir;
 
 /// How the file was restored (shown to users), its census now, and a note on what was
 /// kept aside.

@@ -1,29 +1,35 @@
 //! The snapshot store under `<git common dir>/dbguard/`: open and lock it, turn a live
 //! database into a deduplicated snapshot, read images back, verify and prune.
 
+pub(crate) mod blocks;
 pub(crate) mod catalog;
 pub(crate) mod chunks;
+pub(crate) mod files;
+mod image;
+mod ingest;
+mod packs;
+mod reclaim;
 mod records;
+mod verify;
 pub(crate) use records::parse_snapshot_id;
+pub(crate) use verify::VerifyReport;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::clock;
-use crate::db::{self, Census, Completeness, DbError, DbKind, hex};
+use crate::db::{self, Census, Completeness, DbError, DbKind};
+use blocks::{BlockIndex, encode_manifest};
 pub(crate) use catalog::{Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef};
-use chunks::{
-    CHUNK_SIZE, ChunkError, ChunkState, Chunks, create_private, create_private_dir, is_disk_full,
-    is_read_only, sha256_hex, sync_dir, temp_path,
-};
+use catalog::{ImageLayout, NewImage};
+use chunks::{ChunkError, Chunks};
+use files::{create_private, create_private_dir, is_disk_full, is_read_only, temp_path};
+use packs::Packs;
 
 /// How long a dbguard process waits for another one to release the store.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -124,15 +130,7 @@ impl From<CatalogError> for StoreError {
 
 impl From<ChunkError> for StoreError {
     fn from(error: ChunkError) -> StoreError {
-        match error {
-            // A failed write is about the store's disk, never about a damaged snapshot.
-            ChunkError::Write { path, source } => {
-                let objects = path.parent().and_then(Path::parent).unwrap_or(&path);
-                let root = objects.parent().unwrap_or(objects).to_path_buf();
-                write_err(&root, &path)(source)
-            }
-            other => StoreError::Chunk(other),
-        }
+        StoreError::Chunk(error)
     }
 }
 
@@ -193,7 +191,11 @@ pub(crate) struct Store {
     /// the store is read-only.
     tmp: PathBuf,
     catalog: Catalog,
-    pub(crate) chunks: Chunks,
+    /// Legacy chunk files (stores written before packs).
+    chunks: Chunks,
+    packs: Packs,
+    /// Where every block lives, loaded when first needed.
+    index: std::cell::OnceCell<BlockIndex>,
     /// Exclusive for writers; shared (when the lock file can be read) for a read-only
     /// open, so that no prune deletes chunks while they are read.
     _lock: Option<File>,
@@ -270,27 +272,6 @@ fn now_ns(now: DateTime<Utc>) -> i128 {
     now.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128
 }
 
-/// sha256 over the ordered chunk hashes and the image size: identifies an image without a
-/// second full pass over its bytes.
-pub(crate) fn image_digest(chunks: &[String], size: u64) -> String {
-    let mut hasher = Sha256::new();
-    for chunk in chunks {
-        hasher.update(chunk.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher.update(size.to_string().as_bytes());
-    hex(&hasher.finalize())
-}
-
-/// Result of cutting an image into chunks.
-struct Ingested {
-    chunks: Vec<String>,
-    size: u64,
-    new_bytes: u64,
-    new_chunks: usize,
-    repaired_chunks: usize,
-}
-
 /// Progress callback: bytes done so far.
 pub(crate) type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
@@ -304,7 +285,7 @@ impl Store {
             });
         }
         let tmp = root.join("tmp");
-        for dir in [root.to_path_buf(), root.join("objects"), tmp.clone()] {
+        for dir in [root.to_path_buf(), root.join("packs"), tmp.clone()] {
             create_private_dir(&dir).map_err(write_err(root, &dir))?;
         }
         let lock_path = root.join("lock");
@@ -339,7 +320,9 @@ impl Store {
         let catalog = Catalog::open(&root.join("catalog.db"))?;
         Ok(Store {
             root: root.to_path_buf(),
-            chunks: Chunks::new(root.join("objects"), tmp.clone()),
+            chunks: Chunks::new(root.join("objects")),
+            packs: Packs::new(root.join("packs"), tmp.clone()),
+            index: std::cell::OnceCell::new(),
             tmp,
             catalog,
             _lock: Some(lock),
@@ -416,17 +399,15 @@ impl Store {
         let catalog = Catalog::open_read_only(&root.join("catalog.db"), scratch.path())?;
         Ok(Store {
             root: root.to_path_buf(),
-            chunks: Chunks::new(root.join("objects"), scratch.path().to_path_buf()),
+            chunks: Chunks::new(root.join("objects")),
+            packs: Packs::new(root.join("packs"), scratch.path().to_path_buf()),
+            index: std::cell::OnceCell::new(),
             tmp: scratch.path().to_path_buf(),
             catalog,
             _lock: lock,
             read_only: true,
             _scratch: Some(scratch),
         })
-    }
-
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
     }
 
     fn writable(&self) -> Result<(), StoreError> {
@@ -438,29 +419,51 @@ impl Store {
         Ok(())
     }
 
-    /// The newest ctime among an image's chunk files, or `None` when one is missing.
-    fn newest_chunk_ctime(&self, hashes: &[String]) -> Option<i64> {
-        let mut newest = i64::MIN;
-        for hash in hashes {
-            newest = newest.max(i64::try_from(self.chunks.ctime_ns(hash)?).ok()?);
+    /// Where every block lives (loaded from the catalog once per open).
+    fn block_index(&self) -> Result<&BlockIndex, StoreError> {
+        if self.index.get().is_none() {
+            let index = BlockIndex::new(self.catalog.frames()?, self.catalog.damaged_blocks()?);
+            let _ = self.index.set(index);
         }
-        Some(newest)
+        Ok(self.index.get().expect("set above"))
     }
 
-    /// Whether every chunk of an image is still the file that was there when the stat
-    /// cache entry was recorded: present, and not written since (a later ctime). One stat
-    /// per MiB keeps the unchanged-file path fast; `verify` reads the bytes.
+    /// The newest ctime among the files that hold an image's bytes (its packs, or its
+    /// legacy chunk files), or `None` when one is missing.
+    fn newest_image_file_ctime(&self, image_id: i64) -> Result<Option<i64>, StoreError> {
+        let mut newest = i64::MIN;
+        match self.catalog.image_layout(image_id)? {
+            ImageLayout::Chunks(hashes) => {
+                for hash in &hashes {
+                    let Some(ctime) = self.chunks.ctime_ns(hash) else {
+                        return Ok(None);
+                    };
+                    newest = newest.max(i64::try_from(ctime).unwrap_or(i64::MAX));
+                }
+            }
+            ImageLayout::Blocks { .. } => {
+                for (_, name) in self.catalog.image_packs(image_id)? {
+                    let Some(ctime) = self.packs.ctime_ns(&name) else {
+                        return Ok(None);
+                    };
+                    newest = newest.max(ctime);
+                }
+            }
+        }
+        Ok(Some(newest))
+    }
+
+    /// Whether every file holding an image's bytes is still the file that was there when
+    /// the stat cache entry was recorded: present, and not written since (a later ctime).
+    /// A stat per pack keeps the unchanged-file path fast; `verify` reads the bytes.
     fn image_untouched_since(
         &self,
         image_id: i64,
         chunks_ctime_ns: i64,
     ) -> Result<bool, StoreError> {
-        let hashes = self.catalog.image_chunks(image_id)?;
-        Ok(hashes.iter().all(|hash| {
-            self.chunks
-                .ctime_ns(hash)
-                .is_some_and(|ctime| ctime <= chunks_ctime_ns as i128)
-        }))
+        Ok(self
+            .newest_image_file_ctime(image_id)?
+            .is_some_and(|ctime| ctime <= chunks_ctime_ns))
     }
 
     pub(crate) fn tmp_dir(&self) -> &Path {
@@ -565,7 +568,12 @@ impl Store {
             eprintln!("timing: copy {:?}", t0.elapsed());
         }
         // Integrity check + census on one core while the other hashes and compresses.
-        let chunks = &self.chunks;
+        // Damaged blocks must not be reused: find them before deduplicating against them.
+        self.check_packs()?;
+        let block_size = ingest::block_size_for(request.kind, image_path);
+        let index = self.block_index()?;
+        let (root, packs) = (&self.root, &self.packs);
+        // Integrity check + census on one core while the others hash and compress.
         let (census, ingested) = std::thread::scope(|scope| {
             let census = scope.spawn(|| {
                 let t = Instant::now();
@@ -576,7 +584,7 @@ impl Store {
                 result
             });
             let t = Instant::now();
-            let ingested = ingest(chunks, image_path, progress);
+            let ingested = ingest::ingest(root, packs, index, image_path, block_size, progress);
             if timing {
                 eprintln!("timing: ingest {:?}", t.elapsed());
             }
@@ -588,19 +596,33 @@ impl Store {
             });
             (census, ingested)
         });
-        let census = census.map_err(|e| match self.staging_error(e, image_path) {
-            StoreError::Db(e) => StoreError::Db(relabel(e, live)),
-            other => other,
-        })?;
         let ingested = ingested?;
+        let census = match census {
+            Ok(census) => census,
+            Err(e) => {
+                // The copy is refused: nothing will refer to the packs it wrote.
+                for pack in &ingested.packs {
+                    let _ = self.packs.remove(&pack.name);
+                }
+                return Err(match self.staging_error(e, image_path) {
+                    StoreError::Db(e) => StoreError::Db(relabel(e, live)),
+                    other => other,
+                });
+            }
+        };
+        let t = Instant::now();
+        let pack_ids = self.record_packs(&ingested)?;
+        if timing {
+            eprintln!("timing: record packs {:?}", t.elapsed());
+        }
         // Trust the stat cache next time only if the file did not change while we copied
         // it and its last write is safely older than the copy.
         let after = stat_signature(live, request.kind).ok();
         let trusted = after.as_ref() == Some(before)
             && before.newest_ns + before.granularity_ns < now_ns(started);
-        let digest = image_digest(&ingested.chunks, ingested.size);
+        let digest = ingested.digest.clone();
         let chunks_ctime_ns = if trusted {
-            self.newest_chunk_ctime(&ingested.chunks)
+            self.newest_pack_ctime(&pack_ids)
         } else {
             None
         };
@@ -608,11 +630,11 @@ impl Store {
         let worktree = request.worktree.to_string_lossy();
         let stat_cache = chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime)));
         let mut warning = copied.warning;
-        if ingested.repaired_chunks > 0 {
-            let one = ingested.repaired_chunks == 1;
+        if !ingested.repaired.is_empty() {
+            let one = ingested.repaired.len() == 1;
             let repaired = format!(
                 "rewrote {} damaged chunk{} in the store from {} (older snapshots that use {} are whole again)",
-                ingested.repaired_chunks,
+                ingested.repaired.len(),
                 if one { "" } else { "s" },
                 request.path,
                 if one { "it" } else { "them" },
@@ -660,7 +682,13 @@ impl Store {
                 reused: false,
                 message: request.message,
             },
-            Some((&digest, ingested.size, &ingested.chunks)),
+            Some(&NewImage {
+                digest: &digest,
+                size: ingested.size,
+                block_size: ingested.block_size,
+                manifest: encode_manifest(&ingested.block_ids),
+                pack_ids,
+            }),
             stat_cache,
         )?;
         Ok(SnapshotOutcome {
@@ -710,176 +738,30 @@ impl Store {
         }
     }
 
-    /// Write the image of a snapshot to `dest` (created; must not exist), checking every
-    /// chunk's hash and the image digest. With `durable`, the file is fsynced before
-    /// returning (a restore renames it over the user's file); a scratch copy that is read
-    /// and deleted (export) skips that, which saves writing the whole image to disk.
-    pub(crate) fn materialize(
-        &self,
-        snapshot: &SnapshotInfo,
-        dest: &Path,
-        durable: bool,
-        progress: Progress<'_>,
-    ) -> Result<(), StoreError> {
-        let hashes = self.catalog.image_chunks(snapshot.image_id)?;
-        if image_digest(&hashes, snapshot.size) != snapshot.image_digest {
-            return Err(StoreError::DigestMismatch { id: snapshot.id });
+    /// Record an ingest's packs and frames in the catalog and the block index; returns
+    /// the packs the image's blocks live in.
+    fn record_packs(&mut self, ingested: &ingest::Ingested) -> Result<Vec<i64>, StoreError> {
+        let (_, frames) = self.catalog.add_packs(ingested)?;
+        self.block_index()?;
+        let index = self.index.get_mut().expect("loaded above");
+        for id in &ingested.repaired {
+            index.damaged.remove(id);
         }
-        let file = chunks::create_private(dest).map_err(io_err(dest))?;
-        let mut out = BufWriter::new(file);
-        let mut written = 0u64;
-        for hash in &hashes {
-            let plain = self.chunks.get(hash).inspect_err(|_| {
-                // Found damaged: the next snapshot of this path must read the live file
-                // (and so rewrite the chunk) instead of reusing this image.
-                if !self.read_only {
-                    let _ = self
-                        .catalog
-                        .forget_stat_cache_of_images(&[snapshot.image_id]);
-                }
-            })?;
-            out.write_all(&plain).map_err(io_err(dest))?;
-            written += plain.len() as u64;
-            progress(written);
+        for frame in frames {
+            index.add_frame(frame);
         }
-        if written != snapshot.size {
-            return Err(StoreError::DigestMismatch { id: snapshot.id });
-        }
-        let file = out.into_inner().map_err(|e| io_err(dest)(e.into_error()))?;
-        if durable {
-            file.sync_all().map_err(io_err(dest))?;
-        }
-        Ok(())
+        Ok(index.packs_of(&ingested.block_ids))
     }
 
-    /// Re-read every chunk and check every image. Returns the problems found, which
-    /// snapshots each one breaks and which snapshots remain restorable. On a writable
-    /// store, the stat cache stops trusting damaged images, so that the next snapshot
-    /// reads the live file and rewrites the damaged chunks from it.
-    /// The bytes [`Store::verify`] reads, for a progress display.
-    pub(crate) fn verify_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self.catalog.distinct_chunk_bytes(CHUNK_SIZE as u64)?)
-    }
-
-    pub(crate) fn verify(&self, progress: Progress<'_>) -> Result<VerifyReport, StoreError> {
-        let mut report = VerifyReport {
-            read_only: self.read_only,
-            ..VerifyReport::default()
-        };
-        report.problems.extend(
-            self.catalog
-                .integrity_problems()?
-                .into_iter()
-                .map(|p| format!("catalog: {p}")),
-        );
-        let mut good: HashSet<String> = HashSet::new();
-        // Damaged or missing chunk -> its problem and the images that use it.
-        let mut bad: HashMap<String, (String, Vec<i64>)> = HashMap::new();
-        let mut bad_order: Vec<String> = Vec::new();
-        // Image problems that are not about one chunk (chunk list, size).
-        let mut image_damage: Vec<(String, i64)> = Vec::new();
-        for (image_id, digest, size) in self.catalog.images()? {
-            report.images += 1;
-            let hashes = self.catalog.image_chunks(image_id)?;
-            if image_digest(&hashes, size) != digest {
-                image_damage.push((
-                    format!("image {digest:.12}: chunk list does not match its digest"),
-                    image_id,
-                ));
-            }
-            for hash in &hashes {
-                if let Some((_, images)) = bad.get_mut(hash) {
-                    if images.last() != Some(&image_id) {
-                        images.push(image_id);
-                    }
-                    continue;
-                }
-                if !good.contains(hash) {
-                    match self.chunks.get(hash) {
-                        Ok(plain) => {
-                            report.bytes += plain.len() as u64;
-                            progress(report.bytes);
-                            good.insert(hash.clone());
-                        }
-                        Err(e) => {
-                            bad.insert(hash.clone(), (e.to_string(), vec![image_id]));
-                            bad_order.push(hash.clone());
-                        }
-                    }
-                }
-            }
-            let expected_chunks = size.div_ceil(CHUNK_SIZE as u64);
-            if hashes.len() as u64 != expected_chunks {
-                image_damage.push((
-                    format!(
-                        "image {digest:.12}: {} chunks recorded for {size} bytes",
-                        hashes.len()
-                    ),
-                    image_id,
-                ));
-            }
+    /// The newest ctime among these packs' files, `None` when one is missing.
+    fn newest_pack_ctime(&self, pack_ids: &[i64]) -> Option<i64> {
+        let packs = self.catalog.packs().ok()?;
+        let mut newest = i64::MIN;
+        for id in pack_ids {
+            let pack = packs.iter().find(|p| p.id == *id)?;
+            newest = newest.max(self.packs.ctime_ns(&pack.name)?);
         }
-        report.chunks = good.len() + bad.len();
-        let snapshots = self.catalog.snapshot_refs()?;
-        let ids_of = |images: &[i64]| -> Vec<i64> {
-            snapshots
-                .iter()
-                .filter(|s| images.contains(&s.image_id))
-                .map(|s| s.id)
-                .collect()
-        };
-        let mut broken_images: HashSet<i64> = HashSet::new();
-        for hash in &bad_order {
-            let (problem, images) = &bad[hash];
-            broken_images.extend(images);
-            report.damage.push(Damage {
-                problem: problem.clone(),
-                snapshots: ids_of(images),
-            });
-        }
-        for (problem, image_id) in image_damage {
-            broken_images.insert(image_id);
-            report.damage.push(Damage {
-                problem,
-                snapshots: ids_of(&[image_id]),
-            });
-        }
-        report
-            .problems
-            .extend(report.damage.iter().map(|d| d.problem.clone()));
-        for snapshot in snapshots {
-            if broken_images.contains(&snapshot.image_id) {
-                report.broken.push(snapshot);
-            } else {
-                report.restorable.push(snapshot);
-            }
-        }
-        if !self.read_only && !broken_images.is_empty() {
-            let images: Vec<i64> = broken_images.into_iter().collect();
-            report.stat_cache_cleared = self.catalog.forget_stat_cache_of_images(&images)?;
-        }
-        let referenced = self.catalog.referenced_chunks()?;
-        let on_disk = self.chunks.list().map_err(io_err(&self.root))?;
-        report.unreferenced = on_disk.iter().filter(|h| !referenced.contains(*h)).count();
-        Ok(report)
-    }
-
-    /// Delete chunks no image refers to. Returns (chunks removed, bytes freed).
-    pub(crate) fn remove_unreferenced_chunks(&self) -> Result<(usize, u64), StoreError> {
-        self.writable()?;
-        let referenced = self.catalog.referenced_chunks()?;
-        let mut removed = 0;
-        let mut freed = 0;
-        for hash in self.chunks.list().map_err(io_err(&self.root))? {
-            if !referenced.contains(&hash) {
-                freed += self.chunks.stored_size(&hash);
-                self.chunks
-                    .remove(&hash)
-                    .map_err(io_err(&self.chunks.object_path(&hash)))?;
-                removed += 1;
-            }
-        }
-        Ok((removed, freed))
+        Some(newest)
     }
 }
 
@@ -911,126 +793,4 @@ fn relabel(error: DbError, live: &Path) -> DbError {
         },
         other => other,
     }
-}
-
-#[derive(Debug, Default, serde::Serialize)]
-pub(crate) struct VerifyReport {
-    pub(crate) images: usize,
-    pub(crate) chunks: usize,
-    pub(crate) bytes: u64,
-    pub(crate) unreferenced: usize,
-    pub(crate) problems: Vec<String>,
-    /// Each damaged or missing chunk, or inconsistent image, with the snapshots it breaks.
-    pub(crate) damage: Vec<Damage>,
-    /// Snapshots that cannot be restored, oldest first.
-    pub(crate) broken: Vec<SnapshotRef>,
-    /// Snapshots whose every chunk is intact, oldest first.
-    pub(crate) restorable: Vec<SnapshotRef>,
-    /// Stat cache entries dropped so that the next snapshot re-reads those files.
-    pub(crate) stat_cache_cleared: usize,
-    pub(crate) read_only: bool,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Damage {
-    pub(crate) problem: String,
-    /// Ids of the snapshots that cannot be restored because of it.
-    pub(crate) snapshots: Vec<i64>,
-}
-
-/// Cut an image into 1 MiB chunks, hash them and store the new ones. A second thread
-/// compresses, fsyncs and publishes new chunks, so that work overlaps with hashing;
-/// directories that gained entries are fsynced once at the end, before the catalog commit.
-fn ingest(chunks: &Chunks, image: &Path, progress: Progress<'_>) -> Result<Ingested, StoreError> {
-    let mut file = File::open(image).map_err(io_err(image))?;
-    let mut buffer = vec![0u8; CHUNK_SIZE];
-    let mut result = Ingested {
-        chunks: Vec::new(),
-        size: 0,
-        new_bytes: 0,
-        new_chunks: 0,
-        repaired_chunks: 0,
-    };
-    // A few chunks in flight at most: memory stays bounded whatever the database size.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(4);
-    let (new_bytes, new_chunks, repaired) =
-        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-    std::thread::scope(|scope| {
-        let publisher = scope.spawn(|| {
-            let mut dirty_dirs = BTreeSet::new();
-            let mut seen: HashSet<String> = HashSet::new();
-            for (hash, plain) in receiver {
-                if !seen.insert(hash.clone()) {
-                    continue;
-                }
-                // Dedup never trusts a file for its name alone: an existing chunk is
-                // reused only if it decompresses to exactly these bytes; a damaged one
-                // is replaced with them (which repairs every snapshot that uses it).
-                let staged = match chunks.check(&hash, &plain) {
-                    ChunkState::Intact => continue,
-                    ChunkState::Missing => chunks.stage(&hash, &plain)?,
-                    ChunkState::Damaged => {
-                        repaired.fetch_add(1, Ordering::Relaxed);
-                        Some(chunks.stage_replacement(&hash, &plain)?)
-                    }
-                };
-                if let Some(staged) = staged {
-                    new_bytes.fetch_add(staged.size, Ordering::Relaxed);
-                    new_chunks.fetch_add(1, Ordering::Relaxed);
-                    chunks.publish(&staged, &mut dirty_dirs)?;
-                }
-            }
-            for dir in &dirty_dirs {
-                sync_dir(dir).map_err(io_err(dir))?;
-            }
-            Ok::<(), StoreError>(())
-        });
-        let staging = (|| {
-            loop {
-                let filled = read_full(&mut file, &mut buffer).map_err(io_err(image))?;
-                if filled == 0 {
-                    break;
-                }
-                let plain = &buffer[..filled];
-                let hash = sha256_hex(plain);
-                // Checking, compression and the fsync happen on the publisher thread.
-                if sender.send((hash.clone(), plain.to_vec())).is_err() {
-                    // The publisher stopped on an error; it reports it below.
-                    break;
-                }
-                result.chunks.push(hash);
-                result.size += filled as u64;
-                progress(result.size);
-                if filled < CHUNK_SIZE {
-                    break;
-                }
-            }
-            Ok::<(), StoreError>(())
-        })();
-        drop(sender);
-        let published = publisher.join().unwrap_or_else(|_| {
-            Err(StoreError::Io {
-                path: image.to_path_buf(),
-                source: io::Error::other("the chunk writer thread crashed"),
-            })
-        });
-        staging.and(published)
-    })?;
-    result.new_bytes = new_bytes.into_inner();
-    result.new_chunks = new_chunks.into_inner() as usize;
-    result.repaired_chunks = repaired.into_inner() as usize;
-    Ok(result)
-}
-
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

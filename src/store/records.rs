@@ -83,18 +83,13 @@ impl Store {
     pub(crate) fn insert_snapshot(
         &mut self,
         snapshot: &NewSnapshot<'_>,
-        image: Option<(&str, u64, &[String])>,
+        image: Option<&super::NewImage<'_>>,
         stat_cache: Option<(&str, Option<i64>)>,
     ) -> Result<i64, StoreError> {
         Ok(self.catalog.insert_snapshot(snapshot, image, stat_cache)?)
     }
 
-    /// The chunk digests of an image, in order.
-    pub(crate) fn image_chunks(&self, image_id: i64) -> Result<Vec<String>, StoreError> {
-        Ok(self.catalog.image_chunks(image_id)?)
-    }
-
-    /// Delete snapshot records (their chunks stay until `remove_unreferenced_chunks`).
+    /// Delete snapshot records (their bytes stay until [`Store::reclaim_space`]).
     pub(crate) fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         Ok(self.catalog.delete_snapshots(ids)?)
     }

@@ -1,5 +1,9 @@
 //! The catalog: a SQLite database (WAL) recording operations, images, snapshots, their
-//! census and the stat cache. Chunks hold bytes; the catalog says what they mean.
+//! census and the stat cache, and where the bytes are (packs, frames). Packs hold bytes;
+//! the catalog says what they mean.
+
+mod packs;
+pub(crate) use packs::{ImageLayout, ImageRecord, NewImage, PackRecord, Repacked};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,7 +21,9 @@ use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 /// recorded; a chunk changed since then is not trusted without reading it).
 /// 3: `operation_refs`: an operation that found a database unchanged since its latest
 /// snapshot refers to that snapshot instead of adding an identical one.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: pack files. `images.block_size`/`manifest` (NULL for legacy chunk-list images),
+/// `packs`, `frames`, `damaged_blocks`, `image_packs`.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -31,8 +37,10 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
-    digest TEXT NOT NULL UNIQUE,   -- sha256 over the chunk hashes and the size
-    size INTEGER NOT NULL
+    digest TEXT NOT NULL UNIQUE,   -- sha256 over the chunk (or block) hashes and the size
+    size INTEGER NOT NULL,
+    block_size INTEGER,            -- NULL: a legacy image, its chunks in image_chunks
+    manifest BLOB                  -- its block numbers in order, as runs (store/blocks.rs)
 );
 CREATE TABLE IF NOT EXISTS image_chunks (
     image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
@@ -81,15 +89,44 @@ CREATE TABLE IF NOT EXISTS operation_refs (
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS operation_refs_snapshot ON operation_refs(snapshot_id, id);
+CREATE TABLE IF NOT EXISTS packs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,     -- sha256 of the file: packs/<name>.pack
+    size INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL      -- the file's ctime when it was last known intact
+);
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,
+    pack_id INTEGER NOT NULL REFERENCES packs(id),
+    pack_offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    plain_len INTEGER NOT NULL,
+    block_size INTEGER NOT NULL,
+    members BLOB NOT NULL,         -- the block number in each slot, as runs (0: unused)
+    hashes BLOB NOT NULL           -- sha256 of each slot's bytes, 32 bytes each
+);
+CREATE TABLE IF NOT EXISTS damaged_blocks (block INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS image_packs (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    pack_id INTEGER NOT NULL REFERENCES packs(id),
+    PRIMARY KEY (image_id, pack_id)
+) WITHOUT ROWID;
 ";
 
 /// Schema changes from each older version to the next, applied in order. New tables
 /// (2 → 3: `operation_refs`) come from `SCHEMA`'s `CREATE … IF NOT EXISTS`, which every
 /// migration runs first; existing snapshots stay as they are.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "ALTER TABLE stat_cache ADD COLUMN chunks_ctime_ns INTEGER;",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "ALTER TABLE stat_cache ADD COLUMN chunks_ctime_ns INTEGER;",
+    ),
+    (
+        3,
+        "ALTER TABLE images ADD COLUMN block_size INTEGER; \
+         ALTER TABLE images ADD COLUMN manifest BLOB;",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatalogError {
@@ -243,9 +280,9 @@ pub(crate) struct Catalog {
     conn: Connection,
     path: String,
     read_only: bool,
-    /// Whether `operation_refs` exists (a catalog older than schema 3 opened read-only
-    /// has none, and is not migrated).
-    has_refs: bool,
+    /// The schema version: older than [`SCHEMA_VERSION`] only for a catalog opened
+    /// read-only, which is never migrated (schema 3 added `operation_refs`, 4 packs).
+    version: i64,
 }
 
 /// Inside a snapshot's or reference's transaction: cache the live file's stat signature
@@ -320,7 +357,7 @@ impl Catalog {
                     let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
                 }
             }
-            Err(e) if crate::store::chunks::is_read_only(&e) => {
+            Err(e) if crate::store::files::is_read_only(&e) => {
                 return Err(CatalogError::ReadOnly { path: display });
             }
             // SQLite's own open says what is wrong.
@@ -369,7 +406,7 @@ impl Catalog {
             conn,
             path: display,
             read_only: false,
-            has_refs: true,
+            version: SCHEMA_VERSION,
         })
     }
 
@@ -436,7 +473,7 @@ impl Catalog {
             conn,
             path: display,
             read_only: true,
-            has_refs: version >= 3,
+            version,
         })
     }
 
@@ -447,6 +484,24 @@ impl Catalog {
             return Err(CatalogError::ReadOnly {
                 path: self.path.clone(),
             });
+        }
+        Ok(())
+    }
+
+    /// Rewrite the catalog without its free pages when they are more than a quarter of
+    /// it (prune deleted many records): SQLite keeps a file's size otherwise.
+    pub(crate) fn compact(&self) -> Result<(), CatalogError> {
+        self.writable()?;
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(self.fail())?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .map_err(self.fail())?;
+        if free * 4 > pages {
+            self.conn.execute_batch("VACUUM").map_err(self.fail())?;
         }
         Ok(())
     }
@@ -469,6 +524,15 @@ impl Catalog {
     fn fail(&self) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
         move |source| CatalogError::Sqlite {
             path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// [`Catalog::fail`] for use while a transaction borrows the connection.
+    fn fail_owned(&self) -> impl Fn(rusqlite::Error) -> CatalogError + use<> {
+        let path = self.path.clone();
+        move |source| CatalogError::Sqlite {
+            path: path.clone(),
             source,
         }
     }
@@ -519,7 +583,7 @@ impl Catalog {
     pub(crate) fn insert_snapshot(
         &mut self,
         snapshot: &NewSnapshot<'_>,
-        image: Option<(&str, u64, &[String])>,
+        image: Option<&NewImage<'_>>,
         stat_cache: Option<(&str, Option<i64>)>,
     ) -> Result<i64, CatalogError> {
         self.writable()?;
@@ -531,36 +595,7 @@ impl Catalog {
         let tx = self.conn.transaction().map_err(&fail)?;
         let image_id = match image {
             None => snapshot.image_id,
-            Some((digest, size, chunks)) => {
-                let existing: Option<i64> = tx
-                    .query_row("SELECT id FROM images WHERE digest = ?1", [digest], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                    .map_err(&fail)?;
-                match existing {
-                    Some(id) => id,
-                    None => {
-                        tx.execute(
-                            "INSERT INTO images(digest, size) VALUES (?1, ?2)",
-                            params![digest, size as i64],
-                        )
-                        .map_err(&fail)?;
-                        let id = tx.last_insert_rowid();
-                        let mut insert = tx
-                            .prepare(
-                                "INSERT INTO image_chunks(image_id, seq, hash) VALUES (?1, ?2, ?3)",
-                            )
-                            .map_err(&fail)?;
-                        for (seq, hash) in chunks.iter().enumerate() {
-                            insert
-                                .execute(params![id, seq as i64, hash])
-                                .map_err(&fail)?;
-                        }
-                        id
-                    }
-                }
-            }
+            Some(image) => Catalog::insert_image(&tx, image).map_err(&fail)?,
         };
         tx.execute(
             "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
@@ -778,7 +813,7 @@ impl Catalog {
                 snapshot.census.tables.insert(name, count.max(0) as u64);
             }
         }
-        if self.has_refs {
+        if self.version >= 3 {
             let mut refs = self
                 .conn
                 .prepare(
@@ -998,7 +1033,12 @@ mod tests {
             .split_once("CREATE TABLE IF NOT EXISTS operation_refs")
             .unwrap();
         assert!(refs.contains("snapshot_id"));
-        v2.to_string()
+        let without_blocks = v2.replace(
+            "    size INTEGER NOT NULL,\n    block_size INTEGER,            -- NULL: a legacy image, its chunks in image_chunks\n    manifest BLOB                  -- its block numbers in order, as runs (store/blocks.rs)\n",
+            "    size INTEGER NOT NULL\n",
+        );
+        assert_ne!(without_blocks, v2, "schema 4's image columns are stripped");
+        without_blocks
     }
 
     #[test]

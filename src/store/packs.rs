@@ -1,0 +1,262 @@
+//! Pack files: the bytes of many blocks in a few files. A pack is
+//! `packs/<sha256 of the file>.pack`: an 8-byte magic, then frames, each a 12-byte header
+//! (magic, compressed length, plain length, little-endian u32s) and zstd-compressed
+//! blocks. A pack is written once, into `tmp/`, fsynced and renamed into `packs/`, and
+//! never modified: prune writes the blocks it keeps into new packs. What each frame holds
+//! is in the catalog (`blocks.rs` has the index).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::blocks::FrameInfo;
+use super::files::{create_private, create_private_dir, sync_dir, temp_path};
+use crate::db::hex;
+
+/// A pack is closed once it holds this many bytes: a few files per GiB stored, and each
+/// small enough to rewrite quickly when prune reclaims space in it.
+pub(crate) const PACK_TARGET_BYTES: u64 = 8 << 20;
+
+const PACK_MAGIC: &[u8; 8] = b"DBGPACK1";
+pub(crate) const PACK_HEADER_BYTES: u64 = PACK_MAGIC.len() as u64;
+const FRAME_MAGIC: &[u8; 4] = b"DBGF";
+pub(crate) const FRAME_HEADER_BYTES: u64 = 12;
+
+/// The `packs/` directory of a store.
+pub(crate) struct Packs {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A pack file that is durable under its final name.
+#[derive(Debug, Clone)]
+pub(crate) struct FinishedPack {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) ctime_ns: i64,
+}
+
+pub(crate) fn ctime_ns(meta: &fs::Metadata) -> i64 {
+    meta.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec())
+}
+
+impl Packs {
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf) -> Packs {
+        Packs { dir, tmp }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.pack"))
+    }
+
+    /// The ctime of a pack file, `None` when it is missing: a later ctime than the one
+    /// recorded when the pack was last known intact means something wrote to it.
+    pub(crate) fn ctime_ns(&self, name: &str) -> Option<i64> {
+        let meta = fs::symlink_metadata(self.path(name)).ok()?;
+        meta.is_file().then(|| ctime_ns(&meta))
+    }
+
+    /// (name, size) of every pack file on disk.
+    pub(crate) fn list(&self) -> io::Result<Vec<(String, u64)>> {
+        let mut packs = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(packs),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".pack"))
+                && stem.len() == 64
+                && stem.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                packs.push((stem.to_string(), entry.metadata()?.len()));
+            }
+        }
+        packs.sort();
+        Ok(packs)
+    }
+
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn writer(&self) -> io::Result<PackWriter> {
+        PackWriter::create(&self.tmp)
+    }
+}
+
+/// A pack being written in `tmp/`.
+pub(crate) struct PackWriter {
+    temp: PathBuf,
+    file: BufWriter<File>,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl PackWriter {
+    fn create(tmp: &Path) -> io::Result<PackWriter> {
+        let temp = temp_path(tmp, ".pack");
+        let file = create_private(&temp)?;
+        let mut writer = PackWriter {
+            temp,
+            file: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        writer.write(PACK_MAGIC)?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Append one frame; returns its offset in the pack.
+    pub(crate) fn append(&mut self, compressed: &[u8], plain_len: usize) -> io::Result<u64> {
+        let offset = self.len;
+        let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+        header[..4].copy_from_slice(FRAME_MAGIC);
+        header[4..8].copy_from_slice(&(compressed.len() as u32).to_le_bytes());
+        header[8..].copy_from_slice(&(plain_len as u32).to_le_bytes());
+        self.write(&header)?;
+        self.write(compressed)?;
+        Ok(offset)
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// fsync the pack and rename it into `packs/` under the hash of its bytes (the
+    /// directory entry is fsynced too: the catalog may refer to it right after).
+    pub(crate) fn finish(self, packs: &Packs) -> io::Result<FinishedPack> {
+        let PackWriter {
+            temp,
+            file,
+            hasher,
+            len,
+        } = self;
+        let result = (|| {
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            let name = hex(&hasher.finalize());
+            create_private_dir(&packs.dir)?;
+            let path = packs.path(&name);
+            fs::rename(&temp, &path)?;
+            sync_dir(&packs.dir)?;
+            let meta = fs::metadata(&path)?;
+            Ok(FinishedPack {
+                name,
+                size: len,
+                ctime_ns: ctime_ns(&meta),
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Give up on the pack (the snapshot failed): its temp file goes.
+    pub(crate) fn abandon(self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// Read one frame of an open pack and decompress it: its plain bytes, or what is wrong
+/// with it.
+pub(crate) fn read_frame(pack: &File, frame: &FrameInfo) -> Result<Vec<u8>, String> {
+    let mut stored = vec![0u8; (FRAME_HEADER_BYTES + frame.stored_len) as usize];
+    pack.read_exact_at(&mut stored, frame.offset)
+        .map_err(|e| format!("cannot read the frame at offset {}: {e}", frame.offset))?;
+    let (header, compressed) = stored.split_at(FRAME_HEADER_BYTES as usize);
+    let stored_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default());
+    let plain_len = u32::from_le_bytes(header[8..].try_into().unwrap_or_default());
+    if &header[..4] != FRAME_MAGIC
+        || u64::from(stored_len) != frame.stored_len
+        || u64::from(plain_len) != frame.plain_len
+    {
+        return Err(format!("no frame header at offset {}", frame.offset));
+    }
+    let plain = zstd::bulk::decompress(compressed, frame.plain_len as usize).map_err(|e| {
+        format!(
+            "the frame at offset {} does not decompress: {e}",
+            frame.offset
+        )
+    })?;
+    if plain.len() as u64 != frame.plain_len {
+        return Err(format!(
+            "the frame at offset {} holds {} bytes, not {}",
+            frame.offset,
+            plain.len(),
+            frame.plain_len
+        ));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pack_is_named_by_its_bytes_and_frames_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let packs = Packs::new(dir.path().join("packs"), tmp);
+        let plain = vec![3u8; 8192];
+        let compressed = zstd::bulk::compress(&plain, 1).unwrap();
+        let mut writer = packs.writer().unwrap();
+        let offset = writer.append(&compressed, plain.len()).unwrap();
+        let finished = writer.finish(&packs).unwrap();
+        let bytes = fs::read(packs.path(&finished.name)).unwrap();
+        assert_eq!(finished.name, hex(&Sha256::digest(&bytes)));
+        assert_eq!(
+            packs.list().unwrap(),
+            vec![(finished.name.clone(), finished.size)]
+        );
+        let frame = FrameInfo {
+            id: 1,
+            pack_id: 1,
+            offset,
+            stored_len: compressed.len() as u64,
+            plain_len: plain.len() as u64,
+            block_size: 4096,
+            members: vec![1, 2],
+            hashes: vec![[0; 32]; 2],
+        };
+        let file = File::open(packs.path(&finished.name)).unwrap();
+        assert_eq!(read_frame(&file, &frame).unwrap(), plain);
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 3;
+        damaged[last] ^= 0xff;
+        fs::write(packs.path(&finished.name), &damaged).unwrap();
+        let file = File::open(packs.path(&finished.name)).unwrap();
+        let read = read_frame(&file, &frame);
+        assert!(read.is_err() || read.unwrap() != plain);
+        let wrong = FrameInfo {
+            offset: offset + 1,
+            ..frame
+        };
+        assert!(read_frame(&file, &wrong).is_err());
+    }
+}
