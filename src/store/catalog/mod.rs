@@ -376,7 +376,11 @@ impl Catalog {
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(fail)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            // 16 KiB pages for a new catalog: a frame's record (its chunks' hashes) is about
+            // 2 KiB, and 4 KiB pages hold only one of them (half the catalog empty). An
+            // existing catalog keeps its page size (SQLite ignores the pragma then).
+            "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+             PRAGMA foreign_keys=ON;",
         )
         .map_err(fail)?;
         let version: i64 = conn
