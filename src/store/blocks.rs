@@ -144,11 +144,13 @@ pub(crate) fn block_count(size: u64, block_size: usize) -> usize {
     size.div_ceil(block_size as u64) as usize
 }
 
-/// One frame as the catalog records it.
+/// A frame: where it is and what it holds. `Id` and `Pack` name it and its pack: by
+/// catalog ids once recorded ([`FrameInfo`]), or, while its pack is being written, with
+/// no id yet and the pack by its place among the packs being written ([`NewFrame`]).
 #[derive(Debug, Clone)]
-pub(crate) struct FrameInfo {
-    pub(crate) id: i64,
-    pub(crate) pack_id: i64,
+pub(crate) struct Frame<Id, Pack> {
+    pub(crate) id: Id,
+    pub(crate) pack: Pack,
     /// Offset of the frame's header in its pack.
     pub(crate) offset: u64,
     pub(crate) stored_len: u64,
@@ -158,7 +160,13 @@ pub(crate) struct FrameInfo {
     pub(crate) hashes: Vec<Hash>,
 }
 
-impl FrameInfo {
+/// A frame as the catalog records it.
+pub(crate) type FrameInfo = Frame<i64, i64>;
+
+/// A frame written into a pack that is not recorded yet.
+pub(crate) type NewFrame = Frame<(), usize>;
+
+impl<Id, Pack> Frame<Id, Pack> {
     /// Byte range of slot `slot` in the frame's plain bytes.
     pub(crate) fn slot_range(&self, slot: usize) -> std::ops::Range<usize> {
         let start = slot * self.block_size;
@@ -250,11 +258,8 @@ impl BlockIndex {
 
     /// The frames of a pack, by offset.
     pub(crate) fn frames_of_pack(&self, pack_id: i64) -> Vec<&FrameInfo> {
-        let mut frames: Vec<&FrameInfo> = self
-            .frames
-            .values()
-            .filter(|f| f.pack_id == pack_id)
-            .collect();
+        let mut frames: Vec<&FrameInfo> =
+            self.frames.values().filter(|f| f.pack == pack_id).collect();
         frames.sort_by_key(|f| f.offset);
         frames
     }
@@ -263,7 +268,7 @@ impl BlockIndex {
     pub(crate) fn packs_of(&self, ids: &[u64]) -> Vec<i64> {
         let mut packs: Vec<i64> = ids
             .iter()
-            .filter_map(|id| self.location(*id).map(|(f, _)| f.pack_id))
+            .filter_map(|id| self.location(*id).map(|(f, _)| f.pack))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -315,7 +320,7 @@ mod tests {
     fn a_newer_frame_supersedes_an_older_one() {
         let frame = |id, members: Vec<u64>| FrameInfo {
             id,
-            pack_id: id,
+            pack: id,
             offset: 0,
             stored_len: 1,
             plain_len: 4096 * members.len() as u64,

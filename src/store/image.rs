@@ -114,7 +114,7 @@ impl Store {
         for (position, id) in ids.iter().enumerate() {
             let located = index
                 .location(*id)
-                .and_then(|(frame, slot)| Some((frame, slot, packs.get(&frame.pack_id)?)));
+                .and_then(|(frame, slot)| Some((frame, slot, packs.get(&frame.pack)?)));
             let Some((frame, slot, pack_name)) = located else {
                 return Err(StoreError::Chunk(ChunkError::Missing {
                     hash: format!("#{id}"),

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::blocks::{
     BlockIndex, FRAME_MAX_BLOCKS, FRAME_MAX_PLAIN, Hash, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NO_BLOCK,
-    block_hash, blocks_digest,
+    NewFrame, block_hash, blocks_digest,
 };
 use super::packs::{FinishedPack, PACK_TARGET_BYTES, PackWriter, Packs};
 use super::{Progress, StoreError, io_err, write_err};
@@ -46,19 +46,6 @@ pub(super) fn block_size_for(kind: DbKind, image: &Path) -> usize {
     } else {
         MIN_BLOCK_SIZE
     }
-}
-
-/// A frame written into one of this ingest's packs.
-#[derive(Debug, Clone)]
-pub(crate) struct NewFrame {
-    /// Index into [`Ingested::packs`].
-    pub(crate) pack: usize,
-    pub(crate) offset: u64,
-    pub(crate) stored_len: u64,
-    pub(crate) plain_len: u64,
-    pub(crate) block_size: usize,
-    pub(crate) members: Vec<u64>,
-    pub(crate) hashes: Vec<Hash>,
 }
 
 /// What storing an image produced.
@@ -302,6 +289,7 @@ fn write_segments(
                         .map_err(fail)?;
                     out.new_bytes += frame.compressed.len() as u64 + 12;
                     out.frames.push(NewFrame {
+                        id: (),
                         pack: out.packs.len(),
                         offset,
                         stored_len: frame.compressed.len() as u64,

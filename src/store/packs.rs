@@ -236,7 +236,7 @@ mod tests {
         );
         let frame = FrameInfo {
             id: 1,
-            pack_id: 1,
+            pack: 1,
             offset,
             stored_len: compressed.len() as u64,
             plain_len: plain.len() as u64,

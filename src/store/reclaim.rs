@@ -9,10 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 
-use super::blocks::{BlockIndex, FrameInfo, NO_BLOCK, block_count, block_hash, decode_manifest};
+use super::blocks::{
+    BlockIndex, FrameInfo, NO_BLOCK, NewFrame, block_count, block_hash, decode_manifest,
+};
 use super::catalog::{ImageLayout, ImageRecord, Repacked};
 use super::files::sync_dir;
-use super::ingest::NewFrame;
 use super::packs::{
     FRAME_HEADER_BYTES, FinishedPack, PACK_HEADER_BYTES, PACK_TARGET_BYTES, PackWriter, Packs,
     read_frame,
@@ -328,6 +329,7 @@ impl Store {
                     plan.moved.insert(*id, new_pack);
                 }
                 plan.new_frames.push(NewFrame {
+                    id: (),
                     pack: new_pack,
                     offset,
                     stored_len: compressed.len() as u64,
@@ -421,7 +423,7 @@ impl Store {
                 .iter()
                 .filter_map(|id| match moved.get(id) {
                     Some(k) => Some(-(*k as i64) - 1),
-                    None => index.location(*id).map(|(f, _)| f.pack_id),
+                    None => index.location(*id).map(|(f, _)| f.pack),
                 })
                 .collect();
             if before != after {

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Catalog, CatalogError};
-use crate::store::blocks::{FrameInfo, Hash, decode_members, encode_members};
-use crate::store::ingest::{Ingested, NewFrame};
+use crate::store::blocks::{FrameInfo, Hash, NewFrame, decode_members, encode_members};
+use crate::store::ingest::Ingested;
 use crate::store::packs::FinishedPack;
 
 /// One pack file as the catalog records it.
@@ -99,7 +99,7 @@ fn insert_packs_and_frames(
         ])?;
         infos.push(FrameInfo {
             id: tx.last_insert_rowid(),
-            pack_id,
+            pack: pack_id,
             offset: frame.offset,
             stored_len: frame.stored_len,
             plain_len: frame.plain_len,
@@ -136,7 +136,7 @@ impl Catalog {
                 let hashes: Vec<u8> = r.get(7)?;
                 Ok(FrameInfo {
                     id: r.get(0)?,
-                    pack_id: r.get(1)?,
+                    pack: r.get(1)?,
                     offset: r.get::<_, i64>(2)? as u64,
                     stored_len: r.get::<_, i64>(3)? as u64,
                     plain_len: r.get::<_, i64>(4)? as u64,
