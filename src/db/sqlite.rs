@@ -100,9 +100,6 @@ pub(crate) fn open_image(path: &Path) -> Result<Connection, DbError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| err(path, e))?;
-    // The image is our own immutable copy: reading it through a memory map spares the
-    // integrity check and census a system call and a copy per page.
-    let _ = conn.execute_batch("PRAGMA mmap_size=1099511627776");
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
     })
