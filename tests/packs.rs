@@ -246,3 +246,46 @@ fn an_unchanged_database_is_not_read_again() {
     assert_eq!(again[0]["id"], first[0]["id"]);
     assert_eq!(repo.chunk_count(), packs);
 }
+
+/// Pages repeated within one image (zeroed free pages, here, across many 4 MiB segments
+/// of the reader) are stored once and come back at every place.
+#[test]
+fn repeated_pages_are_stored_once_and_restored_everywhere() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA secure_delete=ON; PRAGMA journal_mode=DELETE;")
+            .unwrap();
+        make_posts_db(&db, 0, 0);
+        add_posts(&conn, 40_000, 300);
+        // Freed pages are zeroed: thousands of identical pages all over the file.
+        conn.execute("DELETE FROM posts WHERE id % 10 != 0", [])
+            .unwrap();
+    }
+    let pages = |path: &Path| -> (i64, i64) {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let count = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let free = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        (count, free)
+    };
+    let (count, free) = pages(&db);
+    assert!(free * 2 > count, "{free} free of {count} pages");
+    let id = snapshot_id(&repo, "posts.db");
+    let stored = store_bytes(&repo);
+    let size = fs::metadata(&db).unwrap().len();
+    assert!(
+        stored * 4 < size,
+        "{stored} bytes stored for a {size}-byte file"
+    );
+    let out = repo.restore_to(id, "restored.db");
+    assert_eq!(pages(&out), (count, free));
+    assert_eq!(quick_check(&out), "ok");
+    assert_eq!(sqlite_count(&out, "posts"), 4_000);
+    assert_eq!(sha(&out), sha(&db));
+    repo.dbguard(["verify"]).ok();
+}
