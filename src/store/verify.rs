@@ -152,10 +152,17 @@ impl Store {
 
     /// The bytes [`Store::verify`] reads, for a progress display.
     pub(crate) fn verify_bytes(&self) -> Result<u64, StoreError> {
-        let frames: u64 = self
-            .block_index()?
+        // The frames verify reads: those in which some block lives.
+        let index = self.block_index()?;
+        let frames: u64 = index
             .frames
             .values()
+            .filter(|f| {
+                f.members
+                    .iter()
+                    .enumerate()
+                    .any(|(slot, id)| *id != NO_BLOCK && index.lives_at(*id, f.id, slot))
+            })
             .map(|f| f.plain_len)
             .sum();
         Ok(frames + self.catalog.distinct_chunk_bytes(CHUNK_SIZE as u64)?)
