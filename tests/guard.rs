@@ -323,11 +323,23 @@ fn git_dbguard_is_a_small_hand_over_that_says_when_dbguard_is_missing() {
     let lonely = repo.path("lonely");
     std::fs::create_dir_all(&lonely).unwrap();
     std::fs::copy(&tiny, lonely.join("git-dbguard")).unwrap();
-    let out = std::process::Command::new(lonely.join("git-dbguard"))
-        .arg("status")
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    // Another test thread forking while the copy's write descriptor was open can hold it
+    // until its child execs: Linux refuses to run the file meanwhile ("text file busy").
+    let out = (0..50)
+        .find_map(|_| {
+            match std::process::Command::new(lonely.join("git-dbguard"))
+                .arg("status")
+                .env("PATH", "/usr/bin:/bin")
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap()),
+            }
+        })
+        .expect("the copied git-dbguard runs");
     let run = Run::from(out);
     assert_eq!(run.code, 127, "{}", run.stderr);
     assert!(run.stderr.contains("cannot run dbguard"), "{}", run.stderr);
