@@ -13,9 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::blocks::{
     BlockIndex, FRAME_MAX_BLOCKS, FRAME_MAX_PLAIN, Hash, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NO_BLOCK,
-    NewFrame, block_hash, blocks_digest,
+    NewFrame, block_count, block_hash, blocks_digest,
 };
-use super::packs::{FinishedPack, PACK_TARGET_BYTES, PackWriter, Packs};
+use super::packs::{FRAME_HEADER_BYTES, FinishedPack, PackSequence, Packs};
 use super::{Progress, StoreError, io_err, write_err};
 use crate::db::DbKind;
 
@@ -65,11 +65,11 @@ pub(crate) struct Ingested {
 }
 
 /// One segment's blocks as a worker left them: every hash, and the new blocks
-/// compressed into frames.
+/// compressed into frames (`None`: compression failed, the ingest stops).
 struct Segment {
     seq: usize,
     hashes: Vec<Hash>,
-    frames: Vec<CompressedFrame>,
+    frames: Option<Vec<CompressedFrame>>,
 }
 
 struct CompressedFrame {
@@ -110,6 +110,18 @@ pub(super) fn ingest(
             })
         });
         match (read, written) {
+            (Ok(size), Ok(ingested))
+                if ingested.block_ids.len() != block_count(size, block_size) =>
+            {
+                // A worker that could not start leaves segments out: never record that.
+                for pack in &ingested.packs {
+                    let _ = packs.remove(&pack.name);
+                }
+                Err(StoreError::Io {
+                    path: image.to_path_buf(),
+                    source: io::Error::other("not every block of the image was stored"),
+                })
+            }
             (Ok(size), Ok(mut ingested)) => {
                 ingested.size = size;
                 ingested.digest = blocks_digest(ingested.hashes.iter(), size);
@@ -206,16 +218,12 @@ fn compress_segments(
             slots.push(slot);
         }
         ok &= flush(&mut plain, &mut slots);
-        if !ok {
-            // Dropping the sender makes the writer see a missing segment and fail.
-            return;
-        }
         let segment = Segment {
             seq,
             hashes,
-            frames,
+            frames: ok.then_some(frames),
         };
-        if done.send(segment).is_err() {
+        if done.send(segment).is_err() || !ok {
             return;
         }
     }
@@ -244,16 +252,21 @@ fn write_segments(
     let mut next_seq = 0;
     let mut assigned: HashMap<Hash, u64> = HashMap::new();
     let mut next_id = index.last_id + 1;
-    let mut writer: Option<PackWriter> = None;
+    let mut sequence = PackSequence::new(packs);
     let pack_dir = packs.dir().to_path_buf();
     let fail = |e: io::Error| write_err(root, &pack_dir)(e);
+    let worker_stopped = || StoreError::Io {
+        path: root.to_path_buf(),
+        source: io::Error::other("a compression worker stopped"),
+    };
     let result = (|| {
         for segment in done {
             pending.insert(segment.seq, segment);
             while let Some(segment) = pending.remove(&next_seq) {
                 next_seq += 1;
+                let frames = segment.frames.as_ref().ok_or_else(worker_stopped)?;
                 let mut ids = vec![NO_BLOCK; segment.hashes.len()];
-                for frame in &segment.frames {
+                for frame in frames {
                     let mut members = Vec::with_capacity(frame.slots.len());
                     for &slot in &frame.slots {
                         let hash = segment.hashes[slot];
@@ -280,17 +293,13 @@ fn write_segments(
                     if members.iter().all(|m| *m == NO_BLOCK) {
                         continue;
                     }
-                    let pack = match &mut writer {
-                        Some(pack) => pack,
-                        None => writer.insert(packs.writer().map_err(fail)?),
-                    };
-                    let offset = pack
+                    let (pack, offset) = sequence
                         .append(&frame.compressed, frame.plain_len)
                         .map_err(fail)?;
-                    out.new_bytes += frame.compressed.len() as u64 + 12;
+                    out.new_bytes += FRAME_HEADER_BYTES + frame.compressed.len() as u64;
                     out.frames.push(NewFrame {
                         id: (),
-                        pack: out.packs.len(),
+                        pack,
                         offset,
                         stored_len: frame.compressed.len() as u64,
                         plain_len: frame.plain_len as u64,
@@ -298,11 +307,6 @@ fn write_segments(
                         hashes: frame.slots.iter().map(|s| segment.hashes[*s]).collect(),
                         members,
                     });
-                    if pack.len() >= PACK_TARGET_BYTES
-                        && let Some(full) = writer.take()
-                    {
-                        out.packs.push(full.finish(packs).map_err(fail)?);
-                    }
                 }
                 for (slot, hash) in segment.hashes.iter().enumerate() {
                     if ids[slot] == NO_BLOCK {
@@ -320,25 +324,17 @@ fn write_segments(
             }
         }
         if !pending.is_empty() {
-            return Err(StoreError::Io {
-                path: root.to_path_buf(),
-                source: io::Error::other("a compression worker stopped"),
-            });
-        }
-        if let Some(last) = writer.take() {
-            out.packs.push(last.finish(packs).map_err(fail)?);
+            return Err(worker_stopped());
         }
         Ok(())
     })();
-    if let Some(unfinished) = writer {
-        unfinished.abandon();
-    }
     match result {
-        Ok(()) => Ok(out),
+        Ok(()) => {
+            out.packs = sequence.finish().map_err(fail)?;
+            Ok(out)
+        }
         Err(e) => {
-            for pack in &out.packs {
-                let _ = packs.remove(&pack.name);
-            }
+            sequence.abandon();
             Err(e)
         }
     }

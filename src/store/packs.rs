@@ -181,6 +181,68 @@ impl PackWriter {
     }
 }
 
+/// Frames appended to a run of new packs: a pack is opened when the first frame comes
+/// and closed (fsynced, renamed into place) once it reaches [`PACK_TARGET_BYTES`].
+/// Snapshots and prune both write this way.
+pub(crate) struct PackSequence<'a> {
+    packs: &'a Packs,
+    current: Option<PackWriter>,
+    finished: Vec<FinishedPack>,
+}
+
+impl<'a> PackSequence<'a> {
+    pub(crate) fn new(packs: &'a Packs) -> PackSequence<'a> {
+        PackSequence {
+            packs,
+            current: None,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Append a frame; returns (index of its pack in this sequence, offset in it).
+    pub(crate) fn append(
+        &mut self,
+        compressed: &[u8],
+        plain_len: usize,
+    ) -> io::Result<(usize, u64)> {
+        let out = match &mut self.current {
+            Some(out) => out,
+            None => self.current.insert(self.packs.writer()?),
+        };
+        let placed = (self.finished.len(), out.append(compressed, plain_len)?);
+        if out.len() >= PACK_TARGET_BYTES
+            && let Some(full) = self.current.take()
+        {
+            self.finished.push(full.finish(self.packs)?);
+        }
+        Ok(placed)
+    }
+
+    /// Close the last pack; returns every pack of the sequence, durable.
+    pub(crate) fn finish(mut self) -> io::Result<Vec<FinishedPack>> {
+        if let Some(last) = self.current.take() {
+            match last.finish(self.packs) {
+                Ok(pack) => self.finished.push(pack),
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(std::mem::take(&mut self.finished))
+    }
+
+    /// Nothing will refer to these packs: delete what was written.
+    pub(crate) fn abandon(mut self) {
+        if let Some(unfinished) = self.current.take() {
+            unfinished.abandon();
+        }
+        for pack in &self.finished {
+            let _ = self.packs.remove(&pack.name);
+        }
+    }
+}
+
 /// Read one frame of an open pack and decompress it: its plain bytes, or what is wrong
 /// with it.
 pub(crate) fn read_frame(pack: &File, frame: &FrameInfo) -> Result<Vec<u8>, String> {

@@ -15,7 +15,7 @@ use super::blocks::{
 use super::catalog::{ImageLayout, ImageRecord, Repacked};
 use super::files::sync_dir;
 use super::packs::{
-    FRAME_HEADER_BYTES, FinishedPack, PACK_HEADER_BYTES, PACK_TARGET_BYTES, PackWriter, Packs,
+    FRAME_HEADER_BYTES, FinishedPack, PACK_HEADER_BYTES, PACK_TARGET_BYTES, PackSequence,
     read_frame,
 };
 use super::{Store, StoreError, io_err, write_err};
@@ -73,11 +73,7 @@ fn used_blocks(images: &[ImageRecord]) -> HashSet<u64> {
 /// Where rewritten frames go: into new pack files, or, for a dry run, only counted the
 /// way they would be written (so that a dry run predicts the bytes exactly).
 enum Sink<'a> {
-    Write {
-        packs: &'a Packs,
-        current: Option<PackWriter>,
-        finished: Vec<FinishedPack>,
-    },
+    Write(PackSequence<'a>),
     Count {
         current: Option<u64>,
         finished: Vec<u64>,
@@ -88,23 +84,7 @@ impl Sink<'_> {
     /// Append a frame; returns (index of its new pack, offset in it).
     fn append(&mut self, compressed: &[u8], plain_len: usize) -> io::Result<(usize, u64)> {
         match self {
-            Sink::Write {
-                packs,
-                current,
-                finished,
-            } => {
-                let out = match current {
-                    Some(out) => out,
-                    None => current.insert(packs.writer()?),
-                };
-                let placed = (finished.len(), out.append(compressed, plain_len)?);
-                if out.len() >= PACK_TARGET_BYTES
-                    && let Some(full) = current.take()
-                {
-                    finished.push(full.finish(packs)?);
-                }
-                Ok(placed)
-            }
+            Sink::Write(sequence) => sequence.append(compressed, plain_len),
             Sink::Count { current, finished } => {
                 let len = current.get_or_insert(PACK_HEADER_BYTES);
                 let placed = (finished.len(), *len);
@@ -118,48 +98,29 @@ impl Sink<'_> {
         }
     }
 
-    /// Close the last pack; returns the new packs' sizes.
-    fn finish(&mut self) -> io::Result<Vec<u64>> {
+    /// Close the last pack; returns the packs written (none for a count) and the new
+    /// packs' sizes.
+    fn finish(self) -> io::Result<(Vec<FinishedPack>, Vec<u64>)> {
         match self {
-            Sink::Write {
-                packs,
+            Sink::Write(sequence) => {
+                let written = sequence.finish()?;
+                let sizes = written.iter().map(|p| p.size).collect();
+                Ok((written, sizes))
+            }
+            Sink::Count {
                 current,
-                finished,
+                mut finished,
             } => {
-                if let Some(last) = current.take() {
-                    finished.push(last.finish(packs)?);
-                }
-                Ok(finished.iter().map(|p| p.size).collect())
-            }
-            Sink::Count { current, finished } => {
-                finished.extend(current.take());
-                Ok(finished.clone())
+                finished.extend(current);
+                Ok((Vec::new(), finished))
             }
         }
     }
 
-    /// The packs a write sink wrote.
-    fn into_written(self) -> Vec<FinishedPack> {
-        match self {
-            Sink::Write { finished, .. } => finished,
-            Sink::Count { .. } => Vec::new(),
-        }
-    }
-
-    /// The sink failed: delete what it wrote.
-    fn abandon(&mut self) {
-        if let Sink::Write {
-            packs,
-            current,
-            finished,
-        } = self
-        {
-            if let Some(unfinished) = current.take() {
-                unfinished.abandon();
-            }
-            for pack in finished.iter() {
-                let _ = packs.remove(&pack.name);
-            }
+    /// Planning failed: delete what was written.
+    fn abandon(self) {
+        if let Sink::Write(sequence) = self {
+            sequence.abandon();
         }
     }
 }
@@ -201,7 +162,9 @@ impl Store {
             current: None,
             finished: Vec::new(),
         };
-        let (plan, _) = self.plan(removed, &mut sink)?;
+        let (mut plan, _) = self.plan(removed, &mut sink)?;
+        let pack_fail = write_err(&self.root, self.packs.dir());
+        plan.new_pack_sizes = sink.finish().map_err(pack_fail)?.1;
         Ok((plan.chunks_removed(), plan.bytes_freed()))
     }
 
@@ -209,19 +172,18 @@ impl Store {
     /// Returns (chunks removed, bytes freed on disk).
     pub(crate) fn reclaim_space(&mut self) -> Result<(usize, u64), StoreError> {
         self.writable()?;
-        let mut sink = Sink::Write {
-            packs: &self.packs,
-            current: None,
-            finished: Vec::new(),
-        };
-        let (plan, image_packs) = match self.plan(&HashSet::new(), &mut sink) {
+        let mut sink = Sink::Write(PackSequence::new(&self.packs));
+        let (mut plan, image_packs) = match self.plan(&HashSet::new(), &mut sink) {
             Ok(planned) => planned,
             Err(e) => {
                 sink.abandon();
                 return Err(e);
             }
         };
-        let new_packs = sink.into_written();
+        let (new_packs, sizes) = sink
+            .finish()
+            .map_err(write_err(&self.root, self.packs.dir()))?;
+        plan.new_pack_sizes = sizes;
         for hash in &plan.legacy_chunks {
             self.chunks
                 .remove(hash)
@@ -265,7 +227,7 @@ impl Store {
     }
 
     /// Work out what reclaiming space takes once the images in `removed` are gone,
-    /// writing rewritten packs' frames into `sink`. Also returns, for every image whose
+    /// writing rewritten packs' frames into `sink` (the caller finishes it). Also returns, for every image whose
     /// packs change, the packs it will live in.
     #[allow(clippy::type_complexity)]
     fn plan(
@@ -353,7 +315,6 @@ impl Store {
             plan.dropped_packs
                 .push((pack.id, pack.name.clone(), pack.size));
         }
-        plan.new_pack_sizes = sink.finish().map_err(pack_fail)?;
         let image_packs = self.image_packs_after(&images, index, &plan.moved);
         Ok((plan, image_packs))
     }
