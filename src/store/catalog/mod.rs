@@ -591,11 +591,7 @@ impl Catalog {
         stat_cache: Option<(&str, Option<i64>)>,
     ) -> Result<i64, CatalogError> {
         self.writable()?;
-        let path = self.path.clone();
-        let fail = move |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let fail = self.fail_owned();
         let tx = self.conn.transaction().map_err(&fail)?;
         let image_id = match image {
             None => snapshot.image_id,
@@ -651,11 +647,7 @@ impl Catalog {
         stat_cache: Option<(&str, Option<i64>)>,
     ) -> Result<(), CatalogError> {
         self.writable()?;
-        let path = self.path.clone();
-        let fail = move |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let fail = self.fail_owned();
         let tx = self.conn.transaction().map_err(&fail)?;
         tx.execute(
             "INSERT INTO operation_refs(operation_id, snapshot_id, created_at, git_state, \
@@ -942,11 +934,7 @@ impl Catalog {
     /// Delete snapshots, then images no snapshot refers to any more.
     pub(crate) fn delete_snapshots(&mut self, ids: &[i64]) -> Result<(), CatalogError> {
         self.writable()?;
-        let path = self.path.clone();
-        let fail = move |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let fail = self.fail_owned();
         let tx = self.conn.transaction().map_err(&fail)?;
         for id in ids {
             tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
