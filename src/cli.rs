@@ -32,7 +32,7 @@ pub(crate) struct Cli {
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
-    /// Machine-readable JSON on stdout from: snapshot, log, show, status, diff, verify, restore, export, import-table, prune, config. Other commands ignore it. Fields: README "JSON output", docs/json-schema.json.
+    /// Machine-readable JSON on stdout from: snapshot, log, show, status, diff, verify, restore, export, import-table, prune, config, remote, push, fetch. Other commands ignore it. Fields: README "JSON output", docs/json-schema.json.
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Answer yes to every question.
@@ -77,6 +77,12 @@ pub(crate) enum Command {
     ImportTable(commands::import_table::Args),
     /// Delete snapshots a retention policy does not keep, and their unused chunks.
     Prune(commands::prune::Args),
+    /// Remotes for copies of the store: S3 (or S3-compatible) buckets, other disks.
+    Remote(commands::remote::Args),
+    /// Upload the snapshots a remote lacks.
+    Push(commands::push::Args),
+    /// Bring a remote's snapshots into this store (a fresh clone, a new machine).
+    Fetch(commands::fetch::Args),
     /// Snapshot and prune this working tree from cron (every 8 h, daily, weekly).
     Schedule(commands::schedule::Args),
     /// Play the story in a sandbox: forced pull, 900k → 5k rows, restore.
@@ -177,6 +183,11 @@ Recover:
   import-table
               Load one exported table into a SQLite database
   demo        Play the story in a sandbox
+
+Off this machine:
+  remote      Remotes: S3 or S3-compatible buckets (s3://), other disks (file://)
+  push        Upload the snapshots a remote lacks
+  fetch       Bring a remote's snapshots here (a fresh clone, a new machine)
 
 Maintain:
   verify      Re-read every stored chunk and check every snapshot
@@ -290,6 +301,9 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Export(args) => done(commands::export::run(ui, &ctx()?, args)),
         Command::ImportTable(args) => done(commands::import_table::run(ui, &cwd, args)),
         Command::Prune(args) => done(commands::prune::run(ui, &ctx()?, args)),
+        Command::Remote(args) => done(commands::remote::run(ui, &ctx()?, args)),
+        Command::Push(args) => done(commands::push::run(ui, &ctx()?, args)),
+        Command::Fetch(args) => done(commands::fetch::run(ui, &ctx()?, args)),
         Command::Schedule(args) => done(commands::schedule::run(ui, &ctx()?, args)),
         Command::Demo(args) => done(commands::demo::run(ui, args)),
         Command::Completions { shell } => {

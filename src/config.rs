@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::git::Repo;
+use crate::remote::{RemoteSpec, RemoteUrl};
 
 pub(crate) const FILE_NAME: &str = ".dbguard.toml";
 
@@ -96,6 +97,11 @@ pub(crate) struct Settings {
     pub(crate) exclude: Setting<Vec<String>>,
     pub(crate) retention: Setting<RetentionConfig>,
     pub(crate) pre_commit: Setting<PreCommitPolicy>,
+    /// Remotes for copies of the store (`dbguard.remote.<name>.url` …): git config only,
+    /// like the store, so that no commit can send snapshots elsewhere.
+    pub(crate) remotes: Vec<RemoteSpec>,
+    /// `dbguard.remote.autopush`: the remote every new snapshot is pushed to.
+    pub(crate) autopush: Option<String>,
     /// Problems that did not stop loading (unknown keys), for commands to show.
     #[serde(skip)]
     pub(crate) warnings: Vec<String>,
@@ -129,6 +135,8 @@ impl Settings {
                 ..RetentionConfig::default()
             }),
             pre_commit: Setting::default(PreCommitPolicy::Refuse),
+            remotes: Vec::new(),
+            autopush: None,
             warnings: Vec::new(),
         };
         let file = repo.worktree.join(FILE_NAME);
@@ -232,6 +240,37 @@ impl Settings {
                 retention_from_git = true;
             }
         }
+        for name in config.subsections("dbguard.remote.", ".url") {
+            let key = |field: &str| format!("dbguard.remote.{name}.{field}");
+            let Some(text) = config.string(&key("url")) else {
+                continue;
+            };
+            let url = RemoteUrl::parse(&text).map_err(|message| ConfigError::Git {
+                key: key("url"),
+                value: text.clone(),
+                message,
+            })?;
+            self.remotes.push(RemoteSpec {
+                name: name.clone(),
+                url,
+                endpoint: config.string(&key("endpoint")),
+                region: config.string(&key("region")),
+                profile: config.string(&key("profile")),
+            });
+        }
+        self.remotes.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(name) = config.string("dbguard.remote.autopush") {
+            let name = name.trim().to_string();
+            if !name.is_empty() {
+                if !self.remotes.iter().any(|r| r.name == name) {
+                    self.warnings.push(format!(
+                        "git config dbguard.remote.autopush names `{name}`, which is no remote \
+                         (`dbguard remote list`): nothing is pushed automatically"
+                    ));
+                }
+                self.autopush = Some(name);
+            }
+        }
         if let Some(within) = config.string("dbguard.keepWithin") {
             retention.keep_within = Some(within);
             retention_from_git = true;
@@ -244,6 +283,87 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Record a remote in the repository's own git config (`.git/config`), replacing one of
+/// the same name. Only addresses and names: never a credential.
+pub(crate) fn save_remote(repo: &Repo, spec: &RemoteSpec) -> Result<(), ConfigError> {
+    let mut config = local_config(repo)?;
+    let key = |field: &str| format!("dbguard.remote.{}.{field}", spec.name);
+    let fail = |key: String, value: &str| {
+        let value = value.to_string();
+        move |e: git2::Error| ConfigError::Git {
+            key,
+            value,
+            message: e.message().to_string(),
+        }
+    };
+    let url = spec.url.to_string();
+    config
+        .set_str(&key("url"), &url)
+        .map_err(fail(key("url"), &url))?;
+    for (field, value) in [
+        ("endpoint", &spec.endpoint),
+        ("region", &spec.region),
+        ("profile", &spec.profile),
+    ] {
+        match value {
+            Some(value) => config
+                .set_str(&key(field), value)
+                .map_err(fail(key(field), value))?,
+            None => {
+                let _ = config.remove(&key(field));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forget a remote (and autopush to it); `false` when there was none of that name.
+pub(crate) fn remove_remote(repo: &Repo, name: &str) -> Result<bool, ConfigError> {
+    let mut config = local_config(repo)?;
+    let mut removed = false;
+    for field in ["url", "endpoint", "region", "profile"] {
+        removed |= config
+            .remove(&format!("dbguard.remote.{name}.{field}"))
+            .is_ok();
+    }
+    if config
+        .get_string("dbguard.remote.autopush")
+        .is_ok_and(|v| v.trim() == name)
+    {
+        let _ = config.remove("dbguard.remote.autopush");
+    }
+    Ok(removed)
+}
+
+/// Turn automatic pushes to `name` on (`Some`) or off.
+pub(crate) fn set_autopush(repo: &Repo, name: Option<&str>) -> Result<(), ConfigError> {
+    let mut config = local_config(repo)?;
+    match name {
+        Some(name) => config
+            .set_str("dbguard.remote.autopush", name)
+            .map_err(|e| ConfigError::Git {
+                key: "dbguard.remote.autopush".into(),
+                value: name.into(),
+                message: e.message().to_string(),
+            }),
+        None => {
+            let _ = config.remove("dbguard.remote.autopush");
+            Ok(())
+        }
+    }
+}
+
+fn local_config(repo: &Repo) -> Result<git2::Config, ConfigError> {
+    repo.git
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .map_err(|e| ConfigError::Git {
+            key: "dbguard.remote".into(),
+            value: String::new(),
+            message: format!("cannot open the repository's git config: {}", e.message()),
+        })
 }
 
 /// git config as git itself sees it for this process: the repository's files (through
@@ -283,6 +403,41 @@ impl GitConfig {
             return Some(value.clone().unwrap_or_else(|| "true".into()));
         }
         self.files.as_ref()?.get_string(key).ok()
+    }
+
+    /// The names `N` for which a key `<prefix>N<suffix>` is set (e.g. every remote with
+    /// a url: `dbguard.remote.` … `.url`), from the files and the command line.
+    fn subsections(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let (prefix, suffix) = (prefix.to_ascii_lowercase(), suffix.to_ascii_lowercase());
+        let name_of = |key: &str| -> Option<String> {
+            // git lowercases section and key names, not subsection names.
+            let lower = key.to_ascii_lowercase();
+            if lower.starts_with(&prefix)
+                && lower.ends_with(&suffix)
+                && lower.len() > prefix.len() + suffix.len()
+            {
+                Some(key[prefix.len()..key.len() - suffix.len()].to_string())
+            } else {
+                None
+            }
+        };
+        let mut names: Vec<String> = self
+            .command_line
+            .iter()
+            .filter_map(|(key, _)| name_of(key))
+            .collect();
+        if let Some(files) = &self.files
+            && let Ok(mut entries) = files.entries(None)
+        {
+            while let Some(Ok(entry)) = entries.next() {
+                if let Some(name) = entry.name().ok().and_then(&name_of) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     fn path(&self, key: &str) -> Option<PathBuf> {

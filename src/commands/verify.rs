@@ -6,14 +6,22 @@ use std::collections::BTreeMap;
 
 use crate::error::CommandError;
 use crate::flow::Context;
+use crate::flow::remote::resolve;
+use crate::remote::Client;
+use crate::store::replica::RemoteCheck;
 use crate::store::{SnapshotRef, VerifyReport};
 use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
   dbguard verify
-  dbguard verify --json")]
-pub(crate) struct Args {}
+  dbguard verify --json
+  dbguard verify --remote backup   read the whole remote back (every store on it)")]
+pub(crate) struct Args {
+    /// Check a remote instead: every pack, every chunk, every snapshot record on it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) remote: Option<String>,
+}
 
 /// "#2, #3" (at most `max` ids, then how many more).
 fn ids(snapshots: &[&SnapshotRef], max: usize) -> String {
@@ -35,7 +43,10 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandError> {
+pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
+    if let Some(name) = &args.remote {
+        return verify_remote(ui, ctx, name);
+    }
     let Some(store) = ctx.existing_store()? else {
         ui.status("no snapshot store yet: nothing to verify");
         if ui.json {
@@ -73,6 +84,71 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
         return Ok(());
     }
     Err(damage_error(ui, ctx, &report))
+}
+
+/// `verify --remote NAME`: read everything on the remote back.
+fn verify_remote(ui: &Ui, ctx: &Context, name: &str) -> Result<(), CommandError> {
+    let remote = resolve(ctx, Some(name))?;
+    let client = Client::connect(remote, false)?;
+    let check = RemoteCheck::list(&client)?;
+    let bar = ui.progress(check.bytes(), "verify: reading the remote back");
+    let report = check.run(&client, &|done| bar.set_position(done));
+    bar.finish_and_clear();
+    let report = report?;
+    if ui.json {
+        json::print(
+            ui,
+            &json::RemoteVerify {
+                remote: remote.name.clone(),
+                url: remote.url.to_string(),
+                stores: report.stores,
+                snapshots: report.snapshots,
+                packs: report.packs,
+                checked_bytes: report.bytes,
+                unindexed_packs: report.unindexed,
+                problems: &report.problems,
+                broken: &report.broken,
+            },
+        );
+    } else {
+        ui.out(&format!(
+            "checked {} from {} on {} ({}): {} ({}){}",
+            plural(report.snapshots, "snapshot", "snapshots"),
+            plural(report.stores, "store", "stores"),
+            remote.name,
+            remote.url,
+            plural(report.packs, "pack", "packs"),
+            ui::bytes(report.bytes),
+            if report.unindexed > 0 {
+                format!(
+                    "; {} left by an interrupted push (`dbguard prune --remote {}` removes this store's)",
+                    plural(report.unindexed, "unfinished pack", "unfinished packs"),
+                    remote.name
+                )
+            } else {
+                String::new()
+            }
+        ));
+        for problem in &report.problems {
+            ui.out(problem);
+        }
+    }
+    if report.problems.is_empty() {
+        if !ui.json {
+            ui.out("remote ok");
+        }
+        return Ok(());
+    }
+    Err(CommandError::new(format!(
+        "{} on {} cannot be fetched whole ({})",
+        plural(report.broken.len(), "snapshot", "snapshots"),
+        remote.name,
+        plural(report.problems.len(), "problem", "problems")
+    ))
+    .hint(format!(
+        "`dbguard push {}` from the store that took them uploads what is missing again; the local store (`dbguard verify`) is not affected",
+        remote.name
+    )))
 }
 
 /// Say what is damaged, which snapshots it breaks, per database which ones remain

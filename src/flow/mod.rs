@@ -8,6 +8,7 @@ pub(crate) mod fsmonitor;
 pub(crate) mod guard;
 pub(crate) mod hook;
 pub(crate) mod offer;
+pub(crate) mod remote;
 pub(crate) mod snapshot;
 
 pub(crate) use context::{Context, command_line};

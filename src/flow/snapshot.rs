@@ -74,6 +74,13 @@ pub(crate) fn snapshot_all(
         }
         results.push((database.clone(), outcome.map_err(CommandError::from)));
     }
+    // A new snapshot record (new bytes or not) goes to the autopush remote.
+    let recorded = results
+        .iter()
+        .any(|(_, r)| r.as_ref().is_ok_and(|t| t.unchanged_since.is_none()));
+    if recorded {
+        crate::flow::remote::autopush_after_snapshots(ctx);
+    }
     results
 }
 

@@ -10,6 +10,7 @@ mod ingest;
 mod packs;
 mod reclaim;
 mod records;
+pub(crate) mod replica;
 mod verify;
 pub(crate) use records::parse_snapshot_id;
 pub(crate) use verify::VerifyReport;

@@ -90,6 +90,21 @@ impl Packs {
         }
     }
 
+    /// Move a verified pack file (a fetched one, durable already) into `packs/` under
+    /// its name, durably.
+    pub(crate) fn adopt(&self, file: &Path, name: &str) -> io::Result<FinishedPack> {
+        create_private_dir(&self.dir)?;
+        let path = self.path(name);
+        fs::rename(file, &path)?;
+        sync_dir(&self.dir)?;
+        let meta = fs::metadata(&path)?;
+        Ok(FinishedPack {
+            name: name.to_string(),
+            size: meta.len(),
+            ctime_ns: ctime_ns(&meta),
+        })
+    }
+
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -249,6 +264,20 @@ pub(crate) fn read_frame(pack: &File, frame: &FrameInfo) -> Result<Vec<u8>, Stri
     let mut stored = vec![0u8; (FRAME_HEADER_BYTES + frame.stored_len) as usize];
     pack.read_exact_at(&mut stored, frame.offset)
         .map_err(|e| format!("cannot read the frame at offset {}: {e}", frame.offset))?;
+    decode_stored(&stored, frame)
+}
+
+/// [`read_frame`] from a whole pack in memory (one downloaded from a remote).
+pub(crate) fn decode_frame(pack: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
+    let end = frame.offset + FRAME_HEADER_BYTES + frame.stored_len;
+    let stored = pack
+        .get(frame.offset as usize..end as usize)
+        .ok_or_else(|| format!("no frame at offset {}", frame.offset))?;
+    decode_stored(stored, frame)
+}
+
+/// A frame's header and compressed bytes → its plain bytes, checked against `frame`.
+fn decode_stored(stored: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
     let (header, compressed) = stored.split_at(FRAME_HEADER_BYTES as usize);
     let stored_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default());
     let plain_len = u32::from_le_bytes(header[8..].try_into().unwrap_or_default());

@@ -300,6 +300,135 @@ pub(crate) struct Prune {
     pub(crate) kept: Vec<Kept>,
     pub(crate) chunks_removed: usize,
     pub(crate) freed_bytes: u64,
+    /// With `--remote`: what the remote's copy of this store lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<RemotePrune>,
+}
+
+/// `prune --remote`: deleted on the remote (or would be, with `--dry-run`).
+#[derive(Debug, Serialize)]
+pub(crate) struct RemotePrune {
+    pub(crate) remote: String,
+    pub(crate) url: String,
+    pub(crate) snapshot_ids: Vec<i64>,
+    pub(crate) packs_deleted: usize,
+    pub(crate) freed_bytes: u64,
+    pub(crate) packs_kept_until_pushed: usize,
+}
+
+impl RemotePrune {
+    pub(crate) fn new(
+        remote: &crate::remote::RemoteSpec,
+        r: &crate::store::replica::RemotePruneReport,
+    ) -> RemotePrune {
+        RemotePrune {
+            remote: remote.name.clone(),
+            url: remote.url.to_string(),
+            snapshot_ids: r.snapshots.clone(),
+            packs_deleted: r.packs,
+            freed_bytes: r.bytes,
+            packs_kept_until_pushed: r.kept_until_pushed,
+        }
+    }
+}
+
+/// `push`'s report.
+#[derive(Debug, Serialize)]
+pub(crate) struct Push {
+    pub(crate) remote: String,
+    pub(crate) url: String,
+    pub(crate) store_id: String,
+    /// Snapshots whose records this push wrote.
+    pub(crate) pushed: Vec<i64>,
+    pub(crate) already_there: usize,
+    pub(crate) packs_sent: usize,
+    pub(crate) packs_already_there: usize,
+    pub(crate) bytes_sent: u64,
+    /// Not pushed: a pack of theirs was pruned while pushing (the next push sends them).
+    pub(crate) left_out: Vec<i64>,
+    /// Not pushed: stored in the format before packs.
+    pub(crate) legacy: Vec<i64>,
+    /// Fetched from a remote: there already, under the store that took them.
+    pub(crate) fetched: usize,
+}
+
+impl Push {
+    pub(crate) fn new(
+        remote: &crate::remote::RemoteSpec,
+        r: &crate::store::replica::PushReport,
+    ) -> Push {
+        Push {
+            remote: remote.name.clone(),
+            url: remote.url.to_string(),
+            store_id: r.store_id.clone(),
+            pushed: r.pushed.clone(),
+            already_there: r.already,
+            packs_sent: r.packs_sent,
+            packs_already_there: r.packs_already,
+            bytes_sent: r.bytes_sent,
+            left_out: r.left_out.clone(),
+            legacy: r.legacy.clone(),
+            fetched: r.fetched,
+        }
+    }
+}
+
+/// `fetch`'s report.
+#[derive(Debug, Serialize)]
+pub(crate) struct Fetch {
+    pub(crate) remote: String,
+    pub(crate) url: String,
+    pub(crate) fetched: Vec<crate::store::replica::FetchedSnapshot>,
+    pub(crate) already_here: usize,
+    pub(crate) incomplete: Vec<Incomplete>,
+    pub(crate) packs_fetched: usize,
+    pub(crate) bytes_fetched: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Incomplete {
+    /// `<store id>/<snapshot id>` on the remote.
+    pub(crate) origin: String,
+    pub(crate) reason: String,
+}
+
+impl Fetch {
+    pub(crate) fn new(
+        remote: &crate::remote::RemoteSpec,
+        r: &crate::store::replica::FetchReport,
+    ) -> Fetch {
+        Fetch {
+            remote: remote.name.clone(),
+            url: remote.url.to_string(),
+            fetched: r.imported.clone(),
+            already_here: r.already,
+            incomplete: r
+                .incomplete
+                .iter()
+                .map(|(origin, reason)| Incomplete {
+                    origin: origin.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            packs_fetched: r.packs_fetched,
+            bytes_fetched: r.bytes_fetched,
+        }
+    }
+}
+
+/// `verify --remote`'s report.
+#[derive(Debug, Serialize)]
+pub(crate) struct RemoteVerify<'a> {
+    pub(crate) remote: String,
+    pub(crate) url: String,
+    pub(crate) stores: usize,
+    pub(crate) snapshots: usize,
+    pub(crate) packs: usize,
+    pub(crate) checked_bytes: u64,
+    pub(crate) unindexed_packs: usize,
+    pub(crate) problems: &'a [String],
+    /// `<store id>/<snapshot id>` of every snapshot that cannot be fetched whole.
+    pub(crate) broken: &'a [String],
 }
 
 #[derive(Debug, Serialize)]

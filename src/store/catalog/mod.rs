@@ -3,7 +3,9 @@
 //! the catalog says what they mean.
 
 mod packs;
+mod replica;
 pub(crate) use packs::{ImageLayout, ImageRecord, NewImage, PackRecord, Repacked};
+pub(crate) use replica::{Import, ImportedSnapshot};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +25,9 @@ use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 /// snapshot refers to that snapshot instead of adding an identical one.
 /// 4: pack files. `images.block_size`/`manifest` (NULL for legacy chunk-list images),
 /// `packs`, `frames`, `damaged_blocks`, `image_packs`.
-const SCHEMA_VERSION: i64 = 4;
+/// 5: remotes. `store_meta` (the store's random id, its namespace on a remote) and
+/// `snapshots.origin` (`<store id>/<snapshot id>` of a snapshot fetched from a remote).
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -61,7 +65,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     git_state TEXT NOT NULL,
     schema_hash TEXT NOT NULL,
     reused INTEGER NOT NULL DEFAULT 0,
-    message TEXT
+    message TEXT,
+    origin TEXT                    -- NULL: taken here; else fetched: <store id>/<snapshot id>
 );
 CREATE INDEX IF NOT EXISTS snapshots_path ON snapshots(worktree, path, id);
 CREATE TABLE IF NOT EXISTS snapshot_tables (
@@ -105,6 +110,10 @@ CREATE TABLE IF NOT EXISTS frames (
     members BLOB NOT NULL,         -- the block number in each slot, as runs (0: unused)
     hashes BLOB NOT NULL           -- sha256 of each slot's bytes, 32 bytes each
 );
+CREATE TABLE IF NOT EXISTS store_meta (
+    key TEXT PRIMARY KEY,          -- store_id: random, names this store's space on remotes
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS damaged_blocks (block INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS image_packs (
     image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
@@ -126,6 +135,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE images ADD COLUMN block_size INTEGER; \
          ALTER TABLE images ADD COLUMN manifest BLOB;",
     ),
+    (4, "ALTER TABLE snapshots ADD COLUMN origin TEXT;"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -308,7 +318,7 @@ fn record_stat_cache(
     }
 }
 
-fn ts(time: &DateTime<Utc>) -> String {
+pub(crate) fn ts(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -403,6 +413,11 @@ impl Catalog {
                     }
                 }
             }
+            // Every catalog reaching schema 5 gets its store id here, once (hex only).
+            batch.push_str(&format!(
+                " INSERT OR IGNORE INTO store_meta(key, value) VALUES ('store_id', '{}');",
+                replica::new_store_id()
+            ));
             batch.push_str(&format!(" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"));
             conn.execute_batch(&batch).map_err(fail)?;
         }

@@ -68,7 +68,7 @@ fn hashes_blob(hashes: &[Hash]) -> Vec<u8> {
     hashes.concat()
 }
 
-fn insert_packs_and_frames(
+pub(super) fn insert_packs_and_frames(
     tx: &rusqlite::Transaction<'_>,
     packs: &[FinishedPack],
     frames: &[NewFrame],

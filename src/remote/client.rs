@@ -1,0 +1,429 @@
+//! A blocking client for one remote: the `object_store` crate's S3 or local-filesystem
+//! store under the remote's prefix, run on a small tokio runtime of its own, with short
+//! retries (a dead server fails in seconds, not minutes) and every failure classified
+//! into a [`RemoteError`]. [`Client::parallel`] runs many transfers at once.
+
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+
+use super::credentials;
+use super::{RemoteError, RemoteSpec, RemoteUrl};
+
+/// Transfers in flight at once: enough to hide a round trip per object on a fast link,
+/// few enough that 8 MiB packs in memory stay small.
+const PARALLEL_TRANSFERS: usize = 4;
+
+/// One object under the remote's prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectInfo {
+    /// Relative to the remote's prefix, `/`-separated.
+    pub(crate) name: String,
+    pub(crate) size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutOutcome {
+    Created,
+    /// An object of that name was there already (a conditional write refused to replace
+    /// it, or the server said so before we wrote).
+    AlreadyThere,
+}
+
+/// What every error message names: the remote and where it is.
+#[derive(Debug)]
+struct Where {
+    url: String,
+    endpoint: String,
+    bucket: String,
+}
+
+/// The remote's objects, cheap to clone into concurrent transfers.
+#[derive(Clone)]
+pub(crate) struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    prefix: Option<ObjectPath>,
+    place: Arc<Where>,
+}
+
+/// A remote, ready for transfers.
+pub(crate) struct Client {
+    runtime: tokio::runtime::Runtime,
+    bucket: Bucket,
+}
+
+/// reqwest is built without a TLS crypto provider of its own (aws-lc would add a C
+/// build): ring is installed as the process's provider before the first connection.
+fn install_tls_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The whole chain of an error on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Bucket {
+    fn path(&self, name: &str) -> ObjectPath {
+        let mut path = self.prefix.clone().unwrap_or_default();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            path = path.clone().join(part);
+        }
+        path
+    }
+
+    fn relative(&self, location: &ObjectPath) -> String {
+        let full = location.as_ref();
+        match &self.prefix {
+            Some(prefix) => full
+                .strip_prefix(prefix.as_ref())
+                .unwrap_or(full)
+                .trim_start_matches('/')
+                .to_string(),
+            None => full.to_string(),
+        }
+    }
+
+    fn classify(&self, error: object_store::Error, name: &str) -> RemoteError {
+        let place = &self.place;
+        let url = place.url.clone();
+        let text = chain(&error);
+        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+        if has(&["NoSuchBucket", "bucket does not exist", "Bucket not found"]) {
+            return RemoteError::NoBucket {
+                url,
+                bucket: place.bucket.clone(),
+            };
+        }
+        match error {
+            object_store::Error::NotFound { .. } => RemoteError::Missing {
+                url,
+                name: name.to_string(),
+            },
+            object_store::Error::Unauthenticated { .. }
+            | object_store::Error::PermissionDenied { .. } => RemoteError::Refused {
+                url,
+                source_of: short(&text),
+            },
+            _ if has(&[
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "403 Forbidden",
+            ]) =>
+            {
+                RemoteError::Refused {
+                    url,
+                    source_of: short(&text),
+                }
+            }
+            _ if has(&[
+                "error sending request",
+                "Connection refused",
+                "connection refused",
+                "dns error",
+                "tcp connect",
+                "timed out",
+                "connection closed",
+                "Connection reset",
+            ]) =>
+            {
+                RemoteError::Unreachable {
+                    url,
+                    endpoint: place.endpoint.clone(),
+                    detail: short(&text),
+                }
+            }
+            _ => RemoteError::Other {
+                url,
+                detail: short(&text),
+            },
+        }
+    }
+
+    /// Write `name` only if nothing is there yet.
+    pub(crate) async fn put_new(
+        &self,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<PutOutcome, RemoteError> {
+        let path = self.path(name);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), options)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyThere),
+            // A server without conditional writes: look first (two writers of the same
+            // name write the same bytes: names are content hashes or per-store ids).
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                match self.store.head(&path).await {
+                    Ok(_) => return Ok(PutOutcome::AlreadyThere),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.classify(e, name)),
+                }
+                self.store
+                    .put(&path, PutPayload::from_bytes(bytes))
+                    .await
+                    .map(|_| PutOutcome::Created)
+                    .map_err(|e| self.classify(e, name))
+            }
+            Err(e) => Err(self.classify(e, name)),
+        }
+    }
+
+    /// Write `name`, replacing what is there (only for `store.json`, the namespace's
+    /// owner record, when its owner moved).
+    async fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
+        self.store
+            .put(&self.path(name), PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify(e, name))
+    }
+
+    pub(crate) async fn get(&self, name: &str) -> Result<Bytes, RemoteError> {
+        let result = self
+            .store
+            .get(&self.path(name))
+            .await
+            .map_err(|e| self.classify(e, name))?;
+        result.bytes().await.map_err(|e| self.classify(e, name))
+    }
+
+    pub(crate) async fn delete(&self, name: &str) -> Result<(), RemoteError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.classify(e, name)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        let prefix = self.path(dir);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut objects = Vec::new();
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(meta) => objects.push(ObjectInfo {
+                    name: self.relative(&meta.location),
+                    size: meta.size,
+                }),
+                // An empty local directory that does not exist yet lists as nothing.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.classify(e, dir)),
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+}
+
+/// One line, at most 300 characters: object_store's messages can carry a whole XML body.
+fn short(text: &str) -> String {
+    let mut line: String = text.chars().take(300).collect();
+    if text.chars().count() > 300 {
+        line.push('…');
+    }
+    line
+}
+
+impl Client {
+    /// A client for `spec`. `create` makes a `file://` remote's directory when missing
+    /// (push); reading commands refuse a missing one.
+    pub(crate) fn connect(spec: &RemoteSpec, create: bool) -> Result<Client, RemoteError> {
+        let url = spec.url.to_string();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Other {
+                url: url.clone(),
+                detail: format!("cannot start the network runtime: {e}"),
+            })?;
+        let (store, prefix, place): (Arc<dyn ObjectStore>, Option<ObjectPath>, Where) = match &spec
+            .url
+        {
+            RemoteUrl::File { path } => {
+                let local = |detail: String| RemoteError::Local {
+                    url: url.clone(),
+                    path: path.clone(),
+                    detail,
+                };
+                if create {
+                    std::fs::create_dir_all(path).map_err(|e| local(e.to_string()))?;
+                } else if !path.is_dir() {
+                    return Err(local("no such directory".into()));
+                }
+                let store = LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| local(chain(&e)))?
+                    .with_fsync(true);
+                (
+                    Arc::new(store),
+                    None,
+                    Where {
+                        url: url.clone(),
+                        endpoint: path.display().to_string(),
+                        bucket: String::new(),
+                    },
+                )
+            }
+            RemoteUrl::S3 { bucket, prefix } => {
+                install_tls_provider();
+                let aws = credentials::resolve(spec.profile.as_deref());
+                let endpoint = spec.endpoint.clone().or(aws.endpoint.clone());
+                let Some(credentials) = aws.credentials else {
+                    return Err(RemoteError::NoCredentials { url });
+                };
+                let region = spec
+                    .region
+                    .clone()
+                    .or(aws.region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                let mut options = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(120));
+                if endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://"))
+                {
+                    options = options.with_allow_http(true);
+                }
+                let mut builder = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(&region)
+                    .with_access_key_id(&credentials.access_key_id)
+                    .with_secret_access_key(&credentials.secret_access_key)
+                    .with_conditional_put(S3ConditionalPut::ETagMatch)
+                    .with_client_options(options)
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig {
+                            init_backoff: Duration::from_millis(100),
+                            max_backoff: Duration::from_secs(2),
+                            base: 2.0,
+                        },
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(30),
+                    });
+                if let Some(token) = &credentials.session_token {
+                    builder = builder.with_token(token);
+                }
+                if let Some(endpoint) = &endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_virtual_hosted_style_request(false);
+                }
+                let store = builder.build().map_err(|e| RemoteError::Other {
+                    url: url.clone(),
+                    detail: short(&chain(&e)),
+                })?;
+                let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix.as_str()));
+                (
+                    Arc::new(store),
+                    prefix,
+                    Where {
+                        url: url.clone(),
+                        endpoint: endpoint.unwrap_or_else(|| format!("s3.{region}.amazonaws.com")),
+                        bucket: bucket.clone(),
+                    },
+                )
+            }
+        };
+        Ok(Client {
+            runtime,
+            bucket: Bucket {
+                store,
+                prefix,
+                place: Arc::new(place),
+            },
+        })
+    }
+
+    /// Every object whose name starts with `dir/`.
+    pub(crate) fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        self.runtime.block_on(self.bucket.list(dir))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<Bytes, RemoteError> {
+        self.runtime.block_on(self.bucket.get(name))
+    }
+
+    pub(crate) fn put_new(&self, name: &str, bytes: Bytes) -> Result<PutOutcome, RemoteError> {
+        self.runtime.block_on(self.bucket.put_new(name, bytes))
+    }
+
+    pub(crate) fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
+        self.runtime.block_on(self.bucket.replace(name, bytes))
+    }
+
+    pub(crate) fn delete(&self, name: &str) -> Result<(), RemoteError> {
+        self.runtime.block_on(self.bucket.delete(name))
+    }
+
+    /// Run `task` for every item, [`PARALLEL_TRANSFERS`] at a time; `done` sees each
+    /// result as it arrives (on this thread). Stops starting new tasks after the first
+    /// error and returns it once the tasks in flight have finished.
+    pub(crate) fn parallel<T, R, F, Fut>(
+        &self,
+        items: Vec<T>,
+        task: F,
+        mut done: impl FnMut(&R),
+    ) -> Result<Vec<R>, RemoteError>
+    where
+        F: Fn(Bucket, T) -> Fut,
+        Fut: Future<Output = Result<R, RemoteError>>,
+    {
+        self.runtime.block_on(async {
+            let mut results = Vec::with_capacity(items.len());
+            let mut first_error = None;
+            let mut stream = futures::stream::iter(items)
+                .map(|item| task(self.bucket.clone(), item))
+                .buffer_unordered(PARALLEL_TRANSFERS);
+            while let Some(result) = stream.next().await {
+                match result {
+                    Ok(value) => {
+                        done(&value);
+                        results.push(value);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(results),
+            }
+        })
+    }
+}

@@ -1,0 +1,360 @@
+//! Copies of the store on a remote (`remote/` is the transport). Each store writes only
+//! under its own id, so two clones or machines sharing a bucket never touch each other's
+//! objects:
+//!
+//! ```text
+//! stores/<store id>/store.json                   who owns the namespace (host, store path)
+//! stores/<store id>/packs/<sha256>.pack          a pack file, byte for byte
+//! stores/<store id>/packs/<sha256>.index.json    what its frames hold (block numbers);
+//!                                                written after the pack: its commit mark
+//! stores/<store id>/snapshots/<id>.json          one snapshot: census, operation, image
+//!                                                manifest; written after every pack
+//!                                                holding its blocks
+//! ```
+//!
+//! Every object is written once with a conditional create and never changed; block
+//! numbers in indexes and manifests are the pushing store's own. A fetch renumbers them
+//! into the local store and checks every block's hash and every image's digest.
+
+mod check;
+mod fetch;
+mod prune;
+mod push;
+
+pub(crate) use check::RemoteCheck;
+pub(crate) use fetch::FetchPlan;
+pub(crate) use fetch::{FetchReport, FetchedSnapshot};
+pub(crate) use prune::{RemotePruneReport, prune_remote};
+pub(crate) use push::{PushPlan, PushReport, push};
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::blocks::Hash;
+use crate::remote::{ObjectInfo, RemoteError};
+
+/// The version of the records below; a reader refuses newer ones.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReplicaError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The remote's namespace for this store id belongs to another copy of the store.
+    #[error(
+        "the remote's space for this store (stores/{store_id}) belongs to {owner}: this store was copied from it"
+    )]
+    Claimed { store_id: String, owner: String },
+    #[error("another dbguard process is pushing or fetching for this store")]
+    Busy,
+}
+
+impl From<super::CatalogError> for ReplicaError {
+    fn from(error: super::CatalogError) -> ReplicaError {
+        ReplicaError::Store(error.into())
+    }
+}
+
+fn store_dir(store_id: &str) -> String {
+    format!("stores/{store_id}")
+}
+
+fn pack_object(store_id: &str, pack: &str) -> String {
+    format!("stores/{store_id}/packs/{pack}.pack")
+}
+
+fn index_object(store_id: &str, pack: &str) -> String {
+    format!("stores/{store_id}/packs/{pack}.index.json")
+}
+
+fn snapshot_object(store_id: &str, id: i64) -> String {
+    format!("stores/{store_id}/snapshots/{id}.json")
+}
+
+fn owner_object(store_id: &str) -> String {
+    format!("stores/{store_id}/store.json")
+}
+
+/// Block numbers as runs `[first, count]` (`first` 0: that many unused slots).
+fn to_runs(ids: &[u64]) -> Vec<[u64; 2]> {
+    let mut runs: Vec<[u64; 2]> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some([first, count]) if *first != 0 && id == *first + *count => *count += 1,
+            Some([0, count]) if id == 0 => *count += 1,
+            _ => runs.push([id, 1]),
+        }
+    }
+    runs
+}
+
+/// The inverse of [`to_runs`]; `None` when the runs would hold more than `max` numbers.
+fn from_runs(runs: &[[u64; 2]], max: usize) -> Option<Vec<u64>> {
+    let mut ids = Vec::new();
+    for &[first, count] in runs {
+        if count == 0 || ids.len() as u64 + count > max as u64 {
+            return None;
+        }
+        if first == 0 {
+            ids.extend(std::iter::repeat_n(0, count as usize));
+        } else {
+            ids.extend(first..first.checked_add(count)?);
+        }
+    }
+    Some(ids)
+}
+
+/// `packs/<name>.index.json`: the frames of one pack and the blocks in each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PackIndex {
+    format: u32,
+    pack: String,
+    size: u64,
+    frames: Vec<FrameEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FrameEntry {
+    offset: u64,
+    stored_len: u64,
+    plain_len: u64,
+    block_size: usize,
+    members: Vec<[u64; 2]>,
+}
+
+/// `snapshots/<id>.json`: everything the catalog records of one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotRecord {
+    format: u32,
+    store: String,
+    id: i64,
+    path: String,
+    /// The worktree it was taken in, for people; a fetch files it under its own.
+    worktree: String,
+    kind: String,
+    created_at: String,
+    consistency: String,
+    git_state: String,
+    schema_hash: String,
+    reused: bool,
+    message: Option<String>,
+    tables: BTreeMap<String, u64>,
+    operation: OperationRecord,
+    image: ImageEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OperationRecord {
+    kind: String,
+    argv: Vec<String>,
+    head_before: Option<String>,
+    head_after: Option<String>,
+    exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ImageEntry {
+    digest: String,
+    size: u64,
+    block_size: usize,
+    manifest: Vec<[u64; 2]>,
+}
+
+/// `store.json`: which store writes this namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct OwnerRecord {
+    format: u32,
+    host: String,
+    store_path: String,
+}
+
+/// What one namespace on the remote holds, from a listing.
+#[derive(Debug, Default)]
+struct Namespace {
+    /// Snapshot ids with records.
+    snapshots: Vec<i64>,
+    /// Pack name → size of the `.pack` object.
+    packs: HashMap<String, u64>,
+    /// Packs with an index (complete uploads).
+    indexed: Vec<String>,
+}
+
+/// Group a listing of `stores/` by store id.
+fn namespaces(listing: &[ObjectInfo]) -> BTreeMap<String, Namespace> {
+    let mut spaces: BTreeMap<String, Namespace> = BTreeMap::new();
+    for object in listing {
+        let mut parts = object.name.splitn(4, '/');
+        let (Some("stores"), Some(store), Some(kind), Some(file)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let space = spaces.entry(store.to_string()).or_default();
+        match kind {
+            "snapshots" => {
+                if let Some(id) = file.strip_suffix(".json").and_then(|n| n.parse().ok()) {
+                    space.snapshots.push(id);
+                }
+            }
+            "packs" => {
+                if let Some(name) = file.strip_suffix(".index.json") {
+                    space.indexed.push(name.to_string());
+                } else if let Some(name) = file.strip_suffix(".pack") {
+                    space.packs.insert(name.to_string(), object.size);
+                }
+            }
+            _ => {}
+        }
+    }
+    for space in spaces.values_mut() {
+        space.snapshots.sort_unstable();
+        space.indexed.sort();
+    }
+    spaces
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
+    let format = value.get("format").and_then(|f| f.as_u64()).unwrap_or(0);
+    if format > u64::from(FORMAT) {
+        return Err(format!(
+            "{what} was written by a newer dbguard (format {format}); upgrade dbguard to read it"
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("{what} is not a dbguard record: {e}"))
+}
+
+/// One process at a time pushes, fetches or prunes a store's remotes: a lock file in the
+/// store, held (not waited for) by whoever is transferring.
+pub(crate) struct RemoteLock {
+    _file: File,
+}
+
+impl RemoteLock {
+    /// Take the lock of the store at `store_root`; `wait` for it, or fail with
+    /// [`ReplicaError::Busy`] at once.
+    pub(crate) fn take(store_root: &Path, wait: bool) -> Result<RemoteLock, ReplicaError> {
+        std::fs::create_dir_all(store_root).map_err(|e| StoreError::Io {
+            path: store_root.to_path_buf(),
+            source: e,
+        })?;
+        let path = store_root.join("remote.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        let locked = if wait {
+            file.lock().map_err(std::fs::TryLockError::Error)
+        } else {
+            file.try_lock()
+        };
+        match locked {
+            Ok(()) => Ok(RemoteLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ReplicaError::Busy),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(ReplicaError::Store(StoreError::Io { path, source: e }))
+            }
+        }
+    }
+}
+
+/// Check a downloaded pack against its name and index: every frame's header, its
+/// decompressed length and the hash of every block in it. Returns each frame's block
+/// hashes (all zero for unused slots) or what is wrong.
+fn check_pack(name: &str, bytes: &[u8], index: &PackIndex) -> Result<Vec<Vec<Hash>>, String> {
+    use sha2::{Digest, Sha256};
+    if crate::db::hex(&Sha256::digest(bytes)) != name {
+        return Err(format!("pack {name} does not match its hash"));
+    }
+    let mut hashes = Vec::with_capacity(index.frames.len());
+    for entry in &index.frames {
+        let members = from_runs(&entry.members, super::blocks::FRAME_MAX_PLAIN / 512)
+            .ok_or_else(|| format!("pack {name}: a frame's block list is damaged"))?;
+        let frame = super::blocks::FrameInfo {
+            id: 0,
+            pack: 0,
+            offset: entry.offset,
+            stored_len: entry.stored_len,
+            plain_len: entry.plain_len,
+            block_size: entry.block_size,
+            members: members.clone(),
+            hashes: Vec::new(),
+        };
+        if entry.block_size == 0
+            || entry.offset + super::packs::FRAME_HEADER_BYTES + entry.stored_len
+                > bytes.len() as u64
+            || members.len() != entry.plain_len.div_ceil(entry.block_size as u64) as usize
+        {
+            return Err(format!(
+                "pack {name}: its index does not fit the pack (frame at offset {})",
+                entry.offset
+            ));
+        }
+        let plain =
+            super::packs::decode_frame(bytes, &frame).map_err(|e| format!("pack {name}: {e}"))?;
+        hashes.push(
+            (0..members.len())
+                .map(|slot| super::blocks::block_hash(&plain[frame.slot_range(slot)]))
+                .collect(),
+        );
+    }
+    Ok(hashes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_round_trip_with_unused_slots() {
+        let ids = vec![5, 6, 7, 0, 0, 9, 3, 4, 0];
+        let runs = to_runs(&ids);
+        assert_eq!(runs, vec![[5, 3], [0, 2], [9, 1], [3, 2], [0, 1]]);
+        assert_eq!(from_runs(&runs, 100).unwrap(), ids);
+        assert!(from_runs(&runs, 5).is_none(), "too many");
+        assert!(from_runs(&[[1, 0]], 5).is_none(), "empty run");
+        assert_eq!(from_runs(&to_runs(&[]), 0).unwrap(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn listings_group_by_store() {
+        let object = |name: &str, size| ObjectInfo {
+            name: name.into(),
+            size,
+        };
+        let spaces = namespaces(&[
+            object("stores/aa/packs/p1.pack", 10),
+            object("stores/aa/packs/p1.index.json", 1),
+            object("stores/aa/packs/p2.pack", 20),
+            object("stores/aa/snapshots/3.json", 1),
+            object("stores/aa/snapshots/12.json", 1),
+            object("stores/bb/store.json", 1),
+            object("elsewhere/x", 1),
+        ]);
+        assert_eq!(spaces["aa"].snapshots, vec![3, 12]);
+        assert_eq!(spaces["aa"].indexed, vec!["p1".to_string()]);
+        assert_eq!(spaces["aa"].packs.len(), 2);
+        assert!(spaces["bb"].snapshots.is_empty());
+        assert_eq!(spaces.len(), 2);
+    }
+
+    #[test]
+    fn newer_records_are_refused_with_advice() {
+        let error = parse_json::<OwnerRecord>(br#"{"format": 9}"#, "store.json").unwrap_err();
+        assert!(error.contains("upgrade dbguard"), "{error}");
+    }
+}

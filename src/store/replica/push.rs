@@ -1,0 +1,353 @@
+//! `push`: upload what the remote lacks of this store. The plan is read from the catalog
+//! under the store's lock and the lock released before any byte goes out, so hooks never
+//! wait on the network. Then, per pack: the pack, then its index; then the record of
+//! every snapshot whose packs are all there. Each object is a conditional create: a
+//! push that was cut short and is run again sends only what is still missing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{
+    FORMAT, FrameEntry, ImageEntry, OperationRecord, OwnerRecord, PackIndex, RemoteLock,
+    ReplicaError, SnapshotRecord, index_object, owner_object, pack_object, parse_json,
+    snapshot_object, store_dir, to_runs,
+};
+use crate::remote::{Client, PutOutcome, RemoteError};
+use crate::store::blocks::{block_count, decode_manifest};
+use crate::store::catalog::ImageLayout;
+use crate::store::{Store, StoreError};
+
+/// One pack to make sure of on the remote.
+#[derive(Debug, Clone)]
+pub(super) struct PackToPush {
+    pub(super) name: String,
+    path: PathBuf,
+    size: u64,
+    index: Vec<u8>,
+}
+
+/// One snapshot to make sure of on the remote.
+#[derive(Debug, Clone)]
+pub(super) struct SnapshotToPush {
+    pub(super) id: i64,
+    record: Vec<u8>,
+    packs: Vec<String>,
+}
+
+/// What the store holds that a remote should: read under the store's lock, used after.
+#[derive(Debug)]
+pub(crate) struct PushPlan {
+    pub(super) store_id: String,
+    pub(super) store_root: PathBuf,
+    pub(super) packs: Vec<PackToPush>,
+    pub(super) snapshots: Vec<SnapshotToPush>,
+    /// Snapshots in the format before packs (1 MiB chunk files): not pushed.
+    pub(crate) legacy: Vec<i64>,
+    /// Snapshots fetched from a remote: already there, under their own store's id.
+    pub(crate) fetched: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct PushReport {
+    pub(crate) store_id: String,
+    /// Snapshots whose records this push wrote.
+    pub(crate) pushed: Vec<i64>,
+    /// Snapshots the remote had already.
+    pub(crate) already: usize,
+    pub(crate) packs_sent: usize,
+    pub(crate) packs_already: usize,
+    pub(crate) bytes_sent: u64,
+    /// Snapshots not pushed because a pack of theirs went (pruned meanwhile).
+    pub(crate) left_out: Vec<i64>,
+    pub(crate) legacy: Vec<i64>,
+    pub(crate) fetched: usize,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+impl Store {
+    /// What to push: every snapshot taken here (in packs), the packs holding them, and
+    /// each pack's index.
+    pub(crate) fn push_plan(&self) -> Result<PushPlan, StoreError> {
+        let Some(store_id) = self.catalog.store_id()? else {
+            // Only a catalog older than schema 5 opened read-only has no id yet.
+            return Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+            });
+        };
+        let origins = self.catalog.origins()?;
+        let records = self.catalog.packs()?;
+        let pack_names: HashMap<i64, (String, u64)> = records
+            .iter()
+            .map(|p| (p.id, (p.name.clone(), p.size)))
+            .collect();
+        let mut plan = PushPlan {
+            store_id: store_id.clone(),
+            store_root: self.root.clone(),
+            packs: Vec::new(),
+            snapshots: Vec::new(),
+            legacy: Vec::new(),
+            fetched: 0,
+        };
+        let mut needed_packs = BTreeSet::new();
+        let mut snapshots = self.catalog.snapshots(None, None, None)?;
+        snapshots.reverse();
+        for snapshot in snapshots {
+            if origins.contains_key(&snapshot.id) {
+                plan.fetched += 1;
+                continue;
+            }
+            let ImageLayout::Blocks {
+                block_size,
+                manifest,
+            } = self.catalog.image_layout(snapshot.image_id)?
+            else {
+                plan.legacy.push(snapshot.id);
+                continue;
+            };
+            let Some(ids) = decode_manifest(&manifest, block_count(snapshot.size, block_size))
+            else {
+                // verify names a damaged manifest; the remote gets the others.
+                plan.legacy.push(snapshot.id);
+                continue;
+            };
+            let packs: Vec<String> = self
+                .catalog
+                .image_packs(snapshot.image_id)?
+                .into_iter()
+                .map(|(_, name)| name)
+                .collect();
+            needed_packs.extend(packs.iter().cloned());
+            let record = SnapshotRecord {
+                format: FORMAT,
+                store: store_id.clone(),
+                id: snapshot.id,
+                path: snapshot.path.clone(),
+                worktree: snapshot.worktree.clone(),
+                kind: snapshot.kind.as_str().to_string(),
+                created_at: super::super::catalog::ts(&snapshot.created_at),
+                consistency: snapshot.consistency.clone(),
+                git_state: snapshot.git_state.clone(),
+                schema_hash: snapshot.census.schema.clone(),
+                reused: snapshot.reused,
+                message: snapshot.message.clone(),
+                tables: snapshot.census.tables.clone(),
+                operation: OperationRecord {
+                    kind: snapshot.operation.kind.clone(),
+                    argv: snapshot.operation.argv.clone(),
+                    head_before: snapshot.operation.head_before.clone(),
+                    head_after: snapshot.operation.head_after.clone(),
+                    exit_code: snapshot.operation.exit_code,
+                },
+                image: ImageEntry {
+                    digest: snapshot.image_digest.clone(),
+                    size: snapshot.size,
+                    block_size,
+                    manifest: to_runs(&ids),
+                },
+            };
+            plan.snapshots.push(SnapshotToPush {
+                id: snapshot.id,
+                record: serde_json::to_vec_pretty(&record).unwrap_or_default(),
+                packs,
+            });
+        }
+        let index = self.block_index()?;
+        for (id, (name, size)) in &pack_names {
+            if !needed_packs.contains(name) {
+                continue;
+            }
+            let frames = index
+                .frames_of_pack(*id)
+                .into_iter()
+                .map(|f| FrameEntry {
+                    offset: f.offset,
+                    stored_len: f.stored_len,
+                    plain_len: f.plain_len,
+                    block_size: f.block_size,
+                    members: to_runs(&f.members),
+                })
+                .collect();
+            let pack_index = PackIndex {
+                format: FORMAT,
+                pack: name.clone(),
+                size: *size,
+                frames,
+            };
+            plan.packs.push(PackToPush {
+                name: name.clone(),
+                path: self.packs.path(name),
+                size: *size,
+                index: serde_json::to_vec(&pack_index).unwrap_or_default(),
+            });
+        }
+        plan.packs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(plan)
+    }
+
+    /// Give this store a new id: its snapshots go to a new space on every remote (for a
+    /// copy of a store whose original pushes to the same remote).
+    pub(crate) fn new_identity(&self) -> Result<String, StoreError> {
+        self.writable()?;
+        Ok(self.catalog.reset_store_id()?)
+    }
+}
+
+impl PushPlan {
+    /// Bytes of the packs it names (an upper bound on what a push sends).
+    pub(crate) fn pack_bytes(&self) -> u64 {
+        self.packs.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Make sure `stores/<id>/` is this store's: claim it when new, take it over when the
+/// owner was this host's store at a path that no longer exists (a moved clone), refuse
+/// when another copy of the store writes there.
+fn claim(client: &Client, plan: &PushPlan, listed: bool) -> Result<(), ReplicaError> {
+    let ours = OwnerRecord {
+        format: FORMAT,
+        host: host_name(),
+        store_path: plan.store_root.display().to_string(),
+    };
+    let name = owner_object(&plan.store_id);
+    let bytes = Bytes::from(serde_json::to_vec_pretty(&ours).unwrap_or_default());
+    if !listed && client.put_new(&name, bytes.clone())? == PutOutcome::Created {
+        return Ok(());
+    }
+    let theirs: OwnerRecord = match client.get(&name) {
+        Ok(found) => parse_json(&found, &name).map_err(|detail| RemoteError::Other {
+            url: name.clone(),
+            detail,
+        })?,
+        Err(e) if e.is_missing() => {
+            client.put_new(&name, bytes)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if theirs == ours {
+        return Ok(());
+    }
+    if theirs.host == ours.host && !Path::new(&theirs.store_path).exists() {
+        client.replace(&name, bytes)?;
+        return Ok(());
+    }
+    Err(ReplicaError::Claimed {
+        store_id: plan.store_id.clone(),
+        owner: format!("the store at {} on {}", theirs.store_path, theirs.host),
+    })
+}
+
+/// Upload what the remote lacks. `progress` sees the bytes sent so far.
+/// The caller holds the store's remote lock (`lock`), taken before the plan was read.
+pub(crate) fn push(
+    client: &Client,
+    plan: &PushPlan,
+    _lock: &RemoteLock,
+    progress: &dyn Fn(u64),
+) -> Result<PushReport, ReplicaError> {
+    let listing = client.list(&store_dir(&plan.store_id))?;
+    let present: HashMap<&str, u64> = listing.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    claim(
+        client,
+        plan,
+        present.contains_key(owner_object(&plan.store_id).as_str()),
+    )?;
+    let mut report = PushReport {
+        store_id: plan.store_id.clone(),
+        legacy: plan.legacy.clone(),
+        fetched: plan.fetched,
+        ..PushReport::default()
+    };
+    // Packs whose index is there are complete on the remote.
+    let mut on_remote: HashSet<String> = HashSet::new();
+    let mut to_send = Vec::new();
+    for pack in &plan.packs {
+        if present.contains_key(index_object(&plan.store_id, &pack.name).as_str()) {
+            on_remote.insert(pack.name.clone());
+            report.packs_already += 1;
+        } else {
+            let sent =
+                present.get(pack_object(&plan.store_id, &pack.name).as_str()) == Some(&pack.size);
+            to_send.push((pack.clone(), sent));
+        }
+    }
+    let store_id = plan.store_id.clone();
+    let mut sent_bytes = 0u64;
+    let results = client.parallel(
+        to_send,
+        |bucket, (pack, already_sent): (PackToPush, bool)| {
+            let store_id = store_id.clone();
+            async move {
+                let mut sent = 0;
+                if !already_sent {
+                    let bytes = match tokio::fs::read(&pack.path).await {
+                        Ok(bytes) => Bytes::from(bytes),
+                        // Pruned since the plan was read: its snapshots wait for next time.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Ok((pack.name, None));
+                        }
+                        Err(e) => {
+                            return Err(RemoteError::Local {
+                                url: "the store".into(),
+                                path: pack.path.clone(),
+                                detail: e.to_string(),
+                            });
+                        }
+                    };
+                    if bucket
+                        .put_new(&pack_object(&store_id, &pack.name), bytes)
+                        .await?
+                        == PutOutcome::Created
+                    {
+                        sent = pack.size;
+                    }
+                }
+                bucket
+                    .put_new(
+                        &index_object(&store_id, &pack.name),
+                        Bytes::from(pack.index.clone()),
+                    )
+                    .await?;
+                Ok((pack.name, Some(sent)))
+            }
+        },
+        |(_, sent)| {
+            sent_bytes += sent.unwrap_or(0);
+            progress(sent_bytes);
+        },
+    )?;
+    for (name, sent) in results {
+        if let Some(sent) = sent {
+            on_remote.insert(name);
+            report.packs_sent += 1;
+            report.bytes_sent += sent;
+        }
+    }
+    for snapshot in &plan.snapshots {
+        let object = snapshot_object(&plan.store_id, snapshot.id);
+        if present.contains_key(object.as_str()) {
+            report.already += 1;
+            continue;
+        }
+        if !snapshot.packs.iter().all(|p| on_remote.contains(p)) {
+            report.left_out.push(snapshot.id);
+            continue;
+        }
+        match client.put_new(&object, Bytes::from(snapshot.record.clone()))? {
+            PutOutcome::Created => report.pushed.push(snapshot.id),
+            PutOutcome::AlreadyThere => report.already += 1,
+        }
+    }
+    Ok(report)
+}
