@@ -384,6 +384,33 @@ fn every_json_command_matches_the_documented_schema() {
     );
     assert_eq!(pruned["dry_run"], false);
 
+    // A file:// remote: listed, pushed to, read back, fetched into a fresh clone, pruned.
+    let nas = repo.path("nas");
+    let url = format!("file://{}", nas.display());
+    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    let listed = c.check("remote", &repo.dbguard(["remote", "list", "--json"]).ok());
+    assert_eq!(listed["remotes"][0]["name"], "nas", "{listed:#}");
+    let config = c.check("config", &repo.dbguard(["config", "--json"]).ok());
+    assert_eq!(config["remotes"][0]["url"], url.as_str(), "{config:#}");
+    let pushed = c.check("push", &repo.dbguard(["push", "--json"]).ok());
+    let pushed = pushed["pushed"].as_array().unwrap().len();
+    assert!(pushed > 0);
+    c.check(
+        "verify",
+        &repo.dbguard(["verify", "--remote", "nas", "--json"]).ok(),
+    );
+    let fresh = TestRepo::new();
+    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    let fetched = c.check("fetch", &fresh.dbguard(["fetch", "--json"]).ok());
+    assert_eq!(fetched["fetched"].as_array().unwrap().len(), pushed);
+    let remote_pruned = c.check(
+        "prune",
+        &repo
+            .dbguard(["prune", "--keep-last", "1", "--remote", "nas", "--json"])
+            .ok(),
+    );
+    assert!(remote_pruned["remote"].is_object(), "{remote_pruned:#}");
+
     // A damaged chunk: verify fails, and its report still fits the schema.
     let newest = c.check("log", &repo.dbguard(["log", "posts.db", "--json"]).ok())[0]["id"]
         .as_i64()

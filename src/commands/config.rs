@@ -69,6 +69,22 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
             ui.paint(Tone::Dim, &format!("({source})"))
         ));
     }
+    // Remotes: where they point, never their credentials (`dbguard remote list` says
+    // where those come from).
+    for remote in &s.remotes {
+        let mut value = format!("{} {}", remote.name, remote.url);
+        if let Some(endpoint) = &remote.endpoint {
+            value.push_str(&format!(" at {endpoint}"));
+        }
+        if s.autopush.as_deref() == Some(remote.name.as_str()) {
+            value.push_str(" (autopush)");
+        }
+        ui.out(&format!(
+            "{:<11} {value}  {}",
+            "remote",
+            ui.paint(Tone::Dim, "(git config)")
+        ));
+    }
     // The variables in effect, so a surprising behaviour (no prompt, a fixed clock) has a
     // visible cause.
     for (variable, value) in environment {

@@ -126,7 +126,7 @@ impl Bucket {
             object_store::Error::Unauthenticated { .. }
             | object_store::Error::PermissionDenied { .. } => RemoteError::Refused {
                 url,
-                source_of: short(&text),
+                source_of: gist(&text),
             },
             _ if has(&[
                 "InvalidAccessKeyId",
@@ -137,7 +137,7 @@ impl Bucket {
             {
                 RemoteError::Refused {
                     url,
-                    source_of: short(&text),
+                    source_of: gist(&text),
                 }
             }
             _ if has(&[
@@ -154,7 +154,7 @@ impl Bucket {
                 RemoteError::Unreachable {
                     url,
                     endpoint: place.endpoint.clone(),
-                    detail: short(&text),
+                    detail: gist(&text),
                 }
             }
             _ => RemoteError::Other {
@@ -202,9 +202,9 @@ impl Bucket {
         }
     }
 
-    /// Write `name`, replacing what is there (only for `store.json`, the namespace's
-    /// owner record, when its owner moved).
-    async fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
+    /// Write `name`, replacing what is there (only in this store's own space: the owner
+    /// record when its owner moved, a damaged copy of a pack).
+    pub(crate) async fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
         self.store
             .put(&self.path(name), PutPayload::from_bytes(bytes))
             .await
@@ -245,6 +245,28 @@ impl Bucket {
         }
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
+    }
+}
+
+/// What a user needs of an object_store error, in a few words: the S3 error code and
+/// HTTP status when the server answered (`SignatureDoesNotMatch, HTTP 403`), else the
+/// innermost cause (`tcp connect error: Connection refused (os error 111)`).
+fn gist(text: &str) -> String {
+    let code = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.trim());
+    let status = text
+        .split_once("status code: ")
+        .map(|(_, rest)| rest.split(':').next().unwrap_or(rest).trim());
+    match (code, status) {
+        (Some(code), Some(status)) => format!("{code}, HTTP {status}"),
+        (Some(code), None) => code.to_string(),
+        _ => {
+            // The chain reads outermost first; its last two parts name the cause.
+            let parts: Vec<&str> = text.split(": ").collect();
+            short(&parts[parts.len().saturating_sub(2)..].join(": "))
+        }
     }
 }
 
@@ -425,5 +447,26 @@ impl Client {
                 None => Ok(results),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gist;
+
+    #[test]
+    fn errors_shrink_to_the_code_or_the_innermost_cause() {
+        let refused = "Generic S3 error: Error performing list request: Error performing GET \
+            http://127.0.0.1:4/b?list-type=2 in 1.9ms - Server returned non-2xx status code: 403 \
+            Forbidden: <?xml version=\"1.0\"?> <Error><Code>SignatureDoesNotMatch</Code>\
+            <Message>The request signature …</Message></Error>";
+        assert_eq!(gist(refused), "SignatureDoesNotMatch, HTTP 403 Forbidden");
+        let dead = "Generic S3 error: Error performing list request: Error performing GET \
+            http://127.0.0.1:1/b in 424ms, after 3 retries - HTTP error: error sending request: \
+            client error (Connect): tcp connect error: Connection refused (os error 111)";
+        assert_eq!(
+            gist(dead),
+            "tcp connect error: Connection refused (os error 111)"
+        );
     }
 }

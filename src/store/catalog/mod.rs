@@ -286,6 +286,42 @@ pub(crate) struct NewSnapshot<'a> {
     pub(crate) message: Option<&'a str>,
 }
 
+/// One snapshot's row and its rows per table (a snapshot taken here, or fetched from a
+/// remote: `origin` is then `<store id>/<snapshot id>` there), inside `tx`.
+pub(super) fn insert_snapshot_row(
+    tx: &rusqlite::Transaction<'_>,
+    snapshot: &NewSnapshot<'_>,
+    image_id: i64,
+    origin: Option<&str>,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
+         consistency, git_state, schema_hash, reused, message, origin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            snapshot.operation_id,
+            image_id,
+            snapshot.worktree,
+            snapshot.path,
+            snapshot.kind.as_str(),
+            ts(&snapshot.created_at),
+            snapshot.consistency,
+            snapshot.git_state,
+            snapshot.census.schema,
+            snapshot.reused,
+            snapshot.message,
+            origin,
+        ],
+    )?;
+    let snapshot_id = tx.last_insert_rowid();
+    let mut insert =
+        tx.prepare("INSERT INTO snapshot_tables(snapshot_id, name, rows) VALUES (?1, ?2, ?3)")?;
+    for (name, rows) in &snapshot.census.tables {
+        insert.execute(params![snapshot_id, name, *rows as i64])?;
+    }
+    Ok(snapshot_id)
+}
+
 pub(crate) struct Catalog {
     conn: Connection,
     path: String,
@@ -612,36 +648,7 @@ impl Catalog {
             None => snapshot.image_id,
             Some(image) => Catalog::insert_image(&tx, image).map_err(&fail)?,
         };
-        tx.execute(
-            "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
-             consistency, git_state, schema_hash, reused, message) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                snapshot.operation_id,
-                image_id,
-                snapshot.worktree,
-                snapshot.path,
-                snapshot.kind.as_str(),
-                ts(&snapshot.created_at),
-                snapshot.consistency,
-                snapshot.git_state,
-                snapshot.census.schema,
-                snapshot.reused,
-                snapshot.message,
-            ],
-        )
-        .map_err(&fail)?;
-        let snapshot_id = tx.last_insert_rowid();
-        {
-            let mut insert = tx
-                .prepare("INSERT INTO snapshot_tables(snapshot_id, name, rows) VALUES (?1, ?2, ?3)")
-                .map_err(&fail)?;
-            for (name, rows) in &snapshot.census.tables {
-                insert
-                    .execute(params![snapshot_id, name, *rows as i64])
-                    .map_err(&fail)?;
-            }
-        }
+        let snapshot_id = insert_snapshot_row(&tx, snapshot, image_id, None).map_err(&fail)?;
         record_stat_cache(
             &tx,
             snapshot.worktree,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Catalog, CatalogError, NewImage, ts};
+use super::{Catalog, CatalogError, NewImage, NewSnapshot, insert_snapshot_row, ts};
 use crate::db::{Census, DbKind};
 use crate::store::blocks::{FrameInfo, NewFrame};
 use crate::store::packs::FinishedPack;
@@ -143,34 +143,21 @@ impl Catalog {
             )
             .map_err(&fail)?;
             let operation_id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
-                 consistency, git_state, schema_hash, reused, message, origin) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    operation_id,
-                    image_id,
-                    snapshot.worktree,
-                    snapshot.path,
-                    snapshot.kind.as_str(),
-                    ts(&snapshot.created_at),
-                    snapshot.consistency,
-                    snapshot.git_state,
-                    snapshot.census.schema,
-                    snapshot.reused,
-                    snapshot.message,
-                    snapshot.origin,
-                ],
-            )
-            .map_err(&fail)?;
-            let snapshot_id = tx.last_insert_rowid();
-            for (name, rows) in &snapshot.census.tables {
-                tx.execute(
-                    "INSERT INTO snapshot_tables(snapshot_id, name, rows) VALUES (?1, ?2, ?3)",
-                    params![snapshot_id, name, *rows as i64],
-                )
-                .map_err(&fail)?;
-            }
+            let row = NewSnapshot {
+                operation_id,
+                image_id,
+                worktree: snapshot.worktree,
+                path: &snapshot.path,
+                kind: snapshot.kind,
+                created_at: snapshot.created_at,
+                consistency: &snapshot.consistency,
+                git_state: &snapshot.git_state,
+                census: &snapshot.census,
+                reused: snapshot.reused,
+                message: snapshot.message.as_deref(),
+            };
+            let snapshot_id =
+                insert_snapshot_row(&tx, &row, image_id, Some(&snapshot.origin)).map_err(&fail)?;
             ids.push(snapshot_id);
         }
         tx.commit().map_err(&fail)?;

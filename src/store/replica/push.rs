@@ -29,6 +29,16 @@ pub(super) struct PackToPush {
     index: Vec<u8>,
 }
 
+/// What the remote's listing showed of a pack whose index it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PackOnRemote {
+    Missing,
+    /// Sent whole by a push cut short before the index: only the index is missing.
+    Whole,
+    /// Cut short mid-object (a server that keeps partial writes): sent again.
+    WrongSize,
+}
+
 /// One snapshot to make sure of on the remote.
 #[derive(Debug, Clone)]
 pub(super) struct SnapshotToPush {
@@ -277,20 +287,23 @@ pub(crate) fn push(
             on_remote.insert(pack.name.clone());
             report.packs_already += 1;
         } else {
-            let sent =
-                present.get(pack_object(&plan.store_id, &pack.name).as_str()) == Some(&pack.size);
-            to_send.push((pack.clone(), sent));
+            let state = match present.get(pack_object(&plan.store_id, &pack.name).as_str()) {
+                None => PackOnRemote::Missing,
+                Some(size) if *size == pack.size => PackOnRemote::Whole,
+                Some(_) => PackOnRemote::WrongSize,
+            };
+            to_send.push((pack.clone(), state));
         }
     }
     let store_id = plan.store_id.clone();
     let mut sent_bytes = 0u64;
     let results = client.parallel(
         to_send,
-        |bucket, (pack, already_sent): (PackToPush, bool)| {
+        |bucket, (pack, state): (PackToPush, PackOnRemote)| {
             let store_id = store_id.clone();
             async move {
                 let mut sent = 0;
-                if !already_sent {
+                if state != PackOnRemote::Whole {
                     let bytes = match tokio::fs::read(&pack.path).await {
                         Ok(bytes) => Bytes::from(bytes),
                         // Pruned since the plan was read: its snapshots wait for next time.
@@ -305,11 +318,13 @@ pub(crate) fn push(
                             });
                         }
                     };
-                    if bucket
-                        .put_new(&pack_object(&store_id, &pack.name), bytes)
-                        .await?
-                        == PutOutcome::Created
-                    {
+                    let object = pack_object(&store_id, &pack.name);
+                    if state == PackOnRemote::WrongSize {
+                        // Pack names are content hashes in this store's own space: an
+                        // object of another size there is a damaged copy, never theirs.
+                        bucket.replace(&object, bytes).await?;
+                        sent = pack.size;
+                    } else if bucket.put_new(&object, bytes).await? == PutOutcome::Created {
                         sent = pack.size;
                     }
                 }
