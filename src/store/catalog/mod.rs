@@ -1052,7 +1052,15 @@ mod tests {
             "    size INTEGER NOT NULL\n",
         );
         assert_ne!(without_blocks, v2, "schema 4's image columns are stripped");
-        without_blocks
+        let without_origin = without_blocks.replace(
+            "    message TEXT,\n    origin TEXT                    -- NULL: taken here; else fetched: <store id>/<snapshot id>\n",
+            "    message TEXT\n",
+        );
+        assert_ne!(
+            without_origin, without_blocks,
+            "schema 5's origin is stripped"
+        );
+        without_origin
     }
 
     #[test]

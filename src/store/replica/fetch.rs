@@ -376,6 +376,17 @@ impl FetchPlan {
             let _ = std::fs::remove_dir_all(&self.incoming);
             return Ok(self.report);
         }
+        // Oldest first, so that local ids follow time as they do for snapshots taken here
+        // (`log` lists by id, and `restore PATH` takes the highest): records arrive in
+        // whatever order the downloads finished. `created_at` is RFC 3339 in UTC with
+        // fixed precision (catalog::ts), so its text sorts by time.
+        self.wanted.sort_by(|a, b| {
+            (&a.record.created_at, &a.space, a.record.id).cmp(&(
+                &b.record.created_at,
+                &b.space,
+                b.record.id,
+            ))
+        });
         let mut store = Store::open(&self.store_root)?;
         let index = store.block_index()?;
         let local_packs: HashMap<String, i64> = store

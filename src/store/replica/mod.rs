@@ -191,12 +191,13 @@ fn namespaces(listing: &[ObjectInfo]) -> BTreeMap<String, Namespace> {
     let mut spaces: BTreeMap<String, Namespace> = BTreeMap::new();
     for object in listing {
         let mut parts = object.name.splitn(4, '/');
-        let (Some("stores"), Some(store), Some(kind), Some(file)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some("stores"), Some(store), Some(kind)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
+        // A space with only its store.json (a push cut short after claiming it) counts.
         let space = spaces.entry(store.to_string()).or_default();
+        let file = parts.next().unwrap_or_default();
         match kind {
             "snapshots" => {
                 if let Some(id) = file.strip_suffix(".json").and_then(|n| n.parse().ok()) {
