@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +79,12 @@ def stored_bytes(filer_port, prefix):
         d = dirs.pop()
         req = urllib.request.Request(f"http://127.0.0.1:{filer_port}{d}/?limit=100000",
                                      headers={"Accept": "application/json"})
-        listing = json.load(urllib.request.urlopen(req))
+        try:
+            listing = json.load(urllib.request.urlopen(req))
+        except urllib.error.HTTPError as e:
+            if e.code == 404:  # nothing written there yet
+                continue
+            raise
         for entry in listing.get("Entries") or []:
             if entry["Mode"] & 0x80000000:
                 dirs.append(entry["FullPath"])

@@ -507,6 +507,7 @@ pub struct S3Server {
     pub access_key: String,
     pub secret_key: String,
     args: Vec<String>,
+    buckets: Vec<String>,
     filer_port: u16,
     child: Option<std::process::Child>,
 }
@@ -625,17 +626,17 @@ impl S3Server {
             access_key,
             secret_key,
             args,
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
             filer_port,
             child: None,
         };
         server.start_again();
-        for bucket in buckets {
-            server.wait_until_writable(bucket);
-        }
         server
     }
 
-    /// Start the server (again, after [`S3Server::kill`]) on the same ports and data.
+    /// Start the server (again, after [`S3Server::kill`]) on the same ports and data, and
+    /// wait until every bucket takes writes (its volume server has joined: before that,
+    /// reads of stored objects fail with 500).
     pub fn start_again(&mut self) {
         let log = fs::File::create(self.dir.path().join("weed.log")).unwrap();
         let child = Command::new(weed_program().expect("weed is installed"))
@@ -658,6 +659,9 @@ impl S3Server {
                 fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for bucket in &self.buckets {
+            self.wait_until_writable(bucket);
         }
     }
 

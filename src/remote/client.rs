@@ -157,6 +157,10 @@ impl Bucket {
                     detail: gist(&text),
                 }
             }
+            _ if has(&["status code: 5"]) => RemoteError::ServerFailed {
+                url,
+                detail: gist(&text),
+            },
             _ => RemoteError::Other {
                 url,
                 detail: short(&text),

@@ -123,6 +123,8 @@ pub(crate) enum RemoteError {
         path: PathBuf,
         detail: String,
     },
+    #[error("{url}: the server failed ({detail})")]
+    ServerFailed { url: String, detail: String },
     #[error("{url}: {detail}")]
     Other { url: String, detail: String },
 }
@@ -152,6 +154,11 @@ impl RemoteError {
             RemoteError::Missing { .. } => {
                 Some("`dbguard verify --remote NAME` checks the whole remote".into())
             }
+            RemoteError::ServerFailed { .. } => Some(
+                "the server answered with an internal error (still starting, overloaded or \
+                 out of space?); try again later: pushes and fetches resume where they stopped"
+                    .into(),
+            ),
             RemoteError::Local { .. } | RemoteError::Other { .. } => None,
         }
     }
