@@ -48,6 +48,12 @@ fn add_s3_remote(repo: &TestRepo, dir: &Path, server: &S3Server, prefix: &str) {
     .ok();
 }
 
+/// A SeaweedFS server with the test bucket, or `None` (the test skips) where `weed` is
+/// not installed and DBGUARD_REQUIRE_PEERS is unset.
+fn s3_server() -> Option<S3Server> {
+    S3Server::available().then(|| S3Server::start(&[BUCKET]))
+}
+
 /// The first line of stderr is the error, it says `needle`, and a hint follows.
 #[track_caller]
 fn assert_clear_error(run: &Run, needle: &str) {
@@ -131,10 +137,9 @@ fn repo_with_origin() -> (TestRepo, PathBuf) {
 
 #[test]
 fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
-    if !S3Server::available() {
+    let Some(server) = s3_server() else {
         return;
-    }
-    let server = S3Server::start(&[BUCKET]);
+    };
     let (repo, origin) = repo_with_origin();
     make_posts_db(&repo.root.join("posts.db"), 90_000, 8);
     add_s3_remote(&repo, &repo.root, &server, "crawler");
@@ -196,10 +201,9 @@ fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
 
 #[test]
 fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_twice() {
-    if !S3Server::available() {
+    let Some(mut server) = s3_server() else {
         return;
-    }
-    let mut server = S3Server::start(&[BUCKET]);
+    };
     let repo = TestRepo::new();
     make_blob_db(&repo.root.join("blobs.db"), 120);
     add_s3_remote(&repo, &repo.root, &server, "big");
@@ -284,10 +288,9 @@ fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_tw
 
 #[test]
 fn bad_credentials_addresses_and_buckets_are_one_line_errors_and_snapshots_still_happen() {
-    if !S3Server::available() {
+    let Some(server) = s3_server() else {
         return;
-    }
-    let server = S3Server::start(&[BUCKET]);
+    };
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 1000, 8);
     repo.dbguard(["snapshot", "posts.db"]).ok();
@@ -397,10 +400,9 @@ fn wait_for_autopush(repo: &TestRepo) -> serde_json::Value {
 
 #[test]
 fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out() {
-    if !S3Server::available() {
+    let Some(server) = s3_server() else {
         return;
-    }
-    let server = S3Server::start(&[BUCKET]);
+    };
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 2000, 8);
     let url = format!("s3://{BUCKET}/auto");
@@ -470,10 +472,9 @@ fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out(
 
 #[test]
 fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
-    if !S3Server::available() {
+    let Some(server) = s3_server() else {
         return;
-    }
-    let server = S3Server::start(&[BUCKET]);
+    };
     let repo = TestRepo::new();
     let (_, clone) = repo.remote_and_clone();
     make_posts_db(&repo.root.join("posts.db"), 3000, 8);
