@@ -503,6 +503,40 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
         .collect();
     assert!(theirs_before.len() > 3, "{theirs_before:?}");
 
+    // A dry run names the records that would go, and deletes nothing anywhere.
+    let everything_before = server.objects(BUCKET, "shared");
+    let dry = s3(
+        &repo,
+        &repo.root,
+        &server,
+        &[
+            "prune",
+            "--keep-last",
+            "1",
+            "--remote",
+            "backup",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        dry["remote"]["snapshot_ids"].as_array().unwrap().len(),
+        2,
+        "{dry}"
+    );
+    assert_eq!(server.objects(BUCKET, "shared"), everything_before);
+    assert_eq!(
+        repo.dbguard(["log", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
     let pruned = s3(
         &repo,
         &repo.root,

@@ -160,7 +160,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     ));
     drop(store);
     let remote = match &args.remote {
-        Some(name) => Some(prune_remote(ui, ctx, name, args.dry_run)?),
+        Some(name) => Some(prune_remote(ui, ctx, name, args.dry_run, &decision.remove)?),
         None => None,
     };
     if ui.json {
@@ -199,6 +199,7 @@ fn prune_remote(
     ctx: &Context,
     name: &str,
     dry_run: bool,
+    removed: &[i64],
 ) -> Result<json::RemotePrune, CommandError> {
     let remote = remote_flow::resolve(ctx, Some(name))?;
     let root = &ctx.settings.store.value;
@@ -211,14 +212,19 @@ fn prune_remote(
         let pushed = remote_flow::push(ui, &client, &plan, &lock)?;
         ui.status(&remote_flow::describe(&pushed, remote));
     }
-    let report = replica::prune_remote(&client, &plan, &lock, dry_run)?;
+    let report = replica::prune_remote(&client, &plan, &lock, dry_run, removed)?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     ui.status(&format!(
-        "{}: {verb} {} and {} ({}) that this store no longer has",
+        "{}: {verb} {} and {} ({}) that this store no longer has{}",
         remote.name,
         remote_flow::plural(report.snapshots.len(), "snapshot", "snapshots"),
         remote_flow::plural(report.packs, "pack", "packs"),
-        ui::bytes(report.bytes)
+        ui::bytes(report.bytes),
+        if dry_run {
+            "; the packs this prune frees here go from there too when it runs"
+        } else {
+            ""
+        }
     ));
     if report.kept_until_pushed > 0 {
         ui.warn(&format!(

@@ -26,12 +26,15 @@ pub(crate) struct RemotePruneReport {
 /// Delete from the remote what this store has pruned: records of snapshots it no longer
 /// has, then packs it no longer has (and unindexed debris), but packs only once every
 /// pack it does have is on the remote.
-/// The caller holds the store's remote lock, taken before `plan` was read.
+/// The caller holds the store's remote lock, taken before `plan` was read. `removed`:
+/// the snapshots the local prune removed, or would remove in a dry run (whose plan still
+/// has them); the packs such a prune would free locally are not known before it runs.
 pub(crate) fn prune_remote(
     client: &Client,
     plan: &PushPlan,
     _lock: &RemoteLock,
     dry_run: bool,
+    removed: &[i64],
 ) -> Result<RemotePruneReport, ReplicaError> {
     let store_id = &plan.store_id;
     let listing = client.list(&store_dir(store_id))?;
@@ -45,6 +48,7 @@ pub(crate) fn prune_remote(
         .iter()
         .map(|s| s.id)
         .chain(plan.legacy.iter().copied())
+        .filter(|id| !removed.contains(id))
         .collect();
     let local_packs: HashSet<&str> = plan.packs.iter().map(|p| p.name.as_str()).collect();
     for &id in &space.snapshots {
