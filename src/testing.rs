@@ -532,13 +532,30 @@ fn weed_program() -> Option<PathBuf> {
     })
 }
 
-/// A port nobody listens on now (the kernel's pick).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct ports that nobody listens on now, below Linux's ephemeral range
+/// (32768 and up), where the tests' own outgoing connections would take them.
+/// Each is held while the next is found, and a counter keeps the threads of one test
+/// binary apart; another process can still take one before the server binds it, which
+/// [`S3Server::start`] survives by trying again.
+fn free_ports(count: usize) -> Vec<u16> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let mut held = Vec::new();
+    while held.len() < count {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(step.wrapping_mul(13)) % SPAN) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// One plain HTTP/1.0 request to 127.0.0.1; the status code, or `None` when nothing
@@ -588,57 +605,87 @@ impl S3Server {
         .unwrap();
         let data = dir.path().join("data");
         fs::create_dir_all(&data).unwrap();
-        let s3_port = free_port();
-        let filer_port = free_port();
-        let mut args = vec![
-            "mini".to_string(),
-            format!("-dir={}", data.display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            "-webdav=false".into(),
-            "-admin.ui=false".into(),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            format!("-s3.config={}", config.display()),
-            format!("-s3.port={s3_port}"),
-            format!("-filer.port={filer_port}"),
-        ];
-        // Every other listener on a port of its own (grpc ports too: the default is
-        // the http port + 10000, which another test's server may hold).
-        for flag in [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port.grpc",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ] {
-            args.push(format!("-{flag}={}", free_port()));
-        }
-        if !buckets.is_empty() {
-            args.push(format!("-bucket={}", buckets.join(",")));
-        }
         let mut server = S3Server {
             dir,
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            endpoint: String::new(),
             access_key,
             secret_key,
-            args,
+            args: Vec::new(),
             buckets: buckets.iter().map(|b| b.to_string()).collect(),
-            filer_port,
+            filer_port: 0,
             child: None,
         };
-        server.start_again();
-        server
+        let mut attempts = 0;
+        loop {
+            // Every listener on a port of its own (grpc ports too: the default is the
+            // http port + 10000, which another test's server may hold).
+            let ports = free_ports(10);
+            server.endpoint = format!("http://127.0.0.1:{}", ports[0]);
+            server.filer_port = ports[1];
+            server.args = vec![
+                "mini".to_string(),
+                format!("-dir={}", data.display()),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                "-webdav=false".into(),
+                "-admin.ui=false".into(),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
+                format!("-s3.config={}", config.display()),
+                format!("-s3.port={}", ports[0]),
+                format!("-filer.port={}", ports[1]),
+            ];
+            for (flag, port) in [
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port.grpc",
+                "s3.port.grpc",
+                "admin.port",
+                "admin.port.grpc",
+            ]
+            .iter()
+            .zip(&ports[2..])
+            {
+                server.args.push(format!("-{flag}={port}"));
+            }
+            if !buckets.is_empty() {
+                server.args.push(format!("-bucket={}", buckets.join(",")));
+            }
+            match server.launch() {
+                Ok(()) => return server,
+                // A port taken between the pick and the bind: other ports.
+                Err(log) if attempts < 4 && log.contains("address already in use") => {
+                    attempts += 1;
+                    let _ = fs::remove_dir_all(&data);
+                    fs::create_dir_all(&data).unwrap();
+                }
+                Err(log) => panic!("SeaweedFS did not start; its log:\n{log}"),
+            }
+        }
     }
 
-    /// Start the server (again, after [`S3Server::kill`]) on the same ports and data, and
-    /// wait until every bucket takes writes (its volume server has joined: before that,
-    /// reads of stored objects fail with 500).
+    /// Start the server again after [`S3Server::kill`], on the same ports and data.
     pub fn start_again(&mut self) {
-        let log = fs::File::create(self.dir.path().join("weed.log")).unwrap();
+        let mut attempts = 0;
+        while let Err(log) = self.launch() {
+            // The old process's ports can take a moment to be free again.
+            assert!(
+                attempts < 10,
+                "SeaweedFS did not start again; its log:\n{log}"
+            );
+            attempts += 1;
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    /// Spawn `weed` and wait until it answers and every bucket takes writes (its volume
+    /// server has joined: before that, reads of stored objects fail with 500); its log
+    /// when it exits first or takes over a minute.
+    fn launch(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("weed.log");
+        let log = fs::File::create(&log_path).unwrap();
         let child = Command::new(weed_program().expect("weed is installed"))
             .args(&self.args)
             .current_dir(self.dir.path())
@@ -650,40 +697,38 @@ impl S3Server {
         self.child = Some(child);
         let s3_port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while http_status(s3_port, "GET", "/", b"").is_none()
-            || http_status(self.filer_port, "GET", "/", b"").is_none()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "SeaweedFS did not start; its log:\n{}",
-                fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
-            );
+        let failed = |server: &mut S3Server| {
+            server.kill();
+            Err(fs::read_to_string(&log_path).unwrap_or_default())
+        };
+        loop {
+            let answers = http_status(s3_port, "GET", "/", b"").is_some()
+                && http_status(self.filer_port, "GET", "/", b"").is_some();
+            if answers && self.buckets.iter().all(|b| self.takes_writes(b)) {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || std::time::Instant::now() > deadline {
+                return failed(self);
+            }
             std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        for bucket in &self.buckets {
-            self.wait_until_writable(bucket);
         }
     }
 
-    /// Wait until a file can be written into the bucket (the volume server has joined).
-    fn wait_until_writable(&self, bucket: &str) {
+    /// Whether a file can be written into the bucket now.
+    fn takes_writes(&self, bucket: &str) -> bool {
         let probe = format!("/buckets/{bucket}/.harness-probe");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if matches!(
-                http_status(self.filer_port, "PUT", &probe, b"ready"),
-                Some(200..=299)
-            ) {
-                http_status(self.filer_port, "DELETE", &probe, b"");
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "SeaweedFS never accepted a write into {bucket}; its log:\n{}",
-                fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        let written = matches!(
+            http_status(self.filer_port, "PUT", &probe, b"ready"),
+            Some(200..=299)
+        );
+        if written {
+            http_status(self.filer_port, "DELETE", &probe, b"");
         }
+        written
     }
 
     /// kill -9, and wait until it is gone.

@@ -654,6 +654,13 @@ fn a_file_remote_round_trips_and_a_damaged_pack_is_named_not_fetched() {
     repo.dbguard(["snapshot", "posts.db"]).ok();
     let pushed = repo.dbguard(["push", "--json"]).ok().json();
     assert_eq!(pushed["pushed"].as_array().unwrap().len(), 2, "{pushed}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&target).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the remote directory is private like the store"
+    );
     repo.dbguard(["verify", "--remote", "nas"]).ok();
 
     let fresh = TestRepo::new();

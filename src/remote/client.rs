@@ -306,7 +306,14 @@ impl Client {
                     detail,
                 };
                 if create {
-                    std::fs::create_dir_all(path).map_err(|e| local(e.to_string()))?;
+                    // Private like the store itself (0700): the objects below it are
+                    // written with the umask's modes, and hold the databases' rows.
+                    std::os::unix::fs::DirBuilderExt::mode(
+                        std::fs::DirBuilder::new().recursive(true),
+                        0o700,
+                    )
+                    .create(path)
+                    .map_err(|e| local(e.to_string()))?;
                 } else if !path.is_dir() {
                     return Err(local("no such directory".into()));
                 }
