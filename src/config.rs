@@ -245,11 +245,19 @@ impl Settings {
             let Some(text) = config.string(&key("url")) else {
                 continue;
             };
-            let url = RemoteUrl::parse(&text).map_err(|message| ConfigError::Git {
-                key: key("url"),
-                value: text.clone(),
-                message,
-            })?;
+            // A bad remote is left out with a warning, not an error: it only concerns the
+            // copies off this machine, and refusing would stop local snapshots and guarded
+            // git along with it.
+            let url = match RemoteUrl::parse(&text) {
+                Ok(url) => url,
+                Err(why) => {
+                    self.warnings.push(format!(
+                        "git config {} = {text} is left out: {why} (fix it with `dbguard remote add {name} URL`)",
+                        key("url")
+                    ));
+                    continue;
+                }
+            };
             self.remotes.push(RemoteSpec {
                 name: name.clone(),
                 url,

@@ -765,6 +765,25 @@ fn remote_commands_refuse_bad_names_urls_and_missing_remotes_clearly() {
         let run = repo.dbguard(&args).fails();
         assert_clear_error(&run, needle);
     }
+    // A remote broken by hand in git config is left out, loudly; local protection stays.
+    repo.git(["config", "dbguard.remote.typo.url", "s3:/bucket"]);
+    make_posts_db(&repo.root.join("posts.db"), 10, 8);
+    let snapshot = repo.dbguard(["snapshot", "posts.db"]).ok();
+    assert!(
+        snapshot.stderr.contains("dbguard.remote.typo.url") && snapshot.stderr.contains("left out"),
+        "{}",
+        snapshot.stderr
+    );
+    let push = repo.dbguard(["push", "typo"]).fails();
+    assert!(
+        push.stderr.contains("left out")
+            && push
+                .stderr
+                .contains("Error: there is no remote named `typo`"),
+        "{}",
+        push.stderr
+    );
+    repo.git(["config", "--unset", "dbguard.remote.typo.url"]);
     let config = fs::read_to_string(repo.root.join(".git/config")).unwrap();
     assert!(!config.contains("secret"), "{config}");
     assert!(

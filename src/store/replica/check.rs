@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
 use super::{
     Namespace, PackIndex, SnapshotRecord, check_pack, from_runs, index_object, namespaces,
     pack_object, parse_json, snapshot_object,
@@ -16,7 +14,7 @@ use crate::store::blocks::{FRAME_MAX_PLAIN, Hash, block_count, blocks_digest};
 
 use super::ReplicaError;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct RemoteVerifyReport {
     pub(crate) stores: usize,
     pub(crate) snapshots: usize,

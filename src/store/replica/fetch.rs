@@ -36,7 +36,7 @@ pub(crate) struct FetchedSnapshot {
     pub(crate) created_at: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct FetchReport {
     pub(crate) imported: Vec<FetchedSnapshot>,
     /// Snapshots on the remote that this store has already.

@@ -5,15 +5,13 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
-
 use super::{
     PushPlan, RemoteLock, ReplicaError, index_object, namespaces, pack_object, snapshot_object,
     store_dir,
 };
 use crate::remote::Client;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct RemotePruneReport {
     /// Snapshot records deleted: snapshots this store no longer has.
     pub(crate) snapshots: Vec<i64>,

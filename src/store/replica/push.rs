@@ -7,9 +7,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use serde::Serialize;
-
 use super::{
     FORMAT, FrameEntry, ImageEntry, OperationRecord, OwnerRecord, PackIndex, RemoteLock,
     ReplicaError, SnapshotRecord, index_object, owner_object, pack_object, parse_json,
@@ -19,6 +16,7 @@ use crate::remote::{Client, PutOutcome, RemoteError};
 use crate::store::blocks::{block_count, decode_manifest};
 use crate::store::catalog::ImageLayout;
 use crate::store::{Store, StoreError};
+use bytes::Bytes;
 
 /// One pack to make sure of on the remote.
 #[derive(Debug, Clone)]
@@ -60,7 +58,7 @@ pub(crate) struct PushPlan {
     pub(crate) fetched: usize,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct PushReport {
     pub(crate) store_id: String,
     /// Snapshots whose records this push wrote.
