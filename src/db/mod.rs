@@ -168,6 +168,9 @@ impl Census {
 pub(crate) enum Consistency {
     /// SQLite online backup API in one step: a transactionally consistent copy.
     OnlineBackup,
+    /// SQLite pages read through SQLite inside one read transaction (`sqlite_dbpage`),
+    /// checked and counted in that same transaction: one committed state.
+    ReadTransaction,
     /// A writer had crashed mid-transaction: its hot journal was rolled back in a private
     /// copy (never in the user's files), leaving the last committed state.
     RolledBackHotJournal,
@@ -225,6 +228,7 @@ impl Consistency {
     pub(crate) fn label(&self) -> String {
         match self {
             Consistency::OnlineBackup => "online-backup".into(),
+            Consistency::ReadTransaction => "read-transaction".into(),
             Consistency::RolledBackHotJournal => {
                 "online-backup (hot journal rolled back in the copy)".into()
             }

@@ -1,4 +1,5 @@
-//! SQLite: consistent copies through the online backup API, census and integrity checks.
+//! SQLite: consistent images of a live database (its pages streamed out of one read
+//! transaction, or a copy through the online backup API), census and integrity checks.
 //!
 //! The live file is only ever read through SQLite itself: a plain file handle on a
 //! database that this process also has a connection to would drop SQLite's POSIX locks
@@ -291,29 +292,191 @@ pub(crate) fn backup_in_one_step(
 /// `PRAGMA quick_check` plus the census, both on a private copy.
 pub(crate) fn check_and_census(image: &Path) -> Result<Census, DbError> {
     let conn = open_image(image)?;
+    quick_check(&conn, image)?;
+    census_conn(&conn, image)
+}
+
+/// `PRAGMA quick_check` on an open database: its problems (the first three) as an error.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), DbError> {
     let mut problems = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare("PRAGMA quick_check")
-            .map_err(|e| err(image, e))?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|e| err(image, e))?;
-        for row in rows {
-            let line = row.map_err(|e| err(image, e))?;
-            if line != "ok" {
-                problems.push(line);
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| err(path, e))?;
+    let rows = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(|e| err(path, e))?;
+    for row in rows {
+        let line = row.map_err(|e| err(path, e))?;
+        if line != "ok" {
+            problems.push(line);
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.truncate(3);
+    Err(DbError::Integrity {
+        path: path.to_path_buf(),
+        detail: problems.join("; "),
+    })
+}
+
+/// Why [`stream_pages`] produced no image.
+#[derive(Debug)]
+pub(crate) enum StreamFailure {
+    /// Not this way (a hot journal to roll back, a SQLite built without `sqlite_dbpage`, a
+    /// database that does not open): nothing was handed out; make a copy instead, which
+    /// deals with each of these or says what is wrong.
+    Unavailable,
+    /// The receiver of the pages stopped taking them (it knows why).
+    Stopped,
+    /// Reading, checking or counting the database failed after pages were handed out.
+    Db(DbError),
+}
+
+/// A live database's image as [`stream_pages`] handed it out.
+#[derive(Debug)]
+pub(crate) struct StreamedImage {
+    /// Bytes handed out: every page, in order.
+    pub(crate) size: u64,
+    pub(crate) census: Census,
+}
+
+/// Begin a read transaction on `conn` and take its read lock (rollback journal) or WAL
+/// read mark with a first read: the state it sees is fixed until the transaction ends.
+fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN")?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(())
+}
+
+/// Read one consistent state of the live database at `source` page by page through SQLite
+/// itself and hand it out: `start(page_size)` first, then the pages in order, in runs of
+/// about `run_bytes`, to `send` (either returning false stops the stream). The census
+/// is counted in the same read transaction, so it describes exactly the bytes handed out.
+///
+/// The pages come from the `sqlite_dbpage` virtual table inside one read transaction: the
+/// committed state as of its start, from the WAL where it holds newer pages, while writers
+/// go on (WAL) or wait on the read lock as for a backup (rollback journal). No plain file
+/// handle touches the live file and nothing is written to disk. (The pending-byte page of
+/// a database over 1 GiB comes back as zeros, as a backup writes it.)
+///
+/// `PRAGMA quick_check` runs meanwhile on a second connection, on another core, whose read
+/// transaction begins while the first one's is open: with a rollback journal that is the
+/// same state (no writer can commit while our read lock is held); in WAL mode it is that
+/// state or one a few microseconds newer, which tells the same about the database's
+/// health.
+pub(crate) fn stream_pages(
+    source: &Path,
+    run_bytes: usize,
+    start: impl FnOnce(usize) -> bool,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) -> Result<StreamedImage, StreamFailure> {
+    if has_hot_journal(source) {
+        // Reading would need the journal rolled back, which we never do to the user's
+        // files: the copy rolls it back in private.
+        return Err(StreamFailure::Unavailable);
+    }
+    let opened = (|| {
+        let pages_conn = open_live(source).ok()?;
+        let check_conn = open_live(source).ok()?;
+        begin_read(&pages_conn).ok()?;
+        begin_read(&check_conn).ok()?;
+        let page_size: i64 = pages_conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .ok()?;
+        let pages: i64 = pages_conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .ok()?;
+        // Without SQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml) this fails.
+        pages_conn
+            .prepare("SELECT data FROM sqlite_dbpage('main')")
+            .ok()?;
+        let page_size = usize::try_from(page_size).ok().filter(|n| *n > 0)?;
+        Some((pages_conn, check_conn, page_size, pages.max(0) as u64))
+    })();
+    let Some((pages_conn, check_conn, page_size, pages)) = opened else {
+        return Err(StreamFailure::Unavailable);
+    };
+    if !start(page_size) {
+        return Err(StreamFailure::Stopped);
+    }
+    let stop_check = check_conn.get_interrupt_handle();
+    std::thread::scope(|scope| {
+        let check = scope.spawn(move || quick_check(&check_conn, source));
+        let streamed = send_pages(&pages_conn, source, page_size, pages, run_bytes, &mut send)
+            .and_then(|size| {
+                let census = census_conn(&pages_conn, source).map_err(StreamFailure::Db)?;
+                Ok(StreamedImage { size, census })
+            });
+        if streamed.is_err() {
+            // No image: its check is moot.
+            stop_check.interrupt();
+        }
+        let checked = check.join().unwrap_or_else(|_| {
+            Err(DbError::Integrity {
+                path: source.to_path_buf(),
+                detail: "the integrity check crashed".into(),
+            })
+        });
+        let streamed = streamed?;
+        checked.map_err(StreamFailure::Db)?;
+        Ok(streamed)
+    })
+}
+
+/// Hand out every page of `conn`'s database (in a read transaction) in runs; returns the
+/// bytes handed out.
+fn send_pages(
+    conn: &Connection,
+    source: &Path,
+    page_size: usize,
+    pages: u64,
+    run_bytes: usize,
+    send: &mut impl FnMut(Vec<u8>) -> bool,
+) -> Result<u64, StreamFailure> {
+    let failed = |e: rusqlite::Error| StreamFailure::Db(err(source, e));
+    let run_pages = run_bytes.div_ceil(page_size).max(1);
+    let mut stmt = conn
+        .prepare_cached("SELECT data FROM sqlite_dbpage('main')")
+        .map_err(failed)?;
+    let mut rows = stmt.query([]).map_err(failed)?;
+    let mut run = Vec::with_capacity(run_pages * page_size);
+    let mut sent = 0u64;
+    while let Some(row) = rows.next().map_err(failed)? {
+        let page = row.get_ref(0).map_err(failed)?;
+        let page = page.as_blob().map_err(|e| failed(e.into()))?;
+        if page.len() != page_size {
+            return Err(StreamFailure::Db(err(
+                source,
+                format!(
+                    "page {} has {} bytes, not {page_size}",
+                    sent + 1,
+                    page.len()
+                ),
+            )));
+        }
+        run.extend_from_slice(page);
+        sent += 1;
+        if run.len() >= run_pages * page_size {
+            let full = std::mem::replace(&mut run, Vec::with_capacity(run_pages * page_size));
+            if !send(full) {
+                return Err(StreamFailure::Stopped);
             }
         }
     }
-    if !problems.is_empty() {
-        problems.truncate(3);
-        return Err(DbError::Integrity {
-            path: image.to_path_buf(),
-            detail: problems.join("; "),
-        });
+    if !run.is_empty() && !send(run) {
+        return Err(StreamFailure::Stopped);
     }
-    census_conn(&conn, image)
+    if sent != pages {
+        return Err(StreamFailure::Db(err(
+            source,
+            format!("read {sent} of its {pages} pages"),
+        )));
+    }
+    Ok(sent * page_size as u64)
 }
 
 /// Census a database file opened read-only (a live file or an image).
@@ -429,5 +592,90 @@ mod tests {
         assert_eq!(census.tables["posts"], 500);
         assert_eq!(census.tables["odd \"name\""], 0);
         assert_eq!(census, census_file(&src).unwrap());
+    }
+
+    /// Pages still in the WAL (never checkpointed while a connection keeps it open) are
+    /// part of the streamed image; the image is a database with exactly the live rows.
+    #[test]
+    fn streamed_pages_hold_what_only_the_wal_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        let writer = Connection::open(&src).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+                 CREATE TABLE posts(id INTEGER PRIMARY KEY, body TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+                 INSERT INTO posts(body) SELECT printf('post %d %s', i, hex(randomblob(40))) FROM n;",
+            )
+            .unwrap();
+        let wal = crate::db::sidecar_path(&src, crate::db::SQLITE_WAL);
+        assert!(
+            fs::metadata(wal).unwrap().len() > 0,
+            "the rows are in the WAL only"
+        );
+        let mut image = Vec::new();
+        let page_size = std::cell::Cell::new(0);
+        let streamed = stream_pages(
+            &src,
+            64 * 1024,
+            |size| {
+                page_size.set(size);
+                true
+            },
+            |run| {
+                assert_eq!(run.len() % page_size.get(), 0);
+                image.extend_from_slice(&run);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(streamed.size, image.len() as u64);
+        assert_eq!(page_size.get(), 4096);
+        assert_eq!(streamed.census.tables["posts"], 3000);
+        let copy = dir.path().join("image.db");
+        fs::write(&copy, &image).unwrap();
+        assert_eq!(check_and_census(&copy).unwrap(), streamed.census);
+        let conn = open_image(&copy).unwrap();
+        let last: String = conn
+            .query_row("SELECT body FROM posts WHERE id = 3000", [], |r| r.get(0))
+            .unwrap();
+        let live: String = writer
+            .query_row("SELECT body FROM posts WHERE id = 3000", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, live);
+    }
+
+    #[test]
+    fn a_stopped_receiver_stops_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        Connection::open(&src)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t(x);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
+                 INSERT INTO t SELECT randomblob(500) FROM n;",
+            )
+            .unwrap();
+        let mut runs = 0;
+        let stopped = stream_pages(
+            &src,
+            4096,
+            |_| true,
+            |_| {
+                runs += 1;
+                runs < 3
+            },
+        );
+        assert!(
+            matches!(stopped, Err(StreamFailure::Stopped)),
+            "{stopped:?}"
+        );
+        assert_eq!(runs, 3);
+        // A file that is not a database is left to the copy, which says what is wrong.
+        fs::write(&src, [0x8f; 8192]).unwrap();
+        let junk = stream_pages(&src, 4096, |_| true, |_| true);
+        assert!(matches!(junk, Err(StreamFailure::Unavailable)), "{junk:?}");
     }
 }

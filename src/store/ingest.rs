@@ -2,7 +2,8 @@
 //! one thread reads the image in segments, workers hash each block and compress the
 //! blocks the store does not hold yet into frames, and one writer numbers the blocks in
 //! image order and appends the frames to packs. Nothing is visible until the caller
-//! records the packs in the catalog.
+//! records the packs in the catalog. The image comes from any reader: a private copy on
+//! disk, or pages streamed out of a live database (`PageReader`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -20,7 +21,7 @@ use super::{Progress, StoreError, io_err, write_err};
 use crate::db::DbKind;
 
 /// Bytes read and handed to a worker at a time.
-const SEGMENT_BYTES: usize = 4 << 20;
+pub(super) const SEGMENT_BYTES: usize = 4 << 20;
 
 /// zstd level 1: the fastest of the standard levels; SQLite pages compress well at it,
 /// and snapshots sit on the path of every guarded git command.
@@ -41,6 +42,12 @@ pub(super) fn block_size_for(kind: DbKind, image: &Path) -> usize {
             n => usize::from(n),
         })
         .unwrap_or(MIN_BLOCK_SIZE);
+    block_size_for_page_size(page_size)
+}
+
+/// The dedup unit for a SQLite database of `page_size`: its page, within the block sizes
+/// the store knows.
+pub(super) fn block_size_for_page_size(page_size: usize) -> usize {
     if page_size.is_power_of_two() {
         page_size.clamp(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE)
     } else {
@@ -79,16 +86,17 @@ struct CompressedFrame {
     slots: Vec<usize>,
 }
 
-/// Store the image at `image` in blocks of `block_size`, deduplicated against `index`.
+/// Store the image that `source` reads (named `image` in errors) in blocks of
+/// `block_size`, deduplicated against `index`.
 pub(super) fn ingest(
     root: &Path,
     packs: &Packs,
     index: &BlockIndex,
+    source: &mut dyn Read,
     image: &Path,
     block_size: usize,
     progress: Progress<'_>,
 ) -> Result<Ingested, StoreError> {
-    let mut file = File::open(image).map_err(io_err(image))?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
     // A few segments in flight at most: memory stays bounded whatever the database size.
     let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
@@ -102,7 +110,7 @@ pub(super) fn ingest(
         }
         drop(done_tx);
         let writer = scope.spawn(|| write_segments(done_rx, root, packs, index, block_size));
-        let read = read_segments(&mut file, work_tx, block_size, progress).map_err(io_err(image));
+        let read = read_segments(source, work_tx, block_size, progress).map_err(io_err(image));
         let written = writer.join().unwrap_or_else(|_| {
             Err(StoreError::Io {
                 path: image.to_path_buf(),
@@ -144,7 +152,7 @@ pub(super) fn ingest(
 
 /// Read the image segment by segment and hand the segments out; returns its size.
 fn read_segments(
-    file: &mut File,
+    file: &mut dyn Read,
     work: SyncSender<(usize, Vec<u8>)>,
     block_size: usize,
     progress: Progress<'_>,
@@ -340,7 +348,7 @@ fn write_segments(
     }
 }
 
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {
@@ -351,4 +359,41 @@ fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// An image as a stream of byte runs sent by another thread (pages read out of a live
+/// database): the end of the stream is the end of the image. Whoever sends says whether
+/// the stream was complete; this reader cannot tell a finished stream from a broken one.
+pub(super) struct PageReader {
+    runs: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    read: usize,
+}
+
+impl PageReader {
+    pub(super) fn new(runs: Receiver<Vec<u8>>) -> PageReader {
+        PageReader {
+            runs,
+            current: Vec::new(),
+            read: 0,
+        }
+    }
+}
+
+impl Read for PageReader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.read == self.current.len() {
+            match self.runs.recv() {
+                Ok(run) => {
+                    self.current = run;
+                    self.read = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len() - self.read);
+        buffer[..n].copy_from_slice(&self.current[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
 }

@@ -11,6 +11,7 @@ mod packs;
 mod reclaim;
 mod records;
 pub(crate) mod replica;
+mod take;
 mod verify;
 pub(crate) use records::parse_snapshot_id;
 pub(crate) use verify::VerifyReport;
@@ -25,7 +26,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock;
 use crate::db::{self, Census, Completeness, DbError, DbKind};
-use blocks::{BlockIndex, encode_manifest};
+use blocks::BlockIndex;
 pub(crate) use catalog::{Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef};
 use catalog::{ImageLayout, NewImage};
 use chunks::{ChunkError, Chunks};
@@ -542,6 +543,12 @@ impl Store {
             });
         }
 
+        if request.kind == DbKind::Sqlite
+            && let Some(outcome) =
+                self.snapshot_via_stream(request, &live, started, &before, progress)?
+        {
+            return Ok(outcome);
+        }
         let image_path = temp_path(&self.tmp, ".img");
         // Created private here, before SQLite or DuckDB write into it (they would create
         // it 0644, or wider under `umask 000`); an existing empty file is a fine target.
@@ -550,219 +557,6 @@ impl Store {
             self.snapshot_via_copy(request, &live, &image_path, started, &before, progress);
         db::remove_image_files(&image_path);
         result
-    }
-
-    fn snapshot_via_copy(
-        &mut self,
-        request: &SnapshotRequest<'_>,
-        live: &Path,
-        image_path: &Path,
-        started: DateTime<Utc>,
-        before: &StatSignature,
-        progress: Progress<'_>,
-    ) -> Result<SnapshotOutcome, StoreError> {
-        let timing = crate::env::timing();
-        let t0 = Instant::now();
-        let copied = db::copy(request.kind, live, image_path)
-            .map_err(|e| self.staging_error(e, image_path))?;
-        if timing {
-            eprintln!("timing: copy {:?}", t0.elapsed());
-        }
-        // Integrity check + census on one core while the other hashes and compresses.
-        // Damaged blocks must not be reused: find them before deduplicating against them.
-        self.check_packs()?;
-        let block_size = ingest::block_size_for(request.kind, image_path);
-        let index = self.block_index()?;
-        let (root, packs) = (&self.root, &self.packs);
-        // Integrity check + census on one core while the others hash and compress.
-        let (census, ingested) = std::thread::scope(|scope| {
-            let census = scope.spawn(|| {
-                let t = Instant::now();
-                let result = db::check_and_census(request.kind, image_path);
-                if timing {
-                    eprintln!("timing: check+census {:?}", t.elapsed());
-                }
-                result
-            });
-            let t = Instant::now();
-            let ingested = ingest::ingest(root, packs, index, image_path, block_size, progress);
-            if timing {
-                eprintln!("timing: ingest {:?}", t.elapsed());
-            }
-            let census = census.join().unwrap_or_else(|_| {
-                Err(DbError::Integrity {
-                    path: image_path.to_path_buf(),
-                    detail: "the integrity check crashed".into(),
-                })
-            });
-            (census, ingested)
-        });
-        let ingested = ingested?;
-        let census = match census {
-            Ok(census) => census,
-            Err(e) => {
-                // The copy is refused: nothing will refer to the packs it wrote.
-                for pack in &ingested.packs {
-                    let _ = self.packs.remove(&pack.name);
-                }
-                return Err(match self.staging_error(e, image_path) {
-                    StoreError::Db(e) => StoreError::Db(relabel(e, live)),
-                    other => other,
-                });
-            }
-        };
-        let t = Instant::now();
-        let pack_ids = self.record_packs(&ingested)?;
-        if timing {
-            eprintln!("timing: record packs {:?}", t.elapsed());
-        }
-        // Trust the stat cache next time only if the file did not change while we copied
-        // it and its last write is safely older than the copy.
-        let after = stat_signature(live, request.kind).ok();
-        let trusted = after.as_ref() == Some(before)
-            && before.newest_ns + before.granularity_ns < now_ns(started);
-        let digest = ingested.digest.clone();
-        let chunks_ctime_ns = if trusted {
-            self.newest_pack_ctime(&pack_ids)
-        } else {
-            None
-        };
-        let consistency = copied.consistency.label();
-        let worktree = request.worktree.to_string_lossy();
-        let stat_cache = chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime)));
-        let mut warning = copied.warning;
-        if !ingested.repaired.is_empty() {
-            let one = ingested.repaired.len() == 1;
-            let repaired = format!(
-                "rewrote {} damaged chunk{} in the store from {} (older snapshots that use {} are whole again)",
-                ingested.repaired.len(),
-                if one { "" } else { "s" },
-                request.path,
-                if one { "it" } else { "them" },
-            );
-            warning = Some(match warning {
-                Some(w) => format!("{w}; {repaired}"),
-                None => repaired,
-            });
-        }
-        // The same image as the path's latest snapshot, both complete: the operation
-        // refers to that snapshot instead of recording an identical one.
-        if let Some(latest) = self.catalog.latest(&worktree, request.path)?
-            && latest.image_digest == digest
-            && latest.kind == request.kind
-            && latest.census == census
-            && !Completeness::of_label(&latest.consistency).partial
-            && !Completeness::of_label(&consistency).partial
-        {
-            self.catalog.insert_ref(
-                &request.reference(&worktree, latest.id, started, true),
-                stat_cache,
-            )?;
-            return Ok(SnapshotOutcome {
-                id: latest.id,
-                census: latest.census,
-                size: latest.size,
-                new_bytes: ingested.new_bytes,
-                reused: false,
-                unchanged_since: Some(latest.created_at),
-                consistency: latest.consistency,
-                warning,
-            });
-        }
-        let id = self.catalog.insert_snapshot(
-            &NewSnapshot {
-                operation_id: request.operation_id,
-                image_id: 0,
-                worktree: &worktree,
-                path: request.path,
-                kind: request.kind,
-                created_at: started,
-                consistency: &consistency,
-                git_state: request.git_state,
-                census: &census,
-                reused: false,
-                message: request.message,
-            },
-            Some(&NewImage {
-                digest: &digest,
-                size: ingested.size,
-                block_size: ingested.block_size,
-                manifest: encode_manifest(&ingested.block_ids),
-                pack_ids,
-            }),
-            stat_cache,
-        )?;
-        Ok(SnapshotOutcome {
-            id,
-            census,
-            size: ingested.size,
-            new_bytes: ingested.new_bytes,
-            reused: false,
-            unchanged_since: None,
-            consistency,
-            warning,
-        })
-    }
-
-    /// A failure while copying into (or reading back) our staging image: when the cause
-    /// is the store's disk or permissions, say so instead of blaming the user's database.
-    fn staging_error(&self, error: DbError, image: &Path) -> StoreError {
-        let full = |detail: String| StoreError::Full {
-            path: self.root.clone(),
-            detail,
-        };
-        match error {
-            DbError::Io { path, source }
-                if path.starts_with(&self.tmp) || is_disk_full(&source) =>
-            {
-                write_err(&self.root, &path)(source)
-            }
-            DbError::Sqlite { reason, .. } | DbError::DuckDb { reason, .. }
-                if reason.contains("database or disk is full")
-                    || reason.contains("No space left on device") =>
-            {
-                full(reason)
-            }
-            DbError::Sqlite {
-                ref path,
-                ref reason,
-            }
-            | DbError::DuckDb {
-                ref path,
-                ref reason,
-            } if path == image && reason.contains("Read-only file system") => {
-                StoreError::ReadOnly {
-                    path: self.root.clone(),
-                }
-            }
-            other => StoreError::Db(other),
-        }
-    }
-
-    /// Record an ingest's packs and frames in the catalog and the block index; returns
-    /// the packs the image's blocks live in.
-    fn record_packs(&mut self, ingested: &ingest::Ingested) -> Result<Vec<i64>, StoreError> {
-        let (_, frames) = self.catalog.add_packs(ingested)?;
-        self.block_index()?;
-        let index = self.index.get_mut().expect("loaded above");
-        for id in &ingested.repaired {
-            index.damaged.remove(id);
-        }
-        for frame in frames {
-            index.add_frame(frame);
-        }
-        Ok(index.packs_of(&ingested.block_ids))
-    }
-
-    /// The newest ctime among these packs' files, `None` when one is missing.
-    fn newest_pack_ctime(&self, pack_ids: &[i64]) -> Option<i64> {
-        let packs = self.catalog.packs().ok()?;
-        let mut newest = i64::MIN;
-        for id in pack_ids {
-            let pack = packs.iter().find(|p| p.id == *id)?;
-            newest = newest.max(self.packs.ctime_ns(&pack.name)?);
-        }
-        Some(newest)
     }
 }
 
@@ -775,23 +569,4 @@ fn same_state(latest: &SnapshotInfo, previous: &SnapshotInfo) -> bool {
         && latest.census == previous.census
         && !Completeness::of_label(&latest.consistency).partial
         && !Completeness::of_label(&previous.consistency).partial
-}
-
-/// The copy failed its check: name the user's file, not our staging path.
-fn relabel(error: DbError, live: &Path) -> DbError {
-    match error {
-        DbError::Integrity { detail, .. } => DbError::Integrity {
-            path: live.to_path_buf(),
-            detail,
-        },
-        DbError::Sqlite { reason, .. } => DbError::Sqlite {
-            path: live.to_path_buf(),
-            reason,
-        },
-        DbError::DuckDb { reason, .. } => DbError::DuckDb {
-            path: live.to_path_buf(),
-            reason,
-        },
-        other => other,
-    }
 }
