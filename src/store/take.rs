@@ -47,8 +47,9 @@ impl Store {
         let (root, packs) = (&self.root, &self.packs);
         let (page_size_tx, page_size_rx) = sync_channel::<usize>(1);
         let (runs_tx, runs_rx) = sync_channel::<Vec<u8>>(2);
-        // SQLite reads (and afterwards checks and counts) on one thread while this one
-        // hands the pages to the ingest's hashing and compressing workers.
+        // SQLite reads the pages (then counts the rows) on one thread and checks the
+        // database on another, while this one hands the pages to the ingest's hashing and
+        // compressing workers.
         let (streamed, ingested) = std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
                 db::sqlite::stream_pages(
@@ -72,7 +73,10 @@ impl Store {
             (streamed, ingested)
         });
         if timing {
-            eprintln!("timing: stream+check+census+ingest {:?}", t.elapsed());
+            eprintln!(
+                "timing: pages streamed, checked, counted and stored {:?}",
+                t.elapsed()
+            );
         }
         let ingested = match (streamed, ingested) {
             (Err(StreamFailure::Unavailable), None) => return Ok(None),
