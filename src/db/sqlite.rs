@@ -342,9 +342,20 @@ pub(crate) struct StreamedImage {
     pub(crate) census: Census,
 }
 
+/// How much of the live file a streaming connection maps instead of reading it a page per
+/// `pread` (SQLite caps it at its compile-time maximum, 2 GiB). Measured on the 376 MiB
+/// seed-shaped database: a first snapshot took 1.10 s mapped against 1.34 s with
+/// `pread`s (median of 5; system time 0.2 s against 0.6 s). The price, as for any SQLite
+/// connection with mmap: an I/O error of the disk, or a program other than SQLite cutting
+/// the file short while it is mapped, ends the process with SIGBUS rather than an error.
+/// Nothing is lost by that: the store is crash-safe (an unrecorded pack is debris), and a
+/// guarded git command has not run yet.
+const STREAM_MMAP_BYTES: i64 = 1 << 40;
+
 /// Begin a read transaction on `conn` and take its read lock (rollback journal) or WAL
 /// read mark with a first read: the state it sees is fixed until the transaction ends.
 fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("PRAGMA mmap_size = {STREAM_MMAP_BYTES}"))?;
     conn.execute_batch("BEGIN")?;
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
@@ -405,9 +416,19 @@ pub(crate) fn stream_pages(
     }
     let stop_check = check_conn.get_interrupt_handle();
     std::thread::scope(|scope| {
-        let check = scope.spawn(move || quick_check(&check_conn, source));
+        let (timing, started) = (crate::env::timing(), Instant::now());
+        let check = scope.spawn(move || {
+            let checked = quick_check(&check_conn, source);
+            if timing {
+                eprintln!("timing: quick_check done {:?}", started.elapsed());
+            }
+            checked
+        });
         let streamed = send_pages(&pages_conn, source, page_size, pages, run_bytes, &mut send)
             .and_then(|size| {
+                if timing {
+                    eprintln!("timing: pages read {:?}", started.elapsed());
+                }
                 let census = census_conn(&pages_conn, source).map_err(StreamFailure::Db)?;
                 Ok(StreamedImage { size, census })
             });
