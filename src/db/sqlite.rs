@@ -401,9 +401,10 @@ pub(crate) fn stream_pages(
         let pages: i64 = pages_conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .ok()?;
-        // Without SQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml) this fails.
+        // Without SQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml) this fails; cached,
+        // so that reading the pages does not prepare it again.
         pages_conn
-            .prepare("SELECT data FROM sqlite_dbpage('main')")
+            .prepare_cached("SELECT data FROM sqlite_dbpage('main')")
             .ok()?;
         let page_size = usize::try_from(page_size).ok().filter(|n| *n > 0)?;
         Some((pages_conn, check_conn, page_size, pages.max(0) as u64))
