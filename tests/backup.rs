@@ -1012,7 +1012,11 @@ fn backup_untrack_escapes_glob_characters_and_says_ignored_only_when_git_agrees(
             .unwrap()
             .success()
     };
-    assert!(check("crawl[1].db"), "{}", fs::read_to_string(repo.root.join(".gitignore")).unwrap());
+    assert!(
+        check("crawl[1].db"),
+        "{}",
+        fs::read_to_string(repo.root.join(".gitignore")).unwrap()
+    );
     assert!(!check("crawl1.db"), "the line ignores another file");
 
     // A nested .gitignore's negation outranks the line untrack adds at the top: dbguard

@@ -82,7 +82,11 @@ fn relative_paths_typed_in_a_subdirectory_are_planned_from_there() {
             } else {
                 plain(&repo, &repo.root.join("data"), args)
             };
-            let how = if through_dash_c { "git -C data" } else { "cd data && git" };
+            let how = if through_dash_c {
+                "git -C data"
+            } else {
+                "cd data && git"
+            };
             assert_eq!(run.code, 0, "{how} {args:?}: {}", run.stderr);
             let command = match through_dash_c {
                 true => format!("git -C data {}", args.join(" ")),
@@ -109,11 +113,18 @@ fn relative_paths_typed_in_a_subdirectory_are_planned_from_there() {
 #[test]
 fn each_git_a_shell_alias_runs_is_planned_on_its_own() {
     let repo = data_directory_at_risk();
-    repo.git(["config", "alias.nuke", "!git clean -fdq && git reset -q --hard"]);
+    repo.git([
+        "config",
+        "alias.nuke",
+        "!git clean -fdq && git reset -q --hard",
+    ]);
     let run = plain(&repo, &repo.root.join("data"), &["nuke"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!repo.root.join("data/cache.db").exists());
-    assert_eq!(sqlite_count(&repo.root.join("data/posts.db"), "posts"), 5000);
+    assert_eq!(
+        sqlite_count(&repo.root.join("data/posts.db"), "posts"),
+        5000
+    );
     // Each git is its own operation, named after itself.
     assert!(
         saved_for(&repo, "data/cache.db", "git clean -fdq", 700),
@@ -164,7 +175,10 @@ fn a_pull_inside_a_shell_alias_is_planned_after_a_stash_that_saved_nothing() {
     let run = plain(&collaborator, &clone, &["up"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(sqlite_count(&clone.join("posts.db"), "posts"), 10);
-    assert_eq!(fs::read_to_string(clone.join("notes.txt")).unwrap(), "local edit\n");
+    assert_eq!(
+        fs::read_to_string(clone.join("notes.txt")).unwrap(),
+        "local edit\n"
+    );
     assert!(
         saved_for(&collaborator, "posts.db", "git pull -q --no-rebase", 50_000),
         "the pull in the alias was not planned: {:?}\n{}",
@@ -180,7 +194,11 @@ fn a_pull_inside_a_shell_alias_is_planned_after_a_stash_that_saved_nothing() {
 fn global_option_values_and_a_symlinked_git_are_seen_through() {
     let repo = data_directory_at_risk();
     repo.git(["branch", "log"]);
-    let run = plain(&repo, &repo.root, &["--attr-source", "log", "reset", "-q", "--hard"]);
+    let run = plain(
+        &repo,
+        &repo.root,
+        &["--attr-source", "log", "reset", "-q", "--hard"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         saved_for(
@@ -233,7 +251,11 @@ fn a_broken_shared_setting_arriving_by_pull_leaves_the_hook_on_and_is_said_once(
     };
     collaborator.dbguard(["install"]).ok();
     // `exclude` is a list; a string is a typo dbguard cannot read.
-    fs::write(upstream.root.join(".dbguard.toml"), "exclude = \"vendor\"\n").unwrap();
+    fs::write(
+        upstream.root.join(".dbguard.toml"),
+        "exclude = \"vendor\"\n",
+    )
+    .unwrap();
     upstream.git(["add", ".dbguard.toml"]);
     upstream.git(["commit", "-q", "-m", "settings"]);
     upstream.git(["push", "-q", "../remote.git", "main"]);
@@ -262,7 +284,11 @@ fn a_broken_shared_setting_arriving_by_pull_leaves_the_hook_on_and_is_said_once(
     );
     // The wrapper still refuses until it is fixed.
     let refused = collaborator.dbguard(["git", "reset", "--hard"]).fails();
-    assert!(refused.stderr.contains(".dbguard.toml"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(".dbguard.toml"),
+        "{}",
+        refused.stderr
+    );
     drop(collaborator);
 }
 
@@ -282,7 +308,9 @@ fn leftover_variables_never_switch_the_hook_off_unseen() {
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(
-            run.stderr.matches("DBGUARD_SKIP=1 is set: nothing saved").count(),
+            run.stderr
+                .matches("DBGUARD_SKIP=1 is set: nothing saved")
+                .count(),
             1,
             "{}",
             run.stderr
@@ -323,7 +351,10 @@ fn leftover_variables_never_switch_the_hook_off_unseen() {
     let taken = |repo: &TestRepo| snapshots_of(repo, "data/posts.db");
     let before_wrapper = taken(&repo);
     for saved in &expected {
-        assert!(before_wrapper.contains(saved), "{saved:?} missing: {before_wrapper:?}");
+        assert!(
+            before_wrapper.contains(saved),
+            "{saved:?} missing: {before_wrapper:?}"
+        );
     }
     // The guard's own marker keeps working: the wrapper's snapshot, and none by the hook
     // of the git it runs.

@@ -145,7 +145,13 @@ mod tests {
         let patch = repo.path("a.patch");
         let args: Vec<&str> = args
             .iter()
-            .map(|a| if *a == "PATCH" { patch.to_str().unwrap() } else { a })
+            .map(|a| {
+                if *a == "PATCH" {
+                    patch.to_str().unwrap()
+                } else {
+                    a
+                }
+            })
             .collect();
         let run = typed(&repo, &args, true);
         let commands = snapshotted_commands(&repo);

@@ -43,9 +43,9 @@ use databases::{DbSet, Risk};
 pub(crate) use invocation::{GitInvocation, parse_invocation, parse_running_invocation};
 pub(crate) use operation::{Operation, pull_fetch_args};
 use query::Git;
-pub(crate) use subcommands::{
-    PASS_THROUGH_SUBCOMMANDS, guarded_subcommands, is_risky_subcommand, writes_unplanned,
-};
+#[cfg(test)]
+pub(crate) use subcommands::guarded_subcommands;
+pub(crate) use subcommands::{PASS_THROUGH_SUBCOMMANDS, is_risky_subcommand, writes_unplanned};
 
 /// Errors from planning. Most planning failures become a fallback [`Plan`] instead.
 #[derive(Debug, thiserror::Error)]
