@@ -1303,6 +1303,10 @@ def main():
     BASE = tempfile.mkdtemp(prefix="dbguard-faults-")
     os.makedirs(os.path.join(BASE, "bin"))
     BIN = shutil.copy2(source, os.path.join(BASE, "bin", "dbguard"))
+    # `dbguard install` names the fsmonitor hook program next to the binary.
+    hook_program = os.path.join(os.path.dirname(source), "dbguard-fsmonitor")
+    if os.path.isfile(hook_program):
+        shutil.copy2(hook_program, os.path.join(BASE, "bin", "dbguard-fsmonitor"))
     ENV = hermetic_env(os.path.join(BASE, "home"), BIN)
     version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.strip()
     # Kills per variant: snapshot has 4 variants, restore 2 (so 30 restore kills), prune 1.
