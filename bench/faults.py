@@ -17,6 +17,9 @@ real faults, for the dbguard binary it is given:
                    damaged") and guarded `git reset --hard` refuses instead of running git.
   read-only-store  store on a tmpfs remounted read-only: log, show, verify, status, diff and
                    restore --to work; snapshot and in-place restore refuse, saying why.
+  plain-git        the hooks alone (issue 27): relative paths typed in a subdirectory and
+                   through `git -C`, every git of a `!` alias, a typo in .dbguard.toml (saved,
+                   said once), DBGUARD_SKIP / DBGUARD_GUARDED left in the environment.
   bad-inputs       60 hostile files, paths, ids, configs and crafted catalog rows: no
                    panic, an `Error:` line with a `Hint:` when a command fails, no data lost,
                    and the behaviour issue 11 asks for where it names one.
@@ -1123,9 +1126,134 @@ def area_bad_inputs(area, _rounds):
         t.check(integrity == "ok" and rows == good_before[1] + 20, f"good.db: {integrity}, {rows} rows")
 
 
+# --------------------------------------------------------------------------- plain git (issue 27)
+
+def plain_git(args, cwd, env=None):
+    """A git command as a user types it (the installed hooks run): (exit code, stderr)."""
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env or ENV, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=300)
+    return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+def committed_data_repo(name):
+    """A repository with data/posts.db committed at 1,000 rows."""
+    repo = Repo(name)
+    os.makedirs(repo.p("data"))
+    make_db(repo.p("data/posts.db"), 1_000)
+    git(["add", "data/posts.db"], repo.root)
+    git(["commit", "-q", "-m", "add data/posts.db"], repo.root)
+    return repo
+
+
+def installed_data_repo(name):
+    """data/posts.db committed at 1,000 rows, grown to 6,000, an untracked data/cache.db
+    of 700 rows, dbguard installed (hooks and core.fsmonitor)."""
+    repo = committed_data_repo(name)
+    run = repo.dbg("install", "--quiet")  # its baseline holds the committed 1,000 rows
+    if run.code != 0:
+        raise Fail(f"`{run.cmd}` failed: {run.brief()}")
+    conn = sqlite3.connect(repo.p("data/posts.db"))
+    add_rows(conn, 5_000)
+    conn.close()
+    make_db(repo.p("data/cache.db"), 700)
+    return repo
+
+
+def saved_rows(t, repo, rel, rows, what, stderr):
+    """The command must have left a snapshot of `rel` with `rows` rows."""
+    t.check(rows in repo.catalog_rows(rel).values(),
+            f"{what} lost {rel} ({rows:,} rows) without a snapshot: {stderr.strip()[-200:]}")
+
+
+def plain_git_subdirectory(area):
+    """Issue 27.3: relative paths typed in a subdirectory, and through `git -C`."""
+    commands = [(["restore", "posts.db"], "data/posts.db", 6_000),
+                (["checkout", "--", "posts.db"], "data/posts.db", 6_000),
+                (["clean", "-f", "-q", "cache.db"], "data/cache.db", 700),
+                (["rm", "-q", "-f", "posts.db"], "data/posts.db", 6_000),
+                (["stash", "push", "-q", "--", "posts.db"], "data/posts.db", 6_000)]
+    for args, rel, rows in commands:
+        for dash_c in (False, True):
+            what = ("git -C data " if dash_c else "cd data && git ") + " ".join(args)
+            with area.trial(f"subdirectory: {what}") as t:
+                repo = installed_data_repo(f"sub-{len(os.listdir(BASE))}")
+                code, err = (plain_git(["-C", "data", *args], repo.root) if dash_c
+                             else plain_git(args, repo.p("data")))
+                t.check(code == 0, f"{what} failed: {err.strip()[-200:]}")
+                saved_rows(t, repo, rel, rows, what, err)
+
+
+def plain_git_aliases(area):
+    """Issue 27.4: every git a `!` alias runs is planned on its own."""
+    with area.trial("alias: nuke = !git clean -fd && git reset --hard") as t:
+        repo = installed_data_repo("alias-nuke")
+        git(["config", "alias.nuke", "!git clean -fdq && git reset -q --hard"], repo.root)
+        code, err = plain_git(["nuke"], repo.root)
+        t.check(code == 0, f"git nuke failed: {err.strip()[-200:]}")
+        saved_rows(t, repo, "data/cache.db", 700, "the alias's clean", err)
+        saved_rows(t, repo, "data/posts.db", 6_000, "the alias's reset --hard", err)
+    with area.trial("alias: sw = !git stash && git checkout other (from data/)") as t:
+        # The stash saves the modified posts.db; the checkout after it replaces the
+        # ignored data/cache.db with the one `other` tracks: it must be planned too.
+        repo = committed_data_repo("alias-sw")
+        write(repo.p(".gitignore"), "data/cache.db\n")
+        git(["add", ".gitignore"], repo.root)
+        git(["commit", "-q", "-m", "ignore the cache"], repo.root)
+        git(["checkout", "-q", "-b", "other"], repo.root)
+        make_db(repo.p("data/cache.db"), 10)
+        git(["add", "-f", "data/cache.db"], repo.root)
+        git(["commit", "-q", "-m", "a sample cache"], repo.root)
+        git(["checkout", "-q", "main"], repo.root)
+        run = repo.dbg("install", "--quiet")
+        if run.code != 0:
+            raise Fail(f"`{run.cmd}` failed: {run.brief()}")
+        conn = sqlite3.connect(repo.p("data/posts.db"))
+        add_rows(conn, 5_000)
+        conn.close()
+        make_db(repo.p("data/cache.db"), 700)
+        git(["config", "alias.sw", "!git stash -q && git checkout -q other"], repo.root)
+        code, err = plain_git(["sw"], repo.p("data"))
+        t.check(code == 0, f"git sw failed: {err.strip()[-200:]}")
+        t.check(rows_of(repo.p("data/cache.db")) == 10, "the checkout did not replace data/cache.db")
+        saved_rows(t, repo, "data/posts.db", 6_000, "the alias's stash", err)
+        saved_rows(t, repo, "data/cache.db", 700, "the alias's checkout", err)
+
+
+def plain_git_bad_settings(area):
+    """Issue 27.6: a broken shared setting, and dbguard's variables left in an environment."""
+    with area.trial("settings: typo in .dbguard.toml, then git reset --hard") as t:
+        repo = installed_data_repo("bad-toml")
+        write(repo.p(".dbguard.toml"), 'exclude = "vendor"\n')
+        code, err = plain_git(["reset", "-q", "--hard"], repo.root)
+        t.check(code == 0, f"git reset --hard failed: {err.strip()[-200:]}")
+        saved_rows(t, repo, "data/posts.db", 6_000, "git reset --hard with a typo in .dbguard.toml", err)
+        t.check(".dbguard.toml" in err, f"the typo was not mentioned: {err.strip()[-200:]}")
+        change_db(repo.p("data/posts.db"), 1, added=500)
+        code, err = plain_git(["checkout", "-q", "--", "data/posts.db"], repo.root)
+        t.check(".dbguard.toml" not in err, "the same typo was mentioned again at the next command")
+        saved_rows(t, repo, "data/posts.db", 1_500, "the next checkout --", err)
+    with area.trial("settings: DBGUARD_SKIP=1 left exported says so") as t:
+        repo = installed_data_repo("skip")
+        code, err = plain_git(["reset", "-q", "--hard"], repo.root, env={**ENV, "DBGUARD_SKIP": "1"})
+        t.check("DBGUARD_SKIP=1" in err, f"the skip was silent: {err.strip()[-200:]}")
+    for leftover in ("1", "99999-1"):
+        with area.trial(f"settings: DBGUARD_GUARDED={leftover} left exported guards nothing") as t:
+            repo = installed_data_repo(f"guarded-{leftover}")
+            code, err = plain_git(["reset", "-q", "--hard"], repo.root,
+                                  env={**ENV, "DBGUARD_GUARDED": leftover})
+            saved_rows(t, repo, "data/posts.db", 6_000, f"git reset --hard with DBGUARD_GUARDED={leftover}", err)
+
+
+def area_plain_git(area, _rounds):
+    plain_git_subdirectory(area)
+    plain_git_aliases(area)
+    plain_git_bad_settings(area)
+
+
 AREAS = [("kill9-snapshot", area_kill9_snapshot), ("kill9-restore", area_kill9_restore),
          ("kill9-prune", area_kill9_prune), ("disk-full", area_disk_full),
-         ("read-only-store", area_read_only_store), ("bad-inputs", area_bad_inputs)]
+         ("read-only-store", area_read_only_store), ("bad-inputs", area_bad_inputs),
+         ("plain-git", area_plain_git)]
 
 
 # --------------------------------------------------------------------------- main
@@ -1175,6 +1303,10 @@ def main():
     BASE = tempfile.mkdtemp(prefix="dbguard-faults-")
     os.makedirs(os.path.join(BASE, "bin"))
     BIN = shutil.copy2(source, os.path.join(BASE, "bin", "dbguard"))
+    # `dbguard install` names the fsmonitor hook program next to the binary.
+    hook_program = os.path.join(os.path.dirname(source), "dbguard-fsmonitor")
+    if os.path.isfile(hook_program):
+        shutil.copy2(hook_program, os.path.join(BASE, "bin", "dbguard-fsmonitor"))
     ENV = hermetic_env(os.path.join(BASE, "home"), BIN)
     version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.strip()
     # Kills per variant: snapshot has 4 variants, restore 2 (so 30 restore kills), prune 1.

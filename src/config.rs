@@ -127,6 +127,24 @@ pub(crate) fn default_excludes() -> Vec<String> {
 
 impl Settings {
     pub(crate) fn load(repo: &Repo) -> Result<Settings, ConfigError> {
+        let (settings, mut errors) = Settings::load_all(repo);
+        match errors.is_empty() {
+            true => Ok(settings),
+            false => Err(errors.remove(0)),
+        }
+    }
+
+    /// The settings for a hook, which cannot stop git: a setting that is not valid is
+    /// left at its default (a broken `.dbguard.toml` counts as absent, whatever else it
+    /// says), and returned, for the hook to say what is wrong. The defaults snapshot
+    /// more, never less: nothing is excluded beyond the usual directories.
+    pub(crate) fn load_with_defaults_for_invalid(repo: &Repo) -> (Settings, Vec<ConfigError>) {
+        Settings::load_all(repo)
+    }
+
+    /// Every setting that is valid, and every error met on the way.
+    fn load_all(repo: &Repo) -> (Settings, Vec<ConfigError>) {
+        let mut errors = Vec::new();
         let mut settings = Settings {
             store: Setting::default(repo.default_store_dir()),
             exclude: Setting::default(default_excludes()),
@@ -140,11 +158,17 @@ impl Settings {
             warnings: Vec::new(),
         };
         let file = repo.worktree.join(FILE_NAME);
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            let parsed: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
-                path: file.clone(),
-                message: e.message().to_string(),
-            })?;
+        let parsed = std::fs::read_to_string(&file).ok().and_then(|text| {
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| {
+                    errors.push(ConfigError::File {
+                        path: file.clone(),
+                        message: e.message().to_string(),
+                    })
+                })
+                .ok()
+        });
+        if let Some(parsed) = parsed {
             if let Some(exclude) = parsed.exclude {
                 settings.exclude = Setting {
                     value: exclude,
@@ -184,11 +208,13 @@ impl Settings {
                 };
             }
         }
-        settings.apply_git_config(repo)?;
-        Ok(settings)
+        settings.apply_git_config(repo, &mut errors);
+        (settings, errors)
     }
 
-    fn apply_git_config(&mut self, repo: &Repo) -> Result<(), ConfigError> {
+    /// Apply dbguard's git config keys; a key that is not valid keeps its default and
+    /// its error goes to `errors`.
+    fn apply_git_config(&mut self, repo: &Repo, errors: &mut Vec<ConfigError>) {
         let config = GitConfig::new(repo);
         if let Some(store) = config.path("dbguard.store") {
             let store = if store.is_absolute() {
@@ -202,15 +228,19 @@ impl Settings {
             };
         }
         if let Some(text) = config.string("dbguard.precommit") {
-            let policy = PreCommitPolicy::parse(&text).ok_or_else(|| ConfigError::Git {
-                key: "dbguard.precommit".into(),
-                value: text.clone(),
-                message: "expected refuse, warn or allow".into(),
-            })?;
-            self.pre_commit = Setting {
-                value: policy,
-                source: Source::GitConfig,
-            };
+            match PreCommitPolicy::parse(&text) {
+                Some(policy) => {
+                    self.pre_commit = Setting {
+                        value: policy,
+                        source: Source::GitConfig,
+                    }
+                }
+                None => errors.push(ConfigError::Git {
+                    key: "dbguard.precommit".into(),
+                    value: text.clone(),
+                    message: "expected refuse, warn or allow".into(),
+                }),
+            }
         }
         if let Some(text) = config.string("dbguard.exclude") {
             self.exclude = Setting {
@@ -232,12 +262,17 @@ impl Settings {
             ("dbguard.keepMonthly", &mut retention.keep_monthly),
         ] {
             if let Some(text) = config.string(key) {
-                *slot = Some(text.trim().parse::<u32>().map_err(|_| ConfigError::Git {
-                    key: key.into(),
-                    value: text.clone(),
-                    message: "expected a non-negative number".into(),
-                })?);
-                retention_from_git = true;
+                match text.trim().parse::<u32>() {
+                    Ok(number) => {
+                        *slot = Some(number);
+                        retention_from_git = true;
+                    }
+                    Err(_) => errors.push(ConfigError::Git {
+                        key: key.into(),
+                        value: text.clone(),
+                        message: "expected a non-negative number".into(),
+                    }),
+                }
             }
         }
         for name in config.subsections("dbguard.remote.", ".url") {
@@ -289,7 +324,6 @@ impl Settings {
                 source: Source::GitConfig,
             };
         }
-        Ok(())
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: GUARDED,
-        effect: "set by dbguard for the git it runs: hooks inside know the snapshot is taken",
+        effect: "set by dbguard for the git it runs (its own process, so a value left in an environment is ignored): hooks inside know the snapshot is taken",
     },
 ];
 
@@ -99,9 +99,11 @@ pub(crate) fn crontab_program() -> String {
         .unwrap_or_else(|| "crontab".to_string())
 }
 
-/// This process runs inside a git that dbguard's guard started.
+/// This process runs inside a git that dbguard's guard started: the marker names a
+/// live dbguard among this process's ancestors (a value left in an environment does not
+/// count, see [`crate::fsmonitor::process::guarded_by_ancestor`]).
 pub(crate) fn guarded() -> bool {
-    get(GUARDED).is_some()
+    get(GUARDED).is_some_and(|marker| crate::fsmonitor::process::guarded_by_ancestor(&marker))
 }
 
 /// The variables set in this environment, with their values, for `dbguard config`.

@@ -989,3 +989,86 @@ fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapsho
         16
     );
 }
+
+#[test]
+fn backup_untrack_escapes_glob_characters_and_says_ignored_only_when_git_agrees() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("crawl[1].db"), 5, 5);
+    // The file an unescaped `/crawl[1].db` line would ignore instead.
+    make_posts_db(&repo.root.join("crawl1.db"), 5, 5);
+    repo.git(["add", "--", ":(literal)crawl[1].db", "crawl1.db"]);
+    repo.git(["commit", "-q", "-m", "track"]);
+    let run = repo.dbguard(["untrack", "crawl[1].db"]).ok();
+    assert!(
+        run.stderr
+            .contains("crawl[1].db is no longer tracked and is in .gitignore"),
+        "{}",
+        run.stderr
+    );
+    let check = |path: &str| {
+        repo.command("git", &repo.root)
+            .args(["check-ignore", "-q", "--no-index", "--", path])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        check("crawl[1].db"),
+        "{}",
+        fs::read_to_string(repo.root.join(".gitignore")).unwrap()
+    );
+    assert!(!check("crawl1.db"), "the line ignores another file");
+
+    // A nested .gitignore's negation outranks the line untrack adds at the top: dbguard
+    // says the file is not ignored instead of claiming it is.
+    fs::create_dir_all(repo.root.join("sub")).unwrap();
+    fs::write(repo.root.join("sub/.gitignore"), "!kept.db\n").unwrap();
+    make_posts_db(&repo.root.join("sub/kept.db"), 5, 5);
+    repo.git(["add", "sub"]);
+    repo.git(["commit", "-q", "-m", "track kept"]);
+    let run = repo.dbguard(["untrack", "sub/kept.db"]).ok();
+    assert!(!check("sub/kept.db"));
+    assert!(!run.stderr.contains("is in .gitignore"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("git does not ignore it"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn backup_export_gives_each_database_path_its_own_directory() {
+    let repo = TestRepo::new();
+    fs::create_dir_all(repo.root.join("data")).unwrap();
+    make_posts_db(&repo.root.join("data/posts.db"), 30, 5);
+    make_posts_db(&repo.root.join("data_posts.db"), 70, 5);
+    let out = repo.path("out");
+    for database in ["data/posts.db", "data_posts.db"] {
+        repo.dbguard([
+            "export",
+            database,
+            "--format",
+            "jsonl",
+            "--compression",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+    }
+    let mut rows = Vec::new();
+    for entry in fs::read_dir(&out).unwrap() {
+        let dir = entry.unwrap().path();
+        let file = find_file(&dir, "/jsonl/posts.jsonl");
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        rows.push((name, fs::read_to_string(file).unwrap().lines().count()));
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            ("data%2Fposts.db".to_string(), 30),
+            ("data_posts.db".to_string(), 70)
+        ]
+    );
+}

@@ -10,7 +10,7 @@ use crate::error::CommandError;
 use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning, warn_failures};
 use crate::flow::{Context, command_line};
 use crate::hooks::{self, HookError, HookState, Install, Uninstall, fsmonitor};
-use crate::ui::{Tone, Ui};
+use crate::ui::{Tone, Ui, shell_quote};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
@@ -348,6 +348,26 @@ fn gitignore_ignores(line: &str) -> bool {
         && !pattern.starts_with('!')
 }
 
+/// The `.gitignore` line that matches `path` (worktree-relative) and nothing else: anchored
+/// at the top of the tree, glob characters (`*`, `?`, `[`) and backslashes escaped, and
+/// trailing spaces escaped (git drops unescaped ones). `/crawl[1].db` would ignore
+/// `crawl1.db`, not `crawl[1].db`.
+fn gitignore_entry(path: &str) -> String {
+    let kept = path.trim_end_matches(' ');
+    let mut entry = String::with_capacity(path.len() + 8);
+    entry.push('/');
+    for c in kept.chars() {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            entry.push('\\');
+        }
+        entry.push(c);
+    }
+    for _ in kept.len()..path.len() {
+        entry.push_str("\\ ");
+    }
+    entry
+}
+
 pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
@@ -386,7 +406,7 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
         );
     }
     let gitignore = ctx.repo.worktree.join(".gitignore");
-    let entry = format!("/{}", database.path);
+    let entry = gitignore_entry(database.path.as_str());
     let existing = fs::read_to_string(&gitignore).unwrap_or_default();
     let already_ignored = existing.lines().any(|line| line.trim() == entry)
         || ignored_by_a_gitignore(ctx, database.path.as_str())?;
@@ -408,10 +428,22 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
     if !staged.status.success() {
         ui.warn("could not stage .gitignore; add it yourself");
     }
-    ui.status(&format!(
-        "{} is no longer tracked and is in .gitignore; commit the change:",
-        database.path
-    ));
+    // Said only when git agrees: a later `!` line, or a name no pattern can spell,
+    // leaves the file unignored whatever was written.
+    if ignored_by_a_gitignore(ctx, database.path.as_str())? {
+        ui.status(&format!(
+            "{} is no longer tracked and is in .gitignore; commit the change:",
+            database.path
+        ));
+    } else {
+        ui.warn(&format!(
+            "{} is no longer tracked, but git does not ignore it (`git check-ignore -v -- {}` \
+             says why): `git add -A` would track it again",
+            database.path,
+            shell_quote(database.path.as_str())
+        ));
+        ui.status("commit the change:");
+    }
     ui.status(&format!(
         "  git commit -m 'Stop tracking {}'",
         database.path
@@ -439,5 +471,15 @@ mod tests {
         ));
         assert!(!gitignore_ignores("my.gitignore:1:x\tx"));
         assert!(!gitignore_ignores(""));
+    }
+
+    #[test]
+    fn gitignore_entries_escape_what_git_would_read_as_a_pattern() {
+        assert_eq!(gitignore_entry("posts.db"), "/posts.db");
+        assert_eq!(gitignore_entry("crawl[1].db"), "/crawl\\[1].db");
+        assert_eq!(gitignore_entry("a*b?.db"), "/a\\*b\\?.db");
+        assert_eq!(gitignore_entry("back\\slash.db"), "/back\\\\slash.db");
+        assert_eq!(gitignore_entry("#x!.db"), "/#x!.db");
+        assert_eq!(gitignore_entry("trailing  "), "/trailing\\ \\ ");
     }
 }

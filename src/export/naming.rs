@@ -25,18 +25,28 @@ pub(super) fn jsonl_extension(c: Compression) -> &'static str {
     }
 }
 
-/// `<out>/<database path, / as _>/<created_at as 20261121T114500Z>`.
+/// `<out>/<database path, / as %2F>/<created_at as 20261121T114500Z>`.
 pub(crate) fn export_dir(out: &Path, snapshot: &SnapshotInfo) -> PathBuf {
     out.join(database_dir_name(&snapshot.path))
         .join(snapshot.created_at.format("%Y%m%dT%H%M%SZ").to_string())
 }
 
 /// One directory name for a database path, always a plain name inside `--out` whatever
-/// the catalog says: `/` (and NUL) becomes `_`, and the names that would mean the directory itself
-/// or its parent (`""`, `.`, `..`, any all-dots name) get their dots written as `%2E`
-/// (an empty one becomes `%`, as an empty table name does).
+/// the catalog says, and a different name for every path (`data/posts.db` and
+/// `data_posts.db` must not export into one directory, the second over the first):
+/// `%`, `/` and NUL are written `%25`, `%2F` and `%00`, and the names that would mean the
+/// directory itself or its parent (`""`, `.`, `..`, any all-dots name) get their dots
+/// written as `%2E` (an empty one becomes `%`, which no escaped path is).
 fn database_dir_name(path: &str) -> String {
-    let name = path.replace(['/', '\0'], "_");
+    let mut name = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => name.push_str("%25"),
+            '/' => name.push_str("%2F"),
+            '\0' => name.push_str("%00"),
+            c => name.push(c),
+        }
+    }
     if name.is_empty() {
         "%".to_string()
     } else if name.bytes().all(|b| b == b'.') {
@@ -136,12 +146,12 @@ mod tests {
 
     #[test]
     fn database_dir_names_stay_inside_out() {
-        assert_eq!(database_dir_name("data/posts.db"), "data_posts.db");
+        assert_eq!(database_dir_name("data/posts.db"), "data%2Fposts.db");
         assert_eq!(database_dir_name(".."), "%2E%2E");
         assert_eq!(database_dir_name("."), "%2E");
         assert_eq!(database_dir_name(""), "%");
-        assert_eq!(database_dir_name("../../x"), ".._.._x");
-        assert_eq!(database_dir_name("/etc/passwd"), "_etc_passwd");
+        assert_eq!(database_dir_name("../../x"), "..%2F..%2Fx");
+        assert_eq!(database_dir_name("/etc/passwd"), "%2Fetc%2Fpasswd");
         for path in ["..", ".", "", "/", "a/../..", "...", "\0"] {
             let name = database_dir_name(path);
             let joined = Path::new("out").join(&name);
@@ -152,6 +162,30 @@ mod tests {
             );
             assert!(!matches!(name.as_str(), "" | "." | ".."));
         }
+    }
+
+    #[test]
+    fn no_two_database_paths_share_a_directory() {
+        let paths = [
+            "data/posts.db",
+            "data_posts.db",
+            "data%2Fposts.db",
+            "data%252Fposts.db",
+            "",
+            "%",
+            "%25",
+            ".",
+            "%2E",
+            "..",
+            "%2E%2E",
+            "a\0b",
+            "a%00b",
+            "a/b/c",
+            "a/b%2Fc",
+        ];
+        let names: std::collections::BTreeSet<String> =
+            paths.iter().map(|p| database_dir_name(p)).collect();
+        assert_eq!(names.len(), paths.len(), "{names:?}");
     }
 
     #[test]

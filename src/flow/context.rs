@@ -3,11 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::error::CommandError;
 use crate::git::{Repo, RepoError};
 use crate::scan::Scanner;
 use crate::store::{SnapshotInfo, Store, parse_snapshot_id};
+use crate::ui::Ui;
+
+/// In the git dir: the invalid settings a hook last warned about, so that it says them once.
+const SETTINGS_WARNED_FILE: &str = "dbguard-settings-warned";
 
 /// What every command inside a repository needs.
 pub(crate) struct Context {
@@ -74,6 +78,53 @@ impl Context {
 
     pub(crate) fn worktree_key(&self) -> String {
         self.repo.worktree.to_string_lossy().into_owned()
+    }
+
+    /// The context for a hook, which cannot stop git: an invalid setting (a typo in the
+    /// shared `.dbguard.toml`, which can arrive with a pull) must not turn the guard off,
+    /// so it is left at its default and said once — once per problem, not at every git
+    /// command of the day. `Ok(None)`: no worktree to protect.
+    pub(crate) fn load_for_hook(ui: &Ui, cwd: &Path) -> Result<Option<Context>, CommandError> {
+        let repo = match Repo::discover(cwd) {
+            Ok(repo) => repo,
+            Err(RepoError::NotARepo(_) | RepoError::Bare(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let (settings, invalid) = Settings::load_with_defaults_for_invalid(&repo);
+        let ctx = Context {
+            cwd: cwd.to_path_buf(),
+            repo,
+            settings,
+        };
+        ctx.say_invalid_settings_once(ui, &invalid);
+        Ok(Some(ctx))
+    }
+
+    /// Warn about `invalid` unless the same problems were said before in this worktree;
+    /// the record is dropped once the settings are valid again.
+    fn say_invalid_settings_once(&self, ui: &Ui, invalid: &[ConfigError]) {
+        let record = self.repo.git.path().join(SETTINGS_WARNED_FILE);
+        if invalid.is_empty() {
+            if record.exists() {
+                let _ = std::fs::remove_file(&record);
+            }
+            return;
+        }
+        let text: String = invalid.iter().map(|e| format!("{e}\n")).collect();
+        if std::fs::read_to_string(&record).is_ok_and(|said| said == text) {
+            return;
+        }
+        for error in invalid {
+            ui.warn(&format!(
+                "{error}; snapshotting with its default instead (git goes on)"
+            ));
+        }
+        ui.hint(
+            "fix the setting, or remove it to use the default; `dbguard config` checks them \
+             (`dbguard git …` refuses to run until it is fixed)",
+        );
+        // Not recorded, the warning comes again at the next command: better than never.
+        let _ = std::fs::write(&record, text);
     }
 
     /// Find a snapshot by the id a user typed (`14` or `#14`).

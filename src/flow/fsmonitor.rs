@@ -1,4 +1,4 @@
-//! `dbguard hook fsmonitor-guard <nearest git pid> <outermost git pid>`: started by the
+//! `dbguard hook fsmonitor-guard <nearest git pid> <operation git pid>`: started by the
 //! `core.fsmonitor` hook (see [`crate::fsmonitor`]) when a plain git command may write
 //! the worktree, before git writes anything. It plans the nearest git's command line
 //! (the process about to write: `merge FETCH_HEAD` under `git pull`), snapshots the
@@ -21,21 +21,22 @@ use crate::fsmonitor::{self, process::Process};
 use crate::plan;
 use crate::ui::Ui;
 
-/// Run the guard for the git processes `nearest` and `outermost`; always 0 (the hook
+/// Run the guard for the git processes `nearest` and `operation` (the command it belongs
+/// to, see [`fsmonitor::process`]); always 0 (the hook
 /// must answer git whatever happens here).
 pub(crate) fn run(ui: &Ui, args: &[OsString]) -> u8 {
     let pid = |i: usize| -> Option<Process> {
         let pid = args.get(i)?.to_str()?.parse().ok()?;
         Process::read(pid)
     };
-    let (Some(nearest), Some(outermost)) = (pid(0), pid(1)) else {
+    let (Some(nearest), Some(operation)) = (pid(0), pid(1)) else {
         ui.warn("fsmonitor-guard: the git processes it was started for are gone; nothing saved");
         return 0;
     };
-    if let Err(error) = guard(ui, &nearest, &outermost) {
+    if let Err(error) = guard(ui, &nearest, &operation) {
         let mut said = CommandError::new(format!(
             "not saved before `{}` (git goes on): {}",
-            command_of(&outermost).join(" "),
+            command_of(&operation).join(" "),
             error.message()
         ));
         for cause in error.causes() {
@@ -61,12 +62,15 @@ fn command_of(process: &Process) -> Vec<String> {
         .collect()
 }
 
-fn guard(ui: &Ui, nearest: &Process, outermost: &Process) -> Result<(), CommandError> {
-    let Some(ctx) = Context::load_to_protect(&nearest.cwd)? else {
+fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandError> {
+    // git runs its hooks from the top of the worktree; the user's relative pathspecs
+    // (`cd data && git restore posts.db`, `git -C data …`) are relative to GIT_PREFIX.
+    let user_dir = fsmonitor::process::user_prefix(&nearest.cwd);
+    let Some(ctx) = Context::load_for_hook(ui, &nearest.cwd)? else {
         return Ok(());
     };
     let git_dir: PathBuf = ctx.repo.git.path().to_path_buf();
-    let key = outermost.key();
+    let key = operation.key();
     let decided = |operation_id: i64| {
         fsmonitor::mark_decided(&git_dir, &key, operation_id).map_err(|e| {
             CommandError::new(format!(
@@ -76,10 +80,10 @@ fn guard(ui: &Ui, nearest: &Process, outermost: &Process) -> Result<(), CommandE
         })
     };
     let argv = nearest.git_args();
-    let (invocation, unparsed) = match plan::parse_invocation(argv, &nearest.cwd) {
+    let (invocation, unparsed) = match plan::parse_running_invocation(argv, &user_dir) {
         Ok(invocation) => (invocation, None),
         Err(error) => (
-            plan::GitInvocation::unparsed(argv, &nearest.cwd),
+            plan::GitInvocation::unparsed(argv, &user_dir),
             Some(error.to_string()),
         ),
     };
@@ -96,7 +100,7 @@ fn guard(ui: &Ui, nearest: &Process, outermost: &Process) -> Result<(), CommandE
     if at_risk.is_empty() {
         return decided(0);
     }
-    let command = command_of(outermost);
+    let command = command_of(operation);
     let head = ctx.repo.head();
     let mut store = ctx.store()?;
     let operation_id = store.begin_operation("guard", &command, head.as_deref(), clock::now())?;
@@ -174,9 +178,9 @@ pub(crate) struct ThisOperation {
 pub(crate) fn this_operation(ctx: &Context) -> ThisOperation {
     match fsmonitor::process::git_chain() {
         Some(chain) => ThisOperation {
-            command: Some(command_of(&chain.outermost)),
-            started_at: chain.outermost.started_at().map(chrono::DateTime::from),
-            decided: fsmonitor::decided_operation(ctx.repo.git.path(), &chain.outermost.key()),
+            command: Some(command_of(&chain.operation)),
+            started_at: chain.operation.started_at().map(chrono::DateTime::from),
+            decided: fsmonitor::decided_operation(ctx.repo.git.path(), &chain.operation.key()),
         },
         None => ThisOperation {
             command: None,

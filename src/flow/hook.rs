@@ -36,9 +36,10 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
     if name == "fsmonitor-guard" {
         return crate::flow::fsmonitor::run(ui, args);
     }
-    // A hook runs inside a repository; if dbguard cannot load its settings it says so
-    // (nothing was checked) and lets git go on.
-    let ctx = match Context::load_to_protect(cwd) {
+    // A hook runs inside a repository; an invalid setting falls back to its default
+    // (said once); if the repository itself cannot be read it says so (nothing was
+    // checked) and lets git go on.
+    let ctx = match Context::load_for_hook(ui, cwd) {
         Ok(Some(ctx)) => ctx,
         Ok(None) => return 0,
         Err(error) => {

@@ -34,8 +34,20 @@ pub(crate) const READ_ONLY: &[&str] = &[
     "write-tree",
 ];
 
-/// git's global options that take the next word as their value.
-const GLOBAL_WITH_VALUE: &[&str] = &["-C", "-c", "--git-dir", "--work-tree", "--namespace"];
+/// git's global options that take the next word as their value (git.c's
+/// `handle_options`). The planner's parser reads its table from here too
+/// (`plan/invocation.rs`), so the hook and the planner agree on where the subcommand
+/// is: `git --attr-source log reset --hard` runs `reset`, not `log`.
+pub(crate) const GLOBAL_WITH_VALUE: &[&str] = &[
+    "-C",
+    "-c",
+    "--config-env",
+    "--git-dir",
+    "--work-tree",
+    "--namespace",
+    "--super-prefix",
+    "--attr-source",
+];
 
 /// The class of `git <args>`.
 pub(crate) fn classify(args: &[OsString]) -> Class {
@@ -86,5 +98,10 @@ mod tests {
         );
         assert_eq!(class("stash drop"), Class::Plan);
         assert_eq!(class("--version"), Class::ReadOnly);
+        // A value that names a read-only command is a value, not the subcommand.
+        assert_eq!(class("--attr-source log reset --hard"), Class::Plan);
+        assert_eq!(class("--config-env status=HOME clean -fdx"), Class::Plan);
+        assert_eq!(class("--super-prefix log/ checkout -f"), Class::Plan);
+        assert_eq!(class("--attr-source=log reset --hard"), Class::Plan);
     }
 }

@@ -199,14 +199,18 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
     {
         say(&notice);
     }
-    // Under the guard (`dbguard git …`) the snapshot is taken already.
-    let guarded = std::env::var_os(GUARDED_VARIABLE).is_some();
+    // Under the guard (`dbguard git …`) the snapshot is taken already: believed only
+    // when the marker names the dbguard that started this git (a value left behind in
+    // an environment would turn the hook off unseen).
+    let guarded = std::env::var_os(GUARDED_VARIABLE)
+        .is_some_and(|marker| process::guarded_by_ancestor(&marker));
     let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");
-    if !guarded
-        && !skipped
-        && let Some(chain) = process::git_chain()
-    {
-        guard(&git_dir, &chain);
+    if !guarded && let Some(chain) = process::git_chain() {
+        if skipped {
+            say_skipped(&git_dir, &chain);
+        } else {
+            guard(&git_dir, &chain);
+        }
     }
     if let Some(previous) = Previous::read(&common_dir)
         && let Some(program) = previous.runnable()
@@ -231,10 +235,7 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
 /// dbguard's planner and snapshot, and wait. dbguard reports on stderr what it saved and
 /// what it could not; its stdout goes there too, so the answer on ours stays clean.
 fn guard(git_dir: &Path, chain: &GitChain) {
-    if classify::classify(chain.nearest.git_args()) != Class::Plan {
-        return;
-    }
-    if decided_operation(git_dir, &chain.outermost.key()).is_some() {
+    if !undecided_writer(git_dir, chain) {
         return;
     }
     let dbguard = std::env::current_exe()
@@ -249,7 +250,7 @@ fn guard(git_dir: &Path, chain: &GitChain) {
     let status = Command::new(&dbguard)
         .args(["hook", "fsmonitor-guard"])
         .arg(chain.nearest.pid.to_string())
-        .arg(chain.outermost.pid.to_string())
+        .arg(chain.operation.pid.to_string())
         .stdin(Stdio::null())
         .stdout(stdout)
         .status();
@@ -264,6 +265,33 @@ fn guard(git_dir: &Path, chain: &GitChain) {
             dbguard.display()
         )),
     }
+}
+
+/// Whether the git command may write the worktree and no earlier call of the same
+/// operation has decided for it.
+fn undecided_writer(git_dir: &Path, chain: &GitChain) -> bool {
+    classify::classify(chain.nearest.git_args()) == Class::Plan
+        && decided_operation(git_dir, &chain.operation.key()).is_none()
+}
+
+/// `DBGUARD_SKIP=1`: nothing is saved, and the user hears so once for every git command
+/// that may write (a forgotten `export` must not switch the guard off unseen).
+fn say_skipped(git_dir: &Path, chain: &GitChain) {
+    if !undecided_writer(git_dir, chain) {
+        return;
+    }
+    let command: Vec<String> = chain
+        .operation
+        .git_args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    say(&format!(
+        "{SKIP_VARIABLE}=1 is set: nothing saved before `git {}` (unset it to have databases snapshotted)",
+        command.join(" ")
+    ));
+    // Said once for this command, not again at each of its index reads.
+    let _ = mark_decided(git_dir, &chain.operation.key(), 0);
 }
 
 /// One line for the user on git's stderr.

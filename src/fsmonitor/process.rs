@@ -2,15 +2,21 @@
 //! from whichever git process reads the index, often an internal child (stash's
 //! `update-index` and `reset --hard`, pull's `merge FETCH_HEAD`, bisect's `checkout`).
 //!
-//! The *nearest* git is the one about to write (its first call precedes its writes); the
-//! *outermost* git is the user's command: it names the operation and keys its dedupe.
-//! Walking up, a `sh -c` directly between two gits (a shell alias, or git running a
-//! hook value with a space) is passed through; anything else ends the chain.
+//! The *nearest* git is the one about to write (its first call precedes its writes). The
+//! *operation* is the git command it belongs to: the nearest git's ancestors as long as
+//! each is a git started directly by git, which is how a builtin runs its own internal
+//! children (stash's `reset --hard`, pull's `merge FETCH_HEAD`). A git started by a shell
+//! (a `!` alias, `rebase -x`, a script) is an operation of its own: every git in
+//! `!git clean -fd && git reset --hard` writes, and each is planned.
+//!
+//! git is recognised by its executable (`/proc/PID/exe`, which resolves the symlink a
+//! user may call `g`), not by the name it was started under.
 
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt as _;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 /// A running process, as `/proc` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +27,9 @@ pub(crate) struct Process {
     pub(crate) started: u64,
     pub(crate) argv: Vec<OsString>,
     pub(crate) cwd: PathBuf,
+    /// The program file it runs (`/proc/PID/exe`, symlinks resolved); `None` when the
+    /// kernel does not show it (another user's process).
+    exe: Option<PathBuf>,
 }
 
 impl Process {
@@ -41,12 +50,14 @@ impl Process {
             _ => argv,
         };
         let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
         Some(Process {
             pid,
             parent,
             started,
             argv,
             cwd,
+            exe,
         })
     }
 
@@ -76,23 +87,42 @@ impl Process {
             .is_some_and(|p| p.started.to_string() == started)
     }
 
+    /// The file name it was started under (`argv[0]`'s last component).
     fn program_name(&self) -> &[u8] {
         use std::os::unix::ffi::OsStrExt as _;
         let argv0 = self.argv.first().map_or(&[][..], |a| a.as_bytes());
         argv0.rsplit(|b| *b == b'/').next().unwrap_or(argv0)
     }
 
+    /// The file name of the executable it runs, when the kernel shows it.
+    fn exe_name(&self) -> Option<&[u8]> {
+        use std::os::unix::ffi::OsStrExt as _;
+        Some(self.exe.as_deref()?.file_name()?.as_bytes())
+    }
+
+    /// Whether it runs git: its executable is a file named `git` (a symlink `g -> git`
+    /// resolves to it), or, when the kernel hides the executable, it was started as
+    /// `git`.
     pub(crate) fn is_git(&self) -> bool {
-        self.program_name() == b"git"
+        match self.exe_name() {
+            Some(name) => name == b"git",
+            None => self.program_name() == b"git",
+        }
+    }
+
+    /// Whether it runs the same program file as `git` (a hard link under another name
+    /// counts: git's exec-path copy is one).
+    fn runs_same_program_as(&self, git: &Process) -> bool {
+        let identity = |p: &Process| {
+            let metadata = fs::metadata(p.exe.as_deref()?).ok()?;
+            Some((metadata.dev(), metadata.ino()))
+        };
+        self.is_git() || identity(self).is_some_and(|id| identity(git) == Some(id))
     }
 
     fn is_shell(&self) -> bool {
-        matches!(self.program_name(), b"sh" | b"dash" | b"bash")
-    }
-
-    /// `sh -c …` (dash, bash or sh itself).
-    fn is_shell_command(&self) -> bool {
-        self.is_shell() && self.argv.get(1).is_some_and(|a| a == "-c")
+        let shell = |name: &[u8]| matches!(name, b"sh" | b"dash" | b"bash");
+        shell(self.program_name()) || self.exe_name().is_some_and(shell)
     }
 
     /// The git arguments after the program name.
@@ -106,8 +136,10 @@ impl Process {
 pub(crate) struct GitChain {
     /// The git process that ran the hook.
     pub(crate) nearest: Process,
-    /// The user's git command (the same process when git ran it directly).
-    pub(crate) outermost: Process,
+    /// The git command it belongs to: the outermost git reached from `nearest` through
+    /// gits that git started directly (the same process when the user's git ran the
+    /// hook). It names the operation and keys its dedupe.
+    pub(crate) operation: Process,
 }
 
 /// The gits above this process, or `None` when no git is (a hook run by hand). Up to
@@ -126,20 +158,58 @@ pub(crate) fn git_chain() -> Option<GitChain> {
         return None;
     }
     let nearest = current.clone();
-    let mut outermost = current;
-    while let Some(mut parent) = Process::read(outermost.parent) {
-        if parent.is_shell_command() {
-            match Process::read(parent.parent) {
-                Some(grandparent) if grandparent.is_git() => parent = grandparent,
-                _ => break,
-            }
-        }
-        if !parent.is_git() {
+    let mut operation = current;
+    // A shell between two gits ends the walk: the git above it ran a `!` alias or a
+    // command (`rebase -x`), and each git that shell starts is a command of its own.
+    while let Some(parent) = Process::read(operation.parent) {
+        if !parent.runs_same_program_as(&nearest) {
             break;
         }
-        outermost = parent;
+        operation = parent;
     }
-    Some(GitChain { nearest, outermost })
+    Some(GitChain { nearest, operation })
+}
+
+/// Whether `marker` (a `DBGUARD_GUARDED` value) was set by dbguard for this process: it
+/// names, as `<pid>-<start ticks>`, a live process that is this process's ancestor (the
+/// `dbguard git …` that snapshotted and then started the git this hook runs under). A
+/// value left behind in an environment (`export DBGUARD_GUARDED=1`, or a key of a
+/// dbguard that is gone or unrelated) is no proof that anything was saved.
+pub(crate) fn guarded_by_ancestor(marker: &std::ffi::OsStr) -> bool {
+    let Some(marker) = marker.to_str() else {
+        return false;
+    };
+    let mut pid = std::process::id();
+    // A chain deeper than this is no git run by dbguard.
+    for _ in 0..64 {
+        let Some(process) = Process::read(pid) else {
+            return false;
+        };
+        if process.key() == marker {
+            return true;
+        }
+        if process.parent == 0 {
+            return false;
+        }
+        pid = process.parent;
+    }
+    false
+}
+
+/// The marker dbguard sets for a git it starts after snapshotting: this process's key.
+pub(crate) fn guard_marker_for_children() -> Option<String> {
+    Process::read(std::process::id()).map(|me| me.key())
+}
+
+/// The directory the user typed the git command in, as git tells its hooks: git has
+/// already changed to the top of the worktree when it runs one, and puts the user's
+/// directory, relative to that top, in `GIT_PREFIX` (`data/` for `cd data && git
+/// restore posts.db`, and for `git -C data …`). Empty at the top.
+pub(crate) fn user_prefix(worktree_top: &Path) -> PathBuf {
+    match std::env::var_os("GIT_PREFIX") {
+        Some(prefix) if !prefix.is_empty() => worktree_top.join(prefix),
+        _ => worktree_top.to_path_buf(),
+    }
 }
 
 #[cfg(test)]

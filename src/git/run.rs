@@ -16,8 +16,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
-/// Set in the environment of a git the wrapper runs after snapshotting: hooks inside it
-/// know the databases are already saved.
+/// Set in the environment of a git the wrapper runs after snapshotting, to the wrapper's
+/// own `<pid>-<start ticks>`: hooks inside it know the databases are already saved.
 pub(crate) const GUARD_ENV: &str = "DBGUARD_GUARDED";
 
 /// The options that keep a git from calling the fsmonitor hook (dbguard's own, once
@@ -114,9 +114,12 @@ impl GitRunner {
     /// it as already snapshotted for dbguard's hooks inside it.
     pub(crate) fn user(&self, dir: &Path, guarded: bool) -> Command {
         let mut command = self.base(dir);
-        if guarded {
-            command.env(GUARD_ENV, "1");
-        }
+        // The marker names this process: hooks honour it only while it is their
+        // ancestor, so a copy that leaks into a later environment guards nothing.
+        match guarded.then(crate::fsmonitor::process::guard_marker_for_children) {
+            Some(Some(marker)) => command.env(GUARD_ENV, marker),
+            _ => command.env_remove(GUARD_ENV),
+        };
         command
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::PlanError;
 use super::query::{check, git_raw, query_globals, to_os};
 use super::subcommands::BUILTINS;
+use crate::fsmonitor::classify::GLOBAL_WITH_VALUE;
 use crate::git::{FSMONITOR_OFF, GitRunner};
 
 /// A parsed `git …` command line (argv without the leading `git`).
@@ -55,11 +56,40 @@ pub(crate) fn parse_invocation(argv: &[OsString], cwd: &Path) -> Result<GitInvoc
     parse_invocation_with(argv, cwd, GitRunner::default())
 }
 
+/// Parse the argv of a git that is running already, in `dir`, the directory its `-C`
+/// options led to (git's hooks learn it from `GIT_PREFIX`: git has changed to the top of
+/// the worktree by then, so the process's own cwd no longer says). Its `-C` options are
+/// kept in [`GitInvocation::global`] but not applied again.
+pub(crate) fn parse_running_invocation(
+    argv: &[OsString],
+    dir: &Path,
+) -> Result<GitInvocation, PlanError> {
+    parse(argv, dir, GitRunner::default(), Directory::Reached)
+}
+
 /// [`parse_invocation`] whose git queries start through `runner` (tests: a hermetic one).
 pub(crate) fn parse_invocation_with(
     argv: &[OsString],
     cwd: &Path,
     runner: GitRunner,
+) -> Result<GitInvocation, PlanError> {
+    parse(argv, cwd, runner, Directory::Typed)
+}
+
+/// Where the directory given to the parser stands relative to the argv's `-C` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Directory {
+    /// Where the command was typed: each `-C` moves from there.
+    Typed,
+    /// Where the running git works already: every `-C` has been applied.
+    Reached,
+}
+
+fn parse(
+    argv: &[OsString],
+    cwd: &Path,
+    runner: GitRunner,
+    directory: Directory,
 ) -> Result<GitInvocation, PlanError> {
     let mut inv = GitInvocation {
         args: Vec::new(),
@@ -68,7 +98,7 @@ pub(crate) fn parse_invocation_with(
     };
     let mut rest: VecDeque<OsString> = argv.iter().cloned().collect();
     loop {
-        if take_global_options(&mut inv, &mut rest)? == AfterOption::Complete {
+        if take_global_options(&mut inv, &mut rest, directory)? == AfterOption::Complete {
             inv.args = rest.into_iter().collect();
             return Ok(inv);
         }
@@ -123,6 +153,7 @@ enum AfterOption {
 fn take_global_options(
     inv: &mut GitInvocation,
     rest: &mut VecDeque<OsString>,
+    directory: Directory,
 ) -> Result<AfterOption, PlanError> {
     while let Some(a) = rest.front() {
         let Some(s) = a.to_str() else { break };
@@ -131,7 +162,7 @@ fn take_global_options(
         }
         let s = s.to_owned();
         rest.pop_front();
-        if take_global_option(inv, s, rest)? == AfterOption::Complete {
+        if take_global_option(inv, s, rest, directory)? == AfterOption::Complete {
             return Ok(AfterOption::Complete);
         }
     }
@@ -143,6 +174,7 @@ fn take_global_option(
     inv: &mut GitInvocation,
     s: String,
     rest: &mut VecDeque<OsString>,
+    directory: Directory,
 ) -> Result<AfterOption, PlanError> {
     match s.as_str() {
         "--help" | "-h" | "--version" | "-v" => {
@@ -162,15 +194,16 @@ fn take_global_option(
             let dir = rest
                 .pop_front()
                 .ok_or_else(|| PlanError::InvalidArgs("no directory given for -C".into()))?;
-            if !dir.is_empty() {
+            if !dir.is_empty() && directory == Directory::Typed {
                 inv.cwd = inv.cwd.join(&dir);
             }
             inv.global.push(s.into());
             inv.global.push(dir);
         }
-        "-c" | "--config-env" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix"
-        | "--attr-source" => {
-            if s != "-c" && s != "--config-env" {
+        // The same table as the fsmonitor hook's classifier: both must find the same
+        // subcommand.
+        _ if GLOBAL_WITH_VALUE.contains(&s.as_str()) => {
+            if !matches!(s.as_str(), "-c" | "--config-env") {
                 refuse_in_alias(inv, &s)?;
             }
             let v = rest

@@ -40,9 +40,11 @@ mod tests;
 
 pub(crate) use databases::Probe;
 use databases::{DbSet, Risk};
-pub(crate) use invocation::{GitInvocation, parse_invocation};
+pub(crate) use invocation::{GitInvocation, parse_invocation, parse_running_invocation};
 pub(crate) use operation::{Operation, pull_fetch_args};
 use query::Git;
+#[cfg(test)]
+pub(crate) use subcommands::guarded_subcommands;
 pub(crate) use subcommands::{PASS_THROUGH_SUBCOMMANDS, is_risky_subcommand, writes_unplanned};
 
 /// Errors from planning. Most planning failures become a fallback [`Plan`] instead.
