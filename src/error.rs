@@ -282,7 +282,7 @@ impl From<crate::import::ImportError> for CommandError {
             }
             E::Io { .. } => "check free disk space and the permissions of that path",
             // The file may come from any tool: nothing here says dbguard wrote it.
-            E::Parquet { .. } | E::Arrow { .. } => {
+            E::Parquet { .. } | E::Arrow { .. } | E::Damaged { .. } => {
                 "nothing was loaded; check that the file is a complete Parquet file (DuckDB: SELECT * FROM parquet_metadata('FILE') shows its codecs and types)"
             }
             E::Definition { .. } | E::Decltype { .. } => {

@@ -79,6 +79,9 @@ pub(crate) enum ImportError {
     },
     #[error("{what} ({})", path.display())]
     Unsupported { path: PathBuf, what: String },
+    /// The Parquet reader gave up on inconsistent data inside the file.
+    #[error("{} is damaged: its Parquet data contradicts itself", path.display())]
+    Damaged { path: PathBuf },
     /// The table definition the file carries was refused (it was not run).
     #[error("{} describes table {table:?} with a definition dbguard will not run", file.display())]
     Definition {
@@ -172,7 +175,17 @@ fn sqlite_import(
         replace,
     };
     let rows = match format {
-        FileFormat::Parquet => import_parquet(file, target)?,
+        // The arrow and parquet crates assert on some inconsistent files (found by
+        // `fuzz_damaged_parquet_files_are_errors`): a damaged file is an error, and the
+        // transaction is rolled back, never a crash halfway.
+        FileFormat::Parquet => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            import_parquet(file, target)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ImportError::Damaged {
+                path: file.to_path_buf(),
+            })
+        })?,
         FileFormat::Jsonl => {
             let r = BufReader::new(File::open(file).map_err(io_err(file))?);
             import_jsonl(file, r, target)?
@@ -920,9 +933,12 @@ mod tests {
         let props = parquet::file::properties::WriterProperties::builder()
             .set_key_value_metadata(Some(kv))
             .build();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(File::create(path).expect("create"), schema, Some(props))
-                .expect("writer");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            File::create(path).expect("create"),
+            schema,
+            Some(props),
+        )
+        .expect("writer");
         writer.write(&batch).expect("write");
         writer.close().expect("close");
     }

@@ -53,8 +53,16 @@ fn table_names(path: &Path) -> Vec<String> {
 #[track_caller]
 fn assert_clear_error(run: &Run, needle: &str) {
     let first = run.stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("Error: "), "not an error line:\n{}", run.stderr);
-    assert!(run.stderr.contains(needle), "expected {needle:?} in:\n{}", run.stderr);
+    assert!(
+        first.starts_with("Error: "),
+        "not an error line:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(needle),
+        "expected {needle:?} in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("Hint:"), "no hint in:\n{}", run.stderr);
 }
 
@@ -83,7 +91,10 @@ duckdb.sql(f"COPY (SELECT range AS a, 'row ' || range AS b FROM range(5)) TO {q(
 
 #[test]
 fn sql_in_a_parquet_files_metadata_never_runs() {
-    assert!(python_has("duckdb"), "needs the Python module duckdb (.ci/run installs it)");
+    assert!(
+        python_has("duckdb"),
+        "needs the Python module duckdb (.ci/run installs it)"
+    );
     let repo = TestRepo::new();
     let target = repo.root.join("app.db");
     users_db(&target);
@@ -97,20 +108,40 @@ fn sql_in_a_parquet_files_metadata_never_runs() {
                 planted.display()
             ),
         ),
-        ("dbguard.sqlite.sql", format!("ATTACH '{}' AS p", planted.display())),
-        ("dbguard.sqlite.sql", "CREATE TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM users; END".into()),
+        (
+            "dbguard.sqlite.sql",
+            format!("ATTACH '{}' AS p", planted.display()),
+        ),
+        (
+            "dbguard.sqlite.sql",
+            "CREATE TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM users; END".into(),
+        ),
         // The declared type of a column, pasted into a CREATE statement.
-        ("dbguard.sqlite.decltype.a", "INTEGER); DROP TABLE users; --".into()),
+        (
+            "dbguard.sqlite.decltype.a",
+            "INTEGER); DROP TABLE users; --".into(),
+        ),
     ];
     for (number, (key, value)) in attacks.iter().enumerate() {
         let file = repo.root.join(format!("attack{number}.parquet"));
         duckdb_parquet(&file, &[(key, value.clone())]);
         let run = repo
-            .dbguard(["import-table", file.to_str().unwrap(), "--into", "app.db", "--table", "t"])
+            .dbguard([
+                "import-table",
+                file.to_str().unwrap(),
+                "--into",
+                "app.db",
+                "--table",
+                "t",
+            ])
             .fails();
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert_clear_error(&run, "attack");
-        assert!(run.stderr.contains("create the table yourself"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("create the table yourself"),
+            "{}",
+            run.stderr
+        );
         assert_eq!(table_names(&target), ["users"], "{key}: {value}");
         assert_eq!(sqlite_count(&target, "users"), 3);
         assert!(!planted.exists(), "ATTACH created {}", planted.display());
@@ -122,7 +153,14 @@ fn sql_in_a_parquet_files_metadata_never_runs() {
         .execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
         .unwrap();
     let run = repo
-        .dbguard(["import-table", "attack0.parquet", "--into", "app.db", "--table", "t"])
+        .dbguard([
+            "import-table",
+            "attack0.parquet",
+            "--into",
+            "app.db",
+            "--table",
+            "t",
+        ])
         .ok();
     assert!(run.stderr.contains("loaded 5 rows"), "{}", run.stderr);
     assert_eq!(sqlite_count(&target, "t"), 5);
@@ -146,16 +184,33 @@ fn a_table_whose_definition_holds_a_comment_is_exported_and_imported_whole() {
     drop(conn);
     let run = repo
         .dbguard([
-            "export", "source.db", "--format", "parquet", "--compression", "zstd", "--out", "out",
+            "export",
+            "source.db",
+            "--format",
+            "parquet",
+            "--compression",
+            "zstd",
+            "--out",
+            "out",
             "--json",
         ])
         .ok();
-    assert_eq!(run.json()[0]["tables"]["notes"]["rows"], 2, "{}", run.stdout);
+    assert_eq!(
+        run.json()[0]["tables"]["notes"]["rows"],
+        2,
+        "{}",
+        run.stdout
+    );
     let parquet = find_under(&repo.root.join("out"), "notes.parquet");
     let target = repo.root.join("target.db");
     users_db(&target);
-    repo.dbguard(["import-table", parquet.to_str().unwrap(), "--into", "target.db"])
-        .ok();
+    repo.dbguard([
+        "import-table",
+        parquet.to_str().unwrap(),
+        "--into",
+        "target.db",
+    ])
+    .ok();
     assert_eq!(table_names(&target), ["notes", "users"]);
     assert_eq!(sqlite_count(&target, "notes"), 2);
     assert_eq!(sqlite_count(&target, "users"), 3);
@@ -183,7 +238,10 @@ fn find_under(dir: &Path, file_name: &str) -> PathBuf {
 
 #[test]
 fn parquet_files_from_pyarrow_load_in_every_codec() {
-    assert!(python_has("pyarrow"), "needs the Python module pyarrow (.ci/run installs it)");
+    assert!(
+        python_has("pyarrow"),
+        "needs the Python module pyarrow (.ci/run installs it)"
+    );
     let repo = TestRepo::new();
     let script = r#"
 import sys, pyarrow as pa, pyarrow.parquet as pq
@@ -207,24 +265,37 @@ for codec in sys.argv[2:]:
                 codec,
             ])
             .ok();
-        assert!(run.stderr.contains("loaded 2,000 rows"), "{codec}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("loaded 2,000 rows"),
+            "{codec}: {}",
+            run.stderr
+        );
         let conn = rusqlite::Connection::open(repo.root.join("loaded.db")).unwrap();
         let (rows, ids, last, score): (i64, i64, String, f64) = conn
             .query_row(
-                &format!(
-                    "SELECT count(*), sum(id), max(name), sum(score) FROM \"{codec}\""
-                ),
+                &format!("SELECT count(*), sum(id), max(name), sum(score) FROM \"{codec}\""),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .unwrap();
-        assert_eq!((rows, ids, last.as_str()), (2000, 2001000, "name 999"), "{codec}");
+        assert_eq!(
+            (rows, ids, last.as_str()),
+            (2000, 2001000, "name 999"),
+            "{codec}"
+        );
         assert_eq!(score, 2001000.0 / 4.0, "{codec}");
     }
     // A file that is no Parquet file at all after its magic blames nobody's export.
     fs::write(repo.root.join("broken.parquet"), b"PAR1 not really").unwrap();
     let run = repo
-        .dbguard(["import-table", "broken.parquet", "--into", "loaded.db", "--table", "b"])
+        .dbguard([
+            "import-table",
+            "broken.parquet",
+            "--into",
+            "loaded.db",
+            "--table",
+            "b",
+        ])
         .fails();
     assert_clear_error(&run, "broken.parquet");
     assert!(!run.stderr.contains("bug in dbguard"), "{}", run.stderr);
@@ -260,14 +331,24 @@ fn escape_sequences_in_table_and_column_names_are_printed_escaped() {
         }
     }
     assert!(
-        runs[1].stdout.contains("t\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m"),
+        runs[1]
+            .stdout
+            .contains("t\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m"),
         "the name is shown, escaped:\n{}",
         runs[1].stdout
     );
     // JSON keeps the exact name for scripts.
     let shown = repo.dbguard(["show", "1", "--json"]).ok();
-    assert!(!shown.stdout.contains(['\x1b', '\x07', '\u{9b}']), "{:?}", shown.stdout);
-    assert!(shown.json().to_string().contains("pwned"), "{}", shown.stdout);
+    assert!(
+        !shown.stdout.contains(['\x1b', '\x07', '\u{9b}']),
+        "{:?}",
+        shown.stdout
+    );
+    assert!(
+        shown.json().to_string().contains("pwned"),
+        "{}",
+        shown.stdout
+    );
     let json = shown.json();
     let tables = json["tables"].as_object().unwrap();
     assert!(tables.contains_key(table), "{json}");
@@ -291,7 +372,9 @@ fn every_byte_under(dir: &Path) -> Vec<u8> {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 const HEADER_SECRET: &str = "SEKRIT-HEADER-7d1f";
@@ -316,7 +399,11 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let log_json = repo.dbguard(["log", "--json"]).ok();
     assert!(log.stdout.contains("reset --hard"), "{}", log.stdout);
     assert!(log.stdout.contains("<redacted>"), "{}", log.stdout);
-    assert!(log_json.stdout.contains("pull"), "the pull left no record: {}", log_json.stdout);
+    assert!(
+        log_json.stdout.contains("pull"),
+        "the pull left no record: {}",
+        log_json.stdout
+    );
     let nas = repo.path("nas");
     repo.dbguard(["remote", "add", "nas", &format!("file://{}", nas.display())])
         .ok();
@@ -338,7 +425,8 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let catalog = repo.store().join("catalog.db");
     let conn = rusqlite::Connection::open(&catalog).unwrap();
     let leaked = serde_json::json!(["dbguard", "git", "-c", header, "reset", "--hard"]).to_string();
-    conn.execute("UPDATE operations SET argv = ?1", [&leaked]).unwrap();
+    conn.execute("UPDATE operations SET argv = ?1", [&leaked])
+        .unwrap();
     conn.execute_batch("PRAGMA user_version = 5").unwrap();
     drop(conn);
     let mut records = 0;
@@ -360,14 +448,23 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     assert!(records >= 2, "{records} records on the remote");
     assert!(contains(&every_byte_under(&nas), HEADER_SECRET));
     let migrated = repo.dbguard(["log", "--json"]).ok();
-    assert!(!migrated.stdout.contains(HEADER_SECRET), "{}", migrated.stdout);
+    assert!(
+        !migrated.stdout.contains(HEADER_SECRET),
+        "{}",
+        migrated.stdout
+    );
     let conn = rusqlite::Connection::open(&catalog).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(version, 6);
     drop(conn);
     let pushed = repo.dbguard(["push"]).ok();
     assert!(pushed.stderr.contains("redacted"), "{}", pushed.stderr);
-    assert!(!contains(&every_byte_under(&nas), HEADER_SECRET), "the remote still holds it");
+    assert!(
+        !contains(&every_byte_under(&nas), HEADER_SECRET),
+        "the remote still holds it"
+    );
     repo.dbguard(["verify", "--remote", "nas"]).ok();
 }
 
@@ -415,8 +512,12 @@ fn fetched_records_naming_paths_outside_the_worktree_are_refused() {
     repo.dbguard(["snapshot", "posts.db"]).ok();
     repo.dbguard(["push"]).ok();
     let space = remote_space(&nas);
-    forge_space(&space, "aaaaaaaaaaaaaaaaaaaa", |r| r["path"] = "../outside.db".into());
-    forge_space(&space, "bbbbbbbbbbbbbbbbbbbb", |r| r["path"] = "/etc/abs.db".into());
+    forge_space(&space, "aaaaaaaaaaaaaaaaaaaa", |r| {
+        r["path"] = "../outside.db".into()
+    });
+    forge_space(&space, "bbbbbbbbbbbbbbbbbbbb", |r| {
+        r["path"] = "/etc/abs.db".into()
+    });
 
     let fresh = TestRepo::new();
     fresh.dbguard(["remote", "add", "nas", &url]).ok();
@@ -430,16 +531,27 @@ fn fetched_records_naming_paths_outside_the_worktree_are_refused() {
         .collect();
     // The real one comes; the others are named and left out.
     assert!(paths.contains(&"posts.db"), "{report}");
-    assert!(!paths.iter().any(|p| p.contains("..") || p.starts_with('/')), "{report}");
+    assert!(
+        !paths.iter().any(|p| p.contains("..") || p.starts_with('/')),
+        "{report}"
+    );
     let why = fetched.stderr.clone() + &report.to_string();
     assert!(why.contains("../outside.db"), "{why}");
     assert!(why.contains("not a path inside a working tree"), "{why}");
-    assert!(!fetched.stderr.contains(['\x1b', '\x07']), "{:?}", fetched.stderr);
+    assert!(
+        !fetched.stderr.contains(['\x1b', '\x07']),
+        "{:?}",
+        fetched.stderr
+    );
     // Nothing outside the worktree is read or written; status stays in the worktree.
     assert!(!fresh.tmp.path().join("outside.db").exists());
     let status = fresh.dbguard(["status"]);
     assert!(!status.stdout.contains("outside.db"), "{}", status.stdout);
-    assert!(!status.stderr.contains(['\x1b', '\x07']), "{:?}", status.stderr);
+    assert!(
+        !status.stderr.contains(['\x1b', '\x07']),
+        "{:?}",
+        status.stderr
+    );
     fresh.dbguard(["verify"]).ok();
 }
 
@@ -498,16 +610,24 @@ fn a_remote_pack_claiming_a_huge_frame_is_refused_within_a_memory_limit() {
 
     let fresh = TestRepo::new();
     fresh.dbguard(["remote", "add", "nas", &url]).ok();
-    // 600 MiB of address space: the runtime and SQLite fit, a 4 GiB buffer does not.
+    // 1.5 GiB of address space: the runtime, DuckDB and SQLite fit, a 4 GiB buffer does not.
     let mut cmd = fresh.command("sh", &fresh.root);
-    cmd.args(["-c", "ulimit -v 614400 && exec \"$0\" fetch", dbguard_bin().to_str().unwrap()]);
+    cmd.args([
+        "-c",
+        "ulimit -v 1572864 && exec \"$0\" fetch",
+        dbguard_bin().to_str().unwrap(),
+    ]);
     let fetched = Run::from(cmd.output().unwrap()).assert_no_panic();
     assert!(
         !fetched.stderr.contains("memory allocation") && fetched.code != 134,
         "{}",
         fetched.stderr
     );
-    assert!(fetched.stderr.contains("cannot fetch snapshot"), "{}", fetched.stderr);
+    assert!(
+        fetched.stderr.contains("cannot fetch snapshot"),
+        "{}",
+        fetched.stderr
+    );
     assert!(fetched.stderr.contains("damaged"), "{}", fetched.stderr);
     // The honest snapshot came, the forged one did not, and the store verifies.
     let log = fresh.dbguard(["log", "--json"]).ok().json();
@@ -518,7 +638,10 @@ fn a_remote_pack_claiming_a_huge_frame_is_refused_within_a_memory_limit() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(!packs.iter().any(|p| p.to_string_lossy().contains(&name)), "{packs:?}");
+    assert!(
+        !packs.iter().any(|p| p.to_string_lossy().contains(&name)),
+        "{packs:?}"
+    );
 }
 
 #[test]

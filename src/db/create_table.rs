@@ -100,7 +100,7 @@ pub(crate) fn checked_create_table(recorded: &str, name: &str) -> Result<String,
 
 /// What the scratch connection lets a recorded statement do: create one table in
 /// `main` (SQLite writes its schema row and any index a UNIQUE or PRIMARY KEY constraint
-/// needs), and call functions in its defaults and checks.
+/// needs, reading the table's columns), and call functions in its defaults and checks.
 fn creates_one_table_only(context: &AuthContext<'_>) -> bool {
     let in_main = context.database_name.is_none_or(|db| db == "main");
     match context.action {
@@ -108,11 +108,12 @@ fn creates_one_table_only(context: &AuthContext<'_>) -> bool {
         AuthAction::CreateIndex { index_name, .. } => {
             in_main && index_name.starts_with("sqlite_autoindex_")
         }
-        AuthAction::Insert { table_name }
-        | AuthAction::Update { table_name, .. }
-        | AuthAction::Read { table_name, .. } => {
+        AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. } => {
             in_main && matches!(table_name, "sqlite_master" | "sqlite_schema")
         }
+        // The new table's own columns (its CHECK constraints and key indexes): the
+        // scratch database holds nothing else.
+        AuthAction::Read { .. } => in_main,
         AuthAction::Function { .. } => true,
         _ => false,
     }
@@ -256,9 +257,11 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1); DELETE FROM t")
             .unwrap();
         let columns: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_table_xinfo('t', 'main')", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM pragma_table_xinfo('t', 'main')",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(columns, 1);
         unrestrict(&mut conn).unwrap();

@@ -101,9 +101,17 @@ fn redact_query(path_and_query: &str) -> String {
 /// `private_token`, S3's pre-signed URLs, API keys).
 fn is_credential_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["token", "secret", "password", "passwd", "signature", "credential", "auth"]
-        .iter()
-        .any(|part| name.contains(part))
+    [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "signature",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
         || matches!(
             name.as_str(),
             "key" | "apikey" | "api_key" | "api-key" | "sig" | "pwd" | "pass" | "code"
@@ -163,7 +171,12 @@ mod tests {
                 "https://alice:ghp_tok3n@github.com/o/r.git",
                 "main"
             ]),
-            ["git", "pull", "https://<redacted>@github.com/o/r.git", "main"]
+            [
+                "git",
+                "pull",
+                "https://<redacted>@github.com/o/r.git",
+                "main"
+            ]
         );
         assert_eq!(
             redact(&["https://oauth2:glpat-x@gitlab.example/o/r?private_token=abc&ref=main#x"]),

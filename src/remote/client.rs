@@ -507,10 +507,6 @@ impl Client {
         self.runtime.block_on(self.bucket.get(name))
     }
 
-    pub(crate) fn get_at_most(&self, name: &str, limit: u64) -> Result<Bytes, RemoteError> {
-        self.runtime.block_on(self.bucket.get_at_most(name, limit))
-    }
-
     pub(crate) fn put_new(&self, name: &str, bytes: Bytes) -> Result<PutOutcome, RemoteError> {
         self.runtime.block_on(self.bucket.put_new(name, bytes))
     }

@@ -129,7 +129,11 @@ pub(crate) enum RemoteError {
     Other { url: String, detail: String },
     /// An object larger than dbguard ever writes one (damaged, or not dbguard's).
     #[error("{url}: {name} is larger than {limit} bytes, more than dbguard ever writes")]
-    TooLarge { url: String, name: String, limit: u64 },
+    TooLarge {
+        url: String,
+        name: String,
+        limit: u64,
+    },
 }
 
 impl RemoteError {

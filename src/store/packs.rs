@@ -426,7 +426,12 @@ mod tests {
         pack.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
         pack.extend_from_slice(&(zeros.len() as u32).to_le_bytes());
         pack.extend_from_slice(&compressed);
-        let frame = frame_at(PACK_HEADER_BYTES, compressed.len() as u64, zeros.len() as u64, 4096);
+        let frame = frame_at(
+            PACK_HEADER_BYTES,
+            compressed.len() as u64,
+            zeros.len() as u64,
+            4096,
+        );
         let error = decode_frame(&pack, &frame).unwrap_err();
         assert!(error.contains("more than a frame ever holds"), "{error}");
     }

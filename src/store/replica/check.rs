@@ -11,8 +11,8 @@ use super::{
     parse_json, snapshot_object,
 };
 use crate::remote::Client;
-use crate::store::packs::MAX_PACK_BYTES;
 use crate::store::blocks::{FRAME_MAX_PLAIN, Hash, block_count, blocks_digest};
+use crate::store::packs::MAX_PACK_BYTES;
 
 use super::ReplicaError;
 
@@ -116,8 +116,8 @@ fn check_space(
         match checked {
             Ok((index, frame_hashes)) => {
                 for (entry, frame_hashes) in index.frames.iter().zip(frame_hashes) {
-                    let members =
-                        from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK).unwrap_or_default();
+                    let members = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                        .unwrap_or_default();
                     for (block, hash) in members.into_iter().zip(frame_hashes) {
                         if block != 0 {
                             hashes.insert(block, hash);

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    MAX_INDEX_BYTES, MAX_RECORD_BYTES, MIN_FETCHED_BLOCK, Namespace, PackIndex, RemoteLock, ReplicaError,
-    SnapshotRecord, check_pack, check_record, from_runs, get_bounded, index_object, namespaces,
-    pack_object, parse_json, snapshot_object,
+    MAX_INDEX_BYTES, MAX_RECORD_BYTES, MIN_FETCHED_BLOCK, Namespace, PackIndex, RemoteLock,
+    ReplicaError, SnapshotRecord, check_pack, check_record, from_runs, get_bounded, index_object,
+    namespaces, pack_object, parse_json, snapshot_object,
 };
-use crate::store::packs::MAX_PACK_BYTES;
 use crate::db::{Census, DbKind};
 use crate::remote::{Client, RemoteError};
 use crate::store::blocks::{
@@ -25,6 +24,7 @@ use crate::store::blocks::{
 };
 use crate::store::catalog::{Import, ImportedSnapshot, NewImage};
 use crate::store::files::{create_private, create_private_dir};
+use crate::store::packs::MAX_PACK_BYTES;
 use crate::store::{Store, StoreError};
 
 /// Where a remote block is: (pack, frame number in its index, slot).
@@ -237,7 +237,8 @@ impl FetchPlan {
         packs.sort_by_key(|index| (!local_packs.contains(&index.pack), index.pack.clone()));
         for index in packs {
             for (frame, entry) in index.frames.iter().enumerate() {
-                let Some(members) = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK) else {
+                let Some(members) = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                else {
                     continue;
                 };
                 for (slot, block) in members.into_iter().enumerate() {
@@ -418,7 +419,8 @@ impl FetchPlan {
             for (frame_number, (entry, hashes)) in
                 pack_index.frames.iter().zip(&pack.hashes).enumerate()
             {
-                let remote = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK).unwrap_or_default();
+                let remote = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                    .unwrap_or_default();
                 let members: Vec<u64> = remote
                     .iter()
                     .enumerate()

@@ -313,7 +313,8 @@ fn check_pack(name: &str, bytes: &[u8], index: &PackIndex) -> Result<Vec<Vec<Has
     }
     let mut hashes = Vec::with_capacity(index.frames.len());
     for entry in &index.frames {
-        check_frame_entry(entry, bytes.len() as u64).map_err(|why| format!("pack {name}: {why}"))?;
+        check_frame_entry(entry, bytes.len() as u64)
+            .map_err(|why| format!("pack {name}: {why}"))?;
         let members = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
             .ok_or_else(|| format!("pack {name}: a frame's block list is damaged"))?;
         let frame = super::blocks::FrameInfo {
@@ -421,13 +422,15 @@ mod tests {
             claimed(),
             proptest::collection::vec([claimed(), claimed()], 0..4),
         )
-            .prop_map(|(offset, stored_len, plain_len, block_size, members)| FrameEntry {
-                offset,
-                stored_len,
-                plain_len,
-                block_size: block_size as usize,
-                members,
-            })
+            .prop_map(
+                |(offset, stored_len, plain_len, block_size, members)| FrameEntry {
+                    offset,
+                    stored_len,
+                    plain_len,
+                    block_size: block_size as usize,
+                    members,
+                },
+            )
     }
 
     /// Paths a record may name: plain ones and the ways out of a worktree.
