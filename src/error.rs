@@ -281,8 +281,12 @@ impl From<crate::import::ImportError> for CommandError {
                 "nothing was loaded (the import runs in one transaction); when the table already holds these rows, --replace replaces them instead of appending"
             }
             E::Io { .. } => "check free disk space and the permissions of that path",
-            E::Parquet { .. } | E::Arrow { .. } => {
-                "this is a bug in dbguard's export; please report it with the table's CREATE statement"
+            // The file may come from any tool: nothing here says dbguard wrote it.
+            E::Parquet { .. } | E::Arrow { .. } | E::Damaged { .. } => {
+                "nothing was loaded; check that the file is a complete Parquet file (DuckDB: SELECT * FROM parquet_metadata('FILE') shows its codecs and types)"
+            }
+            E::Definition { .. } | E::Decltype { .. } => {
+                "nothing was loaded; create the table yourself first: import-table then only appends the file's rows to it"
             }
             E::Malformed { .. } | E::MissingColumn { .. } => {
                 "import-table reads files written by `dbguard export`; check that the file is complete and matches the table"
@@ -387,6 +391,9 @@ impl From<crate::restore::RestoreError> for CommandError {
             E::SqliteTables { .. } => {
                 Some("nothing was changed (the table restore runs in one transaction)".into())
             }
+            E::Definition { .. } => Some(
+                "nothing was changed; create the table yourself in the live database, then restore its rows with --table again (or restore the whole database)".into(),
+            ),
             E::ColumnsChanged { .. } => Some(
                 "restore the whole database, or restore the snapshot elsewhere with --to and copy what you need".into(),
             ),

@@ -21,6 +21,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ToSql, Transaction};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
+use crate::db::create_table::{CreateTableError, checked_create_table, restrict};
 use crate::db::{DbKind, quote_ident};
 use crate::export::json::{base64_decode, write_arrow_json};
 use crate::export::{
@@ -78,6 +79,24 @@ pub(crate) enum ImportError {
     },
     #[error("{what} ({})", path.display())]
     Unsupported { path: PathBuf, what: String },
+    /// The Parquet reader gave up on inconsistent data inside the file.
+    #[error("{} is damaged: its Parquet data contradicts itself", path.display())]
+    Damaged { path: PathBuf },
+    /// The table definition the file carries was refused (it was not run).
+    #[error("{} describes table {table:?} with a definition dbguard will not run", file.display())]
+    Definition {
+        file: PathBuf,
+        table: String,
+        #[source]
+        source: CreateTableError,
+    },
+    /// A column's declared type in the file's metadata is not a SQLite type name.
+    #[error("{} gives column {column:?} the type {decltype:?}, which is not a SQLite type name", file.display())]
+    Decltype {
+        file: PathBuf,
+        column: String,
+        decltype: String,
+    },
     #[error(
         "row {row} of {} has the same {key} as a row already in table {table:?} of {} ({detail})",
         file.display(),
@@ -135,10 +154,13 @@ fn sqlite_import(
     replace: bool,
 ) -> Result<u64, ImportError> {
     let format = sniff_file(file)?;
-    let mut conn = rusqlite::Connection::open(target_db).map_err(|source| ImportError::Open {
+    let open_err = |source| ImportError::Open {
         path: target_db.to_path_buf(),
         source,
-    })?;
+    };
+    let mut conn = rusqlite::Connection::open(target_db).map_err(open_err)?;
+    // Nothing the file carries may attach, drop or alter anything.
+    restrict(&mut conn).map_err(open_err)?;
     let sql_err = |source| ImportError::Sqlite {
         path: target_db.to_path_buf(),
         table: table.to_string(),
@@ -153,7 +175,17 @@ fn sqlite_import(
         replace,
     };
     let rows = match format {
-        FileFormat::Parquet => import_parquet(file, target)?,
+        // The arrow and parquet crates assert on some inconsistent files (found by
+        // `fuzz_damaged_parquet_files_are_errors`): a damaged file is an error, and the
+        // transaction is rolled back, never a crash halfway.
+        FileFormat::Parquet => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            import_parquet(file, target)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ImportError::Damaged {
+                path: file.to_path_buf(),
+            })
+        })?,
         FileFormat::Jsonl => {
             let r = BufReader::new(File::open(file).map_err(io_err(file))?);
             import_jsonl(file, r, target)?
@@ -248,21 +280,42 @@ impl<'t> Destination<'t> {
         self.insert_plan(columns)
     }
 
+    /// Creates the table. Whatever the file says about its shape goes through
+    /// [`checked_create_table`]: one `CREATE TABLE` statement, checked on a scratch
+    /// database and renamed there, is all that runs here.
     fn create(self, columns: &[(String, String)], shape: &Shape) -> Result<(), ImportError> {
-        let definition = match shape {
+        if !matches!(shape, Shape::SqliteDefinition(_))
+            && let Some((column, decltype)) = columns.iter().find(|(_, d)| !is_type_name(d))
+        {
+            return Err(ImportError::Decltype {
+                file: self.file.to_path_buf(),
+                column: column.clone(),
+                decltype: decltype.clone(),
+            });
+        }
+        let statement = match shape {
             // The source's own definition, under the target's name.
-            Shape::SqliteDefinition(definition) => definition.clone(),
+            Shape::SqliteDefinition(recorded) => recorded.clone(),
             Shape::Constraints {
                 primary_key,
                 not_null,
-            } => column_definitions(columns, primary_key, not_null),
-            Shape::Unknown => column_definitions(columns, &[], &[]),
+            } => format!(
+                "CREATE TABLE t {}",
+                column_definitions(columns, primary_key, not_null)
+            ),
+            Shape::Unknown => format!("CREATE TABLE t {}", column_definitions(columns, &[], &[])),
         };
+        let sql = checked_create_table(&statement, self.table).map_err(|source| {
+            ImportError::Definition {
+                file: self.file.to_path_buf(),
+                table: self.table.to_string(),
+                source,
+            }
+        })?;
         self.tx
-            .execute_batch(&format!(
-                "CREATE TABLE main.{} {definition}",
-                quote_ident(self.table),
-            ))
+            .prepare(&sql)
+            .and_then(|mut create| create.raw_execute())
+            .map(|_| ())
             .map_err(self.sql_err())
     }
 
@@ -356,8 +409,8 @@ fn column_definitions(
 /// What an exported file says about the shape of its source table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Shape {
-    /// A SQLite source: its CREATE TABLE statement from the first `(` on (columns,
-    /// constraints and table options such as WITHOUT ROWID or STRICT).
+    /// A SQLite source: its CREATE TABLE statement as recorded (columns, constraints and
+    /// table options such as WITHOUT ROWID or STRICT), unchecked: see [`Destination::create`].
     SqliteDefinition(String),
     /// Another source: the primary key and NOT NULL columns.
     Constraints {
@@ -370,11 +423,8 @@ enum Shape {
 
 impl Shape {
     fn from_metadata(kv: &HashMap<String, String>) -> Shape {
-        if let Some(definition) = kv
-            .get(META_SQLITE_SQL)
-            .and_then(|sql| table_definition(sql))
-        {
-            return Shape::SqliteDefinition(definition.to_string());
+        if let Some(recorded) = kv.get(META_SQLITE_SQL) {
+            return Shape::SqliteDefinition(recorded.clone());
         }
         let names = |key: &str| -> Option<Vec<String>> {
             kv.get(key).and_then(|v| serde_json::from_str(v).ok())
@@ -387,59 +437,6 @@ impl Shape {
             },
         }
     }
-}
-
-/// The part of a `CREATE TABLE name (…) options` statement from the `(` that opens its
-/// column list, found outside the quoted name (`"…"`, `[…]`, `` `…` ``, `'…'` may hold a
-/// `(` of their own). `None` for anything else (`CREATE VIRTUAL TABLE`, empty text).
-fn table_definition(sql: &str) -> Option<&str> {
-    let sql = sql.trim();
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(2)
-        .map(str::to_ascii_uppercase)
-        .collect();
-    if words.first().map(String::as_str) != Some("CREATE") {
-        return None;
-    }
-    if !matches!(
-        words.get(1).map(String::as_str),
-        Some("TABLE" | "TEMP" | "TEMPORARY")
-    ) {
-        return None;
-    }
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let close = match bytes[i] {
-            b'(' => return Some(sql[i..].trim_end_matches(';').trim_end()),
-            b'"' => b'"',
-            b'[' => b']',
-            b'`' => b'`',
-            b'\'' => b'\'',
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        // Skip the quoted name; a doubled closing quote is part of it.
-        i += 1;
-        loop {
-            match bytes.get(i) {
-                None => return None,
-                Some(&b) if b == close => {
-                    if close != b']' && bytes.get(i + 1) == Some(&close) {
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                }
-                Some(_) => i += 1,
-            }
-        }
-    }
-    None
 }
 
 /// The target table, ready for inserts.
@@ -550,6 +547,7 @@ pub(crate) fn key_value_metadata(metadata: &ParquetMetaData) -> HashMap<String, 
 
 /// Each column's name and declared type (the source's, recorded by the export, or one
 /// that suits its Arrow type), and whether it holds [`ENCODING_NUMERIC_FLOAT`] values.
+/// A recorded type is checked where it would be used: [`Destination::create`].
 fn parquet_columns(
     schema: &Schema,
     kv: &HashMap<String, String>,
@@ -574,6 +572,37 @@ fn parquet_columns(
         })
         .collect();
     (columns, numeric)
+}
+
+/// SQLite's `type-name`: words (`UNSIGNED BIG INT`, `VARCHAR`) and at most one
+/// parenthesised pair of numbers (`DECIMAL(10, 5)`), or nothing at all.
+fn is_type_name(text: &str) -> bool {
+    let (words, size) = match text.split_once('(') {
+        Some((words, rest)) => match rest.strip_suffix(')') {
+            Some(size) => (words, Some(size)),
+            None => return false,
+        },
+        None => (text, None),
+    };
+    let word_ok = |w: &str| {
+        w.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut word_list = words.split(' ').filter(|w| !w.is_empty()).peekable();
+    let some_words = word_list.peek().is_some();
+    let words_ok = word_list.all(word_ok) && (some_words || text.is_empty());
+    let number_ok = |n: &str| {
+        let n = n.trim();
+        let n = n.strip_prefix(['+', '-']).unwrap_or(n);
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && n.chars().filter(|&c| c == '.').count() <= 1
+    };
+    let size_ok = size.is_none_or(|size| {
+        let numbers: Vec<&str> = size.split(',').collect();
+        numbers.len() <= 2 && numbers.into_iter().all(number_ok)
+    });
+    words_ok && size_ok
 }
 
 fn default_decltype(dt: &DataType) -> &'static str {
@@ -881,32 +910,160 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_table_definition_is_found_after_any_quoted_name() {
-        let cases = [
-            (
-                "CREATE TABLE t (a INTEGER PRIMARY KEY)",
-                "(a INTEGER PRIMARY KEY)",
-            ),
-            ("create table \"a(b\"\"c\"(x, y) STRICT;", "(x, y) STRICT"),
-            (
-                "CREATE TABLE [we(ird] (x) WITHOUT ROWID",
-                "(x) WITHOUT ROWID",
-            ),
-            ("CREATE TABLE `a``(` (x)", "(x)"),
-            ("CREATE TABLE 'q(' (x)", "(x)"),
-            ("CREATE TABLE main.\"t\"(x)", "(x)"),
-        ];
-        for (sql, definition) in cases {
-            assert_eq!(table_definition(sql), Some(definition), "{sql}");
+    /// A three-row Parquet file with columns `a` (integer) and `b` (text) whose
+    /// key-value metadata is `kv`, written by the parquet crate as another tool would.
+    fn parquet_with_metadata(path: &Path, kv: &[(String, String)]) {
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![
+            arrow::datatypes::Field::new("a", DataType::Int64, true),
+            arrow::datatypes::Field::new("b", DataType::Utf8, true),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])),
+                Arc::new(arrow::array::StringArray::from(vec!["x", "y", "z"])),
+            ],
+        )
+        .expect("batch");
+        let kv = kv
+            .iter()
+            .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            File::create(path).expect("create"),
+            schema,
+            Some(props),
+        )
+        .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+
+    /// Pieces of SQL an attacker would put in a table definition.
+    fn sql_piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("CREATE TABLE t (a INTEGER, b TEXT)".to_string()),
+            Just("CREATE TABLE t".to_string()),
+            Just("(a, b)".to_string()),
+            Just("; DROP TABLE users".to_string()),
+            Just("; ATTACH 'planted.db' AS p".to_string()),
+            Just("; CREATE TABLE p.x(y)".to_string()),
+            Just(" -- (".to_string()),
+            Just("\n".to_string()),
+            Just("/* (".to_string()),
+            Just("*/".to_string()),
+            Just("'".to_string()),
+            Just("\"".to_string()),
+            Just(" WITHOUT ROWID".to_string()),
+            Just("CREATE TRIGGER x AFTER INSERT ON users BEGIN DELETE FROM users; END".to_string()),
+            Just("CREATE TEMP TABLE t(a)".to_string()),
+            Just("CREATE VIEW v AS SELECT * FROM users".to_string()),
+            Just("PRAGMA writable_schema=1".to_string()),
+            "[ -~]{0,12}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a Parquet file's metadata says (table definitions and declared types
+        /// built from SQL fragments), an import leaves `users` alone, creates no file
+        /// and no table but the one asked for, and ends in rows or an error.
+        #[test]
+        fn fuzz_parquet_metadata_runs_no_sql(
+            sql in proptest::collection::vec(sql_piece(), 0..6),
+            decltype in proptest::option::of(sql_piece()),
+            with_sql in proptest::bool::ANY,
+        ) {
+            let tmp = TempDir::new().expect("tempdir");
+            let target = tmp.path().join("t.db");
+            Connection::open(&target)
+                .and_then(|c| {
+                    c.execute_batch(
+                        "CREATE TABLE users(id INTEGER PRIMARY KEY); INSERT INTO users VALUES (1), (2), (3);",
+                    )
+                })
+                .expect("users");
+            let mut kv = Vec::new();
+            if with_sql {
+                kv.push((META_SQLITE_SQL.to_string(), sql.concat()));
+            }
+            if let Some(decltype) = decltype {
+                kv.push((format!("{META_SQLITE_DECLTYPE_PREFIX}a"), decltype));
+            }
+            let file = tmp.path().join("f.parquet");
+            parquet_with_metadata(&file, &kv);
+            let imported = import_table(DbKind::Sqlite, &file, &target, "loaded", false);
+            let conn = Connection::open(&target).expect("open");
+            let users: i64 = conn
+                .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+                .expect("users survive");
+            proptest::prop_assert_eq!(users, 3);
+            let names: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+                .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+                .expect("schema");
+            match imported {
+                Ok(rows) => {
+                    proptest::prop_assert_eq!(rows, 3);
+                    proptest::prop_assert_eq!(names, vec!["loaded".to_string(), "users".to_string()]);
+                }
+                Err(_) => proptest::prop_assert_eq!(names, vec!["users".to_string()]),
+            }
+            let files: Vec<String> = fs::read_dir(tmp.path())
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            proptest::prop_assert!(!files.iter().any(|f| f.starts_with("planted")), "{:?}", files);
+            proptest::prop_assert!(!Path::new("planted.db").exists());
         }
-        for sql in [
+
+        /// A Parquet file with bytes flipped: rows or an error, never a panic.
+        #[test]
+        fn fuzz_damaged_parquet_files_are_errors(
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..), 1..6),
+        ) {
+            let tmp = TempDir::new().expect("tempdir");
+            let file = tmp.path().join("f.parquet");
+            parquet_with_metadata(&file, &[]);
+            let mut bytes = fs::read(&file).expect("read");
+            for (at, mask) in &flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= mask;
+            }
+            fs::write(&file, &bytes).expect("write");
+            let _ = import_table(DbKind::Sqlite, &file, &tmp.path().join("t.db"), "t", false);
+        }
+    }
+
+    #[test]
+    fn recorded_types_must_be_type_names() {
+        for ok in [
             "",
-            "CREATE VIRTUAL TABLE docs USING fts5(body)",
-            "CREATE TABLE \"unterminated (x)",
-            "CREATE TABLE t",
+            "INTEGER",
+            "unsigned big int",
+            "VARCHAR(255)",
+            "DECIMAL(10, 5)",
+            "NUMERIC(-1.5)",
         ] {
-            assert_eq!(table_definition(sql), None, "{sql}");
+            assert!(is_type_name(ok), "{ok:?}");
+        }
+        for bad in [
+            "INTEGER); DROP TABLE users; --",
+            "TEXT, evil INTEGER",
+            "INT -- (",
+            "(1)",
+            "TEXT(1",
+            "TEXT(1, 2, 3)",
+            "TEXT DEFAULT (x)",
+            "1NT",
+            "TEXT\nCHECK",
+        ] {
+            assert!(!is_type_name(bad), "{bad:?}");
         }
     }
 

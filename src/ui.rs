@@ -72,45 +72,75 @@ impl Ui {
         format!("\x1b[{code}m{text}\x1b[0m")
     }
 
+    /// `text` as it may reach the terminal: every control character in it escaped
+    /// (table names, paths and messages come from databases, files and remotes), except
+    /// the colour codes of [`Ui::paint`] when colour is on. Every line printed passes
+    /// through here; a name that carries one of those colour codes itself can only
+    /// change a colour.
+    pub(crate) fn safe<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        const PAINTED: [&str; 6] = [
+            "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m",
+        ];
+        format::escape_controls(text, if self.color { &PAINTED } else { &[] })
+    }
+
     /// Data for scripts and people: stdout.
     pub(crate) fn out(&self, line: &str) {
         let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{line}");
+        let _ = writeln!(stdout, "{}", self.safe(line));
+    }
+
+    /// JSON for scripts: stdout, with the controls JSON leaves raw escaped as `\uXXXX`.
+    pub(crate) fn out_json(&self, json: &str) {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{}", format::escape_json_controls(json));
     }
 
     /// Progress and status: stderr, silenced by --quiet.
     pub(crate) fn status(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{}{line}", self.prefix);
+            eprintln!("{}{}", self.prefix, self.safe(line));
         }
     }
 
     pub(crate) fn warn(&self, line: &str) {
         eprintln!(
-            "{}{} {line}",
+            "{}{} {}",
             self.prefix,
-            self.paint(Tone::Warn, "warning:")
+            self.paint(Tone::Warn, "warning:"),
+            self.safe(line)
         );
     }
 
     pub(crate) fn hint(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{}{} {line}", self.prefix, self.paint(Tone::Dim, "hint:"));
+            eprintln!(
+                "{}{} {}",
+                self.prefix,
+                self.paint(Tone::Dim, "hint:"),
+                self.safe(line)
+            );
         }
     }
 
     /// Print an error with its causes and hints (the format every failure uses).
     pub(crate) fn error(&self, message: &str, causes: &[String], hints: &[String]) {
         eprintln!(
-            "{}{} {message}",
+            "{}{} {}",
             self.prefix,
-            self.paint(Tone::Bad, "Error:")
+            self.paint(Tone::Bad, "Error:"),
+            self.safe(message)
         );
         for cause in causes {
-            eprintln!("{}  Caused by: {cause}", self.prefix);
+            eprintln!("{}  Caused by: {}", self.prefix, self.safe(cause));
         }
         for hint in hints {
-            eprintln!("{}  {} {hint}", self.prefix, self.paint(Tone::Dim, "Hint:"));
+            eprintln!(
+                "{}  {} {}",
+                self.prefix,
+                self.paint(Tone::Dim, "Hint:"),
+                self.safe(hint)
+            );
         }
     }
 
@@ -128,7 +158,7 @@ impl Ui {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_message(message.to_string());
+        bar.set_message(self.safe(message).into_owned());
         let shown = bar.clone();
         // Work that ends within a second never draws a bar.
         std::thread::spawn(move || {
@@ -152,7 +182,7 @@ impl Ui {
             ProgressStyle::with_template("{spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        bar.set_message(message.to_string());
+        bar.set_message(self.safe(message).into_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
         let shown = bar.clone();
         std::thread::spawn(move || {
@@ -195,7 +225,7 @@ impl Ui {
             .ok()?;
         let mut writer = tty.try_clone().ok()?;
         let choices = if default_yes { "[Y/n]" } else { "[y/N]" };
-        write!(writer, "{}{question} {choices} ", self.prefix).ok()?;
+        write!(writer, "{}{} {choices} ", self.prefix, self.safe(question)).ok()?;
         writer.flush().ok()?;
         let mut answer = String::new();
         BufReader::new(tty).read_line(&mut answer).ok()?;

@@ -213,7 +213,10 @@ fn export_snapshot(
                 fraction: progress.work as f64 / work_total.max(1) as f64,
                 elapsed: now.duration_since(started),
             };
-            spinner.set_message(ui::work_line(&label, "written", &work));
+            spinner.set_message(
+                ui.safe(&ui::work_line(&label, "written", &work))
+                    .into_owned(),
+            );
         };
         let exported = export::export_image(snapshot.kind, &image, &dir, opts, &show)
             .map_err(CommandError::from);

@@ -1,5 +1,6 @@
 //! Database files: recognising them by their header bytes, and the census (rows per table).
 
+pub(crate) mod create_table;
 pub(crate) mod duckdb;
 pub(crate) mod sqlite;
 

@@ -223,7 +223,7 @@ fn snapshot_before(
         let _ = store.finish_operation(operation_id, head_before.as_deref(), None);
         let mut error = CommandError::new(format!(
             "not running `{}`: {} database{} could not be snapshotted",
-            git_argv.join(" "),
+            crate::git::redact::redact_argv(git_argv).join(" "),
             failed.len(),
             if failed.len() == 1 { "" } else { "s" }
         ));

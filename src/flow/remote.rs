@@ -103,6 +103,12 @@ pub(crate) fn describe(report: &PushReport, remote: &RemoteSpec) -> String {
             plural(report.packs_already, "pack", "packs")
         ));
     }
+    if !report.rewritten.is_empty() {
+        text.push_str(&format!(
+            "; replaced {} on the remote with the command line redacted",
+            plural(report.rewritten.len(), "older record", "older records")
+        ));
+    }
     text
 }
 

@@ -4,6 +4,7 @@
 //! into a [`RemoteError`]. [`Client::parallel`] runs many transfers at once.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -54,6 +55,37 @@ pub(crate) struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: Option<ObjectPath>,
     place: Arc<Where>,
+    /// A `file://` remote's directory: its objects get the store's private modes.
+    local_root: Option<Arc<std::path::PathBuf>>,
+}
+
+/// Before a `file://` remote's object is written: the directories it goes into are
+/// private (0700, as in the store; object_store would make them with the umask's 0755),
+/// so nobody else can open the file while object_store writes it with the umask's mode.
+fn private_dirs_for(root: &Path, name: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// After a `file://` remote's object is written: 0600, as the store's files are.
+fn private_file(root: &Path, name: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join(name), std::fs::Permissions::from_mode(0o600))
 }
 
 /// A remote, ready for transfers.
@@ -168,12 +200,41 @@ impl Bucket {
         }
     }
 
+    /// Runs `write` (a put of `name`) with the `file://` remote's modes made private
+    /// around it; other remotes keep their own access control.
+    async fn privately<T>(
+        &self,
+        name: &str,
+        write: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let Some(root) = self.local_root.as_deref() else {
+            return write.await;
+        };
+        let local = |e: std::io::Error| RemoteError::Local {
+            url: self.place.url.clone(),
+            path: root.join(name),
+            detail: e.to_string(),
+        };
+        private_dirs_for(root, name).map_err(local)?;
+        let written = write.await?;
+        match private_file(root, name) {
+            // Another writer's object of the same name was there (put_new): not ours.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other.map_err(local)?,
+        }
+        Ok(written)
+    }
+
     /// Write `name` only if nothing is there yet.
     pub(crate) async fn put_new(
         &self,
         name: &str,
         bytes: Bytes,
     ) -> Result<PutOutcome, RemoteError> {
+        self.privately(name, self.put_new_as_is(name, bytes)).await
+    }
+
+    async fn put_new_as_is(&self, name: &str, bytes: Bytes) -> Result<PutOutcome, RemoteError> {
         let path = self.path(name);
         let options = PutOptions {
             mode: PutMode::Create,
@@ -209,11 +270,14 @@ impl Bucket {
     /// Write `name`, replacing what is there (only in this store's own space: the owner
     /// record when its owner moved, a damaged copy of a pack).
     pub(crate) async fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
-        self.store
-            .put(&self.path(name), PutPayload::from_bytes(bytes))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.classify(e, name))
+        let put = async {
+            self.store
+                .put(&self.path(name), PutPayload::from_bytes(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.classify(e, name))
+        };
+        self.privately(name, put).await
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Bytes, RemoteError> {
@@ -223,6 +287,35 @@ impl Bucket {
             .await
             .map_err(|e| self.classify(e, name))?;
         result.bytes().await.map_err(|e| self.classify(e, name))
+    }
+
+    /// [`Bucket::get`] of an object that may hold at most `limit` bytes: a larger one
+    /// (by the server's word, or by what it sends) is [`RemoteError::TooLarge`], and no
+    /// more than `limit` bytes of it are ever held in memory.
+    pub(crate) async fn get_at_most(&self, name: &str, limit: u64) -> Result<Bytes, RemoteError> {
+        let too_large = || RemoteError::TooLarge {
+            url: self.place.url.clone(),
+            name: name.to_string(),
+            limit,
+        };
+        let result = self
+            .store
+            .get(&self.path(name))
+            .await
+            .map_err(|e| self.classify(e, name))?;
+        if result.meta.size > limit {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::with_capacity(result.meta.size as usize);
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.classify(e, name))?;
+            if bytes.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(bytes))
     }
 
     pub(crate) async fn delete(&self, name: &str) -> Result<(), RemoteError> {
@@ -397,6 +490,10 @@ impl Client {
                 store,
                 prefix,
                 place: Arc::new(place),
+                local_root: match &spec.url {
+                    RemoteUrl::File { path } => Some(Arc::new(path.clone())),
+                    RemoteUrl::S3 { .. } => None,
+                },
             },
         })
     }

@@ -7,7 +7,7 @@
 mod client;
 pub(crate) mod credentials;
 
-pub(crate) use client::{Client, ObjectInfo, PutOutcome};
+pub(crate) use client::{Bucket, Client, ObjectInfo, PutOutcome};
 
 use std::path::PathBuf;
 
@@ -127,6 +127,13 @@ pub(crate) enum RemoteError {
     ServerFailed { url: String, detail: String },
     #[error("{url}: {detail}")]
     Other { url: String, detail: String },
+    /// An object larger than dbguard ever writes one (damaged, or not dbguard's).
+    #[error("{url}: {name} is larger than {limit} bytes, more than dbguard ever writes")]
+    TooLarge {
+        url: String,
+        name: String,
+        limit: u64,
+    },
 }
 
 impl RemoteError {
@@ -157,6 +164,11 @@ impl RemoteError {
             RemoteError::ServerFailed { .. } => Some(
                 "the server answered with an internal error (still starting, overloaded or \
                  out of space?); try again later: pushes and fetches resume where they stopped"
+                    .into(),
+            ),
+            RemoteError::TooLarge { .. } => Some(
+                "the remote's copy is damaged or was not written by dbguard; nothing of it was \
+                 kept (`dbguard verify --remote NAME` checks the whole remote)"
                     .into(),
             ),
             RemoteError::Local { .. } | RemoteError::Other { .. } => None,

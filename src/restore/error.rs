@@ -27,6 +27,14 @@ pub(crate) enum RestoreError {
     /// The image read back fails its integrity check or cannot be opened.
     #[error("{source}")]
     ImageDamaged { path: String, source: DbError },
+    /// The snapshot's definition of a table was refused (it was not run).
+    #[error("snapshot #{id} defines table {table:?} in a way dbguard will not run")]
+    Definition {
+        table: String,
+        id: i64,
+        #[source]
+        source: crate::db::create_table::CreateTableError,
+    },
     #[error("snapshot #{id} does not read back as recorded (rows per table differ)")]
     ImageDiffers { id: i64, path: String },
     /// The current state could not be snapshotted first, so the restore could not be undone.

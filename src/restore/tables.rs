@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::RestoreError;
-use crate::db::{self, Census, DbKind, quote_ident};
+use crate::db::{self, Census, DbKind, create_table, quote_ident};
 use crate::store::SnapshotInfo;
 
 /// Replace the rows of some tables from the snapshot, in one transaction.
@@ -66,6 +66,9 @@ fn restore_sqlite_tables(
         [db::sqlite::uri(image, "immutable=1")],
     )
     .map_err(fail)?;
+    // The snapshot is attached: from here on nothing may attach, drop or alter anything
+    // (a snapshot fetched from a remote is someone else's bytes).
+    create_table::restrict(&mut conn).map_err(fail)?;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(fail)?;
@@ -94,7 +97,18 @@ fn restore_sqlite_tables(
                     |r| r.get(0),
                 )
                 .map_err(fail)?;
-            tx.execute_batch(&sql).map_err(fail)?;
+            // Never the recorded text itself: one CREATE TABLE, checked on a scratch
+            // database, as SQLite writes it.
+            let create = create_table::checked_create_table(&sql, table).map_err(|source| {
+                RestoreError::Definition {
+                    table: table.clone(),
+                    id: snapshot.id,
+                    source,
+                }
+            })?;
+            tx.prepare(&create)
+                .and_then(|mut statement| statement.raw_execute())
+                .map_err(fail)?;
         } else if live_columns != snapshot_columns {
             return Err(RestoreError::ColumnsChanged {
                 table: table.clone(),
@@ -112,6 +126,7 @@ fn restore_sqlite_tables(
         .map_err(fail)?;
     }
     tx.commit().map_err(fail)?;
+    create_table::unrestrict(&mut conn).map_err(fail)?;
     conn.execute("DETACH DATABASE dbguard_snapshot", [])
         .map_err(fail)?;
     Ok(())

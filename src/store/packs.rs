@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::blocks::FrameInfo;
+use super::blocks::{FRAME_MAX_PLAIN, FrameInfo};
 use super::files::{create_private, create_private_dir, sync_dir, temp_path};
 use crate::db::hex;
 
@@ -24,6 +24,14 @@ const PACK_MAGIC: &[u8; 8] = b"DBGPACK1";
 pub(crate) const PACK_HEADER_BYTES: u64 = PACK_MAGIC.len() as u64;
 const FRAME_MAGIC: &[u8; 4] = b"DBGF";
 pub(crate) const FRAME_HEADER_BYTES: u64 = 12;
+
+/// The most bytes a frame takes in a pack: zstd's bound for [`FRAME_MAX_PLAIN`] bytes
+/// that do not compress, with room to spare.
+pub(crate) const MAX_STORED_FRAME: u64 = FRAME_MAX_PLAIN as u64 + (64 << 10);
+
+/// The largest pack file dbguard writes: a pack is closed after the frame that takes it
+/// past [`PACK_TARGET_BYTES`]. Anything larger from a remote is not one of ours.
+pub(crate) const MAX_PACK_BYTES: u64 = PACK_TARGET_BYTES + FRAME_HEADER_BYTES + MAX_STORED_FRAME;
 
 /// The `packs/` directory of a store.
 pub(crate) struct Packs {
@@ -261,6 +269,12 @@ impl<'a> PackSequence<'a> {
 /// Read one frame of an open pack and decompress it: its plain bytes, or what is wrong
 /// with it.
 pub(crate) fn read_frame(pack: &File, frame: &FrameInfo) -> Result<Vec<u8>, String> {
+    if frame.stored_len > MAX_STORED_FRAME {
+        return Err(format!(
+            "the frame at offset {} claims {} stored bytes, more than a frame ever takes",
+            frame.offset, frame.stored_len
+        ));
+    }
     let mut stored = vec![0u8; (FRAME_HEADER_BYTES + frame.stored_len) as usize];
     pack.read_exact_at(&mut stored, frame.offset)
         .map_err(|e| format!("cannot read the frame at offset {}: {e}", frame.offset))?;
@@ -269,15 +283,30 @@ pub(crate) fn read_frame(pack: &File, frame: &FrameInfo) -> Result<Vec<u8>, Stri
 
 /// [`read_frame`] from a whole pack in memory (one downloaded from a remote).
 pub(crate) fn decode_frame(pack: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
-    let end = frame.offset + FRAME_HEADER_BYTES + frame.stored_len;
+    let end = frame
+        .offset
+        .checked_add(FRAME_HEADER_BYTES)
+        .and_then(|end| end.checked_add(frame.stored_len))
+        .and_then(|end| usize::try_from(end).ok())
+        .ok_or_else(|| format!("no frame at offset {}", frame.offset))?;
     let stored = pack
-        .get(frame.offset as usize..end as usize)
+        .get(usize::try_from(frame.offset).unwrap_or(usize::MAX)..end)
         .ok_or_else(|| format!("no frame at offset {}", frame.offset))?;
     decode_stored(stored, frame)
 }
 
 /// A frame's header and compressed bytes → its plain bytes, checked against `frame`.
-fn decode_stored(stored: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
+/// Never more than [`FRAME_MAX_PLAIN`] bytes, whatever a header or an index claims.
+pub(crate) fn decode_stored(stored: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
+    if frame.plain_len > FRAME_MAX_PLAIN as u64 {
+        return Err(format!(
+            "the frame at offset {} claims {} bytes, more than a frame ever holds ({FRAME_MAX_PLAIN})",
+            frame.offset, frame.plain_len
+        ));
+    }
+    if stored.len() < FRAME_HEADER_BYTES as usize {
+        return Err(format!("no frame header at offset {}", frame.offset));
+    }
     let (header, compressed) = stored.split_at(FRAME_HEADER_BYTES as usize);
     let stored_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default());
     let plain_len = u32::from_le_bytes(header[8..].try_into().unwrap_or_default());
@@ -307,6 +336,105 @@ fn decode_stored(stored: &[u8], frame: &FrameInfo) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn frame_at(offset: u64, stored_len: u64, plain_len: u64, block_size: usize) -> FrameInfo {
+        FrameInfo {
+            id: 1,
+            pack: 1,
+            offset,
+            stored_len,
+            plain_len,
+            block_size,
+            members: Vec::new(),
+            hashes: Vec::new(),
+        }
+    }
+
+    /// A pack holding one frame of `plain`, as `PackWriter` lays it out.
+    fn one_frame_pack(plain: &[u8]) -> (Vec<u8>, FrameInfo) {
+        let compressed = zstd::bulk::compress(plain, 1).unwrap();
+        let mut pack = PACK_MAGIC.to_vec();
+        pack.extend_from_slice(FRAME_MAGIC);
+        pack.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        pack.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+        pack.extend_from_slice(&compressed);
+        let frame = frame_at(
+            PACK_HEADER_BYTES,
+            compressed.len() as u64,
+            plain.len() as u64,
+            4096,
+        );
+        (pack, frame)
+    }
+
+    proptest! {
+        /// Whatever a pack's bytes and its index claim, decoding a frame ends in its
+        /// bytes or an error, never a panic, and never yields (or reserves) more than a
+        /// frame holds.
+        #[test]
+        fn fuzz_frames_decode_within_bounds(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            offset in prop_oneof![0u64..64, any::<u64>()],
+            stored_len in prop_oneof![0u64..600, any::<u64>()],
+            plain_len in prop_oneof![0u64..(1 << 19), any::<u64>()],
+        ) {
+            let frame = frame_at(offset, stored_len, plain_len, 4096);
+            if let Ok(plain) = decode_frame(&bytes, &frame) {
+                prop_assert!(plain.len() <= FRAME_MAX_PLAIN);
+                prop_assert_eq!(plain.len() as u64, plain_len);
+            }
+        }
+
+        /// A real frame with bytes flipped, cut or its header's lengths changed: the
+        /// plain bytes come back only when they are the original's.
+        #[test]
+        fn fuzz_damaged_frames_are_errors(
+            plain in proptest::collection::vec(0u8..4, 1..20_000),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
+            cut in prop_oneof![Just(None), any::<prop::sample::Index>().prop_map(Some)],
+            claimed_plain in prop_oneof![Just(None), any::<u32>().prop_map(Some)],
+        ) {
+            let (mut pack, mut frame) = one_frame_pack(&plain);
+            for (at, mask) in &flips {
+                let at = at.index(pack.len());
+                pack[at] ^= mask;
+            }
+            if let Some(claimed) = claimed_plain {
+                frame.plain_len = u64::from(claimed);
+                pack[16..20].copy_from_slice(&claimed.to_le_bytes());
+            }
+            if let Some(cut) = cut {
+                pack.truncate(cut.index(pack.len()));
+            }
+            if let Ok(read) = decode_frame(&pack, &frame) {
+                prop_assert!(read.len() <= FRAME_MAX_PLAIN);
+                if claimed_plain.is_none() && flips.is_empty() && cut.is_none() {
+                    prop_assert_eq!(read, plain);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_claiming_more_than_a_frame_holds_is_refused_before_decompressing() {
+        // zstd's encoding of 64 MiB of zeros, claimed whole: nothing is allocated for it.
+        let zeros = vec![0u8; 64 << 20];
+        let compressed = zstd::bulk::compress(&zeros, 1).unwrap();
+        let mut pack = PACK_MAGIC.to_vec();
+        pack.extend_from_slice(FRAME_MAGIC);
+        pack.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        pack.extend_from_slice(&(zeros.len() as u32).to_le_bytes());
+        pack.extend_from_slice(&compressed);
+        let frame = frame_at(
+            PACK_HEADER_BYTES,
+            compressed.len() as u64,
+            zeros.len() as u64,
+            4096,
+        );
+        let error = decode_frame(&pack, &frame).unwrap_err();
+        assert!(error.contains("more than a frame ever holds"), "{error}");
+    }
 
     #[test]
     fn a_pack_is_named_by_its_bytes_and_frames_read_back() {

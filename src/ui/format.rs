@@ -44,6 +44,64 @@ pub(crate) fn shell_quote(text: &str) -> String {
     }
 }
 
+/// Characters a terminal acts on instead of showing: C0 controls except newline and tab
+/// (escape sequences set the window title, clear the screen, move the cursor), DEL, C1
+/// controls (U+009B is a one-character CSI), and the bidirectional overrides and
+/// isolates that make text read in another order than it is.
+fn is_terminal_control(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every terminal control shown as an escape (`\x1b`, `\u{202e}`) instead
+/// of acted on: names and messages from databases, files and remotes reach the terminal
+/// through this. `keep` lists exact sequences to leave alone (the colours dbguard itself
+/// paints with).
+pub(crate) fn escape_controls<'a>(text: &'a str, keep: &[&str]) -> std::borrow::Cow<'a, str> {
+    if !text.chars().any(is_terminal_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(kept) = keep.iter().find(|k| !k.is_empty() && rest.starts_with(**k)) {
+            out.push_str(kept);
+            rest = &rest[kept.len()..];
+            continue;
+        }
+        if is_terminal_control(c) {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
+/// JSON text (serde_json's, which escapes C0 controls already) with DEL, C1 and the
+/// bidirectional controls escaped as `\uXXXX` too: still the same JSON, and nothing in
+/// it acts on a terminal.
+pub(crate) fn escape_json_controls(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.chars().any(is_terminal_control) {
+        return json.into();
+    }
+    json.chars()
+        .map(|c| {
+            if is_terminal_control(c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Render rows as an aligned plain-text table (first row is the header).
 pub(crate) fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -196,6 +254,28 @@ mod tests {
             .output()
             .expect("sh runs");
         assert_eq!(String::from_utf8_lossy(&echoed.stdout), "it's my db.sqlite");
+    }
+
+    #[test]
+    fn terminal_controls_are_shown_not_obeyed() {
+        let hostile = "t\x1b]0;owned\x07\x1b[2J\r\u{9b}31m\u{202e}gpj.exe";
+        let shown = escape_controls(hostile, &[]);
+        assert_eq!(
+            shown,
+            "t\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b31m\\u{202e}gpj.exe"
+        );
+        assert!(!shown.chars().any(is_terminal_control));
+        // Plain text, newlines and tabs, and the kept sequences pass unchanged.
+        assert_eq!(escape_controls("posts\tpäge\n", &[]), "posts\tpäge\n");
+        assert_eq!(
+            escape_controls("\x1b[31mred\x1b[0m \x1b[2J", &["\x1b[31m", "\x1b[0m"]),
+            "\x1b[31mred\x1b[0m \\x1b[2J"
+        );
+        // JSON stays JSON and decodes to the original text.
+        let json = serde_json::to_string(hostile).unwrap();
+        let escaped = escape_json_controls(&json);
+        assert!(!escaped.chars().any(is_terminal_control));
+        assert_eq!(serde_json::from_str::<String>(&escaped).unwrap(), hostile);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::ui::Ui;
 
 /// Print `value` as the command's JSON document on stdout.
 pub(crate) fn print<T: Serialize>(ui: &Ui, value: &T) {
-    ui.out(&serde_json::to_string_pretty(value).unwrap_or_default());
+    ui.out_json(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// A time as every JSON field shows one.

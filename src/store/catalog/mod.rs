@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::db::sqlite::uri;
 use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
+use crate::git::redact::redact_argv;
 
 /// 2: `stat_cache.chunks_ctime_ns` (the newest chunk ctime of the image when the entry was
 /// recorded; a chunk changed since then is not trusted without reading it).
@@ -27,7 +28,10 @@ use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 /// `packs`, `frames`, `damaged_blocks`, `image_packs`.
 /// 5: remotes. `store_meta` (the store's random id, its namespace on a remote) and
 /// `snapshots.origin` (`<store id>/<snapshot id>` of a snapshot fetched from a remote).
-const SCHEMA_VERSION: i64 = 5;
+/// 6: no secrets in `operations.argv` (see `crate::git::redact`): recorded command lines
+/// are redacted, and the snapshots whose records on remotes still hold the old text are
+/// listed in `store_meta` (`redacted_snapshots`) for the next push to rewrite.
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -121,6 +125,54 @@ CREATE TABLE IF NOT EXISTS image_packs (
     PRIMARY KEY (image_id, pack_id)
 ) WITHOUT ROWID;
 ";
+
+/// An operation's command line as the catalog stores it: JSON, secrets redacted.
+fn argv_json(argv: &[String]) -> String {
+    serde_json::to_string(&redact_argv(argv)).unwrap_or_else(|_| "[]".into())
+}
+
+/// Migration to schema 6, inside its transaction: redact every recorded command line,
+/// and list the snapshots taken here whose operation changed, so that the next push
+/// replaces their records on remotes (written before, with the secrets).
+fn redact_recorded_argv(conn: &Connection) -> rusqlite::Result<()> {
+    let recorded: Vec<(i64, String)> = {
+        let mut query = conn.prepare("SELECT id, argv FROM operations")?;
+        query
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut changed = Vec::new();
+    for (id, text) in recorded {
+        let argv: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+        let redacted = argv_json(&argv);
+        if redacted != text {
+            conn.execute(
+                "UPDATE operations SET argv = ?1 WHERE id = ?2",
+                params![redacted, id],
+            )?;
+            changed.push(id);
+        }
+    }
+    let mut snapshots = Vec::new();
+    {
+        let mut query = conn.prepare(
+            "SELECT id FROM snapshots WHERE operation_id = ?1 AND origin IS NULL ORDER BY id",
+        )?;
+        for operation in changed {
+            for id in query.query_map([operation], |r| r.get::<_, i64>(0))? {
+                snapshots.push(id?);
+            }
+        }
+    }
+    if !snapshots.is_empty() {
+        snapshots.sort_unstable();
+        conn.execute(
+            "INSERT OR REPLACE INTO store_meta(key, value) VALUES ('redacted_snapshots', ?1)",
+            [serde_json::to_string(&snapshots).unwrap_or_else(|_| "[]".into())],
+        )?;
+    }
+    Ok(())
+}
 
 /// Schema changes from each older version to the next, applied in order. New tables
 /// (2 → 3: `operation_refs`) come from `SCHEMA`'s `CREATE … IF NOT EXISTS`, which every
@@ -454,8 +506,20 @@ impl Catalog {
                 " INSERT OR IGNORE INTO store_meta(key, value) VALUES ('store_id', '{}');",
                 replica::new_store_id()
             ));
-            batch.push_str(&format!(" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"));
+            batch.push_str(&format!(" PRAGMA user_version={SCHEMA_VERSION};"));
             conn.execute_batch(&batch).map_err(fail)?;
+            let migrated = if (1..6).contains(&version) {
+                redact_recorded_argv(&conn)
+            } else {
+                Ok(())
+            };
+            match migrated.and_then(|()| conn.execute_batch("COMMIT")) {
+                Ok(()) => {}
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(fail(e));
+                }
+            }
         }
         Ok(Catalog {
             conn,
@@ -592,6 +656,7 @@ impl Catalog {
         }
     }
 
+    /// Record an operation; secrets in its command line never reach the catalog.
     pub(crate) fn begin_operation(
         &self,
         kind: &str,
@@ -606,7 +671,7 @@ impl Catalog {
                 params![
                     ts(&now),
                     kind,
-                    serde_json::to_string(argv).unwrap_or_else(|_| "[]".into()),
+                    argv_json(argv),
                     head_before
                 ],
             )
@@ -772,7 +837,8 @@ impl Catalog {
         Ok(OperationInfo {
             id: row.get(first)?,
             kind: row.get(first + 1)?,
-            argv: serde_json::from_str(&argv).unwrap_or_default(),
+            // Redacted again on the way out: a catalog opened read-only is not migrated.
+            argv: redact_argv(&serde_json::from_str::<Vec<String>>(&argv).unwrap_or_default()),
             head_before: row.get(first + 3)?,
             head_after: row.get(first + 4)?,
             exit_code: row.get(first + 5)?,

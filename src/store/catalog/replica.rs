@@ -87,6 +87,23 @@ impl Catalog {
         Ok(id)
     }
 
+    /// Snapshots whose records on remotes were written with secrets that the catalog
+    /// has since redacted (schema 6): a push replaces those records.
+    pub(crate) fn redacted_snapshots(&self) -> Result<Vec<i64>, CatalogError> {
+        let listed: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'redacted_snapshots'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.fail())?;
+        Ok(listed
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
     /// The origin of every fetched snapshot, by snapshot id.
     pub(crate) fn origins(&self) -> Result<HashMap<i64, String>, CatalogError> {
         if self.version < 5 {
@@ -135,7 +152,8 @@ impl Catalog {
                 params![
                     ts(&snapshot.created_at),
                     snapshot.operation_kind,
-                    serde_json::to_string(&snapshot.argv).unwrap_or_else(|_| "[]".into()),
+                    // A remote's record may come from a dbguard that kept secrets.
+                    super::argv_json(&snapshot.argv),
                     snapshot.head_before,
                     snapshot.head_after,
                     snapshot.exit_code

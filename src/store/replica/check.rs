@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    Namespace, PackIndex, SnapshotRecord, check_pack, from_runs, index_object, namespaces,
-    pack_object, parse_json, snapshot_object,
+    MAX_INDEX_BYTES, MAX_RECORD_BYTES, MIN_FETCHED_BLOCK, Namespace, PackIndex, SnapshotRecord,
+    check_pack, check_record, from_runs, get_bounded, index_object, namespaces, pack_object,
+    parse_json, snapshot_object,
 };
 use crate::remote::Client;
 use crate::store::blocks::{FRAME_MAX_PLAIN, Hash, block_count, blocks_digest};
+use crate::store::packs::MAX_PACK_BYTES;
 
 use super::ReplicaError;
 
@@ -95,10 +97,12 @@ fn check_space(
         jobs,
         |bucket, (space, pack, size): (String, String, u64)| async move {
             let name = index_object(&space, &pack);
-            let index = parse_json::<PackIndex>(&bucket.get(&name).await?, &name);
-            let bytes = bucket.get(&pack_object(&space, &pack)).await?;
+            let index = get_bounded(&bucket, &name, MAX_INDEX_BYTES)
+                .await?
+                .and_then(|bytes| parse_json::<PackIndex>(&bytes, &name));
+            let bytes = get_bounded(&bucket, &pack_object(&space, &pack), MAX_PACK_BYTES).await?;
             let checked = index.and_then(|index| {
-                let hashes = check_pack(&pack, &bytes, &index)?;
+                let hashes = check_pack(&pack, &bytes?, &index)?;
                 Ok((index, hashes))
             });
             Ok((pack, size, checked))
@@ -112,8 +116,8 @@ fn check_space(
         match checked {
             Ok((index, frame_hashes)) => {
                 for (entry, frame_hashes) in index.frames.iter().zip(frame_hashes) {
-                    let members =
-                        from_runs(&entry.members, FRAME_MAX_PLAIN / 512).unwrap_or_default();
+                    let members = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                        .unwrap_or_default();
                     for (block, hash) in members.into_iter().zip(frame_hashes) {
                         if block != 0 {
                             hashes.insert(block, hash);
@@ -146,8 +150,11 @@ fn check_records(
         ids,
         |bucket, (space, id): (String, i64)| async move {
             let name = snapshot_object(&space, id);
-            let bytes = bucket.get(&name).await?;
-            Ok((id, parse_json::<SnapshotRecord>(&bytes, &name)))
+            let record = get_bounded(&bucket, &name, MAX_RECORD_BYTES)
+                .await?
+                .and_then(|bytes| parse_json::<SnapshotRecord>(&bytes, &name))
+                .and_then(|record| check_record(&record).map(|()| record));
+            Ok((id, record))
         },
         |_| {},
     )?;

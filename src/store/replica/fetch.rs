@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    Namespace, PackIndex, RemoteLock, ReplicaError, SnapshotRecord, check_pack, from_runs,
-    index_object, namespaces, pack_object, parse_json, snapshot_object,
+    MAX_INDEX_BYTES, MAX_RECORD_BYTES, MIN_FETCHED_BLOCK, Namespace, PackIndex, RemoteLock,
+    ReplicaError, SnapshotRecord, check_pack, check_record, from_runs, get_bounded, index_object,
+    namespaces, pack_object, parse_json, snapshot_object,
 };
 use crate::db::{Census, DbKind};
 use crate::remote::{Client, RemoteError};
@@ -23,6 +24,7 @@ use crate::store::blocks::{
 };
 use crate::store::catalog::{Import, ImportedSnapshot, NewImage};
 use crate::store::files::{create_private, create_private_dir};
+use crate::store::packs::MAX_PACK_BYTES;
 use crate::store::{Store, StoreError};
 
 /// Where a remote block is: (pack, frame number in its index, slot).
@@ -146,8 +148,10 @@ impl FetchPlan {
             to_read,
             |bucket, (space, id): (String, i64)| async move {
                 let name = snapshot_object(&space, id);
-                let bytes = bucket.get(&name).await?;
-                Ok((space, id, parse_json::<SnapshotRecord>(&bytes, &name)))
+                let record = get_bounded(&bucket, &name, MAX_RECORD_BYTES)
+                    .await?
+                    .and_then(|bytes| parse_json::<SnapshotRecord>(&bytes, &name));
+                Ok((space, id, record))
             },
             |_| {},
         )?;
@@ -156,6 +160,10 @@ impl FetchPlan {
             let origin = format!("{space}/{id}");
             match record {
                 Ok(record) if record.store == space && record.id == id => {
+                    if let Err(why) = check_record(&record) {
+                        plan.report.incomplete.push((origin, why));
+                        continue;
+                    }
                     spaces_wanted
                         .entry(space.clone())
                         .or_insert_with(Vec::new)
@@ -192,8 +200,10 @@ impl FetchPlan {
             names,
             |bucket, (space, pack): (String, String)| async move {
                 let name = index_object(&space, &pack);
-                let bytes = bucket.get(&name).await?;
-                Ok((pack, parse_json::<PackIndex>(&bytes, &name)))
+                let index = get_bounded(&bucket, &name, MAX_INDEX_BYTES)
+                    .await?
+                    .and_then(|bytes| parse_json::<PackIndex>(&bytes, &name));
+                Ok((pack, index))
             },
             |_| {},
         )?;
@@ -227,7 +237,8 @@ impl FetchPlan {
         packs.sort_by_key(|index| (!local_packs.contains(&index.pack), index.pack.clone()));
         for index in packs {
             for (frame, entry) in index.frames.iter().enumerate() {
-                let Some(members) = from_runs(&entry.members, FRAME_MAX_PLAIN / 512) else {
+                let Some(members) = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                else {
                     continue;
                 };
                 for (slot, block) in members.into_iter().enumerate() {
@@ -316,7 +327,10 @@ impl FetchPlan {
         let results = client.parallel(
             jobs,
             |bucket, (space, name, size, index, file): (String, String, u64, PackIndex, PathBuf)| async move {
-                let bytes = bucket.get(&pack_object(&space, &name)).await?;
+                let bytes = match get_bounded(&bucket, &pack_object(&space, &name), MAX_PACK_BYTES).await? {
+                    Ok(bytes) => bytes,
+                    Err(why) => return Ok((space, name, size, file, Err(why))),
+                };
                 let checked = check_pack(&name, &bytes, &index);
                 if checked.is_ok() {
                     write_durably(&file, &bytes).map_err(|e| RemoteError::Local {
@@ -405,7 +419,8 @@ impl FetchPlan {
             for (frame_number, (entry, hashes)) in
                 pack_index.frames.iter().zip(&pack.hashes).enumerate()
             {
-                let remote = from_runs(&entry.members, FRAME_MAX_PLAIN / 512).unwrap_or_default();
+                let remote = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                    .unwrap_or_default();
                 let members: Vec<u64> = remote
                     .iter()
                     .enumerate()
@@ -522,6 +537,7 @@ impl FetchPlan {
                     origin: origin.clone(),
                     worktree,
                     path: record.path.clone(),
+                    // check_record let only known kinds through.
                     kind: DbKind::parse(&record.kind).unwrap_or(DbKind::Sqlite),
                     created_at: chrono::DateTime::parse_from_rfc3339(&record.created_at)
                         .map(|t| t.with_timezone(&chrono::Utc))

@@ -35,11 +35,26 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::blocks::Hash;
-use crate::remote::{ObjectInfo, RemoteError};
+use super::blocks::{FRAME_MAX_PLAIN, Hash, MAX_BLOCK_SIZE, block_count};
+use super::packs::{FRAME_HEADER_BYTES, MAX_STORED_FRAME};
+use crate::db::DbKind;
+use crate::git::RepoPath;
+use crate::remote::{Bucket, ObjectInfo, RemoteError};
 
 /// The version of the records below; a reader refuses newer ones.
 const FORMAT: u32 = 1;
+
+/// Everything fetched is bounded by what a dbguard writes, whatever the remote says:
+/// a snapshot record (its census and manifest runs) …
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+/// … a pack's index (a few thousand frames at most) …
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+/// … and the blocks of one image: 2^25 (128 GiB of 4 KiB pages, 256 MiB of block
+/// numbers in memory while it is fetched).
+const MAX_IMAGE_BLOCKS: u64 = 1 << 25;
+/// The smallest block a frame's index may name (block numbers per frame are bounded by
+/// `FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK`).
+const MIN_FETCHED_BLOCK: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReplicaError {
@@ -221,6 +236,21 @@ fn namespaces(listing: &[ObjectInfo]) -> BTreeMap<String, Namespace> {
     spaces
 }
 
+/// Download an object that dbguard writes at most `limit` bytes of: `Ok(Err(why))` for
+/// a larger one (damaged, or not dbguard's: reported with the snapshots it spoils),
+/// `Err` when the remote itself fails.
+async fn get_bounded(
+    bucket: &Bucket,
+    name: &str,
+    limit: u64,
+) -> Result<Result<bytes::Bytes, String>, RemoteError> {
+    match bucket.get_at_most(name, limit).await {
+        Ok(bytes) => Ok(Ok(bytes)),
+        Err(too_large @ RemoteError::TooLarge { .. }) => Ok(Err(too_large.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
@@ -283,7 +313,9 @@ fn check_pack(name: &str, bytes: &[u8], index: &PackIndex) -> Result<Vec<Vec<Has
     }
     let mut hashes = Vec::with_capacity(index.frames.len());
     for entry in &index.frames {
-        let members = from_runs(&entry.members, super::blocks::FRAME_MAX_PLAIN / 512)
+        check_frame_entry(entry, bytes.len() as u64)
+            .map_err(|why| format!("pack {name}: {why}"))?;
+        let members = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
             .ok_or_else(|| format!("pack {name}: a frame's block list is damaged"))?;
         let frame = super::blocks::FrameInfo {
             id: 0,
@@ -295,11 +327,7 @@ fn check_pack(name: &str, bytes: &[u8], index: &PackIndex) -> Result<Vec<Vec<Has
             members: members.clone(),
             hashes: Vec::new(),
         };
-        if entry.block_size == 0
-            || entry.offset + super::packs::FRAME_HEADER_BYTES + entry.stored_len
-                > bytes.len() as u64
-            || members.len() != entry.plain_len.div_ceil(entry.block_size as u64) as usize
-        {
+        if members.len() != entry.plain_len.div_ceil(entry.block_size as u64) as usize {
             return Err(format!(
                 "pack {name}: its index does not fit the pack (frame at offset {})",
                 entry.offset
@@ -316,9 +344,201 @@ fn check_pack(name: &str, bytes: &[u8], index: &PackIndex) -> Result<Vec<Vec<Has
     Ok(hashes)
 }
 
+/// A frame of a fetched index within the limits of the frames dbguard writes and
+/// inside a pack of `pack_len` bytes (checked before anything is decompressed).
+fn check_frame_entry(entry: &FrameEntry, pack_len: u64) -> Result<(), String> {
+    let at = entry.offset;
+    if !(MIN_FETCHED_BLOCK..=MAX_BLOCK_SIZE).contains(&entry.block_size) {
+        return Err(format!(
+            "the frame at offset {at} has blocks of {} bytes",
+            entry.block_size
+        ));
+    }
+    if entry.plain_len == 0 || entry.plain_len > FRAME_MAX_PLAIN as u64 {
+        return Err(format!(
+            "the frame at offset {at} claims {} bytes, more than a frame ever holds ({FRAME_MAX_PLAIN})",
+            entry.plain_len
+        ));
+    }
+    let end = at
+        .checked_add(FRAME_HEADER_BYTES)
+        .and_then(|end| end.checked_add(entry.stored_len));
+    if entry.stored_len > MAX_STORED_FRAME || end.is_none_or(|end| end > pack_len) {
+        return Err(format!(
+            "its index does not fit the pack (frame at offset {at})"
+        ));
+    }
+    Ok(())
+}
+
+/// A fetched snapshot record that this store can hold: a path inside a working tree
+/// (never `../x` or `/abs`: status and the hooks open what records name), a known kind
+/// and time, and an image within the limits of what dbguard takes.
+fn check_record(record: &SnapshotRecord) -> Result<(), String> {
+    if RepoPath::new(&record.path).is_err() {
+        return Err(format!(
+            "its path {:?} is not a path inside a working tree",
+            record.path
+        ));
+    }
+    if DbKind::parse(&record.kind).is_none() {
+        return Err(format!("its kind {:?} is not a database kind", record.kind));
+    }
+    if chrono::DateTime::parse_from_rfc3339(&record.created_at).is_err() {
+        return Err(format!("its time {:?} is not a time", record.created_at));
+    }
+    let image = &record.image;
+    if !(MIN_FETCHED_BLOCK..=MAX_BLOCK_SIZE).contains(&image.block_size)
+        || block_count(image.size, image.block_size) as u64 > MAX_IMAGE_BLOCKS
+    {
+        return Err(format!(
+            "its image ({} bytes in blocks of {}) is outside what dbguard stores",
+            image.size, image.block_size
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// u64s as a remote may send them: small, near the limits, or anything.
+    fn claimed() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..70_000,
+            (FRAME_MAX_PLAIN as u64 - 2)..(FRAME_MAX_PLAIN as u64 + 2),
+            Just(u64::from(u32::MAX)),
+            any::<u64>(),
+        ]
+    }
+
+    fn frame_entry() -> impl Strategy<Value = FrameEntry> {
+        (
+            claimed(),
+            claimed(),
+            claimed(),
+            claimed(),
+            proptest::collection::vec([claimed(), claimed()], 0..4),
+        )
+            .prop_map(
+                |(offset, stored_len, plain_len, block_size, members)| FrameEntry {
+                    offset,
+                    stored_len,
+                    plain_len,
+                    block_size: block_size as usize,
+                    members,
+                },
+            )
+    }
+
+    /// Paths a record may name: plain ones and the ways out of a worktree.
+    fn record_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z]{1,8}(/[a-z]{1,8}){0,2}\\.db",
+            "(\\.\\./)+[a-z]{1,8}\\.db",
+            "/[a-z]{1,8}(/[a-z]{1,8})?",
+            "[a-z]{1,4}/\\.\\./\\.\\./[a-z]{1,4}",
+            "\\.git/[a-z]{1,8}",
+            any::<String>(),
+        ]
+    }
+
+    fn record(path: String, kind: String, size: u64, block_size: u64) -> SnapshotRecord {
+        SnapshotRecord {
+            format: FORMAT,
+            store: "s".into(),
+            id: 1,
+            path,
+            worktree: "/w".into(),
+            kind,
+            created_at: "2026-12-07T03:00:00.000Z".into(),
+            consistency: "online-backup".into(),
+            git_state: "untracked".into(),
+            schema_hash: String::new(),
+            reused: false,
+            message: None,
+            tables: BTreeMap::new(),
+            operation: OperationRecord {
+                kind: "snapshot".into(),
+                argv: Vec::new(),
+                head_before: None,
+                head_after: None,
+                exit_code: None,
+            },
+            image: ImageEntry {
+                digest: String::new(),
+                size,
+                block_size: block_size as usize,
+                manifest: Vec::new(),
+            },
+        }
+    }
+
+    proptest! {
+        /// Any index against any pack: its hashes or a reason, never a panic, and only
+        /// frames within the local limits are ever decompressed.
+        #[test]
+        fn fuzz_pack_indexes_are_checked_not_trusted(
+            frames in proptest::collection::vec(frame_entry(), 0..4),
+            pack in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let name = crate::db::hex(&<sha2::Sha256 as sha2::Digest>::digest(&pack));
+            let index = PackIndex { format: FORMAT, pack: name.clone(), size: pack.len() as u64, frames };
+            if let Ok(hashes) = check_pack(&name, &pack, &index) {
+                prop_assert_eq!(hashes.len(), index.frames.len());
+                for entry in &index.frames {
+                    prop_assert!(check_frame_entry(entry, pack.len() as u64).is_ok());
+                }
+            }
+            // The same index as JSON, cut anywhere: parsed or refused.
+            let json = serde_json::to_vec(&index).unwrap();
+            for cut in [json.len(), json.len() / 2, 1] {
+                let _ = parse_json::<PackIndex>(&json[..cut], "index");
+            }
+        }
+
+        /// Any bytes as a record or an index: a parse error, never a panic.
+        #[test]
+        fn fuzz_record_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(record) = parse_json::<SnapshotRecord>(&bytes, "record") {
+                let _ = check_record(&record);
+            }
+            let _ = parse_json::<PackIndex>(&bytes, "index");
+        }
+
+        /// A record is accepted only with a path inside a worktree, a known kind and an
+        /// image within the limits.
+        #[test]
+        fn fuzz_snapshot_records_name_only_worktree_paths(
+            path in record_path(),
+            kind in prop_oneof![Just("sqlite".to_string()), Just("duckdb".to_string()), any::<String>()],
+            size in claimed(),
+            block_size in claimed(),
+        ) {
+            let record = record(path, kind, size, block_size);
+            if check_record(&record).is_ok() {
+                prop_assert!(RepoPath::new(&record.path).is_ok());
+                prop_assert!(!record.path.split('/').any(|p| p == ".."));
+                prop_assert!(!record.path.starts_with('/'));
+                prop_assert!(DbKind::parse(&record.kind).is_some());
+                prop_assert!(block_count(size, block_size as usize) as u64 <= MAX_IMAGE_BLOCKS);
+            }
+        }
+
+        /// Block runs expand to at most `max` numbers, whatever they claim.
+        #[test]
+        fn fuzz_runs_expand_within_their_bound(
+            runs in proptest::collection::vec([claimed(), claimed()], 0..6),
+            max in 0usize..2048,
+        ) {
+            if let Some(ids) = from_runs(&runs, max) {
+                prop_assert!(ids.len() <= max);
+                prop_assert_eq!(to_runs(&ids).iter().map(|r| r[1]).sum::<u64>(), ids.len() as u64);
+            }
+        }
+    }
 
     #[test]
     fn runs_round_trip_with_unused_slots() {

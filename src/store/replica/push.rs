@@ -43,6 +43,9 @@ pub(super) struct SnapshotToPush {
     pub(super) id: i64,
     record: Vec<u8>,
     packs: Vec<String>,
+    /// Its record on a remote may hold a command line with secrets (pushed before
+    /// schema 6 redacted them): replaced when it differs.
+    rewrite: bool,
 }
 
 /// What the store holds that a remote should: read under the store's lock, used after.
@@ -65,6 +68,8 @@ pub(crate) struct PushReport {
     pub(crate) pushed: Vec<i64>,
     /// Snapshots the remote had already.
     pub(crate) already: usize,
+    /// Snapshots whose records on the remote held secrets, replaced by redacted ones.
+    pub(crate) rewritten: Vec<i64>,
     pub(crate) packs_sent: usize,
     pub(crate) packs_already: usize,
     pub(crate) bytes_sent: u64,
@@ -94,6 +99,7 @@ impl Store {
             });
         };
         let origins = self.catalog.origins()?;
+        let rewrite: HashSet<i64> = self.catalog.redacted_snapshots()?.into_iter().collect();
         let records = self.catalog.packs()?;
         let pack_names: HashMap<i64, (String, u64)> = records
             .iter()
@@ -168,6 +174,7 @@ impl Store {
                 id: snapshot.id,
                 record: serde_json::to_vec_pretty(&record).unwrap_or_default(),
                 packs,
+                rewrite: rewrite.contains(&snapshot.id),
             });
         }
         let index = self.block_index()?;
@@ -350,7 +357,12 @@ pub(crate) fn push(
     for snapshot in &plan.snapshots {
         let object = snapshot_object(&plan.store_id, snapshot.id);
         if present.contains_key(object.as_str()) {
-            report.already += 1;
+            if snapshot.rewrite && client.get(&object)? != snapshot.record {
+                client.replace(&object, Bytes::from(snapshot.record.clone()))?;
+                report.rewritten.push(snapshot.id);
+            } else {
+                report.already += 1;
+            }
             continue;
         }
         if !snapshot.packs.iter().all(|p| on_remote.contains(p)) {
