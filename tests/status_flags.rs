@@ -259,7 +259,7 @@ fn a_loss_through_plain_git_stays_flagged_until_restored_or_accepted() {
     assert!(
         status
             .stderr
-            .contains("error: 1 database lost rows or vanished: posts.db"),
+            .contains("Error: 1 database lost rows or vanished: posts.db"),
         "{}",
         status.stderr
     );
