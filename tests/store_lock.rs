@@ -131,7 +131,7 @@ fn store_with_a_long_prune(repo: &TestRepo, snapshots: usize) {
 fn a_long_prune_never_makes_the_snapshot_of_a_plain_git_command_give_up() {
     let repo = grown_tracked_database();
     fs::write(repo.root.join(".gitignore"), "big.db\n").unwrap();
-    store_with_a_long_prune(&repo, 4);
+    store_with_a_long_prune(&repo, 8);
     let lock = repo.store().join("lock");
     let mut prune = repo
         .command(dbguard_bin(), &repo.root)

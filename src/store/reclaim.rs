@@ -131,6 +131,17 @@ impl Sink<'_> {
         }
     }
 
+    /// A prune step ends here: it closes the pack it was writing, and the next step
+    /// writes into a new one. A count follows the steps a real prune takes, so that a
+    /// dry run predicts its bytes exactly; a real step ends with its sequence.
+    fn end_step(&mut self) {
+        if let Sink::Count { current, finished } = self
+            && let Some(len) = current.take()
+        {
+            finished.push(len);
+        }
+    }
+
     /// Planning failed: delete what was written.
     fn abandon(self) {
         if let Sink::Write(sequence) = self {
@@ -336,6 +347,9 @@ impl Store {
             if plan.dropped_packs.len() == budget {
                 plan.more = true;
                 break;
+            }
+            if !plan.dropped_packs.is_empty() && plan.dropped_packs.len() % PACKS_PER_STEP == 0 {
+                sink.end_step();
             }
             let mut kept = Vec::new();
             if rewrite {
