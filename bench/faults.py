@@ -1174,7 +1174,10 @@ def pty_run(argv, cwd, answers, timeout=120, env=None):
 def grown_tracked_repo(name, committed=5_000, grown=90_000):
     """posts.db committed at `committed` rows, dbguard installed (hooks and core.fsmonitor),
     then grown to `grown` rows: a plain checkout -- posts.db or reset --hard shrinks it."""
-    repo = tracked_db_repo(name, "posts.db", committed, committed)
+    repo = Repo(name)
+    make_db(repo.p("posts.db"), committed)
+    git(["add", "posts.db"], repo.root)
+    git(["commit", "-q", "-m", "add posts.db"], repo.root)
     run = repo.dbg("install")
     if run.code != 0:
         raise Fail(f"`{run.cmd}` failed: {run.brief()}")
@@ -1307,7 +1310,7 @@ def area_disk_full_ingest(area, rounds):
     """The store's disk fills up in the middle of an ingest: the guarded command ends
     promptly with an error, git does not run, and the store is free for the next one."""
     with tmpfs(os.path.join(BASE, "ingest-full-fs"), "3m") as fs:
-        repo = tracked_db_repo("ingest-full", "noise.db", 1, 1)
+        repo = Repo("ingest-full")
         repo.set_store(os.path.join(fs, "store"))
         conn = sqlite3.connect(repo.p("noise.db"))
         conn.execute("CREATE TABLE noise(b BLOB)")

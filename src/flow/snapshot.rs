@@ -138,6 +138,8 @@ pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines:
 }
 
 /// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
+// Each argument is one fact about the operation, passed on to `snapshot_all` as it is.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn snapshot_operation(
     ui: &Ui,
     ctx: &Context,
