@@ -23,6 +23,15 @@ real faults, for the dbguard binary it is given:
   bad-inputs       60 hostile files, paths, ids, configs and crafted catalog rows: no
                    panic, an `Error:` line with a `Hint:` when a command fails, no data lost,
                    and the behaviour issue 11 asks for where it names one.
+  terminal-offer   (issue 27) plain `git checkout -- posts.db` on a pseudo-terminal, the
+                   hooks' restore offer answered y: no deadlock, the rows are back within
+                   30 s, `status` is clean afterwards.
+  busy-store       (issue 27) plain `git reset --hard` while `dbguard restore`'s picker
+                   waits for its user, and while a prune rewrites packs: the reset's
+                   snapshot is taken, nothing is "not saved", no hang.
+  disk-full-ingest (issue 27) the store's tmpfs fills up during the ingest of a guarded
+                   `dbguard git …`: it ends within 30 s saying the disk is full, git does
+                   not run, the store is free again.
 
 Every trial is one line of `AREA: ok/total`; each failed trial prints one line saying
 what a user would have seen. Exit status 1 when any trial fails, 2 when no binary is
@@ -1250,10 +1259,218 @@ def area_plain_git(area, _rounds):
     plain_git_bad_settings(area)
 
 
+# --------------------------------------------------------------------------- busy store
+
+def pty_run(argv, cwd, answers, timeout=120, env=None):
+    """Run `argv` on a pseudo-terminal of its own (prompts on), typing each answer once
+    its prompt text has appeared: (exit code or None when it hung, what it showed)."""
+    import pty
+    import select
+    env = dict(env or ENV)
+    env.pop("DBGUARD_NO_PROMPT", None)
+    env.pop("CI", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)
+    shown, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    answered_at = 0
+    while True:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(fd)
+            return None, shown.decode(errors="replace")
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            shown += data
+        if pending and pending[0][0].encode() in shown[answered_at:]:
+            os.write(fd, pending.pop(0)[1].encode())
+            answered_at = len(shown)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def grown_tracked_repo(name, committed=5_000, grown=90_000):
+    """posts.db committed at `committed` rows, dbguard installed (hooks and core.fsmonitor),
+    then grown to `grown` rows: a plain checkout -- posts.db or reset --hard shrinks it."""
+    repo = Repo(name)
+    make_db(repo.p("posts.db"), committed)
+    git(["add", "posts.db"], repo.root)
+    git(["commit", "-q", "-m", "add posts.db"], repo.root)
+    run = repo.dbg("install")
+    if run.code != 0:
+        raise Fail(f"`{run.cmd}` failed: {run.brief()}")
+    conn = sqlite3.connect(repo.p("posts.db"))
+    add_rows(conn, grown - committed)
+    conn.close()
+    return repo
+
+
+def plain_git(args, cwd, timeout=120):
+    """Plain git as a user types it (hooks run): (exit code or None when hung, stderr, s)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "", time.monotonic() - start
+    return proc.returncode, proc.stderr.decode(errors="replace"), time.monotonic() - start
+
+
+def newest_command(repo):
+    listed = repo.listed()
+    return " ".join(listed[0]["operation"]["argv"]) if listed else ""
+
+
+def area_terminal_offer(area, rounds):
+    """The post-checkout hook's restore offer answered y on a terminal: no deadlock, the
+    rows come back in seconds, status is honest afterwards."""
+    for i in range(rounds):
+        repo = grown_tracked_repo(f"offer-{i}")
+        with area.trial(f"offer {i + 1}: git checkout -- posts.db, answer y on the terminal") as t:
+            start = time.monotonic()
+            code, shown = pty_run(["git", "checkout", "--", "posts.db"], repo.root, [("[Y/n]", "y\n")])
+            took = time.monotonic() - start
+            t.require(code is not None, f"hung for 120 s: {shown.strip()[-200:]}")
+            t.check(code == 0, f"git exited {code}: {shown.strip()[-200:]}")
+            t.check("restored posts.db from #" in shown, f"not restored: {shown.strip()[-200:]}")
+            t.check(took < 30, f"took {took:.1f} s")
+            t.check(rows_of(repo.p("posts.db")) == 90_000, f"{rows_of(repo.p('posts.db'))} rows, not 90,000")
+            status = repo.dbg("status")
+            t.check(status.code == 0 and "SHRANK" not in status.stdout,
+                    f"status after the restore: exit {status.code}, {status.brief()}")
+
+
+def area_busy_store(area, rounds):
+    """A plain git command's snapshot while the store is busy: a restore picker left open
+    on a terminal, a long prune. It gets through, in its turn, never given up."""
+    import pty
+    import select
+    half = max(1, rounds // 2)
+    for i in range(half):
+        repo = grown_tracked_repo(f"busy-picker-{i}")
+        repo.dbg("snapshot", "posts.db")
+        with area.trial(f"picker {i + 1}: plain reset --hard while `dbguard restore` waits for its user") as t:
+            env = dict(ENV)
+            env.pop("DBGUARD_NO_PROMPT", None)
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.chdir(repo.root)
+                os.execvpe(BIN, [BIN, "restore"], env)
+            shown, deadline = b"", time.monotonic() + 60
+            while b"Restore which snapshot?" not in shown and time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.05)[0]:
+                    with contextlib.suppress(OSError):
+                        shown += os.read(fd, 65536)
+            try:
+                t.require(b"Restore which snapshot?" in shown, "the picker did not open")
+                conn = sqlite3.connect(repo.p("posts.db"))
+                add_rows(conn, 1_000)
+                conn.close()
+                code, stderr, took = plain_git(["reset", "-q", "--hard"], repo.root)
+                t.require(code is not None, "plain reset --hard hung")
+                t.check(code == 0 and "not saved" not in stderr, f"reset: exit {code}: {stderr.strip()[-200:]}")
+                t.check(took < 20, f"reset took {took:.1f} s")
+                t.check(newest_command(repo) == "git reset -q --hard", "no snapshot before the reset")
+            finally:
+                os.write(fd, b"q")
+                with contextlib.suppress(ChildProcessError):
+                    for _ in range(200):
+                        if os.waitpid(pid, os.WNOHANG)[0]:
+                            break
+                        time.sleep(0.05)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                os.close(fd)
+    repo = grown_tracked_repo("busy-prune")
+    with open(repo.p(".gitignore"), "w") as f:
+        f.write("big.db\n")
+    big = repo.p("big.db")
+    conn = sqlite3.connect(big)
+    conn.execute("CREATE TABLE pages(id INTEGER PRIMARY KEY, fill BLOB)")
+    conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)"
+                 " INSERT INTO pages(fill) SELECT randomblob(3000) FROM n")
+    conn.commit()
+    for i in range(rounds - half):
+        with area.trial(f"prune {i + 1}: plain reset --hard while prune rewrites packs") as t:
+            for step in range(3):  # garbage for the prune: a third of the pages each time
+                conn.execute("UPDATE pages SET fill = randomblob(3000) WHERE (id + ?) % 3 = 0", (step,))
+                conn.commit()
+                t.succeeds(repo.dbg("snapshot", "big.db"))
+            sqlite3.connect(repo.p("posts.db")).execute("INSERT INTO posts(author, body) VALUES ('x', 'y')").connection.commit()
+            lock = os.path.join(repo.store, "lock")
+            prune = subprocess.Popen([BIN, "prune", "--keep-last", "1"], cwd=repo.root, env=ENV,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 60
+            while prune.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(OSError), open(lock) as f:
+                    if "prune" in f.read():
+                        break
+                time.sleep(0.005)
+            code, stderr, took = plain_git(["reset", "-q", "--hard"], repo.root)
+            overlapped = prune.poll() is None
+            try:
+                _, prune_err = prune.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                prune.kill()
+                raise Fail("prune hung")
+            t.require(code is not None, "plain reset --hard hung")
+            t.check(prune.returncode == 0, f"prune failed: {prune_err.decode(errors='replace').strip()[-200:]}")
+            t.check(code == 0 and "not saved" not in stderr, f"reset: exit {code}: {stderr.strip()[-200:]}")
+            t.check(took < 60, f"reset took {took:.1f} s")
+            t.check(newest_command(repo) == "git reset -q --hard", "no snapshot before the reset")
+            if not overlapped:
+                area.skips.append(f"prune {i + 1}: the prune ended before the reset did (no overlap measured)")
+    conn.close()
+
+
+def area_disk_full_ingest(area, rounds):
+    """The store's disk fills up in the middle of an ingest: the guarded command ends
+    promptly with an error, git does not run, and the store is free for the next one."""
+    with tmpfs(os.path.join(BASE, "ingest-full-fs"), "3m") as fs:
+        repo = Repo("ingest-full")
+        repo.set_store(os.path.join(fs, "store"))
+        conn = sqlite3.connect(repo.p("noise.db"))
+        conn.execute("CREATE TABLE noise(b BLOB)")
+        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16000)"
+                     " INSERT INTO noise SELECT randomblob(1000) FROM n")
+        conn.commit()
+        conn.close()
+        git(["add", "noise.db"], repo.root)
+        git(["commit", "-q", "-m", "noise"], repo.root)
+        conn = sqlite3.connect(repo.p("noise.db"))
+        conn.execute("DELETE FROM noise WHERE rowid > 8000")
+        conn.commit()
+        conn.close()
+        digest = sha(repo.p("noise.db"))
+        for i in range(rounds):
+            command = ["git", "checkout", "--", "noise.db"] if i % 2 else ["git", "reset", "--hard"]
+            with area.trial(f"full store {i + 1}: dbguard {' '.join(command)}") as t:
+                start = time.monotonic()
+                run = repo.dbg(*command, timeout=60)
+                took = time.monotonic() - start
+                t.require(not run.hung, "hung with the store's disk full")
+                t.fails_clearly(run)
+                t.check("full" in run.stderr, f"does not say the disk is full: {run.brief()}")
+                t.check(sha(repo.p("noise.db")) == digest, "noise.db changed: git ran")
+                t.check(took < 30, f"took {took:.1f} s")
+                t.check(not repo.dbg("log", timeout=30).hung, "the store stayed locked")
+
+
 AREAS = [("kill9-snapshot", area_kill9_snapshot), ("kill9-restore", area_kill9_restore),
          ("kill9-prune", area_kill9_prune), ("disk-full", area_disk_full),
          ("read-only-store", area_read_only_store), ("bad-inputs", area_bad_inputs),
-         ("plain-git", area_plain_git)]
+         ("plain-git", area_plain_git), ("terminal-offer", area_terminal_offer),
+         ("busy-store", area_busy_store), ("disk-full-ingest", area_disk_full_ingest)]
 
 
 # --------------------------------------------------------------------------- main
@@ -1312,6 +1529,8 @@ def main():
     # Kills per variant: snapshot has 4 variants, restore 2 (so 30 restore kills), prune 1.
     rounds = {"kill9-snapshot": 3, "kill9-restore": 4, "kill9-prune": 3} if args.quick else \
              {"kill9-snapshot": 15, "kill9-restore": 15, "kill9-prune": 15}
+    # The busy-store cases (terminal offer, busy store, disk full during the ingest).
+    rounds.update(dict.fromkeys(("terminal-offer", "busy-store", "disk-full-ingest"), 5 if args.quick else 20))
     print(f"fault campaign: {version} ({source}), seed {args.seed}, {'quick' if args.quick else 'full'} run")
     started, results, failed = time.perf_counter(), [], False
     try:

@@ -25,6 +25,9 @@ pub(crate) enum ErrorKind {
     /// A deliberate refusal a script should tell apart: the pre-commit hook refusing a
     /// commit, a snapshot that is only partial.
     Refused,
+    /// `dbguard status` found a database that shrank, vanished or became unreadable
+    /// since its baseline snapshot: what cron and monitoring alert on.
+    Loss,
 }
 
 impl ErrorKind {
@@ -33,6 +36,7 @@ impl ErrorKind {
             ErrorKind::User => 1,
             ErrorKind::Usage => 2,
             ErrorKind::Refused => 3,
+            ErrorKind::Loss => 4,
         }
     }
 }
@@ -179,8 +183,9 @@ impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> CommandError {
         match error {
             StoreError::Db(db) => db.into(),
-            StoreError::Locked { .. } => CommandError::from_source(error)
-                .hint("wait for the other dbguard (a long snapshot or prune) to finish, then try again"),
+            StoreError::Locked { .. } => CommandError::from_source(error).hint(
+                "that process is stuck (stopped or hung): let it go on (`kill -CONT`) or end it, then run this dbguard command again",
+            ),
             StoreError::Chunk(_) | StoreError::DigestMismatch { .. } => CommandError::from_source(error)
                 .hint("run `dbguard verify` to see every damaged snapshot; older snapshots may still be intact"),
             StoreError::ReadOnly { .. } => CommandError::from_source(error).hint(

@@ -1,7 +1,9 @@
 //! Retention policy (keep-last/hourly/daily/weekly/monthly/within) as a pure function, after restic's `forget`.
 //!
 //! [`apply`] decides which snapshots to keep and which to remove; it never touches the
-//! store. The rules, per database path (every path is its own group):
+//! store. The rules, per database path and per store that took the snapshot (every path
+//! is its own group, and snapshots fetched from another clone's store form groups of
+//! their own, so that they never crowd out this clone's snapshots of the same path):
 //!
 //! * Snapshots of a path are ordered newest first (`created_at` descending, ties broken by
 //!   the higher `id` first, so the result never depends on input order).
@@ -11,7 +13,8 @@
 //! * `keep_within: D` keeps every snapshot whose `created_at` is after `now - D`
 //!   (restic measures from the newest snapshot instead of from `now`; we use `now`).
 //! * A snapshot kept by any rule is kept; its reasons list every rule that kept it.
-//! * **The newest snapshot of every path is always kept**, whatever the policy.
+//! * **The newest snapshot of every path is always kept** (of every group: this clone's
+//!   own newest, and each other store's), whatever the policy.
 //! * **An empty policy keeps everything.** A policy is empty when no rule is set; as in
 //!   restic, a count of `0` or a zero/negative duration counts as "not set". Nothing is
 //!   ever deleted because a setting was left out.
@@ -57,6 +60,9 @@ pub(crate) struct Candidate {
     pub(crate) id: i64,
     /// The database's worktree-relative path: the grouping key.
     pub(crate) path: String,
+    /// The store that took it when fetched from another one (its id); `None`: this
+    /// store. Part of the grouping key.
+    pub(crate) origin: Option<String>,
     /// When the snapshot's state was last recorded: a snapshot that later operations
     /// found unchanged counts from the newest of them (it stands for those snapshots).
     pub(crate) created_at: DateTime<Utc>,
@@ -103,9 +109,12 @@ pub(crate) struct Decision {
 
 /// Applies `policy` to `snapshots` as of `now`. Pure: no clock, no I/O.
 pub(crate) fn apply(policy: &Policy, snapshots: &[Candidate], now: DateTime<Utc>) -> Decision {
-    let mut groups: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, Option<&str>), Vec<&Candidate>> = BTreeMap::new();
     for s in snapshots {
-        groups.entry(s.path.as_str()).or_default().push(s);
+        groups
+            .entry((s.path.as_str(), s.origin.as_deref()))
+            .or_default()
+            .push(s);
     }
 
     let empty = policy.is_empty();
@@ -266,6 +275,7 @@ mod tests {
         Candidate {
             id,
             path: path.into(),
+            origin: None,
             created_at: t(at),
         }
     }
@@ -539,6 +549,32 @@ mod tests {
     }
 
     #[test]
+    fn fetched_snapshots_are_kept_apart_from_this_stores_own() {
+        // This clone took #1 a week ago; another clone's three newer snapshots of the same
+        // path were fetched. keep-last 1 keeps the newest of each store: this clone's #1
+        // is never crowded out by them.
+        let now = t("2024-03-15T12:00:00Z");
+        let mut own = c(1, "posts.db", "2024-03-08T12:00:00Z");
+        own.origin = None;
+        let fetched: Vec<Candidate> = (2..=4)
+            .map(|id| Candidate {
+                origin: Some("other-store".into()),
+                ..c(id, "posts.db", &format!("2024-03-1{id}T12:00:00Z"))
+            })
+            .collect();
+        let mut all = vec![own];
+        all.extend(fetched);
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let d = apply(&policy, &all, now);
+        assert_eq!(kept(&d), vec![1, 4]);
+        assert_eq!(d.remove, vec![3, 2]);
+        assert!(reasons(&d, 1).contains(&Reason::Newest));
+    }
+
+    #[test]
     fn property_newest_per_path_always_kept_and_partition() {
         let now = Utc.with_ymd_and_hms(2024, 3, 15, 12, 0, 0).unwrap();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -559,6 +595,7 @@ mod tests {
                 .map(|i| Candidate {
                     id: i as i64 + 1,
                     path: format!("db{}", rng.below(4)),
+                    origin: None,
                     // From ~60 days ago to ~2 days in the future, with many collisions.
                     created_at: now
                         + Duration::minutes(rng.below(62 * 24 * 6) as i64 * 10 - 60 * 24 * 60),

@@ -12,6 +12,9 @@ use std::process::{Command, Output, Stdio};
 
 pub use tempfile::TempDir;
 
+mod pty;
+pub use pty::Pty;
+
 /// The dbguard binary cargo built next to the running test: test binaries live in
 /// `<target>/<profile>/deps/`, the binary in `<target>/<profile>/` (what cargo's
 /// `CARGO_BIN_EXE_dbguard` names, which only integration tests see).
@@ -218,6 +221,16 @@ impl TestRepo {
         self.root.join(".git/dbguard")
     }
 
+    /// `argv` run in `dir` on a terminal of its own, with prompts on (no
+    /// `DBGUARD_NO_PROMPT`, no `CI`), as a person runs it.
+    pub fn on_a_pty(&self, dir: &Path, argv: &[&str]) -> Pty {
+        static TERMINALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = TERMINALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut holder = self.command("python3", dir);
+        holder.env_remove("DBGUARD_NO_PROMPT").env_remove("CI");
+        Pty::spawn(holder, &self.path(&format!("terminal-{n}.log")), argv)
+    }
+
     /// A bare remote cloned from this repository, and a clone of that remote:
     /// `(remote, clone)`, as a collaborator's machine sees them.
     pub fn remote_and_clone(&self) -> (PathBuf, PathBuf) {
@@ -362,6 +375,17 @@ impl Run {
         assert_ne!(
             self.code, 0,
             "expected failure:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self.assert_no_panic()
+    }
+
+    /// `dbguard status` that found a database that shrank or vanished: exit code 4.
+    #[track_caller]
+    pub fn flags_a_loss(self) -> Run {
+        assert_eq!(
+            self.code, 4,
+            "expected a flagged loss (exit 4):\n{}\n{}",
             self.stdout, self.stderr
         );
         self.assert_no_panic()

@@ -427,7 +427,9 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let leaked = serde_json::json!(["dbguard", "git", "-c", header, "reset", "--hard"]).to_string();
     conn.execute("UPDATE operations SET argv = ?1", [&leaked])
         .unwrap();
-    conn.execute_batch("PRAGMA user_version = 5").unwrap();
+    // Schema 5 had neither the redaction (6) nor `after_loss_of` (7).
+    conn.execute_batch("ALTER TABLE snapshots DROP COLUMN after_loss_of; PRAGMA user_version = 5")
+        .unwrap();
     drop(conn);
     let mut records = 0;
     let mut stack = vec![nas.clone()];
@@ -457,7 +459,7 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     drop(conn);
     let pushed = repo.dbguard(["push"]).ok();
     assert!(pushed.stderr.contains("redacted"), "{}", pushed.stderr);

@@ -58,7 +58,7 @@ fn main_flows_read_well() {
         .unwrap()
         .execute("DELETE FROM posts WHERE id > 1000", [])
         .unwrap();
-    let status = fixed(&repo, &["status"]).ok();
+    let status = fixed(&repo, &["status"]).flags_a_loss();
     insta::assert_snapshot!(
         "status",
         format!("{}\n--- stderr\n{}", status.stdout, status.stderr)

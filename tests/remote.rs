@@ -862,3 +862,64 @@ fn push_and_fetch_killed_at_random_points_leave_stores_that_verify_and_finish_la
     );
     fresh.dbguard(["verify"]).ok();
 }
+
+#[test]
+fn another_clones_fetched_snapshots_never_crowd_out_or_stand_for_this_clones_own() {
+    let repo = TestRepo::new();
+    let url = format!("file://{}", repo.path("nas").display());
+    // This clone's posts.db: 100 rows, one snapshot of its own.
+    make_posts_db(&repo.root.join("posts.db"), 100, 8);
+    repo.dbguard(["snapshot", "posts.db"]).ok();
+    let own = repo.dbguard(["log", "--json", "posts.db"]).ok().json()[0]["id"]
+        .as_i64()
+        .unwrap();
+    // A second clone of the same repository (another machine) has a posts.db of its own,
+    // bigger, snapshotted three times and pushed to the shared remote.
+    let (_, clone) = repo.remote_and_clone();
+    make_posts_db(&clone.join("posts.db"), 1000, 8);
+    for _ in 0..3 {
+        add_posts(
+            &rusqlite::Connection::open(clone.join("posts.db")).unwrap(),
+            10,
+            8,
+        );
+        repo.dbguard_in(&clone, ["snapshot", "posts.db"]).ok();
+    }
+    repo.dbguard_in(&clone, ["remote", "add", "nas", &url]).ok();
+    repo.dbguard_in(&clone, ["push"]).ok();
+
+    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    let fetched = repo.dbguard(["fetch", "--json"]).ok().json();
+    assert_eq!(fetched["fetched"].as_array().unwrap().len(), 3, "{fetched}");
+
+    // status compares the file with this clone's own snapshot, not with the other
+    // machine's bigger one: nothing shrank here.
+    let status = repo.dbguard(["status", "--json"]).ok().json();
+    let row = &status[0];
+    assert_eq!(row["path"], "posts.db", "{status}");
+    assert_eq!(row["state"], "ok", "{status}");
+    assert_eq!(row["last_snapshot"]["id"], own, "{status}");
+
+    // keep-last 1 keeps this clone's newest (its only one) and the other store's newest.
+    let pruned = repo
+        .dbguard(["prune", "--keep-last", "1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(pruned["removed"].as_array().unwrap().len(), 2, "{pruned}");
+    let log = repo.dbguard(["log", "--json", "posts.db"]).ok().json();
+    let ids: Vec<i64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{log}");
+    assert!(
+        ids.contains(&own),
+        "this clone's own snapshot was pruned: {log}"
+    );
+    let back = repo.restore_to(own, "own.db");
+    assert_eq!(sqlite_count(&back, "posts"), 100);
+    let newest_fetched = repo.restore_to(*ids.iter().max().unwrap(), "fetched.db");
+    assert_eq!(sqlite_count(&newest_fetched, "posts"), 1030);
+}

@@ -49,7 +49,7 @@ fn a_database_git_clean_deleted_is_listed_as_gone_with_a_restore_command_that_wo
     repo.git(["clean", "-q", "-fdx"]);
     assert!(!repo.root.join("data").exists());
 
-    let status = repo.dbguard(["status"]).ok();
+    let status = repo.dbguard(["status"]).flags_a_loss();
     assert!(
         !status
             .stderr
@@ -78,7 +78,7 @@ fn a_database_git_clean_deleted_is_listed_as_gone_with_a_restore_command_that_wo
         format!("dbguard restore data/crawl.db --from {id}")
     );
 
-    let json = repo.dbguard(["status", "--json"]).ok().json();
+    let json = repo.dbguard(["status", "--json"]).flags_a_loss().json();
     let entry = json
         .as_array()
         .unwrap()
@@ -96,7 +96,9 @@ fn a_database_git_clean_deleted_is_listed_as_gone_with_a_restore_command_that_wo
     let outside = repo.path("elsewhere");
     fs::create_dir_all(&outside).unwrap();
     let root = repo.root.to_str().unwrap();
-    let status = repo.dbguard_in(&outside, ["-C", root, "status"]).ok();
+    let status = repo
+        .dbguard_in(&outside, ["-C", root, "status"])
+        .flags_a_loss();
     let command = printed_restore(&status.stderr);
     assert!(command.starts_with("dbguard -C "), "{command}");
     assert!(
@@ -106,7 +108,7 @@ fn a_database_git_clean_deleted_is_listed_as_gone_with_a_restore_command_that_wo
 
     // From a subdirectory, the command names the path from there, and works pasted there.
     let sub = repo.root.join("src");
-    let status = repo.dbguard_in(&sub, ["status"]).ok();
+    let status = repo.dbguard_in(&sub, ["status"]).flags_a_loss();
     let command = printed_restore(&status.stderr);
     assert_eq!(
         command,
@@ -148,7 +150,7 @@ fn only_a_database_that_lost_rows_is_flagged() {
         8,
     );
 
-    let status = repo.dbguard(["status"]).ok();
+    let status = repo.dbguard(["status"]).flags_a_loss();
     let line = |name: &str| {
         status
             .stdout
@@ -181,7 +183,7 @@ fn only_a_database_that_lost_rows_is_flagged() {
     let warnings = status.stderr.matches("to bring it back").count();
     assert_eq!(warnings, 1, "{}", status.stderr);
 
-    let json = repo.dbguard(["status", "--json"]).ok().json();
+    let json = repo.dbguard(["status", "--json"]).flags_a_loss().json();
     let state = |name: &str| {
         json.as_array()
             .unwrap()
@@ -210,4 +212,80 @@ fn only_a_database_that_lost_rows_is_flagged() {
     assert_eq!(sqlite_count(&repo.root.join("shrunk.db"), "posts"), 1_000);
     let status = repo.dbguard(["status"]).ok();
     assert!(!status.stdout.contains("SHRANK"), "{}", status.stdout);
+}
+
+/// Plain git in the worktree, as a user types it; the hooks run.
+fn plain(repo: &TestRepo, args: &[&str]) -> Run {
+    Run::from(repo.command("git", &repo.root).args(args).output().unwrap())
+}
+
+fn posts_row(status: &Run) -> String {
+    status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("posts.db "))
+        .unwrap_or_else(|| panic!("posts.db not listed:\n{}", status.stdout))
+        .to_string()
+}
+
+#[test]
+fn a_loss_through_plain_git_stays_flagged_until_restored_or_accepted() {
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 5000, 8);
+    repo.git(["add", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "seed"]);
+    repo.dbguard(["install"]).ok();
+    add_posts(&rusqlite::Connection::open(&db).unwrap(), 85_000, 8);
+
+    // No terminal: the hooks snapshot before, say what was lost, and record what git
+    // left, which is no baseline.
+    let checkout = plain(&repo, &["checkout", "--", "posts.db"]);
+    assert!(
+        checkout
+            .stderr
+            .contains("posts.db lost rows: 90,000 before, 5,000 now"),
+        "{}",
+        checkout.stderr
+    );
+    assert_eq!(sqlite_count(&db, "posts"), 5000);
+    let status = repo.dbguard(["status"]).flags_a_loss();
+    assert!(
+        posts_row(&status).contains("5,000 SHRANK"),
+        "{}",
+        status.stdout
+    );
+    assert!(posts_row(&status).ends_with("90,000"), "{}", status.stdout);
+    assert!(
+        status
+            .stderr
+            .contains("Error: 1 database lost rows or vanished: posts.db"),
+        "{}",
+        status.stderr
+    );
+    assert!(
+        status.stderr.contains("dbguard snapshot posts.db"),
+        "{}",
+        status.stderr
+    );
+
+    // Later snapshots of the same state (the schedule's, another git command's) do not
+    // make it a baseline either.
+    repo.dbguard(["snapshot"]).ok();
+    plain(&repo, &["reset", "-q", "--hard"]);
+    repo.dbguard(["status"]).flags_a_loss();
+
+    // Restored: all is well again.
+    repo.dbguard(["restore", "posts.db"]).ok();
+    assert_eq!(sqlite_count(&db, "posts"), 90_000);
+    let status = repo.dbguard(["status"]).ok();
+    assert!(!posts_row(&status).contains("SHRANK"), "{}", status.stdout);
+
+    // Lost again, and this time accepted as it is: the state is the new baseline.
+    plain(&repo, &["checkout", "--", "posts.db"]);
+    repo.dbguard(["status"]).flags_a_loss();
+    repo.dbguard(["snapshot", "posts.db"]).ok();
+    let status = repo.dbguard(["status"]).ok();
+    assert!(!posts_row(&status).contains("SHRANK"), "{}", status.stdout);
+    assert!(posts_row(&status).ends_with("5,000"), "{}", status.stdout);
 }

@@ -240,7 +240,9 @@ fn the_version_control_warning_is_said_once_a_day_on_guarded_commands() {
         "said again the same day:\n{later}"
     );
     // `status` always says it.
-    let status = at(&repo, "2026-11-21T16:01:00Z", &["status"]).ok().stderr;
+    let status = at(&repo, "2026-11-21T16:01:00Z", &["status"])
+        .flags_a_loss()
+        .stderr;
     assert!(status.contains(warning), "{status}");
     // A day later, once again.
     let next_day = guarded("2026-11-22T10:30:00Z");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::db;
 use crate::error::CommandError;
 use crate::export::{self, Compression, ExportFormat, ExportOptions, ExportProgress};
-use crate::flow::snapshot::{Lines, snapshot_operation};
+use crate::flow::snapshot::{Lines, as_before, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
 use crate::store::{SnapshotInfo, Store, StoreError, files::temp_path};
@@ -162,6 +162,7 @@ fn fresh_snapshots(
         &databases,
         Some("before export"),
         Lines::Every,
+        &as_before,
     )?;
     let mut snapshots = Vec::new();
     for (_, outcome) in results {
@@ -175,7 +176,16 @@ fn fresh_snapshots(
             Err(error) => failures.push(error),
         }
     }
-    Ok((store, snapshots))
+    // The export itself only reads: the writer lock goes with this store, so that a
+    // long export never holds up a git command's snapshot.
+    drop(store);
+    let Some(reader) = ctx.existing_store()? else {
+        return Err(
+            CommandError::new("the snapshot store disappeared during the export")
+                .hint("`dbguard config` shows where the store is"),
+        );
+    };
+    Ok((reader, snapshots))
 }
 
 /// Write the snapshot's image to a private temp file, export it, remove the temp file.

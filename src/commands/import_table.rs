@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::db::{self, DbKind, Sniff};
 use crate::error::CommandError;
 use crate::export;
-use crate::flow::snapshot::{Lines, snapshot_operation};
+use crate::flow::snapshot::{Lines, as_before, snapshot_operation};
 use crate::flow::{Context, command_line};
 use crate::import;
 use crate::ui::{self, Ui, json, shell_quote};
@@ -175,6 +175,7 @@ fn snapshot_before_import(ui: &Ui, cwd: &Path, into: &Path) -> Result<Option<Und
         &databases,
         Some("state before import-table"),
         Lines::Every,
+        &as_before,
     )?;
     let mut undo = None;
     for (_, outcome) in results {

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::CommandError;
-use crate::flow::snapshot::{Lines, snapshot_operation, version_control_warning, warn_failures};
+use crate::flow::snapshot::{
+    Lines, as_before, snapshot_operation, version_control_warning, warn_failures,
+};
 use crate::flow::{Context, command_line};
 use crate::hooks::{self, HookError, HookState, Install, Uninstall, fsmonitor};
 use crate::ui::{Tone, Ui, shell_quote};
@@ -107,6 +109,7 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             &databases,
             Some("baseline at install"),
             Lines::Every,
+            &as_before,
         )?;
         warn_failures(ui, &results);
     }
@@ -392,6 +395,7 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
             std::slice::from_ref(&database),
             Some("before untrack"),
             Lines::Every,
+            &as_before,
         )? {
             outcome?;
         }

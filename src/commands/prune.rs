@@ -103,13 +103,10 @@ fn policy(ctx: &Context, args: &Args) -> Result<Policy, CommandError> {
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let policy = policy(ctx, args)?;
-    // A dry run only reads, so it works on a read-only store too.
-    let store = if args.dry_run {
-        ctx.existing_store()?
-    } else {
-        ctx.existing_store_for_writing()?
-    };
-    let Some(mut store) = store else {
+    // Deciding only reads (a dry run works on a read-only store too); the writer lock is
+    // taken only to delete, and then a step at a time, so that a git command's snapshot
+    // waits for one step at most.
+    let Some(store) = ctx.existing_store()? else {
         ui.status("there are no snapshots in this repository yet; nothing to prune");
         if ui.json {
             json::print(ui, &empty_report(args.dry_run));
@@ -123,6 +120,11 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         .map(|s| Candidate {
             id: s.id,
             path: s.path.clone(),
+            // `<store id>/<snapshot id>` there: grouped by the store that took it.
+            origin: s
+                .origin
+                .as_deref()
+                .map(|origin| origin.split('/').next().unwrap_or(origin).to_string()),
             // A snapshot a later operation found unchanged holds the state of then too.
             created_at: s.last_seen(),
         })
@@ -139,10 +141,18 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let (chunks_removed, bytes_freed) = if args.dry_run {
         would_free(&store, &decision.remove)?
     } else {
+        drop(store);
+        let Some(mut writer) = ctx.existing_store_for_writing()? else {
+            return Err(
+                CommandError::new("the snapshot store disappeared while pruning")
+                    .hint("`dbguard config` shows where the store is"),
+            );
+        };
         if !decision.remove.is_empty() {
-            store.delete_snapshots(&decision.remove)?;
+            writer.delete_snapshots(&decision.remove)?;
         }
-        store.reclaim_space()?
+        drop(writer);
+        Store::reclaim_space_in_steps(&ctx.settings.store.value)?
     };
     let removed = decision.remove.len();
     let kept = decision.keep.len();
@@ -158,7 +168,6 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui::bytes(bytes_freed),
         if chunks_removed == 1 { "" } else { "s" },
     ));
-    drop(store);
     let remote = match &args.remote {
         Some(name) => Some(prune_remote(ui, ctx, name, args.dry_run, &decision.remove)?),
         None => None,

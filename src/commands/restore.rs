@@ -35,20 +35,16 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
-    // Only --to leaves the store alone (an in-place restore records an undo snapshot), so
-    // only --to can read a read-only store.
-    let store = if args.to.is_some() {
-        ctx.existing_store()?
-    } else {
-        ctx.existing_store_for_writing()?
+    let no_snapshots = || {
+        CommandError::new("there are no snapshots in this repository yet")
+            .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming")
     };
-    let Some(mut store) = store else {
-        return Err(
-            CommandError::new("there are no snapshots in this repository yet")
-                .hint("`dbguard snapshot` takes one; `dbguard install` keeps them coming"),
-        );
+    // Choosing only reads, and the picker lets go of the store before it asks: a user
+    // thinking about which snapshot never holds up a git command's snapshot.
+    let Some(reader) = ctx.existing_store()? else {
+        return Err(no_snapshots());
     };
-    let snapshot = choose(ui, ctx, &store, args)?;
+    let chosen = choose(ui, ctx, reader, args)?;
     if args.to.is_some() && !args.tables.is_empty() {
         return Err(CommandError::new("--table and --to cannot be combined")
             .hint("--to writes the whole snapshot to a new file"));
@@ -57,6 +53,18 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         Some(path) => Target::To(ctx.cwd.join(path)),
         None => Target::InPlace,
     };
+    // Only --to leaves the store alone (an in-place restore records an undo snapshot), so
+    // only --to can read a read-only store.
+    let store = if args.to.is_some() {
+        ctx.existing_store()?
+    } else {
+        ctx.existing_store_for_writing()?
+    };
+    let Some(mut store) = store else {
+        return Err(no_snapshots());
+    };
+    // Found again: a prune may have removed it while the picker was open.
+    let snapshot = Context::find_snapshot(&store, &chosen.id.to_string())?;
     let restored = run_restore(ui, &ctx.repo, &mut store, &snapshot, &args.tables, target)?;
     if ui.json {
         json::print(ui, &json::Restored::new(&snapshot, &restored));
@@ -69,15 +77,12 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     Ok(())
 }
 
-fn choose(
-    ui: &Ui,
-    ctx: &Context,
-    store: &Store,
-    args: &Args,
-) -> Result<SnapshotInfo, CommandError> {
+/// The snapshot to restore: `--from`, the likely one of PATH, or the user's pick (the
+/// store is closed before the picker asks).
+fn choose(ui: &Ui, ctx: &Context, store: Store, args: &Args) -> Result<SnapshotInfo, CommandError> {
     let worktree = ctx.worktree_key();
     if let Some(id) = &args.from {
-        let snapshot = Context::find_snapshot(store, id)?;
+        let snapshot = Context::find_snapshot(&store, id)?;
         if let Some(path) = &args.path {
             let wanted = ctx.repo.relative(&ctx.cwd, path)?;
             if wanted.as_str() != snapshot.path && args.to.is_none() {
@@ -137,6 +142,7 @@ fn choose(
     // Preselect the snapshot a user most likely wants back: the newest one taken right
     // before its database shrank or vanished, not simply the newest (often the bad state).
     let preselected = likely_wanted(&listed_rows(&recent), |path| live_rows(ctx, &recent, path));
+    drop(store);
     let picked = dialoguer::Select::new()
         .with_prompt("Restore which snapshot?")
         .items(&items)
@@ -262,6 +268,8 @@ mod tests {
             image_id: id,
             image_digest: format!("{id:064}"),
             unchanged: Vec::new(),
+            origin: None,
+            after_loss_of: None,
         }
     }
 

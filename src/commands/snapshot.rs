@@ -7,11 +7,11 @@ use crate::clock;
 use crate::db::Completeness;
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::snapshot::{
-    Lines, SnapshotResult, partial_advice, partial_message, snapshot_operation,
+    Lines, SnapshotResult, as_before, partial_advice, partial_message, snapshot_operation,
 };
 use crate::flow::{Context, command_line};
 use crate::scan::DbFile;
-use crate::store::SnapshotOutcome;
+use crate::store::{AfterLoss, SnapshotOutcome};
 use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,9 @@ use crate::ui::{self, Ui, json};
 A DuckDB file that another process holds open read-write is copied live (WAL and main
 file, retried while checkpoints overlap the copy). When no complete copy can be made, the
 database as of its last checkpoint is stored and marked partial (`log`, `show`, `status`).
+
+Naming a database accepts its state as the baseline `status` compares with, also after a
+loss; a snapshot of everything (the schedule's) accepts nothing.
 
 Exit status: 0 every snapshot complete; 1 a snapshot failed; 3 every snapshot was stored
 but at least one is partial (it lacks commits still in a DuckDB WAL).")]
@@ -101,6 +104,14 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         return Ok(());
     }
     let mut store = ctx.store()?;
+    // Naming a database is how a user accepts its state after a loss (status then
+    // compares with it); a snapshot of everything (the schedule's) accepts nothing.
+    let accepted = |_: &DbFile| AfterLoss::Accepted;
+    let after_loss: &dyn Fn(&DbFile) -> AfterLoss = if args.paths.is_empty() {
+        &as_before
+    } else {
+        &accepted
+    };
     let results = snapshot_operation(
         ui,
         ctx,
@@ -109,6 +120,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         &databases,
         args.message.as_deref(),
         Lines::Every,
+        after_loss,
     )?;
     if ui.json {
         let report: Vec<json::Taken> = results

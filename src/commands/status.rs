@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::compare::{Shrink, TableLoss, check_live, shrink_against};
 use crate::db::{self, Completeness, DbError};
-use crate::error::CommandError;
+use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::version_control_warning;
 use crate::flow::snapshot::{partial_advice, partial_message};
@@ -20,8 +20,13 @@ use crate::ui::{self, Tone, Ui, json, shell_quote};
   dbguard status
   dbguard status --json
 
-A database that lost rows or vanished since its last snapshot is flagged (SHRANK, GONE),
-with the `dbguard restore` command that brings it back.")]
+A database that lost rows or vanished since its baseline (the newest snapshot taken here
+that is not a state recorded right after a loss) is flagged (SHRANK, GONE), with the
+`dbguard restore` command that brings it back, until it is restored or its state is
+accepted with `dbguard snapshot PATH`.
+
+Exit status: 0 nothing lost; 4 a database shrank, vanished or became unreadable; 1 an
+error.")]
 pub(crate) struct Args {}
 
 #[derive(Debug)]
@@ -140,6 +145,11 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
     for row in &rows {
         warn_loss(ui, row);
     }
+    let lost: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.state != State::Ok)
+        .map(|row| row.path.as_str())
+        .collect();
     for row in &rows {
         if let Some(last) = row
             .last_snapshot
@@ -181,7 +191,52 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, _args: &Args) -> Result<(), CommandErr
             ctx.settings.exclude.source.describe()
         ));
     }
-    Ok(())
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(CommandError::new(format!(
+        "{} database{} lost rows or vanished: {}",
+        lost.len(),
+        if lost.len() == 1 { "" } else { "s" },
+        lost.join(", ")
+    ))
+    .hint(format!(
+        "restore (the commands above), or accept the state as it is now: {}",
+        snapshot_command(&ctx.repo.worktree, &lost)
+    ))
+    .with_kind(ErrorKind::Loss))
+}
+
+/// `dbguard snapshot PATH…` as it works when pasted in the current directory (naming
+/// the paths accepts their state as the new baseline).
+fn snapshot_command(worktree: &Path, paths: &[&str]) -> String {
+    let cwd = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+    let relative: Option<Vec<String>> = paths
+        .iter()
+        .map(|path| {
+            cwd.as_ref()
+                .and_then(|cwd| relative_to(cwd, worktree, path))
+        })
+        .collect();
+    match relative {
+        Some(relative) => format!(
+            "dbguard snapshot {}",
+            relative
+                .iter()
+                .map(|p| shell_quote(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        None => format!(
+            "dbguard -C {} snapshot {}",
+            shell_quote(&worktree.to_string_lossy()),
+            paths
+                .iter()
+                .map(|p| shell_quote(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
 }
 
 /// One row per database: what it is now, and its last snapshot; then one row for each
@@ -193,7 +248,9 @@ fn rows(ctx: &Context, scan: &Scan) -> Result<Vec<Row>, CommandError> {
     let mut rows = Vec::new();
     for database in &scan.databases {
         let last = match &store {
-            Some(store) => store.latest(&worktree, database.path.as_str())?,
+            // Never a state recorded after a loss, nor another clone's snapshot: a loss
+            // stays flagged until it is restored or accepted.
+            Some(store) => store.baseline(&worktree, database.path.as_str())?,
             None => None,
         };
         let live = database.path.in_worktree(&ctx.repo.worktree);
@@ -231,7 +288,7 @@ fn rows(ctx: &Context, scan: &Scan) -> Result<Vec<Row>, CommandError> {
         if rows.iter().any(|row| row.path == path) {
             continue;
         }
-        let Some(last) = store.latest(&worktree, &path)? else {
+        let Some(last) = store.baseline(&worktree, &path)? else {
             continue;
         };
         let Some(shrink) = check_live(&ctx.repo.worktree, &last) else {

@@ -47,7 +47,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     if let Some(name) = &args.remote {
         return verify_remote(ui, ctx, name);
     }
-    let Some(store) = ctx.existing_store()? else {
+    let Some(mut store) = ctx.existing_store()? else {
         ui.status("no snapshot store yet: nothing to verify");
         if ui.json {
             // Scripts get the same document as for an empty store, not an empty stdout.
@@ -55,6 +55,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         }
         return Ok(());
     };
+    store.begin_verify()?;
     // A bar with the bytes to re-read, a rate and the time left (a terminal only).
     let bar = ui.progress(store.verify_bytes()?, "verify: re-reading every chunk");
     let report = store.verify(&|done| bar.set_position(done))?;

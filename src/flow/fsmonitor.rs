@@ -16,7 +16,9 @@ use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::guard::{databases_at_risk, may_write_worktree};
-use crate::flow::snapshot::{Lines, partial_message, snapshot_all, version_control_warning_daily};
+use crate::flow::snapshot::{
+    Lines, as_before, partial_message, snapshot_all, version_control_warning_daily,
+};
 use crate::fsmonitor::{self, process::Process};
 use crate::plan;
 use crate::ui::Ui;
@@ -102,7 +104,26 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     }
     let command = command_of(operation);
     let head = ctx.repo.head();
-    let mut store = ctx.store()?;
+    // Waits while another dbguard works with the store (a prune, a big snapshot): git
+    // waits for this hook, and the snapshot gets through. Only a holder that is stuck
+    // makes it give up, and then git has gone on: say exactly what was not saved.
+    let mut store = match ctx.store() {
+        Ok(store) => store,
+        Err(error) => {
+            let paths: Vec<&str> = at_risk.iter().map(|d| d.path.as_str()).collect();
+            let mut said = CommandError::new(format!(
+                "{} not snapshotted, so what git overwrites or deletes there is not in the store: {}",
+                paths.join(", "),
+                error.message()
+            ));
+            for cause in error.causes() {
+                said = said.cause(cause);
+            }
+            return Err(said.hint(
+                "the snapshots taken before (`dbguard log`) are what can be restored; end or resume the process named above so that the next git command is saved again",
+            ));
+        }
+    };
     let operation_id = store.begin_operation("guard", &command, head.as_deref(), clock::now())?;
     // Decided before snapshotting: a second call of this command while the snapshot
     // runs (none is known to happen; git waits for the hook) must not take another.
@@ -114,6 +135,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
         &at_risk,
         (operation_id, None),
         Lines::Every,
+        &as_before,
     );
     let mut not_saved = Vec::new();
     for (database, outcome) in &results {

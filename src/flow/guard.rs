@@ -10,7 +10,7 @@ use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{
-    Lines, partial_advice, partial_message, snapshot_all, version_control_warning_daily,
+    Lines, as_before, partial_advice, partial_message, snapshot_all, version_control_warning_daily,
 };
 use crate::git::{self, GitRunner};
 use crate::plan;
@@ -206,6 +206,7 @@ fn snapshot_before(
         at_risk,
         (operation_id, None),
         Lines::Every,
+        &as_before,
     );
     let mut snapshots = Vec::new();
     let mut failed = Vec::new();
@@ -258,6 +259,8 @@ fn compare_after(ui: &Ui, ctx: &Context, before: &Before, code: u8) -> Result<()
     }
     drop(store);
     if !shrinks.is_empty() {
+        // What git left is not recorded here, so the loss stays flagged by `status`
+        // (which compares with the snapshot taken before) until it is restored.
         crate::flow::offer::offer(ui, ctx, &shrinks);
     }
     Ok(())

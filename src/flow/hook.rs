@@ -9,7 +9,7 @@
 //! Hooks never break git: every failure becomes a warning and exit 0, and nothing is
 //! printed when no database is involved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::Read;
 
@@ -18,11 +18,11 @@ use crate::config::PreCommitPolicy;
 use crate::db::{self, Sniff};
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
-use crate::flow::snapshot::{Lines, snapshot_all, snapshot_operation, warn_failures};
+use crate::flow::snapshot::{Lines, as_before, snapshot_all, snapshot_operation, warn_failures};
 use crate::git::RepoPath;
 use crate::hooks::watch;
 use crate::scan::DbFile;
-use crate::store::stat_signature;
+use crate::store::{AfterLoss, stat_signature};
 use crate::ui::{Ui, shell_quote};
 
 /// Run a hook; its exit code: 0, or for a refused commit [`ErrorKind::Refused`]'s code,
@@ -160,9 +160,6 @@ fn compare_and_refresh(
             ));
         }
     }
-    if !shrinks.is_empty() {
-        crate::flow::offer::offer(ui, ctx, &shrinks);
-    }
     // A vanished database is reported once, not on every later checkout; its snapshots
     // stay, and it is compared again when a checkout brings the path back.
     for path in &candidates {
@@ -170,7 +167,22 @@ fn compare_and_refresh(
             store.forget_stat_cache(&worktree, path)?;
         }
     }
+    // Closed before the offer asks: its restore opens the store for writing, and nothing
+    // holds the store while a user thinks.
     drop(store);
+    let restored = if shrinks.is_empty() {
+        Vec::new()
+    } else {
+        crate::flow::offer::offer(ui, ctx, &shrinks)
+    };
+    // What git left after a loss that was not restored is recorded, but never as the
+    // baseline `status` compares with: the loss stays flagged until it is restored or
+    // accepted (`dbguard snapshot PATH`).
+    let losses: BTreeMap<String, i64> = shrinks
+        .iter()
+        .filter(|shrink| !restored.contains(&shrink.path))
+        .map(|shrink| (shrink.path.clone(), shrink.snapshot_id))
+        .collect();
     // Refresh the baseline of whatever is a database now.
     let databases: Vec<DbFile> = candidates
         .iter()
@@ -181,7 +193,7 @@ fn compare_and_refresh(
         })
         .flatten()
         .collect();
-    baseline_after(ui, ctx, &databases, &operation, what)
+    baseline_after(ui, ctx, &databases, &operation, what, &losses)
 }
 
 /// Snapshot what git left, as the baseline the next comparison starts from: in the
@@ -193,10 +205,15 @@ fn baseline_after(
     databases: &[DbFile],
     operation: &crate::flow::fsmonitor::ThisOperation,
     what: &str,
+    losses: &BTreeMap<String, i64>,
 ) -> Result<(), CommandError> {
     if databases.is_empty() {
         return Ok(());
     }
+    let after_loss = |database: &DbFile| match losses.get(database.path.as_str()) {
+        Some(lost) => AfterLoss::Of(*lost),
+        None => AfterLoss::AsBefore,
+    };
     let mut store = ctx.store()?;
     let results = match operation.snapshot_operation() {
         Some(operation_id) => snapshot_all(
@@ -206,6 +223,7 @@ fn baseline_after(
             databases,
             (operation_id, Some("after it ran")),
             Lines::Changed,
+            &after_loss,
         ),
         None => snapshot_operation(
             ui,
@@ -215,6 +233,7 @@ fn baseline_after(
             databases,
             Some("after it ran"),
             Lines::Changed,
+            &after_loss,
         )?,
     };
     warn_failures(ui, &results);
@@ -302,6 +321,7 @@ fn snapshot_quietly(
         databases,
         None,
         Lines::Changed,
+        &as_before,
     )?;
     warn_failures(ui, &results);
     Ok(())

@@ -13,8 +13,10 @@ use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Tone, Ui, shell_quote};
 
 /// The question the guard and the hooks ask after a shrink, and what happens next.
-/// Never asks without a terminal: prints the exact command instead.
-pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
+/// Never asks without a terminal: prints the exact command instead. Returns the paths
+/// restored. The caller holds no store while this asks: the restore opens it.
+pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) -> Vec<String> {
+    let mut restored_paths = Vec::new();
     for shrink in shrinks {
         for line in shrink_report(ui, shrink) {
             ui.status(&line);
@@ -40,13 +42,17 @@ pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) {
         );
         match ui.confirm(&question, true) {
             Some(true) => match restore_by_id(ui, ctx, shrink.snapshot_id) {
-                Ok(restored) => report(ui, &shrink.path, shrink.snapshot_id, &restored),
+                Ok(restored) => {
+                    report(ui, &shrink.path, shrink.snapshot_id, &restored);
+                    restored_paths.push(shrink.path.clone());
+                }
                 Err(error) => error.report(ui),
             },
             Some(false) => ui.status(&format!("not restored; later: {command}")),
             None => ui.status(&format!("to restore it: {command}")),
         }
     }
+    restored_paths
 }
 
 fn restore_by_id(ui: &Ui, ctx: &Context, id: i64) -> Result<Restored, CommandError> {

@@ -7,7 +7,7 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::git::RepoPath;
 use crate::scan::DbFile;
-use crate::store::{SnapshotInfo, SnapshotOutcome, SnapshotRequest, Store};
+use crate::store::{AfterLoss, SnapshotInfo, SnapshotOutcome, SnapshotRequest, Store};
 use crate::ui::{self, Ui};
 
 /// What the user can do about a partial snapshot of a file `pid` holds.
@@ -42,9 +42,16 @@ pub(crate) enum Lines {
     Changed,
 }
 
+/// Whether a snapshot may be a baseline: as the database's latest snapshot says (what
+/// every snapshot but a user's explicit one or the hooks' after a loss records).
+pub(crate) fn as_before(_: &DbFile) -> AfterLoss {
+    AfterLoss::AsBefore
+}
+
 /// Snapshot each database (a progress bar each on a terminal) and report each stored
-/// snapshot as it is taken ([`report`], per `lines`). Failures are returned, not
-/// printed, so the caller decides whether they are fatal (the guard refuses to run git).
+/// snapshot as it is taken ([`report`], per `lines`); `after_loss` says for each whether
+/// its state may be a baseline. Failures are returned, not printed, so the caller
+/// decides whether they are fatal (the guard refuses to run git).
 pub(crate) fn snapshot_all(
     ui: &Ui,
     ctx: &Context,
@@ -52,6 +59,7 @@ pub(crate) fn snapshot_all(
     databases: &[DbFile],
     (operation_id, message): (i64, Option<&str>),
     lines: Lines,
+    after_loss: &dyn Fn(&DbFile) -> AfterLoss,
 ) -> Vec<SnapshotResult> {
     let mut results = Vec::new();
     for database in databases {
@@ -65,6 +73,7 @@ pub(crate) fn snapshot_all(
                 git_state: database.git.as_str(),
                 operation_id,
                 message,
+                after_loss: after_loss(database),
             },
             &progress,
         );
@@ -129,6 +138,8 @@ pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines:
 }
 
 /// Snapshot `databases` as one recorded operation (`kind`, `argv`), finished afterwards.
+// Each argument is one fact about the operation, passed on to `snapshot_all` as it is.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn snapshot_operation(
     ui: &Ui,
     ctx: &Context,
@@ -137,10 +148,19 @@ pub(crate) fn snapshot_operation(
     databases: &[DbFile],
     message: Option<&str>,
     lines: Lines,
+    after_loss: &dyn Fn(&DbFile) -> AfterLoss,
 ) -> Result<Vec<SnapshotResult>, CommandError> {
     let head = ctx.repo.head();
     let operation = store.begin_operation(kind, argv, head.as_deref(), clock::now())?;
-    let results = snapshot_all(ui, ctx, store, databases, (operation, message), lines);
+    let results = snapshot_all(
+        ui,
+        ctx,
+        store,
+        databases,
+        (operation, message),
+        lines,
+        after_loss,
+    );
     store.finish_operation(operation, head.as_deref(), Some(0))?;
     Ok(results)
 }

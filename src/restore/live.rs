@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::RestoreError;
 use crate::db::{self, Sniff};
 use crate::git::{Repo, RepoError, RepoPath};
-use crate::store::{SnapshotInfo, SnapshotRequest, Store, StoreError};
+use crate::store::{AfterLoss, SnapshotInfo, SnapshotRequest, Store, StoreError};
 
 /// The live path of a snapshot in this worktree, refusing catalog entries that would
 /// write outside it (whatever the catalog says).
@@ -122,6 +122,7 @@ pub(super) fn snapshot_current_state(
                     git_state: repo.git_state(relative).as_str(),
                     operation_id: operation,
                     message: Some("state before restore"),
+                    after_loss: AfterLoss::AsBefore,
                 },
                 &|_| {},
             );

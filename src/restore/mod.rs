@@ -29,7 +29,7 @@ use crate::db::{self, Census};
 use crate::git::{Repo, RepoPath};
 use crate::hooks::watch;
 use crate::store::files::{sync_dir, temp_path};
-use crate::store::{NewSnapshot, SnapshotInfo, SnapshotRequest, Store, StoreError};
+use crate::store::{AfterLoss, NewSnapshot, SnapshotInfo, SnapshotRequest, Store, StoreError};
 
 /// Where a restore writes.
 pub(crate) enum Target {
@@ -267,6 +267,8 @@ fn record_baseline(
                 census: &snapshot.census,
                 reused: false,
                 message: Some(&compare::restored_from_message(snapshot.id)),
+                // The restored state is the baseline again: a loss is no longer flagged.
+                after_loss_of: None,
             },
             None,
             None,
@@ -290,6 +292,7 @@ fn record_baseline(
                     git_state: git_state.as_str(),
                     operation_id: operation,
                     message: Some(&message),
+                    after_loss: AfterLoss::Accepted,
                 },
                 &|_| {},
             )

@@ -9,7 +9,7 @@ use super::{ReadProgress, RestoreError, Restored, Target, restore};
 use crate::clock;
 use crate::db::DbKind;
 use crate::git::Repo;
-use crate::store::{SnapshotInfo, SnapshotRequest, Store};
+use crate::store::{AfterLoss, SnapshotInfo, SnapshotRequest, Store};
 
 struct NoProgress;
 
@@ -63,6 +63,7 @@ impl Fixture {
             .store
             .snapshot(
                 &SnapshotRequest {
+                    after_loss: AfterLoss::AsBefore,
                     worktree: &self.repo.worktree,
                     path: "app.db",
                     kind: DbKind::Sqlite,

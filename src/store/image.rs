@@ -39,6 +39,8 @@ impl Store {
         durable: bool,
         progress: Progress<'_>,
     ) -> Result<(), StoreError> {
+        let working = self.working(progress);
+        let progress: Progress<'_> = &working;
         let file = create_private(dest).map_err(io_err(dest))?;
         let written = match self.catalog.image_layout(snapshot.image_id)? {
             ImageLayout::Chunks(hashes) => self.write_chunks(snapshot, &hashes, file, progress),

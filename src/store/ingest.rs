@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use super::blocks::{
     BlockIndex, FRAME_MAX_BLOCKS, FRAME_MAX_PLAIN, Hash, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, NO_BLOCK,
@@ -101,14 +101,18 @@ pub(super) fn ingest(
     // A few segments in flight at most: memory stays bounded whatever the database size.
     let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<Segment>(workers * 2);
-    let work_rx = Mutex::new(work_rx);
+    // Shared by the workers only: when the last one stops (the writer failed, say on a
+    // full disk, or compression failed), the receiving end goes with it, and the reader's
+    // next send fails instead of blocking forever on a full queue.
+    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let done_tx = done_tx.clone();
-            let work_rx = &work_rx;
-            scope.spawn(move || compress_segments(work_rx, done_tx, index, block_size));
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || compress_segments(&work_rx, done_tx, index, block_size));
         }
         drop(done_tx);
+        drop(work_rx);
         let writer = scope.spawn(|| write_segments(done_rx, root, packs, index, block_size));
         let read = read_segments(source, work_tx, block_size, progress).map_err(io_err(image));
         let written = writer.join().unwrap_or_else(|_| {
@@ -167,7 +171,8 @@ fn read_segments(
         }
         buffer.truncate(filled);
         if work.send((seq, buffer)).is_err() {
-            // The writer stopped on an error; it reports it.
+            // Every worker stopped (the writer failed, and they with it): the writer
+            // reports why.
             break;
         }
         size += filled as u64;

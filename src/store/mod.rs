@@ -7,6 +7,7 @@ pub(crate) mod chunks;
 pub(crate) mod files;
 mod image;
 mod ingest;
+mod lock;
 mod packs;
 mod reclaim;
 mod records;
@@ -16,25 +17,28 @@ mod verify;
 pub(crate) use records::parse_snapshot_id;
 pub(crate) use verify::VerifyReport;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
 use crate::clock;
 use crate::db::{self, Census, Completeness, DbError, DbKind};
 use blocks::BlockIndex;
-pub(crate) use catalog::{Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef};
+pub(crate) use catalog::{
+    AfterLoss, Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef,
+};
 use catalog::{ImageLayout, NewImage};
 use chunks::{ChunkError, Chunks};
 use files::{create_private, create_private_dir, is_disk_full, is_read_only, temp_path};
 use packs::Packs;
 
-/// How long a dbguard process waits for another one to release the store.
-const LOCK_WAIT: Duration = Duration::from_secs(120);
+/// Staging left behind by a reader that crashed is removed once it is this old (a live
+/// reader's staging is younger: readers hold the store for one command).
+const STALE_READER_STAGING: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -44,8 +48,8 @@ pub(crate) enum StoreError {
         #[source]
         source: io::Error,
     },
-    #[error("another dbguard process has held the snapshot store at {path} for {} s", LOCK_WAIT.as_secs())]
-    Locked { path: PathBuf },
+    #[error("{holder} has held the snapshot store at {path} without any progress for {} s", lock::STALL_LIMIT.as_secs())]
+    Locked { path: PathBuf, holder: String },
     #[error(transparent)]
     Catalog(CatalogError),
     #[error(transparent)]
@@ -162,6 +166,8 @@ pub(crate) struct SnapshotRequest<'a> {
     pub(crate) git_state: &'a str,
     pub(crate) operation_id: i64,
     pub(crate) message: Option<&'a str>,
+    /// Whether the state recorded may be a baseline (see [`AfterLoss`]).
+    pub(crate) after_loss: AfterLoss,
 }
 
 impl SnapshotRequest<'_> {
@@ -198,9 +204,11 @@ pub(crate) struct Store {
     packs: Packs,
     /// Where every block lives, loaded when first needed.
     index: std::cell::OnceCell<BlockIndex>,
-    /// Exclusive for writers; shared (when the lock file can be read) for a read-only
-    /// open, so that no prune deletes chunks while they are read.
-    _lock: Option<File>,
+    /// The writer lock (see [`lock`]): `None` for a store opened to read.
+    writer: Option<lock::Held>,
+    /// `packs.lock`, shared: no prune deletes a pack while this store is open (`None`
+    /// only for a read-only store whose lock file cannot be opened).
+    _packs: Option<lock::Held>,
     read_only: bool,
     /// Declared last: removed only after the catalog (which may live in it) is closed.
     _scratch: Option<tempfile::TempDir>,
@@ -278,8 +286,8 @@ fn now_ns(now: DateTime<Utc>) -> i128 {
 pub(crate) type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 impl Store {
-    /// Open (creating if needed) the store at `root` for writing, waiting for any other
-    /// dbguard process to finish with it, and clear debris a crash left in `tmp/`.
+    /// Open (creating if needed) the store at `root` for writing, waiting while another
+    /// writer works (see [`lock`]), and clear debris a crash left in `tmp/`.
     pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
         if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
             return Err(StoreError::NotADirectory {
@@ -290,33 +298,26 @@ impl Store {
         for dir in [root.to_path_buf(), root.join("packs"), tmp.clone()] {
             create_private_dir(&dir).map_err(write_err(root, &dir))?;
         }
-        let lock_path = root.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(write_err(root, &lock_path))?;
-        let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Locked {
-                        path: root.to_path_buf(),
-                    });
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-            }
-        }
-        // We hold the lock, so nobody else is staging: anything in tmp/ is debris.
+        let writer = Store::take_lock(root, &lock::writer_path(root), lock::Mode::Exclusive)?;
+        let packs = Store::take_lock(root, &lock::packs_path(root), lock::Mode::Shared)?;
+        // Only writers stage directly in tmp/, one at a time: a file there now is debris.
+        // Readers stage in a directory of their own, removed when they finish.
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
+                let path = entry.path();
+                if !path.is_dir() {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_READER_STAGING);
+                if stale {
+                    let _ = fs::remove_dir_all(&path);
+                }
             }
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
@@ -327,9 +328,69 @@ impl Store {
             index: std::cell::OnceCell::new(),
             tmp,
             catalog,
-            _lock: Some(lock),
+            writer: Some(writer),
+            _packs: Some(packs),
             read_only: false,
             _scratch: None,
+        })
+    }
+
+    /// Take one of the store's locks (creating its file), waiting while its holder works.
+    fn take_lock(root: &Path, path: &Path, mode: lock::Mode) -> Result<lock::Held, StoreError> {
+        let file = lock::open(path, true).map_err(write_err(root, path))?;
+        Store::wait_for(root, file, path, mode)
+    }
+
+    fn wait_for(
+        root: &Path,
+        file: fs::File,
+        path: &Path,
+        mode: lock::Mode,
+    ) -> Result<lock::Held, StoreError> {
+        lock::acquire(file, path, mode).map_err(|failure| match failure {
+            lock::LockFailure::Stalled { holder } => StoreError::Locked {
+                path: root.to_path_buf(),
+                holder,
+            },
+            lock::LockFailure::Io(e) => io_err(path)(e),
+        })
+    }
+
+    /// Open an existing store to read it (and record what readers record: damage found,
+    /// a vanished database's stat entry): no writer lock, so a snapshot is never held up
+    /// by it. A store that cannot be written is opened read-only.
+    fn open_reader(root: &Path) -> Result<Store, StoreError> {
+        let packs = match Store::take_lock(root, &lock::packs_path(root), lock::Mode::Shared) {
+            Ok(packs) => packs,
+            Err(StoreError::ReadOnly { .. }) => return Store::open_read_only(root),
+            Err(e) => return Err(e),
+        };
+        let catalog = match Catalog::open(&root.join("catalog.db")) {
+            Ok(catalog) => catalog,
+            Err(e) if e.is_read_only() => return Store::open_read_only(root),
+            Err(e) => return Err(e.into()),
+        };
+        // Staging of its own inside tmp/, so that a writer's clean-up leaves it alone.
+        let tmp_root = root.join("tmp");
+        let scratch = create_private_dir(&tmp_root)
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("read-")
+                    .tempdir_in(&tmp_root)
+            })
+            .map_err(write_err(root, &tmp_root))?;
+        let tmp = scratch.path().to_path_buf();
+        Ok(Store {
+            root: root.to_path_buf(),
+            chunks: Chunks::new(root.join("objects")),
+            packs: Packs::new(root.join("packs"), tmp.clone()),
+            index: std::cell::OnceCell::new(),
+            tmp,
+            catalog,
+            writer: None,
+            _packs: Some(packs),
+            read_only: false,
+            _scratch: Some(scratch),
         })
     }
 
@@ -347,14 +408,12 @@ impl Store {
 
     /// Open the store only if it exists, for reading; `None` when there is none. A store
     /// that cannot be written (read-only mount, another user's) is opened read-only.
+    /// Readers take no writer lock: see [`lock`].
     pub(crate) fn open_existing(root: &Path) -> Result<Option<Store>, StoreError> {
         if !Store::exists(root)? {
             return Ok(None);
         }
-        match Store::open(root) {
-            Err(StoreError::ReadOnly { .. }) => Store::open_read_only(root).map(Some),
-            other => other.map(Some),
-        }
+        Store::open_reader(root).map(Some)
     }
 
     /// Open the store only if it exists, for a command that writes to it (prune,
@@ -373,30 +432,18 @@ impl Store {
             .prefix("dbguard-read-")
             .tempdir()
             .map_err(io_err(&std::env::temp_dir()))?;
-        // A shared lock keeps a writer (when there can be one: a store that is only not
-        // ours) from pruning chunks under us; a lock we cannot take on a read-only mount
-        // means nobody can write there either.
-        let lock = File::open(root.join("lock")).ok().and_then(|lock| {
-            let deadline = Instant::now() + LOCK_WAIT;
-            loop {
-                match lock.try_lock_shared() {
-                    Ok(()) => return Some(Ok(lock)),
-                    Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(fs::TryLockError::WouldBlock) => return Some(Err(())),
-                    Err(fs::TryLockError::Error(_)) => return None,
-                }
-            }
-        });
-        let lock = match lock {
-            Some(Ok(lock)) => Some(lock),
-            Some(Err(())) => {
-                return Err(StoreError::Locked {
-                    path: root.to_path_buf(),
-                });
-            }
-            None => None,
+        // A shared lock keeps a prune (when there can be one: a store that is only not
+        // ours) from deleting packs under us; a lock file we cannot open on a read-only
+        // mount means nobody can write there either.
+        let packs_path = lock::packs_path(root);
+        let packs = match lock::open(&packs_path, false) {
+            Ok(file) => Some(Store::wait_for(
+                root,
+                file,
+                &packs_path,
+                lock::Mode::Shared,
+            )?),
+            Err(_) => None,
         };
         let catalog = Catalog::open_read_only(&root.join("catalog.db"), scratch.path())?;
         Ok(Store {
@@ -406,7 +453,8 @@ impl Store {
             index: std::cell::OnceCell::new(),
             tmp: scratch.path().to_path_buf(),
             catalog,
-            _lock: lock,
+            writer: None,
+            _packs: packs,
             read_only: true,
             _scratch: Some(scratch),
         })
@@ -418,6 +466,10 @@ impl Store {
                 path: self.root.clone(),
             });
         }
+        debug_assert!(
+            self.writer.is_some(),
+            "a store opened to read does not write snapshots or packs"
+        );
         Ok(())
     }
 
@@ -468,6 +520,35 @@ impl Store {
             .is_some_and(|ctime| ctime <= chunks_ctime_ns))
     }
 
+    /// `progress`, and with it, for a store holding the writer lock, a touch of the lock
+    /// file: processes waiting for the store see that this one is working, not stuck
+    /// (see [`lock`]). Called for every segment stored or read back.
+    fn working<'a>(&self, progress: Progress<'a>) -> impl Fn(u64) + Sync + use<'a> {
+        let toucher = self.writer.as_ref().and_then(lock::Held::toucher);
+        move |done: u64| {
+            if let Some(file) = &toucher {
+                let _ = file.set_modified(SystemTime::now());
+            }
+            progress(done);
+        }
+    }
+
+    /// The loss mark a snapshot for `request` records (see [`AfterLoss`]).
+    fn after_loss_of(
+        &self,
+        request: &SnapshotRequest<'_>,
+        worktree: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(match request.after_loss {
+            AfterLoss::Of(id) => Some(id),
+            AfterLoss::Accepted => None,
+            AfterLoss::AsBefore => self
+                .catalog
+                .latest(worktree, request.path)?
+                .and_then(|latest| latest.after_loss_of),
+        })
+    }
+
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
@@ -481,6 +562,8 @@ impl Store {
         progress: Progress<'_>,
     ) -> Result<SnapshotOutcome, StoreError> {
         self.writable()?;
+        let working = self.working(progress);
+        let progress: Progress<'_> = &working;
         let live = request.worktree.join(request.path);
         let worktree = request.worktree.to_string_lossy();
         let started = clock::now();
@@ -490,6 +573,7 @@ impl Store {
                 source: e,
             })
         })?;
+        let after_loss_of = self.after_loss_of(request, &worktree)?;
         if let Some(hit) = self
             .catalog
             .stat_cache_hit(&worktree, request.path, &before.text)?
@@ -498,7 +582,9 @@ impl Store {
             && self.image_untouched_since(previous.image_id, chunks_ctime_ns)?
         {
             let latest = self.catalog.latest(&worktree, request.path)?;
-            if let Some(latest) = latest.filter(|l| same_state(l, &previous)) {
+            if let Some(latest) =
+                latest.filter(|l| same_state(l, &previous) && l.after_loss_of == after_loss_of)
+            {
                 self.catalog.insert_ref(
                     &request.reference(&worktree, latest.id, started, false),
                     Some((&before.text, Some(chunks_ctime_ns))),
@@ -527,6 +613,7 @@ impl Store {
                     census: &previous.census,
                     reused: true,
                     message: request.message,
+                    after_loss_of,
                 },
                 None,
                 Some((&before.text, Some(chunks_ctime_ns))),

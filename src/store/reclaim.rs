@@ -4,10 +4,16 @@
 //! are durable before the catalog switches to them in one transaction, and old files go
 //! only after it: a crash at any point leaves every snapshot whole (at worst an extra
 //! pack file, which the next prune deletes).
+//!
+//! It works a few packs at a time ([`Store::reclaim_space_in_steps`]): each step holds
+//! the writer lock and `packs.lock` exclusively for a moment, then lets a waiting
+//! snapshot (the one a git command waits for) or reader in before the next.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::blocks::{
     BlockIndex, FrameInfo, NO_BLOCK, NewFrame, block_count, block_hash, decode_manifest,
@@ -18,7 +24,7 @@ use super::packs::{
     FRAME_HEADER_BYTES, FinishedPack, PACK_HEADER_BYTES, PACK_TARGET_BYTES, PackSequence,
     read_frame,
 };
-use super::{Store, StoreError, io_err, write_err};
+use super::{Store, StoreError, io_err, lock, write_err};
 
 /// zstd level for rewritten frames: prune is rare and not on a git command's path.
 const REPACK_ZSTD_LEVEL: i32 = 3;
@@ -26,6 +32,14 @@ const REPACK_ZSTD_LEVEL: i32 = 3;
 /// A pack is rewritten once more than 1/REWRITE_WHEN_DEAD_ABOVE of its plain bytes are
 /// unused.
 const REWRITE_WHEN_DEAD_ABOVE: u64 = 10;
+
+/// Packs rewritten or deleted per step: a step of a few MiB each holds the store for
+/// tens of milliseconds.
+const PACKS_PER_STEP: usize = 4;
+
+/// The pause between steps: longer than a waiter's poll (10 ms), so that a snapshot
+/// waiting for the store gets it before the next step.
+const BETWEEN_STEPS: Duration = Duration::from_millis(50);
 
 /// What one pack holds, slot by slot, against what the remaining images use.
 struct PackUse<'a> {
@@ -117,6 +131,17 @@ impl Sink<'_> {
         }
     }
 
+    /// A prune step ends here: it closes the pack it was writing, and the next step
+    /// writes into a new one. A count follows the steps a real prune takes, so that a
+    /// dry run predicts its bytes exactly; a real step ends with its sequence.
+    fn end_step(&mut self) {
+        if let Sink::Count { current, finished } = self
+            && let Some(len) = current.take()
+        {
+            finished.push(len);
+        }
+    }
+
     /// Planning failed: delete what was written.
     fn abandon(self) {
         if let Sink::Write(sequence) = self {
@@ -139,6 +164,8 @@ struct Plan {
     /// Blocks that moved, to the new pack they moved to.
     moved: HashMap<u64, usize>,
     dead_blocks: Vec<u64>,
+    /// Packs to delete or rewrite are left beyond this step's budget.
+    more: bool,
 }
 
 impl Plan {
@@ -162,18 +189,61 @@ impl Store {
             current: None,
             finished: Vec::new(),
         };
-        let (mut plan, _) = self.plan(removed, &mut sink)?;
+        let (mut plan, _) = self.plan(removed, &mut sink, usize::MAX)?;
         let pack_fail = write_err(&self.root, self.packs.dir());
         plan.new_pack_sizes = sink.finish().map_err(pack_fail)?.1;
         Ok((plan.chunks_removed(), plan.bytes_freed()))
     }
 
-    /// Delete what no snapshot uses any more (after [`Store::delete_snapshots`]).
-    /// Returns (chunks removed, bytes freed on disk).
-    pub(crate) fn reclaim_space(&mut self) -> Result<(usize, u64), StoreError> {
+    /// Delete what no snapshot uses any more (after [`Store::delete_snapshots`]), a step
+    /// at a time: each step opens the store for writing, takes `packs.lock`
+    /// exclusively (only when no reader holds it: a prune waits for readers, never the
+    /// other way round) and handles a few packs. Returns (chunks removed, bytes freed).
+    pub(crate) fn reclaim_space_in_steps(root: &Path) -> Result<(usize, u64), StoreError> {
+        let (mut chunks, mut bytes) = (0, 0);
+        let mut patience = Instant::now() + lock::STALL_LIMIT;
+        loop {
+            let mut store = Store::open(root)?;
+            let exclusive = match &store._packs {
+                Some(packs) => packs
+                    .try_upgrade()
+                    .map_err(io_err(&lock::packs_path(root)))?,
+                None => false,
+            };
+            if !exclusive {
+                // A reader is in the middle of reading packs: let it finish.
+                drop(store);
+                if Instant::now() >= patience {
+                    return Err(StoreError::Locked {
+                        path: root.to_path_buf(),
+                        holder: "a dbguard process reading the snapshots".into(),
+                    });
+                }
+                std::thread::sleep(BETWEEN_STEPS);
+                continue;
+            }
+            let (step_chunks, step_bytes, more) = store.reclaim_space(PACKS_PER_STEP)?;
+            chunks += step_chunks;
+            bytes += step_bytes;
+            if !more {
+                // Deleted records leave free pages in the catalog; give them back too.
+                store.catalog.compact()?;
+                return Ok((chunks, bytes));
+            }
+            drop(store);
+            patience = Instant::now() + lock::STALL_LIMIT;
+            std::thread::sleep(BETWEEN_STEPS);
+        }
+    }
+
+    /// One step of [`Store::reclaim_space_in_steps`]: delete unused legacy chunks and
+    /// unknown pack files, and delete or rewrite at most `budget` packs. Returns (chunks
+    /// removed, bytes freed, whether packs are left for another step).
+    fn reclaim_space(&mut self, budget: usize) -> Result<(usize, u64, bool), StoreError> {
         self.writable()?;
         let mut sink = Sink::Write(PackSequence::new(&self.packs));
-        let (mut plan, image_packs) = match self.plan(&HashSet::new(), &mut sink) {
+        let planned = self.plan(&HashSet::new(), &mut sink, budget);
+        let (mut plan, image_packs) = match planned {
             Ok(planned) => planned,
             Err(e) => {
                 sink.abandon();
@@ -221,19 +291,19 @@ impl Store {
             // The index describes packs that are gone: load it again when next needed.
             self.index.take();
         }
-        // Deleted records leave free pages in the catalog; give them back too.
-        self.catalog.compact()?;
-        Ok((plan.chunks_removed(), plan.bytes_freed()))
+        Ok((plan.chunks_removed(), plan.bytes_freed(), plan.more))
     }
 
-    /// Work out what reclaiming space takes once the images in `removed` are gone,
-    /// writing rewritten packs' frames into `sink` (the caller finishes it). Also returns, for every image whose
-    /// packs change, the packs it will live in.
+    /// Work out what reclaiming space takes once the images in `removed` are gone, for at
+    /// most `budget` packs (`plan.more` says whether more are left), writing rewritten
+    /// packs' frames into `sink` (the caller finishes it). Also returns, for every image
+    /// whose packs change, the packs it will live in.
     #[allow(clippy::type_complexity)]
     fn plan(
         &self,
         removed: &HashSet<i64>,
         sink: &mut Sink<'_>,
+        budget: usize,
     ) -> Result<(Plan, Vec<(i64, Vec<i64>)>), StoreError> {
         let mut plan = Plan::default();
         let images: Vec<ImageRecord> = self
@@ -273,6 +343,13 @@ impl Store {
                 usage.live_plain > 0 && dead_plain * REWRITE_WHEN_DEAD_ABOVE > usage.plain;
             if usage.live_plain > 0 && !rewrite {
                 continue;
+            }
+            if plan.dropped_packs.len() == budget {
+                plan.more = true;
+                break;
+            }
+            if !plan.dropped_packs.is_empty() && plan.dropped_packs.len() % PACKS_PER_STEP == 0 {
+                sink.end_step();
             }
             let mut kept = Vec::new();
             if rewrite {

@@ -53,13 +53,23 @@ impl Store {
         Ok(self.catalog.snapshots(worktree, path, limit)?)
     }
 
-    /// The newest snapshot of `path` in `worktree`.
+    /// The newest snapshot of `path` in `worktree` taken by this store (not fetched).
     pub(crate) fn latest(
         &self,
         worktree: &str,
         path: &str,
     ) -> Result<Option<SnapshotInfo>, StoreError> {
         Ok(self.catalog.latest(worktree, path)?)
+    }
+
+    /// The snapshot `status` compares `path` with: the newest taken here that was not
+    /// recorded right after a loss.
+    pub(crate) fn baseline(
+        &self,
+        worktree: &str,
+        path: &str,
+    ) -> Result<Option<SnapshotInfo>, StoreError> {
+        Ok(self.catalog.baseline(worktree, path)?)
     }
 
     /// Every path of `worktree` that has a snapshot.

@@ -239,9 +239,12 @@ impl Store {
                 None => repaired,
             });
         }
-        // The same image as the path's latest snapshot, both complete: the operation
-        // refers to that snapshot instead of recording an identical one.
+        let after_loss_of = self.after_loss_of(request, &worktree)?;
+        // The same image as the path's latest snapshot, both complete (and both after a
+        // loss, or neither): the operation refers to that snapshot instead of recording
+        // an identical one.
         if let Some(latest) = self.catalog.latest(&worktree, request.path)?
+            && latest.after_loss_of == after_loss_of
             && latest.image_digest == digest
             && latest.kind == request.kind
             && latest.census == census
@@ -276,6 +279,7 @@ impl Store {
                 census: &census,
                 reused: false,
                 message: request.message,
+                after_loss_of,
             },
             Some(&NewImage {
                 digest: &digest,

@@ -150,6 +150,16 @@ impl Store {
         Ok(())
     }
 
+    /// Hold one state of the catalog for [`Store::verify_bytes`] and [`Store::verify`]:
+    /// snapshots written meanwhile (verify takes no writer lock) are seen whole or not
+    /// at all, never as blocks in no pack.
+    pub(crate) fn begin_verify(&mut self) -> Result<(), StoreError> {
+        self.catalog.begin_read()?;
+        // Loaded again, from that state.
+        self.index.take();
+        Ok(())
+    }
+
     /// The bytes [`Store::verify`] reads, for a progress display.
     pub(crate) fn verify_bytes(&self) -> Result<u64, StoreError> {
         // The frames verify reads: those in which some block lives.
@@ -337,6 +347,8 @@ impl Store {
                 report.restorable.push(snapshot);
             }
         }
+        // What it found is recorded outside the state it read.
+        self.catalog.end_read()?;
         if !self.read_only {
             let bad: Vec<u64> = bad_blocks.keys().copied().collect();
             self.catalog.set_damaged(&bad)?;

@@ -31,7 +31,9 @@ use crate::git::redact::redact_argv;
 /// 6: no secrets in `operations.argv` (see `crate::git::redact`): recorded command lines
 /// are redacted, and the snapshots whose records on remotes still hold the old text are
 /// listed in `store_meta` (`redacted_snapshots`) for the next push to rewrite.
-const SCHEMA_VERSION: i64 = 6;
+/// 7: `snapshots.after_loss_of`: a state recorded right after git lost rows, which is
+/// never the baseline `status` compares with.
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -70,7 +72,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     schema_hash TEXT NOT NULL,
     reused INTEGER NOT NULL DEFAULT 0,
     message TEXT,
-    origin TEXT                    -- NULL: taken here; else fetched: <store id>/<snapshot id>
+    origin TEXT,                   -- NULL: taken here; else fetched: <store id>/<snapshot id>
+    after_loss_of INTEGER          -- NULL: a baseline; else git had just lost rows of this snapshot
 );
 CREATE INDEX IF NOT EXISTS snapshots_path ON snapshots(worktree, path, id);
 CREATE TABLE IF NOT EXISTS snapshot_tables (
@@ -188,6 +191,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE images ADD COLUMN manifest BLOB;",
     ),
     (4, "ALTER TABLE snapshots ADD COLUMN origin TEXT;"),
+    (6, "ALTER TABLE snapshots ADD COLUMN after_loss_of INTEGER;"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +270,27 @@ pub(crate) struct SnapshotInfo {
     /// Later operations that found the database unchanged and refer to this snapshot
     /// instead of adding an identical one, oldest first.
     pub(crate) unchanged: Vec<OperationRef>,
+    /// `<store id>/<snapshot id>` of a snapshot fetched from another store; `None`: taken
+    /// here. A fetched snapshot is never this clone's baseline.
+    #[serde(skip)]
+    pub(crate) origin: Option<String>,
+    /// The snapshot whose rows git had just lost when this state was recorded (and the
+    /// loss was not restored): such a state is never a baseline. See [`AfterLoss`].
+    #[serde(skip)]
+    pub(crate) after_loss_of: Option<i64>,
+}
+
+/// How a new snapshot stands towards a loss git caused: whether `status` may compare
+/// the database with it, or must keep comparing with the state before the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterLoss {
+    /// Recorded right after git lost rows of snapshot #N, and not restored.
+    Of(i64),
+    /// As the path's latest local snapshot says: a state after a loss stays one (its
+    /// later snapshots too) until it is restored or the user accepts it.
+    AsBefore,
+    /// The user accepts this state (`dbguard snapshot PATH`, a table restore).
+    Accepted,
 }
 
 impl SnapshotInfo {
@@ -336,6 +361,8 @@ pub(crate) struct NewSnapshot<'a> {
     pub(crate) census: &'a Census,
     pub(crate) reused: bool,
     pub(crate) message: Option<&'a str>,
+    /// See [`SnapshotInfo::after_loss_of`].
+    pub(crate) after_loss_of: Option<i64>,
 }
 
 /// One snapshot's row and its rows per table (a snapshot taken here, or fetched from a
@@ -348,8 +375,8 @@ pub(super) fn insert_snapshot_row(
 ) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO snapshots(operation_id, image_id, worktree, path, kind, created_at, \
-         consistency, git_state, schema_hash, reused, message, origin) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         consistency, git_state, schema_hash, reused, message, origin, after_loss_of) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             snapshot.operation_id,
             image_id,
@@ -363,6 +390,7 @@ pub(super) fn insert_snapshot_row(
             snapshot.reused,
             snapshot.message,
             origin,
+            snapshot.after_loss_of,
         ],
     )?;
     let snapshot_id = tx.last_insert_rowid();
@@ -424,11 +452,22 @@ fn parse_ts(text: &str) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-const SNAPSHOT_SELECT: &str = "
-SELECT s.id, s.path, s.worktree, s.kind, s.created_at, i.size, s.consistency, s.git_state,
-       s.reused, s.message, s.schema_hash, i.id, i.digest,
-       o.id, o.kind, o.argv, o.head_before, o.head_after, o.exit_code
-FROM snapshots s JOIN images i ON i.id = s.image_id JOIN operations o ON o.id = s.operation_id";
+/// The query behind [`SnapshotInfo`], for a catalog of schema `version` (an older one,
+/// opened read-only, lacks the newer columns: NULL stands in for them).
+fn snapshot_select(version: i64) -> String {
+    let origin = if version >= 5 { "s.origin" } else { "NULL" };
+    let after_loss_of = if version >= 7 {
+        "s.after_loss_of"
+    } else {
+        "NULL"
+    };
+    format!(
+        "SELECT s.id, s.path, s.worktree, s.kind, s.created_at, i.size, s.consistency, \
+         s.git_state, s.reused, s.message, s.schema_hash, i.id, i.digest, \
+         o.id, o.kind, o.argv, o.head_before, o.head_after, o.exit_code, {origin}, {after_loss_of} \
+         FROM snapshots s JOIN images i ON i.id = s.image_id JOIN operations o ON o.id = s.operation_id"
+    )
+}
 
 impl Catalog {
     pub(crate) fn open(path: &Path) -> Result<Catalog, CatalogError> {
@@ -638,6 +677,23 @@ impl Catalog {
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
+    }
+
+    /// Read one state of the catalog until [`Catalog::end_read`] (a read transaction):
+    /// a reader that looks at several tables while writers go on (verify, a push plan)
+    /// sees each snapshot written meanwhile whole or not at all.
+    pub(crate) fn begin_read(&self) -> Result<(), CatalogError> {
+        self.conn
+            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(self.fail())
+    }
+
+    /// End [`Catalog::begin_read`]'s transaction (before writing).
+    pub(crate) fn end_read(&self) -> Result<(), CatalogError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT").map_err(self.fail())
     }
 
     fn fail(&self) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
@@ -865,6 +921,8 @@ impl Catalog {
             image_digest: row.get(12)?,
             operation: Self::operation_at(row, 13)?,
             unchanged: Vec::new(),
+            origin: row.get(19)?,
+            after_loss_of: row.get(20)?,
         })
     }
 
@@ -875,7 +933,7 @@ impl Catalog {
     ) -> Result<Vec<SnapshotInfo>, CatalogError> {
         let mut stmt = self
             .conn
-            .prepare(&format!("{SNAPSHOT_SELECT} {filter}"))
+            .prepare(&format!("{} {filter}", snapshot_select(self.version)))
             .map_err(self.fail())?;
         let mut snapshots: Vec<SnapshotInfo> = stmt
             .query_map(params, Self::row_to_info)
@@ -947,13 +1005,52 @@ impl Catalog {
         )
     }
 
+    /// The newest snapshot of a path taken by this store: what a new snapshot is
+    /// compared with (unchanged since it?) and what the hooks measure a loss against. A
+    /// snapshot fetched from another clone never stands for this clone's file.
     pub(crate) fn latest(
         &self,
         worktree: &str,
         path: &str,
     ) -> Result<Option<SnapshotInfo>, CatalogError> {
+        self.newest_local(worktree, path, "")
+    }
+
+    /// The newest snapshot of a path taken here that is a baseline: not recorded right
+    /// after a loss (see [`AfterLoss`]). What `status` compares the file with, so that a
+    /// loss stays flagged until it is restored or accepted.
+    pub(crate) fn baseline(
+        &self,
+        worktree: &str,
+        path: &str,
+    ) -> Result<Option<SnapshotInfo>, CatalogError> {
+        let condition = if self.version >= 6 {
+            "AND s.after_loss_of IS NULL"
+        } else {
+            ""
+        };
+        self.newest_local(worktree, path, condition)
+    }
+
+    fn newest_local(
+        &self,
+        worktree: &str,
+        path: &str,
+        condition: &str,
+    ) -> Result<Option<SnapshotInfo>, CatalogError> {
+        let local = if self.version >= 5 {
+            "AND s.origin IS NULL"
+        } else {
+            ""
+        };
         Ok(self
-            .snapshots(Some(worktree), Some(path), Some(1))?
+            .query_snapshots(
+                &format!(
+                    "WHERE s.worktree = ?1 AND s.path = ?2 {local} {condition} \
+                     ORDER BY s.id DESC LIMIT 1"
+                ),
+                &[&worktree, &path],
+            )?
             .into_iter()
             .next())
     }
@@ -1119,7 +1216,7 @@ mod tests {
         );
         assert_ne!(without_blocks, v2, "schema 4's image columns are stripped");
         let without_origin = without_blocks.replace(
-            "    message TEXT,\n    origin TEXT                    -- NULL: taken here; else fetched: <store id>/<snapshot id>\n",
+            "    message TEXT,\n    origin TEXT,                   -- NULL: taken here; else fetched: <store id>/<snapshot id>\n    after_loss_of INTEGER          -- NULL: a baseline; else git had just lost rows of this snapshot\n",
             "    message TEXT\n",
         );
         assert_ne!(

@@ -173,6 +173,8 @@ impl Catalog {
                 census: &snapshot.census,
                 reused: snapshot.reused,
                 message: snapshot.message.as_deref(),
+                // Never a baseline here whatever it was there: `origin` keeps it out.
+                after_loss_of: None,
             };
             let snapshot_id =
                 insert_snapshot_row(&tx, &row, image_id, Some(&snapshot.origin)).map_err(&fail)?;

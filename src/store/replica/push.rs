@@ -90,8 +90,16 @@ fn host_name() -> String {
 
 impl Store {
     /// What to push: every snapshot taken here (in packs), the packs holding them, and
-    /// each pack's index.
+    /// each pack's index, from one state of the catalog (snapshots taken meanwhile are
+    /// in it whole, with their packs, or not at all).
     pub(crate) fn push_plan(&self) -> Result<PushPlan, StoreError> {
+        self.catalog.begin_read()?;
+        let plan = self.push_plan_now();
+        self.catalog.end_read()?;
+        plan
+    }
+
+    fn push_plan_now(&self) -> Result<PushPlan, StoreError> {
         let Some(store_id) = self.catalog.store_id()? else {
             // Only a catalog older than schema 5 opened read-only has no id yet.
             return Err(StoreError::ReadOnly {
