@@ -18,6 +18,8 @@ pub(crate) const TIMING: &str = "DBGUARD_TIMING";
 pub(crate) const CRONTAB: &str = "DBGUARD_CRONTAB";
 pub(crate) const NO_COLOR: &str = "NO_COLOR";
 pub(crate) use crate::git::GUARD_ENV as GUARDED;
+pub(crate) const FSMONITOR_WATCHER: &str = "DBGUARD_FSMONITOR_WATCHER";
+pub(crate) const FSMONITOR_IDLE: &str = "DBGUARD_FSMONITOR_IDLE";
 
 /// The variables, in the order `dbguard config` lists them.
 pub(crate) const VARIABLES: &[Variable] = &[
@@ -48,6 +50,14 @@ pub(crate) const VARIABLES: &[Variable] = &[
     Variable {
         name: CRONTAB,
         effect: "the crontab program `schedule` runs",
+    },
+    Variable {
+        name: FSMONITOR_WATCHER,
+        effect: "=0: the fsmonitor hook starts no file watcher and walks the worktree",
+    },
+    Variable {
+        name: FSMONITOR_IDLE,
+        effect: "seconds without a git command before the file watcher exits (default 1800)",
     },
     Variable {
         name: GUARDED,
@@ -120,5 +130,13 @@ mod tests {
     fn the_fsmonitor_program_reads_the_same_variables() {
         assert_eq!(crate::fsmonitor::GUARDED_VARIABLE, super::GUARDED);
         assert_eq!(crate::fsmonitor::SKIP_VARIABLE, super::SKIP);
+        assert_eq!(
+            crate::fsmonitor::watcher::WATCHER_VARIABLE,
+            super::FSMONITOR_WATCHER
+        );
+        assert_eq!(
+            crate::fsmonitor::watcher::IDLE_VARIABLE,
+            super::FSMONITOR_IDLE
+        );
     }
 }

@@ -73,6 +73,9 @@ pub fn hermetic_env(home: &Path) -> Vec<(OsString, OsString)> {
         ("GIT_TERMINAL_PROMPT", "0"),
         ("DBGUARD_NO_PROMPT", "1"),
         ("NO_COLOR", "1"),
+        // The fsmonitor hook's file watcher leaves when its worktree is deleted; should a
+        // test keep its temp dir, the watcher still leaves a minute after the last query.
+        ("DBGUARD_FSMONITOR_IDLE", "60"),
     ];
     let mut env: Vec<(OsString, OsString)> = fixed
         .iter()

@@ -265,6 +265,26 @@ fn show_fsmonitor(ui: &Ui, ctx: &Context) -> Result<(), CommandError> {
         ),
     };
     ui.out(&format!("  {:<22} {text}", "core.fsmonitor"));
+    let watcher = match crate::fsmonitor::client::status(ctx.repo.git.path()) {
+        crate::fsmonitor::client::Status::Running {
+            pid,
+            watches,
+            resident_kib,
+        } => ui.paint(
+            Tone::Good,
+            &format!(
+                "running (pid {pid}): {watches} directories watched, {:.1} MiB resident",
+                resident_kib as f64 / 1024.0
+            ),
+        ),
+        crate::fsmonitor::client::Status::NotRunning { failed: Some(why) } => {
+            ui.paint(Tone::Warn, &format!("not running: {why}"))
+        }
+        crate::fsmonitor::client::Status::NotRunning { failed: None } => {
+            "not running (the next git command starts it)".to_string()
+        }
+    };
+    ui.out(&format!("  {:<22} {watcher}", "file watcher"));
     Ok(())
 }
 
@@ -301,6 +321,10 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
             change.hook,
             change.path.display()
         ));
+    }
+    // Before uninstall removes its directory (it would notice and leave, seconds later).
+    if crate::fsmonitor::client::stop(ctx.repo.git.path()) {
+        ui.status(&format!("{:<22} stopped", "file watcher"));
     }
     if fsmonitor::uninstall(&ctx.repo.git).map_err(fsmonitor_error)? {
         ui.status(&format!("{:<22} put back as it was", "core.fsmonitor"));

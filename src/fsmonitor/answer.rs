@@ -335,6 +335,22 @@ impl Snapshots {
         Ok(Answer { token, paths })
     }
 
+    /// The paths changed since the snapshot `token` names, without saving a new one
+    /// (the caller hands git a watcher's token instead); `None` when `token` names no
+    /// snapshot. The scan starts after the watcher's token was taken, so a change lands
+    /// in this list, in the watcher's next answer, or in both.
+    pub(crate) fn changed_since(
+        &self,
+        worktree: &Path,
+        token: &str,
+    ) -> io::Result<Option<Vec<Vec<u8>>>> {
+        let Some(previous) = self.load(token) else {
+            return Ok(None);
+        };
+        let now = Snapshot::scan(worktree)?;
+        Ok(Some(previous.changed_since(&now)))
+    }
+
     /// The token and snapshot saved last.
     fn latest(&self) -> Option<(String, Snapshot)> {
         let token = fs::read_to_string(self.dir.join(LATEST)).ok()?;

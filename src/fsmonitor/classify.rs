@@ -49,13 +49,12 @@ pub(crate) const GLOBAL_WITH_VALUE: &[&str] = &[
     "--attr-source",
 ];
 
-/// The class of `git <args>`.
-pub(crate) fn classify(args: &[OsString]) -> Class {
+/// The subcommand of `git <args>`: the first word after the global options; `Err` for
+/// one that is not UTF-8.
+fn subcommand(args: &[OsString]) -> Result<Option<&str>, ()> {
     let mut words = args.iter();
     while let Some(word) = words.next() {
-        let Some(word) = word.to_str() else {
-            return Class::Plan;
-        };
+        let word = word.to_str().ok_or(())?;
         if GLOBAL_WITH_VALUE.contains(&word) {
             words.next();
             continue;
@@ -63,14 +62,32 @@ pub(crate) fn classify(args: &[OsString]) -> Class {
         if word.starts_with('-') {
             continue;
         }
-        return match word {
-            "pull" => Class::Deferred,
-            _ if READ_ONLY.contains(&word) => Class::ReadOnly,
-            _ => Class::Plan,
-        };
+        return Ok(Some(word));
     }
-    // `git --version`, `git -C dir` alone: no subcommand runs.
-    Class::ReadOnly
+    Ok(None)
+}
+
+/// The class of `git <args>`.
+pub(crate) fn classify(args: &[OsString]) -> Class {
+    match subcommand(args) {
+        Err(()) => Class::Plan,
+        Ok(Some("pull")) => Class::Deferred,
+        Ok(Some(word)) if READ_ONLY.contains(&word) => Class::ReadOnly,
+        Ok(Some(_)) => Class::Plan,
+        // `git --version`, `git -C dir` alone: no subcommand runs.
+        Ok(None) => Class::ReadOnly,
+    }
+}
+
+/// Whether git must get "everything may have changed" (`/`) even from an exact monitor:
+/// `git mv` and `git rm` trust fsmonitor-valid entries they themselves changed. `mv` or
+/// `rm` of a submodule rewrites `.gitmodules` and then stages it only when its stat data
+/// looks changed, which a valid entry never does, so the commit records the move without
+/// it; `mv -f` over a tracked file keeps the old entry's stat data. (git's own bugs with
+/// any exact monitor; a fix posted in 2018 was never merged.) Both commands rewrite the
+/// index anyway, so `/` costs them one lstat per entry.
+pub(crate) fn needs_full_answer(args: &[OsString]) -> bool {
+    matches!(subcommand(args), Ok(Some("mv" | "rm")))
 }
 
 #[cfg(test)]
@@ -103,5 +120,19 @@ mod tests {
         assert_eq!(class("--config-env status=HOME clean -fdx"), Class::Plan);
         assert_eq!(class("--super-prefix log/ checkout -f"), Class::Plan);
         assert_eq!(class("--attr-source=log reset --hard"), Class::Plan);
+    }
+
+    #[test]
+    fn mv_and_rm_get_the_full_answer_and_nothing_else_does() {
+        let full = |line: &str| {
+            let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
+            needs_full_answer(&args)
+        };
+        assert!(full("mv sub moved"));
+        assert!(full("-C dir rm -r sub"));
+        assert!(full("-c core.x=y mv -f a b"));
+        assert!(!full("status"));
+        assert!(!full("-C mv status"));
+        assert!(!full("commit -m mv"));
     }
 }

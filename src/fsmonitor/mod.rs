@@ -20,8 +20,11 @@
 pub(crate) mod answer;
 pub(crate) mod chain;
 pub(crate) mod classify;
+pub(crate) mod client;
 pub(crate) mod process;
 pub(crate) mod replaced;
+pub(crate) mod watch;
+pub(crate) mod watcher;
 
 use std::ffi::OsString;
 use std::fs;
@@ -39,8 +42,9 @@ use process::GitChain;
 pub(crate) const GUARDED_VARIABLE: &str = "DBGUARD_GUARDED";
 pub(crate) const SKIP_VARIABLE: &str = "DBGUARD_SKIP";
 
-/// Per-worktree state under the git dir: answer snapshots and operation markers.
-const STATE_DIR: &str = "dbguard-fsmonitor";
+/// Per-worktree state under the git dir: answer snapshots, operation markers, the
+/// watcher's socket, lock and cookies.
+pub(crate) const STATE_DIR: &str = "dbguard-fsmonitor";
 
 /// In the common git dir: the `core.fsmonitor` value dbguard replaced, to chain to and
 /// to put back on uninstall.
@@ -140,7 +144,7 @@ impl Previous {
 
 /// The git dir of the worktree the hook runs in (git runs it from the worktree root)
 /// and the common dir (differs in a linked worktree).
-fn git_dirs(worktree: &Path) -> io::Result<(PathBuf, PathBuf)> {
+pub(crate) fn git_dirs(worktree: &Path) -> io::Result<(PathBuf, PathBuf)> {
     let git_dir = match std::env::var_os("GIT_DIR") {
         Some(dir) => worktree.join(dir),
         None => {
@@ -166,6 +170,11 @@ fn git_dirs(worktree: &Path) -> io::Result<(PathBuf, PathBuf)> {
 /// `main` of the `dbguard-fsmonitor` program.
 pub fn hook_main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "watch")
+        && let Some(worktree) = args.get(2)
+    {
+        return watcher::watcher_main(Path::new(worktree));
+    }
     let version = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let token = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
     if version != "2" {
@@ -205,11 +214,12 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
     let guarded = std::env::var_os(GUARDED_VARIABLE)
         .is_some_and(|marker| process::guarded_by_ancestor(&marker));
     let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");
-    if !guarded && let Some(chain) = process::git_chain() {
+    let chain = process::git_chain();
+    if !guarded && let Some(chain) = &chain {
         if skipped {
-            say_skipped(&git_dir, &chain);
+            say_skipped(&git_dir, chain);
         } else {
-            guard(&git_dir, &chain);
+            guard(&git_dir, chain);
         }
     }
     if let Some(previous) = Previous::read(&common_dir)
@@ -226,9 +236,38 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
             }
         }
     }
-    Ok(Snapshots::new(&git_dir.join(STATE_DIR))
-        .answer(worktree, token)?
-        .encode())
+    let mut answer = exact_answer(worktree, &git_dir.join(STATE_DIR), token)?;
+    if chain
+        .as_ref()
+        .is_some_and(|chain| classify::needs_full_answer(chain.nearest.git_args()))
+    {
+        answer.paths = None;
+    }
+    Ok(answer.encode())
+}
+
+/// What changed since `token`: from the watcher when one runs, else by the walk (and a
+/// watcher is started for the next query). A token the watcher does not know (the
+/// walk's, an older watcher's) is answered by the walk against that token, handed to git
+/// with the watcher's new token, which was taken before the walk began.
+fn exact_answer(worktree: &Path, state_dir: &Path, token: &str) -> io::Result<Answer> {
+    let snapshots = Snapshots::new(state_dir);
+    match client::ask(state_dir, token) {
+        client::Reply::Exact { token, paths } => Ok(Answer {
+            token,
+            paths: Some(paths),
+        }),
+        client::Reply::Unknown {
+            token: watcher_token,
+        } => Ok(Answer {
+            paths: snapshots.changed_since(worktree, token)?,
+            token: watcher_token,
+        }),
+        client::Reply::Unavailable => {
+            client::start(state_dir, worktree);
+            snapshots.answer(worktree, token)
+        }
+    }
 }
 
 /// When the git command may write the worktree and its operation is undecided: run
