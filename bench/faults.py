@@ -1406,7 +1406,10 @@ def area_busy_store(area, rounds):
                 conn.execute("UPDATE pages SET fill = randomblob(3000) WHERE (id + ?) % 3 = 0", (step,))
                 conn.commit()
                 t.succeeds(repo.dbg("snapshot", "big.db"))
-            sqlite3.connect(repo.p("posts.db")).execute("INSERT INTO posts(author, body) VALUES ('x', 'y')").connection.commit()
+            # A state of its own each time (an identical one would only be referred to).
+            posts = sqlite3.connect(repo.p("posts.db"))
+            add_rows(posts, 1 + i, author=f"trial-{i}")
+            posts.close()
             lock = os.path.join(repo.store, "lock")
             prune = subprocess.Popen([BIN, "prune", "--keep-last", "1"], cwd=repo.root, env=ENV,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
