@@ -1024,7 +1024,7 @@ impl Catalog {
         worktree: &str,
         path: &str,
     ) -> Result<Option<SnapshotInfo>, CatalogError> {
-        let condition = if self.version >= 6 {
+        let condition = if self.version >= 7 {
             "AND s.after_loss_of IS NULL"
         } else {
             ""
