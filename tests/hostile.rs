@@ -440,7 +440,7 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
             }
         }
     }
-    assert!(records >= 2, "{records} records on the remote");
+    assert!(records >= 1, "{records} records on the remote");
     assert!(contains(&every_byte_under(&nas), HEADER_SECRET));
     let migrated = repo.dbguard(["log", "--json"]).ok();
     assert!(
