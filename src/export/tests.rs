@@ -615,9 +615,10 @@ fn sqlite_import_keeps_the_table_shape_and_refuses_duplicate_keys() {
     let dst = Connection::open(&target).expect("open");
     let (columns, sql) = table_shape(&dst, "mixed");
     assert_eq!(columns, source_columns);
+    // The source's own statement, checked and (the name being the same) not renamed.
     assert_eq!(
         sql,
-        "CREATE TABLE \"mixed\" (id INTEGER PRIMARY KEY, v NOT NULL, b BLOB, t TEXT UNIQUE)"
+        "CREATE TABLE mixed (id INTEGER PRIMARY KEY, v NOT NULL, b BLOB, t TEXT UNIQUE)"
     );
     // Appending the same file again: refused on the first row, nothing loaded.
     let err = import_table(DbKind::Sqlite, &file, &target, "mixed", false).expect_err("dup");
