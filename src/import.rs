@@ -178,14 +178,12 @@ fn sqlite_import(
         // The arrow and parquet crates assert on some inconsistent files (found by
         // `fuzz_damaged_parquet_files_are_errors`): a damaged file is an error, and the
         // transaction is rolled back, never a crash halfway.
-        FileFormat::Parquet => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            import_parquet(file, target)
-        }))
-        .unwrap_or_else(|_| {
-            Err(ImportError::Damaged {
-                path: file.to_path_buf(),
-            })
-        })?,
+        FileFormat::Parquet => quietly_catching_panics(|| import_parquet(file, target))
+            .unwrap_or_else(|()| {
+                Err(ImportError::Damaged {
+                    path: file.to_path_buf(),
+                })
+            })?,
         FileFormat::Jsonl => {
             let r = BufReader::new(File::open(file).map_err(io_err(file))?);
             import_jsonl(file, r, target)?
@@ -203,6 +201,30 @@ fn sqlite_import(
     };
     tx.commit().map_err(sql_err)?;
     Ok(rows)
+}
+
+/// Run `work`, turning a panic inside it into `Err(())` without the panic message on
+/// stderr: the caller reports a damaged file in its own words. Panics on other threads
+/// (and outside `work`) are printed as before.
+fn quietly_catching_panics<T>(work: impl FnOnce() -> T) -> Result<T, ()> {
+    use std::cell::Cell;
+    use std::sync::Once;
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|quiet| quiet.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    QUIET.with(|quiet| quiet.set(false));
+    result.map_err(|_| ())
 }
 
 enum FileFormat {

@@ -672,9 +672,10 @@ fn backup_import_table_keeps_the_primary_key_and_refuses_to_append_duplicates() 
             |r| r.get(0),
         )
         .unwrap();
+    // The source's own definition, checked before it ran (the name is unchanged).
     assert_eq!(
         sql,
-        "CREATE TABLE \"mixed\" (id INTEGER PRIMARY KEY, v, b BLOB, t TEXT NOT NULL)"
+        "CREATE TABLE mixed (id INTEGER PRIMARY KEY, v, b BLOB, t TEXT NOT NULL)"
     );
     let pk: String = conn
         .query_row(

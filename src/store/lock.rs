@@ -71,9 +71,13 @@ pub(super) enum LockFailure {
 
 /// What this process says it is, in the lock file: `1234 dbguard prune --keep-last 3`.
 fn this_process() -> String {
-    let argv: Vec<String> = std::env::args_os()
-        .take(4)
+    // Redacted: the lock file is in the store, and a guarded git's argv may hold secrets.
+    let whole: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let argv: Vec<String> = crate::git::redact::redact_argv(&whole)
+        .into_iter()
+        .take(4)
         .collect();
     let name = argv
         .first()
