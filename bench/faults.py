@@ -1314,7 +1314,7 @@ def grown_tracked_repo(name, committed=5_000, grown=90_000):
     return repo
 
 
-def plain_git(args, cwd, timeout=120):
+def timed_git(args, cwd, timeout=120):
     """Plain git as a user types it (hooks run): (exit code or None when hung, stderr, s)."""
     start = time.monotonic()
     try:
@@ -1375,7 +1375,7 @@ def area_busy_store(area, rounds):
                 conn = sqlite3.connect(repo.p("posts.db"))
                 add_rows(conn, 1_000)
                 conn.close()
-                code, stderr, took = plain_git(["reset", "-q", "--hard"], repo.root)
+                code, stderr, took = timed_git(["reset", "-q", "--hard"], repo.root)
                 t.require(code is not None, "plain reset --hard hung")
                 t.check(code == 0 and "not saved" not in stderr, f"reset: exit {code}: {stderr.strip()[-200:]}")
                 t.check(took < 20, f"reset took {took:.1f} s")
@@ -1419,7 +1419,7 @@ def area_busy_store(area, rounds):
                     if "prune" in f.read():
                         break
                 time.sleep(0.005)
-            code, stderr, took = plain_git(["reset", "-q", "--hard"], repo.root)
+            code, stderr, took = timed_git(["reset", "-q", "--hard"], repo.root)
             overlapped = prune.poll() is None
             try:
                 _, prune_err = prune.communicate(timeout=300)
