@@ -1568,6 +1568,11 @@ def main():
         if args.keep:
             print(f"scratch directory kept: {BASE}")
         else:
+            # The fsmonitor watchers the hooks started (one per repository) would
+            # otherwise write cookies into the tree while it is being removed.
+            subprocess.run(["pkill", "-f", os.path.join(BASE, "bin", "dbguard-fsmonitor")],
+                           capture_output=True)
+            time.sleep(0.2)
             shutil.rmtree(BASE, ignore_errors=True)
     print(f"total {time.perf_counter() - started:.0f} s: " + "; ".join(results))
     sys.exit(1 if failed else 0)
