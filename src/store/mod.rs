@@ -321,18 +321,38 @@ impl Store {
             }
         }
         let catalog = Catalog::open(&root.join("catalog.db"))?;
-        Ok(Store {
+        Ok(Store::assemble(
+            root,
+            tmp,
+            catalog,
+            Some(writer),
+            Some(packs),
+            None,
+        ))
+    }
+
+    /// A store over `root` staging in `tmp`, holding the locks it was opened with (and
+    /// the reader's own staging directory, removed when the store is dropped).
+    fn assemble(
+        root: &Path,
+        tmp: PathBuf,
+        catalog: Catalog,
+        writer: Option<lock::Held>,
+        packs: Option<lock::Held>,
+        scratch: Option<tempfile::TempDir>,
+    ) -> Store {
+        Store {
             root: root.to_path_buf(),
             chunks: Chunks::new(root.join("objects")),
             packs: Packs::new(root.join("packs"), tmp.clone()),
             index: std::cell::OnceCell::new(),
             tmp,
             catalog,
-            writer: Some(writer),
-            _packs: Some(packs),
+            writer,
+            _packs: packs,
             read_only: false,
-            _scratch: None,
-        })
+            _scratch: scratch,
+        }
     }
 
     /// Take one of the store's locks (creating its file), waiting while its holder works.
@@ -380,18 +400,14 @@ impl Store {
             })
             .map_err(write_err(root, &tmp_root))?;
         let tmp = scratch.path().to_path_buf();
-        Ok(Store {
-            root: root.to_path_buf(),
-            chunks: Chunks::new(root.join("objects")),
-            packs: Packs::new(root.join("packs"), tmp.clone()),
-            index: std::cell::OnceCell::new(),
+        Ok(Store::assemble(
+            root,
             tmp,
             catalog,
-            writer: None,
-            _packs: Some(packs),
-            read_only: false,
-            _scratch: Some(scratch),
-        })
+            None,
+            Some(packs),
+            Some(scratch),
+        ))
     }
 
     /// `None` when there is no store at `root` yet; an error when something else is there.
@@ -446,18 +462,10 @@ impl Store {
             Err(_) => None,
         };
         let catalog = Catalog::open_read_only(&root.join("catalog.db"), scratch.path())?;
-        Ok(Store {
-            root: root.to_path_buf(),
-            chunks: Chunks::new(root.join("objects")),
-            packs: Packs::new(root.join("packs"), scratch.path().to_path_buf()),
-            index: std::cell::OnceCell::new(),
-            tmp: scratch.path().to_path_buf(),
-            catalog,
-            writer: None,
-            _packs: packs,
-            read_only: true,
-            _scratch: Some(scratch),
-        })
+        let tmp = scratch.path().to_path_buf();
+        let mut store = Store::assemble(root, tmp, catalog, None, packs, Some(scratch));
+        store.read_only = true;
+        Ok(store)
     }
 
     fn writable(&self) -> Result<(), StoreError> {
