@@ -84,7 +84,9 @@ def settle(works, cmd):
 
 
 def compare(works, cmd, runs, goal_text, goal, rewrites_too=True, setup=None):
-    settle(works.values(), cmd)
+    # A command that needs its setup first (a commit needs something staged) is primed
+    # with a status instead: the first priming commit would find nothing to commit.
+    settle(works.values(), cmd if setup is None else ["status", "--porcelain"])
     times = {label: [] for label in works}
     rewrites = {label: [0] for label in works}
     for _ in range(runs):
