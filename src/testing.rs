@@ -121,6 +121,22 @@ impl TestRepo {
         repo
     }
 
+    /// A repository whose `main` tracks a 5,000-row posts.db and a.txt, and whose
+    /// `other` branch holds a 100-row posts.db and another a.txt; `main` checked out.
+    pub fn with_posts_on_main_and_other() -> TestRepo {
+        let repo = TestRepo::new();
+        fs::write(repo.root.join("a.txt"), "main\n").unwrap();
+        make_posts_db(&repo.root.join("posts.db"), 5000, 8);
+        repo.git(["add", "a.txt", "posts.db"]);
+        repo.git(["commit", "-q", "-m", "seed"]);
+        repo.git(["checkout", "-q", "-b", "other"]);
+        make_posts_db(&repo.root.join("posts.db"), 100, 8);
+        fs::write(repo.root.join("a.txt"), "other\n").unwrap();
+        repo.git(["commit", "-q", "-am", "other"]);
+        repo.git(["checkout", "-q", "main"]);
+        repo
+    }
+
     /// An initialised repository without any commit.
     pub fn empty() -> TestRepo {
         let tmp = tempfile::tempdir().unwrap();

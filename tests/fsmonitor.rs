@@ -32,16 +32,7 @@ fn restore_rows(repo: &TestRepo, path: &str) -> u64 {
 /// A repository with a committed 5,000-row posts.db, `other` (posts.db with 100 rows,
 /// a.txt changed), dbguard installed, then posts.db grown to 90,000 rows.
 fn tracked_database_grown_after_install() -> TestRepo {
-    let repo = TestRepo::new();
-    fs::write(repo.root.join("a.txt"), "main\n").unwrap();
-    make_posts_db(&repo.root.join("posts.db"), 5000, 8);
-    repo.git(["add", "a.txt", "posts.db"]);
-    repo.git(["commit", "-q", "-m", "seed"]);
-    repo.git(["checkout", "-q", "-b", "other"]);
-    make_posts_db(&repo.root.join("posts.db"), 100, 8);
-    fs::write(repo.root.join("a.txt"), "other\n").unwrap();
-    repo.git(["commit", "-q", "-am", "other"]);
-    repo.git(["checkout", "-q", "main"]);
+    let repo = TestRepo::with_posts_on_main_and_other();
     let install = repo.dbguard(["install"]).ok();
     assert!(
         install.stderr.contains("core.fsmonitor"),

@@ -82,16 +82,7 @@ mod tests {
     /// committed with 5,000 rows and grown to 9,000 (uncommitted), `other` with a
     /// 100-row posts.db and another a.txt, an untracked cache.db, and a patch.
     fn repository_at_risk() -> TestRepo {
-        let repo = TestRepo::new();
-        fs::write(repo.root.join("a.txt"), "main\n").unwrap();
-        make_posts_db(&repo.root.join("posts.db"), 5000, 8);
-        repo.git(["add", "a.txt", "posts.db"]);
-        repo.git(["commit", "-q", "-m", "seed"]);
-        repo.git(["checkout", "-q", "-b", "other"]);
-        make_posts_db(&repo.root.join("posts.db"), 100, 8);
-        fs::write(repo.root.join("a.txt"), "other\n").unwrap();
-        repo.git(["commit", "-q", "-am", "other"]);
-        repo.git(["checkout", "-q", "main"]);
+        let repo = TestRepo::with_posts_on_main_and_other();
         fs::write(
             repo.path("a.patch"),
             repo.git(["diff", "main", "other", "--", "a.txt"]),
