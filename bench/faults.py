@@ -1494,7 +1494,7 @@ def find_binary(given):
 
 
 def hermetic_env(home, binary):
-    """As tests/common/mod.rs: HOME in the scratch dir, no system/global git config,
+    """As src/testing.rs's hermetic_env: HOME in the scratch dir, no system/global git config,
     no prompts, no colour, the binary's directory first on PATH, no inherited DBGUARD_*."""
     e = bench_env(home, binary)
     for key in list(e):

@@ -1,7 +1,6 @@
 //! Command-line definition (clap derive), global options and dispatch.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,8 +37,9 @@ pub(crate) struct Cli {
     /// Answer yes to every question.
     #[arg(short = 'y', long, global = true)]
     pub(crate) yes: bool,
-    /// Run the git command even though no snapshot is taken (explicit override).
-    #[arg(long, global = true)]
+    /// Run the git command even though no snapshot is taken (explicit override; before
+    /// a git-wrapping subcommand: `dbguard --no-snapshot pull …`).
+    #[arg(long)]
     pub(crate) no_snapshot: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -102,52 +102,52 @@ pub(crate) enum Command {
     Hook(commands::hook::Args),
     /// Snapshot what `git pull` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard pull\n  dbguard pull --rebase origin main\n\nArguments go to git exactly as given, so `dbguard pull --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot pull …` overrides."
+        after_long_help = "Examples:\n  dbguard pull\n  dbguard pull --rebase origin main\n\nArguments go to git exactly as given (`git help pull` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot pull …` overrides."
     )]
     Pull(GitArgs),
     /// Snapshot what `git reset` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard reset --hard origin/main\n\nArguments go to git exactly as given, so `dbguard reset --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot reset …` overrides."
+        after_long_help = "Examples:\n  dbguard reset --hard origin/main\n\nArguments go to git exactly as given (`git help reset` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot reset …` overrides."
     )]
     Reset(GitArgs),
     /// Snapshot what `git checkout` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard checkout other-branch\n  dbguard checkout -- data/app.db\n\nArguments go to git exactly as given, so `dbguard checkout --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot checkout …` overrides."
+        after_long_help = "Examples:\n  dbguard checkout other-branch\n  dbguard checkout -- data/app.db\n\nArguments go to git exactly as given (`git help checkout` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot checkout …` overrides."
     )]
     Checkout(GitArgs),
     /// Snapshot what `git switch` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard switch other-branch\n\nArguments go to git exactly as given, so `dbguard switch --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot switch …` overrides."
+        after_long_help = "Examples:\n  dbguard switch other-branch\n\nArguments go to git exactly as given (`git help switch` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot switch …` overrides."
     )]
     Switch(GitArgs),
     /// Snapshot what `git merge` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard merge origin/main\n\nArguments go to git exactly as given, so `dbguard merge --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot merge …` overrides."
+        after_long_help = "Examples:\n  dbguard merge origin/main\n\nArguments go to git exactly as given (`git help merge` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot merge …` overrides."
     )]
     Merge(GitArgs),
     /// Snapshot what `git rebase` will overwrite, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard rebase origin/main\n\nArguments go to git exactly as given, so `dbguard rebase --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rebase …` overrides."
+        after_long_help = "Examples:\n  dbguard rebase origin/main\n\nArguments go to git exactly as given (`git help rebase` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rebase …` overrides."
     )]
     Rebase(GitArgs),
     /// Snapshot what `git clean` will delete, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard clean -fdx\n\nArguments go to git exactly as given, so `dbguard clean --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot clean …` overrides."
+        after_long_help = "Examples:\n  dbguard clean -fdx\n\nArguments go to git exactly as given (`git help clean` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot clean …` overrides."
     )]
     Clean(GitArgs),
     /// Snapshot what `git stash` will take away, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard stash -u\n\nArguments go to git exactly as given, so `dbguard stash --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot stash …` overrides."
+        after_long_help = "Examples:\n  dbguard stash -u\n\nArguments go to git exactly as given (`git help stash` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot stash …` overrides."
     )]
     Stash(GitArgs),
     /// Snapshot what `git rm` will delete, then run it.
     #[command(
-        after_long_help = "Examples:\n  dbguard rm -r data/\n\nArguments go to git exactly as given, so `dbguard rm --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rm …` overrides."
+        after_long_help = "Examples:\n  dbguard rm -r data/\n\nArguments go to git exactly as given (`git help rm` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot rm …` overrides."
     )]
     Rm(GitArgs),
     /// Any git command, guarded (`dbguard git restore -- data.db`).
     #[command(
-        after_long_help = "Examples:\n  dbguard git restore -- data/app.db\n  dbguard git up        (an alias: resolved through git config)\n\nArguments go to git exactly as given, so `dbguard git --help` shows git's help.\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot git …` overrides."
+        after_long_help = "Examples:\n  dbguard git restore -- data/app.db\n  dbguard git up        (an alias: resolved through git config)\n\nArguments go to git exactly as given (`git help <command>` shows git's own options).\nIf a needed snapshot cannot be made, git does not run; `dbguard --no-snapshot git …` overrides."
     )]
     Git(GitArgs),
 }
@@ -216,15 +216,42 @@ fn is_git_wrapper(name: &str) -> bool {
 }
 
 /// Index of a git-wrapping subcommand in `argv`, skipping dbguard's own leading options.
+/// Which options there are, and which take a value, comes from the clap definition, so
+/// an option added there is skipped here too. An unknown option ends the search: clap
+/// then reports it.
 fn wrapper_position(argv: &[OsString]) -> Option<usize> {
+    let command = Cli::command();
+    let option = |matches: &dyn Fn(&clap::Arg) -> bool| {
+        command
+            .get_arguments()
+            .find(|arg| matches(arg))
+            .map(|arg| arg.get_action().takes_values())
+    };
     let mut i = 1;
     while i < argv.len() {
         let arg = argv[i].to_str()?;
-        match arg {
-            "-C" | "--color" => i += 2,
-            "-q" | "--quiet" | "--json" | "-y" | "--yes" | "--no-snapshot" => i += 1,
-            _ if arg.starts_with("--color=") || (arg.starts_with("-C") && arg.len() > 2) => i += 1,
-            _ => return is_git_wrapper(arg).then_some(i),
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline_value) = match long.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (long, false),
+            };
+            let takes_value = option(&|a| a.get_long() == Some(name))?;
+            i += if takes_value && !inline_value { 2 } else { 1 };
+        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
+            // `-qy`, `-Cdir`, `-C dir`: flags up to the first one that takes a value,
+            // which takes the rest of the word or, when nothing is left, the next one.
+            let mut step = 1;
+            for (at, short) in cluster.char_indices() {
+                if option(&|a| a.get_short() == Some(short))? {
+                    if at + short.len_utf8() == cluster.len() {
+                        step = 2;
+                    }
+                    break;
+                }
+            }
+            i += step;
+        } else {
+            return is_git_wrapper(arg).then_some(i);
         }
     }
     None
@@ -234,10 +261,21 @@ pub fn run() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     // Everything after a git-wrapping subcommand goes to git untouched, even `-q` or
     // `--help`, so clap only sees what comes before it.
-    let (parse, git_args) = match wrapper_position(&argv) {
+    let wrapper = wrapper_position(&argv);
+    let (parse, git_args) = match wrapper {
         Some(i) => (&argv[..=i], argv[i + 1..].to_vec()),
         None => (&argv[..], Vec::new()),
     };
+    // `dbguard pull --help`: dbguard's part (what it does first, its override), then
+    // where git's own options are. Any later `--help` is git's (`dbguard git pull --help`).
+    if let Some(i) = wrapper
+        && matches!(
+            git_args.first().and_then(|a| a.to_str()),
+            Some("--help" | "-h")
+        )
+    {
+        return wrapper_help(argv[i].to_str().unwrap_or("git"));
+    }
     let cli = match Cli::try_parse_from(parse) {
         Ok(cli) => cli,
         Err(error) => {
@@ -250,8 +288,33 @@ pub fn run() -> ExitCode {
         }
     };
     let ui = Ui::new(cli.color, cli.quiet, cli.json, cli.yes);
-    match dispatch(&ui, &cli, git_args) {
-        Ok(code) => ExitCode::from(code),
+    // A panic is a bug of dbguard's: Rust has printed where; say what it means and exit
+    // with the internal-error code instead of the 101 of an unwinding main.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(&ui, &cli, git_args)
+    }))
+    .unwrap_or_else(|_| Err(internal_error()));
+    let stdout_lost = crate::ui::finish_stdout();
+    match result {
+        Ok(code) => match stdout_lost {
+            None => ExitCode::from(code),
+            Some(std::io::ErrorKind::BrokenPipe) => {
+                ExitCode::from(ErrorKind::BrokenPipe.exit_code())
+            }
+            // Whatever ran succeeded, but its output did not arrive: a script reading
+            // it must not take the missing lines for an answer.
+            Some(kind) => {
+                let error = CommandError::new("the output could not be written")
+                    .cause(std::io::Error::from(kind).to_string())
+                    .hint("check the file or pipe stdout goes to (a full disk?)");
+                error.report(&ui);
+                ExitCode::from(error.exit_code())
+            }
+        },
+        // Nobody reads stdout any more (`dbguard log | head`): nothing to say.
+        Err(_) if stdout_lost == Some(std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(ErrorKind::BrokenPipe.exit_code())
+        }
         Err(error) => {
             error.report(&ui);
             ExitCode::from(error.exit_code())
@@ -259,9 +322,32 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// The help of a git-wrapping subcommand (clap's long help, with its examples), on stdout.
+fn wrapper_help(name: &str) -> ExitCode {
+    let mut command = Cli::command();
+    command.build();
+    let Some(sub) = command.find_subcommand_mut(name) else {
+        return ExitCode::from(ErrorKind::Usage.exit_code());
+    };
+    let help = sub.render_long_help().to_string();
+    let ui = Ui::new(ColorChoice::Never, false, false, false);
+    ui.out_bytes(help.as_bytes());
+    match crate::ui::finish_stdout() {
+        Some(std::io::ErrorKind::BrokenPipe) => ExitCode::from(ErrorKind::BrokenPipe.exit_code()),
+        Some(_) => ExitCode::from(ErrorKind::User.exit_code()),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+fn internal_error() -> CommandError {
+    CommandError::new("dbguard stopped on an internal error (a bug)")
+        .with_kind(ErrorKind::Internal)
+        .hint("please report it with the lines above and the command you ran: https://github.com/dbguard/dbguard/issues")
+}
+
 fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandError> {
     let cwd = std::env::current_dir()
-        .map_err(|e| CommandError::new(format!("cannot read the current directory: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot read the current directory", e))?;
     let cwd = match &cli.dir {
         Some(dir) => cwd.join(dir),
         None => cwd,
@@ -285,6 +371,9 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         guard::run(ui, &cwd, &argv, &options)
     };
     let done = |result: Result<(), CommandError>| result.map(|()| 0);
+    if crate::env::test_panic() && !matches!(cli.command, Command::Hook(_)) {
+        panic!("DBGUARD_TEST_PANIC is set");
+    }
     match &cli.command {
         Command::Snapshot(args) => done(commands::snapshot::run(ui, &ctx()?, args)),
         Command::Log(args) => done(commands::log::run(ui, &ctx()?, args)),
@@ -308,15 +397,13 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         Command::Demo(args) => done(commands::demo::run(ui, args)),
         Command::Completions { shell } => {
             let script = commands::man::completions(*shell, "dbguard", &Cli::command());
-            std::io::stdout()
-                .write_all(&script)
-                .map_err(|e| CommandError::new(format!("cannot write the completions: {e}")))?;
+            ui.out_bytes(&script);
             Ok(0)
         }
         Command::Man => {
-            commands::man::man_page(Cli::command())
-                .and_then(|page| std::io::stdout().write_all(&page))
-                .map_err(|e| CommandError::new(format!("cannot write the man page: {e}")))?;
+            let page = commands::man::man_page(Cli::command())
+                .map_err(|e| CommandError::with_source("cannot render the man page", e))?;
+            ui.out_bytes(&page);
             Ok(0)
         }
         Command::Hook(args) => {
@@ -324,7 +411,19 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
                 prefix: "dbguard: ",
                 ..Ui::new(cli.color, cli.quiet, false, cli.yes)
             };
-            Ok(commands::hook::run(&hook_ui, &cwd, args))
+            // Hooks never break git: a bug in one is a warning, and git goes on.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if crate::env::test_panic() {
+                    panic!("DBGUARD_TEST_PANIC is set");
+                }
+                commands::hook::run(&hook_ui, &cwd, args)
+            }));
+            Ok(ran.unwrap_or_else(|_| {
+                hook_ui.warn(
+                    "the hook stopped on an internal error (a bug; please report it); git goes on",
+                );
+                0
+            }))
         }
         Command::Pull(_) => guard(Some("pull")),
         Command::Reset(_) => guard(Some("reset")),
@@ -369,6 +468,29 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(wrapper_position(&argv), None);
+        let argv: Vec<OsString> = ["dbguard", "-qyCx", "--color=never", "--json", "reset"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(wrapper_position(&argv), Some(4));
+        let argv: Vec<OsString> = ["dbguard", "-qC", "pull", "--color", "never", "checkout"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(
+            wrapper_position(&argv),
+            Some(5),
+            "-qC takes `pull` as its DIR"
+        );
+        let argv: Vec<OsString> = ["dbguard", "--no-such-option", "pull"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(
+            wrapper_position(&argv),
+            None,
+            "clap reports the unknown option"
+        );
     }
 
     #[test]

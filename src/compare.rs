@@ -19,11 +19,11 @@ pub(crate) struct Shrink {
     pub(crate) path: String,
     pub(crate) snapshot_id: i64,
     /// When the snapshot was taken.
-    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
+    #[serde(serialize_with = "crate::store::rfc3339")]
     pub(crate) taken_at: chrono::DateTime<chrono::Utc>,
     /// When the state was last recorded as current: a later operation that found the
     /// database unchanged refers to the snapshot (see [`crate::store::SnapshotInfo::last_seen`]).
-    #[serde(serialize_with = "crate::store::catalog::rfc3339")]
+    #[serde(serialize_with = "crate::store::rfc3339")]
     pub(crate) seen_at: chrono::DateTime<chrono::Utc>,
     /// The git command the snapshot was taken before, for the prompt.
     pub(crate) taken_before: String,
@@ -42,6 +42,17 @@ pub(crate) struct Shrink {
 }
 
 impl Shrink {
+    /// "taken before `git pull`", or "taken by `dbguard install`" for a snapshot a
+    /// dbguard command took on its own (nothing ran after it that it was taken for).
+    pub(crate) fn taken(&self) -> String {
+        let verb = if self.taken_before.starts_with("dbguard") {
+            "by"
+        } else {
+            "before"
+        };
+        format!("taken {verb} `{}`", self.taken_before)
+    }
+
     pub(crate) fn rows_before(&self) -> u64 {
         self.before.total_rows()
     }

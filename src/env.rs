@@ -74,6 +74,12 @@ fn text(name: &str) -> Option<String> {
 }
 
 /// `DBGUARD_SKIP=1`: the user overrides the guard for this command.
+/// Tests only (debug builds): make the command panic, to check what a user sees when
+/// dbguard has a bug. A release build never reads it.
+pub(crate) fn test_panic() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("DBGUARD_TEST_PANIC").is_some()
+}
+
 pub(crate) fn skip_snapshots() -> bool {
     get(SKIP).is_some_and(|v| v == "1")
 }

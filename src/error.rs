@@ -28,6 +28,12 @@ pub(crate) enum ErrorKind {
     /// `dbguard status` found a database that shrank, vanished or became unreadable
     /// since its baseline snapshot: what cron and monitoring alert on.
     Loss,
+    /// dbguard itself went wrong (a panic caught at the top): a bug to report, not the
+    /// user's input. 70 is `EX_SOFTWARE` of sysexits.h.
+    Internal,
+    /// The reader of dbguard's output went away (`dbguard log | head`): the shell's own
+    /// 128 + SIGPIPE, the code a program killed by SIGPIPE would have had. Not printed.
+    BrokenPipe,
 }
 
 impl ErrorKind {
@@ -37,11 +43,17 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::Refused => 3,
             ErrorKind::Loss => 4,
+            ErrorKind::Internal => 70,
+            ErrorKind::BrokenPipe => 141,
         }
     }
 }
 
 type BoxedError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The hint of an error whose command has none of its own.
+pub const GENERAL_HINT: &str =
+    "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees";
 
 #[derive(Debug)]
 pub(crate) struct CommandError {
@@ -57,6 +69,18 @@ impl CommandError {
     /// A failure described by `message` alone.
     pub(crate) fn new(message: impl Into<String>) -> CommandError {
         CommandError::from_boxed(message.into().into())
+    }
+
+    /// A failure headlined by `message` whose cause is `source` (and its chain), printed
+    /// as "Caused by" lines instead of flattened into the headline.
+    pub(crate) fn with_source<E: StdError + Send + Sync + 'static>(
+        message: impl Into<String>,
+        source: E,
+    ) -> CommandError {
+        CommandError::from_source(Headline {
+            message: message.into(),
+            source: Box::new(source),
+        })
     }
 
     /// A failure whose headline is `error` and whose causes are its `source()` chain.
@@ -121,8 +145,7 @@ impl CommandError {
     /// Print the error, its causes and hints (the one place errors are printed); a
     /// command without its own hint gets the general one.
     pub(crate) fn report(&self, ui: &Ui) {
-        const GENERAL: &str = "`dbguard <command> --help` shows usage and examples; `dbguard status` shows what dbguard sees";
-        let general = [GENERAL.to_string()];
+        let general = [GENERAL_HINT.to_string()];
         let hints = if self.hints.is_empty() {
             &general[..]
         } else {
@@ -138,6 +161,15 @@ impl CommandError {
     }
 }
 
+/// A headline with a cause under it: what [`CommandError::with_source`] builds.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Headline {
+    message: String,
+    #[source]
+    source: BoxedError,
+}
+
 impl From<RepoError> for CommandError {
     fn from(error: RepoError) -> CommandError {
         let hint = match &error {
@@ -151,7 +183,14 @@ impl From<RepoError> for CommandError {
             RepoError::OutsideWorktree { .. } => {
                 Some("name a file inside this repository's working tree")
             }
-            _ => None,
+            RepoError::BadPath(_) => Some(
+                "name the file relative to the working tree (or an absolute path inside it), without `..` beyond its top",
+            ),
+            RepoError::GitDir(_) => Some(
+                "git's own files are not databases dbguard guards; name a file in the working tree",
+            ),
+            // git's own message is in the headline; the general hint follows it.
+            RepoError::Git { .. } => None,
         };
         let result = CommandError::from_source(error);
         match hint {
@@ -199,8 +238,10 @@ impl From<StoreError> for CommandError {
             ),
             StoreError::Catalog(_) => CommandError::from_source(error)
                 .hint("check the disk and permissions of the store directory (`dbguard config` shows where it is)"),
-            _ => CommandError::from_source(error)
+            StoreError::Io { .. } => CommandError::from_source(error)
                 .hint("check free disk space and permissions of the store directory (`dbguard config` shows where it is)"),
+            StoreError::NoSuchSnapshot(_) => CommandError::from_source(error)
+                .hint("`dbguard log` lists the snapshots and their numbers"),
         }
     }
 }

@@ -2,28 +2,10 @@
 //! and restores them after: detect → snapshot (+ census) → store → compare → restore.
 //!
 //! # The house
-//! Four layers; a module imports only from its own layer or below (`tests/layers.rs`
-//! fails on an import that points up):
-//!
-//! 1. **commands** — [`cli`] (clap, one flat dispatch) and `commands/` (one file per
-//!    subcommand: adapts arguments, prints results).
-//! 2. **flow** — orchestration that talks to the user through `ui::Ui`: `flow/guard`
-//!    (plan → snapshot → run git → compare → offer), `flow/snapshot` (snapshot and
-//!    report), `flow/offer` (the restore prompt), `flow/hook` (what each git hook does),
-//!    `flow/context` (repository + settings). `error` turns domain errors into
-//!    `CommandError` (kind → exit code, hints) and prints them in one place.
-//! 3. **domain** — no `Ui`, no `CommandError`; `thiserror` enums that carry paths and
-//!    sources: `plan/` (argv → what git will overwrite or delete), `restore/` (the engine),
-//!    `compare` (census → shrinks), `export/` and `import`, `retention`, `hooks` (shim
-//!    files, marker blocks, the watch file).
-//! 4. **base** — `git/` (the libgit2 facade, `RepoPath`, and `git::run`, the one place
-//!    that starts git processes), `db/` (sniff, copy, census for SQLite and DuckDB),
-//!    `store/` (chunks, catalog — private to the store — verify, prune, `store/replica`:
-//!    its copies on remotes), `remote/` (object storage: S3 or a directory), `scan`,
-//!    `config`, `env` (every environment variable), `clock`, `ui::format` (pure text),
-//!    and `fsmonitor` (the `core.fsmonitor` hook program: answers git, starts the guard).
-//!
-//! `testing` is the one test harness, shared by unit and integration tests.
+//! Four layers (commands → flow → domain → base); a module imports only from its own
+//! layer or below. The one map of them, with the store format and the verified facts
+//! about git, SQLite and DuckDB, is `docs/architecture.md`; `tests/it/layers.rs` reads its
+//! layer table and fails on an import that points up.
 
 #![deny(unsafe_code)]
 
@@ -50,4 +32,5 @@ pub(crate) mod scan;
 pub(crate) mod store;
 #[doc(hidden)]
 pub mod testing;
+pub(crate) mod timing;
 pub(crate) mod ui;

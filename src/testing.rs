@@ -1,5 +1,5 @@
 //! The one test harness, for unit tests (`crate::testing`) and integration tests
-//! (`dbguard::testing`, through `tests/common`): temporary git repositories with a
+//! (`dbguard::testing`, used by the one integration-test binary `tests/it/`): temporary git repositories with a
 //! hermetic environment (set on each child process, never on this one), the built dbguard
 //! binary first on PATH, makers for real SQLite files, tmpfs mounts for fault tests.
 //! It lives in the library, as git-branchless keeps its `testing.rs`, so that both kinds
@@ -273,7 +273,7 @@ impl TestRepo {
 
     /// Number of files holding snapshot bytes in the store: pack files, and chunk files
     /// of stores written before packs.
-    pub fn chunk_count(&self) -> usize {
+    pub fn stored_file_count(&self) -> usize {
         let packs = fs::read_dir(self.store().join("packs"))
             .map(|d| d.count())
             .unwrap_or(0);
@@ -360,6 +360,39 @@ impl TestRepo {
     }
 }
 
+/// `kill -9` of `child` after `delay`; whether the kill landed while it still ran (a
+/// kill after the process had finished proves nothing about interrupted work).
+pub fn kill_9_after(child: &mut std::process::Child, delay: std::time::Duration) -> bool {
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    running
+}
+
+/// The seed of a test's random choices: `DBGUARD_TEST_SEED` when set (to replay a
+/// failure), else the clock. Printed, so that every failure names the way to replay it.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("DBGUARD_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    eprintln!("seed {seed} (replay: DBGUARD_TEST_SEED={seed})");
+    seed
+}
+
+/// The catalog schema this dbguard writes (fixtures of older ones migrate to it).
+pub const CATALOG_SCHEMA: i64 = crate::store::CATALOG_SCHEMA;
+
+/// The hint every error without one of its own gets.
+pub use crate::error::GENERAL_HINT;
+
 /// A finished process with its output as text.
 #[derive(Debug)]
 pub struct Run {
@@ -389,11 +422,13 @@ impl Run {
         self.assert_no_panic()
     }
 
+    /// A failure with exit code `code` (README, "Exit codes"): 1 could not do it, 2
+    /// usage, 3 refused (git did not run), 4 a loss, or a wrapped git's own code.
     #[track_caller]
-    pub fn fails(self) -> Run {
-        assert_ne!(
-            self.code, 0,
-            "expected failure:\n{}\n{}",
+    pub fn fails_with(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}:\n{}\n{}",
             self.stdout, self.stderr
         );
         self.assert_no_panic()
@@ -408,6 +443,39 @@ impl Run {
             self.stdout, self.stderr
         );
         self.assert_no_panic()
+    }
+
+    /// The hints of an error report, without their `Hint:` label.
+    pub fn hints(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter_map(|line| line.split_once("Hint: ").map(|(_, hint)| hint))
+            .collect()
+    }
+
+    /// Asserts that a hint says `needle`: a check the general hint (added to every error
+    /// without one of its own) cannot pass by accident.
+    #[track_caller]
+    pub fn hint_says(self, needle: &str) -> Run {
+        assert!(
+            self.hints().iter().any(|hint| hint.contains(needle)),
+            "expected a hint saying {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that the error has a hint of its own, not only the general one.
+    #[track_caller]
+    pub fn has_own_hint(self) -> Run {
+        assert!(
+            self.hints()
+                .iter()
+                .any(|hint| *hint != crate::error::GENERAL_HINT),
+            "expected a hint of the command's own:\n{}",
+            self.stderr
+        );
+        self
     }
 
     #[track_caller]
@@ -478,27 +546,31 @@ pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
     /// `None` (after printing why) where mounting is impossible (not root, no tmpfs).
+    /// `None` (the test skips, saying so) where no tmpfs can be mounted, except under
+    /// `DBGUARD_REQUIRE_PEERS=1` (CI, as root), where that fails the test: a full-disk
+    /// test that silently did not run proves nothing.
+    #[track_caller]
     pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).unwrap();
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .output();
-        match output {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs at {}: {}",
-                    dir.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
+        let why = match output {
+            Ok(o) if o.status.success() => return Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => format!(
+                "cannot mount a tmpfs at {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("cannot run mount: {e}"),
+        };
+        assert!(
+            std::env::var_os("DBGUARD_REQUIRE_PEERS").is_none(),
+            "{why} (this test needs a tmpfs: run as root, or unset DBGUARD_REQUIRE_PEERS to skip it)"
+        );
+        eprintln!("SKIPPED: {why}");
+        None
     }
 
     /// `mount -o remount,<mode>` (`ro` or `rw`).

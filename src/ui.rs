@@ -10,7 +10,34 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) mod format;
 pub(crate) mod json;
-pub(crate) use format::{WorkDone, age, bytes, count, local_time, shell_quote, table, work_line};
+pub(crate) use format::{
+    WorkDone, age, bytes, count, local_time, rows, shell_quote, table, work_line,
+};
+
+/// The first failure to write stdout (a closed pipe, a full disk): kept, not dropped, so
+/// that the exit code can say the output is incomplete (a `--json` line a script never
+/// got must not exit 0).
+static STDOUT_FAILURE: std::sync::Mutex<Option<io::ErrorKind>> = std::sync::Mutex::new(None);
+
+fn write_stdout(bytes: &[u8]) {
+    let mut stdout = io::stdout().lock();
+    if let Err(error) = stdout.write_all(bytes) {
+        record_stdout_failure(error.kind());
+    }
+}
+
+fn record_stdout_failure(kind: io::ErrorKind) {
+    let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
+    failure.get_or_insert(kind);
+}
+
+/// Flush stdout and say whether anything written to it was lost, and why.
+pub(crate) fn finish_stdout() -> Option<io::ErrorKind> {
+    if let Err(error) = io::stdout().lock().flush() {
+        record_stdout_failure(error.kind());
+    }
+    *STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ColorChoice {
@@ -86,14 +113,17 @@ impl Ui {
 
     /// Data for scripts and people: stdout.
     pub(crate) fn out(&self, line: &str) {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{}", self.safe(line));
+        write_stdout(format!("{}\n", self.safe(line)).as_bytes());
     }
 
     /// JSON for scripts: stdout, with the controls JSON leaves raw escaped as `\uXXXX`.
     pub(crate) fn out_json(&self, json: &str) {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{}", format::escape_json_controls(json));
+        write_stdout(format!("{}\n", format::escape_json_controls(json)).as_bytes());
+    }
+
+    /// Bytes as they are (a completion script, a man page): stdout.
+    pub(crate) fn out_bytes(&self, bytes: &[u8]) {
+        write_stdout(bytes);
     }
 
     /// Progress and status: stderr, silenced by --quiet.

@@ -45,10 +45,11 @@ impl Sandbox {
     }
 
     fn git(&self, cwd: &Path, args: &[&str]) -> Result<(), CommandError> {
-        let output =
-            self.command("git", cwd).args(args).output().map_err(|e| {
-                CommandError::new(format!("cannot run git: {e}")).hint("install git")
-            })?;
+        let output = self
+            .command("git", cwd)
+            .args(args)
+            .output()
+            .map_err(|e| CommandError::with_source("cannot run git", e).hint("install git"))?;
         if !output.status.success() {
             return Err(
                 CommandError::new(format!("demo step `git {}` failed", args.join(" ")))
@@ -60,8 +61,7 @@ impl Sandbox {
 }
 
 fn make_posts(path: &Path, rows: u64) -> Result<(), CommandError> {
-    let fail =
-        |e: rusqlite::Error| CommandError::new(format!("cannot create the demo database: {e}"));
+    let fail = |e: rusqlite::Error| CommandError::with_source("cannot create the demo database", e);
     let conn = rusqlite::Connection::open(path).map_err(fail)?;
     conn.execute_batch("CREATE TABLE posts(id INTEGER PRIMARY KEY, author TEXT, body TEXT);")
         .map_err(fail)?;
@@ -88,20 +88,20 @@ pub(crate) fn run(ui: &Ui, args: &Args) -> Result<(), CommandError> {
 
 fn play(ui: &Ui, args: &Args) -> Result<(), CommandError> {
     let me = std::env::current_exe()
-        .map_err(|e| CommandError::new(format!("cannot find the dbguard executable: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot find the dbguard executable", e))?;
     let sandbox = Sandbox {
         dir: tempfile::Builder::new()
             .prefix("dbguard-demo-")
             .tempdir()
-            .map_err(|e| CommandError::new(format!("cannot create a temporary directory: {e}")))?,
+            .map_err(|e| CommandError::with_source("cannot create a temporary directory", e))?,
     };
     std::fs::create_dir_all(sandbox.home())
-        .map_err(|e| CommandError::new(format!("cannot prepare the sandbox: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot prepare the sandbox", e))?;
     std::fs::write(
         sandbox.home().join(".gitconfig"),
         "[init]\n\tdefaultBranch = main\n",
     )
-    .map_err(|e| CommandError::new(format!("cannot prepare the sandbox: {e}")))?;
+    .map_err(|e| CommandError::with_source("cannot prepare the sandbox", e))?;
     let step = |n: u32, text: &str| ui.out(&ui.paint(Tone::Bold, &format!("\n[{n}] {text}")));
     let root = sandbox.dir.path();
     let (upstream, remote, clone) = (
@@ -158,14 +158,14 @@ fn play(ui: &Ui, args: &Args) -> Result<(), CommandError> {
 
     step(
         4,
-        "The crawler pulls with `dbguard pull` (plain `git pull` would overwrite posts.db silently).",
+        "The crawler pulls with `dbguard pull` (without dbguard installed, plain `git pull` would overwrite posts.db silently; `dbguard install` guards plain git too).",
     );
     ui.out("    $ dbguard --yes pull");
     let pull = sandbox
         .command(&me, &clone)
         .args(["--yes", "--color", "never", "pull", "--no-rebase"])
         .output()
-        .map_err(|e| CommandError::new(format!("cannot run dbguard: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot run dbguard", e))?;
     for line in String::from_utf8_lossy(&pull.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&pull.stderr).lines())
@@ -187,7 +187,7 @@ fn play(ui: &Ui, args: &Args) -> Result<(), CommandError> {
         .command(&me, &clone)
         .args(["log", "--color", "never"])
         .output()
-        .map_err(|e| CommandError::new(format!("cannot run dbguard: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot run dbguard", e))?;
     for line in String::from_utf8_lossy(&log.stdout).lines() {
         ui.out(&format!("    {line}"));
     }

@@ -264,9 +264,9 @@ fn export_snapshot(
             })
             .collect();
         ui.status(&format!(
-            "  {}: {} rows → {} ({})",
+            "  {}: {} → {} ({})",
             table.table,
-            ui::count(table.rows),
+            ui::rows(table.rows),
             names.join(", "),
             ui::bytes(size)
         ));

@@ -100,8 +100,8 @@ pub(crate) fn run(ui: &Ui, cwd: &Path, args: &Args) -> Result<(), CommandError> 
         json::print(ui, &imported);
     }
     ui.status(&format!(
-        "loaded {} rows into {} of {}",
-        ui::count(rows),
+        "loaded {} into {} of {}",
+        ui::rows(rows),
         table,
         args.into.display()
     ));
@@ -137,10 +137,10 @@ fn snapshot_existing_target(
             args.into.display()
         ))
         .hint("name a SQLite file, or a path that does not exist yet to create one")),
-        Err(error) => Err(CommandError::new(format!(
-            "cannot read {}: {error}",
-            args.into.display()
-        ))
+        Err(error) => Err(CommandError::with_source(
+            format!("cannot read {}", args.into.display()),
+            error,
+        )
         .hint("check that the file is readable")),
     }
 }

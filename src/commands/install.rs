@@ -329,8 +329,55 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     if fsmonitor::uninstall(&ctx.repo.git).map_err(fsmonitor_error)? {
         ui.status(&format!("{:<22} put back as it was", "core.fsmonitor"));
     }
-    ui.status("snapshots stay in the store; `dbguard config` shows where");
+    say_what_stays(ui, ctx);
     Ok(())
+}
+
+/// What uninstall leaves, on purpose, and how to remove it: the snapshots (they may be
+/// the only copy of a database) and dbguard's settings in git config (remotes, autopush).
+fn say_what_stays(ui: &Ui, ctx: &Context) {
+    let store = &ctx.settings.store.value;
+    if store.exists() {
+        ui.status(&format!(
+            "left in place: the snapshots in {} (`dbguard restore` still reads them; delete that directory when you no longer need them)",
+            store.display()
+        ));
+    }
+    let sections = ctx
+        .repo
+        .query_git([
+            "config",
+            "--local",
+            "--name-only",
+            "--get-regexp",
+            r"^dbguard\.",
+        ])
+        .map(|out| dbguard_sections(&String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_default();
+    if !sections.is_empty() {
+        let commands: Vec<String> = sections
+            .iter()
+            .map(|section| format!("git config --remove-section {section}"))
+            .collect();
+        ui.status(&format!(
+            "left in place: dbguard's settings in .git/config (remotes, autopush, …); to remove them: {}",
+            commands.join("; ")
+        ));
+    }
+}
+
+/// The config sections of `dbguard.*` keys (`dbguard`, `dbguard.remote.lab`), in order.
+fn dbguard_sections(names: &str) -> Vec<String> {
+    let mut sections: Vec<String> = Vec::new();
+    for name in names.lines() {
+        let Some((section, _key)) = name.trim().rsplit_once('.') else {
+            continue;
+        };
+        if !sections.iter().any(|s| s == section) {
+            sections.push(section.to_string());
+        }
+    }
+    sections
 }
 
 /// Whether a `.gitignore` of the working tree already ignores `path` (an equivalent line
@@ -443,14 +490,14 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
             .create(true)
             .append(true)
             .open(&gitignore)
-            .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
+            .map_err(|e| CommandError::with_source("cannot update .gitignore", e))?;
         let separator = if existing.is_empty() || existing.ends_with('\n') {
             ""
         } else {
             "\n"
         };
         writeln!(file, "{separator}{entry}")
-            .map_err(|e| CommandError::new(format!("cannot update .gitignore: {e}")))?;
+            .map_err(|e| CommandError::with_source("cannot update .gitignore", e))?;
     }
     let staged = ctx.repo.query_git(["add", "--", ".gitignore"])?;
     if !staged.status.success() {
@@ -484,6 +531,15 @@ pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_removed_section_by_section() {
+        let names = "dbguard.precommit\ndbguard.remote.lab.url\ndbguard.remote.lab.endpoint\ndbguard.remote.nas.url\n";
+        assert_eq!(
+            dbguard_sections(names),
+            vec!["dbguard", "dbguard.remote.lab", "dbguard.remote.nas"]
+        );
+    }
 
     #[test]
     fn check_ignore_lines_count_only_a_gitignore_of_the_tree() {

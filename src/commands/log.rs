@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::snapshot::{partial_message, taken_before};
+use crate::flow::snapshot::{occasion, partial_message};
 use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui, json};
 
@@ -78,7 +78,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         "DATABASE".into(),
         "ROWS".into(),
         "SIZE".into(),
-        "TAKEN BEFORE".into(),
+        "OCCASION".into(),
     ]];
     let mut partial = Vec::new();
     // One line per snapshot, and one per later operation that found the database
@@ -103,7 +103,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         };
         lines.push((
             (snapshot.created_at, snapshot.operation.id, snapshot.id),
-            line(snapshot.created_at, taken_before(snapshot)),
+            line(snapshot.created_at, occasion(snapshot)),
         ));
         for seen in &snapshot.unchanged {
             lines.push((
@@ -112,7 +112,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                     seen.created_at,
                     format!(
                         "{} (unchanged since #{})",
-                        seen.operation.describe(),
+                        seen_occasion(&seen.operation),
                         snapshot.id
                     ),
                 ),
@@ -132,4 +132,15 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui.warn(message);
     }
     Ok(())
+}
+
+/// A later command that found the database unchanged: "before git pull", or "at dbguard
+/// export" (a dbguard command took no snapshot of its own; the state was the same).
+fn seen_occasion(operation: &crate::store::OperationInfo) -> String {
+    let command = operation.describe();
+    if command.starts_with("dbguard") {
+        format!("at {command}")
+    } else {
+        format!("before {command}")
+    }
 }

@@ -8,7 +8,7 @@ use crate::config::RetentionConfig;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote as remote_flow;
-use crate::flow::snapshot::taken_before;
+use crate::flow::snapshot::occasion;
 use crate::remote::Client;
 use crate::retention::{self, Candidate, Policy};
 use crate::store::replica::{self, RemoteLock};
@@ -250,14 +250,14 @@ fn prune_remote(
 /// taken before, and the later operations that refer to it (their record goes with it).
 fn removal_line(s: &SnapshotInfo, dry_run: bool) -> String {
     let mut line = format!(
-        "{} #{} {}: {} rows, {} ({}), taken before {}",
+        "{} #{} {}: {}, {} ({}), {}",
         if dry_run { "would remove" } else { "remove" },
         s.id,
         s.path,
-        ui::count(s.census.total_rows()),
+        ui::rows(s.census.total_rows()),
         local_time(s.created_at),
         age(s.created_at),
-        taken_before(s)
+        occasion(s)
     );
     if let Some(last) = s.unchanged.last() {
         let more = s.unchanged.len() - 1;

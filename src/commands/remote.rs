@@ -34,7 +34,9 @@ They are never written to git config. The bucket must exist.")]
         /// An S3-compatible server's address, e.g. http://127.0.0.1:8333 (AWS when unset).
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
-        #[arg(long)]
+        /// The bucket's region, e.g. eu-central-1 (else AWS_REGION, AWS_DEFAULT_REGION or
+        /// the profile's; S3-compatible servers mostly ignore it).
+        #[arg(long, value_name = "REGION")]
         region: Option<String>,
         /// The AWS profile whose credentials to use (AWS_PROFILE overrides it).
         #[arg(long)]

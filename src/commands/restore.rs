@@ -109,13 +109,13 @@ fn choose(ui: &Ui, ctx: &Context, store: Store, args: &Args) -> Result<SnapshotI
         let index = likely_wanted(&listed_rows(&recent), |path| live_rows(ctx, &recent, path));
         if index > 0 {
             ui.status(&format!(
-                "restoring #{} ({} rows, taken before `{}`): {} lost rows after it; the newest snapshot is #{} ({} rows): --from {}",
+                "restoring #{} ({}, taken before `{}`): {} lost rows after it; the newest snapshot is #{} ({}): --from {}",
                 recent[index].id,
-                ui::count(recent[index].census.total_rows()),
+                ui::rows(recent[index].census.total_rows()),
                 recent[index].operation.describe(),
                 wanted,
                 recent[0].id,
-                ui::count(recent[0].census.total_rows()),
+                ui::rows(recent[0].census.total_rows()),
                 recent[0].id,
             ));
         }
@@ -148,7 +148,7 @@ fn choose(ui: &Ui, ctx: &Context, store: Store, args: &Args) -> Result<SnapshotI
         .items(&items)
         .default(preselected)
         .interact_opt()
-        .map_err(|e| CommandError::new(format!("cannot ask on this terminal: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot ask on this terminal", e))?;
     match picked {
         Some(index) => Ok(recent[index].clone()),
         None => Err(CommandError::new("nothing chosen; nothing restored")),
@@ -164,10 +164,7 @@ fn picker_item(s: &SnapshotInfo) -> String {
         .iter()
         .map(|(t, n)| format!("{t} {}", ui::count(*n)))
         .collect();
-    let mut label = match crate::compare::restored_from(s) {
-        Some(from) => format!("restored from #{from}"),
-        None => format!("before `{}`", s.operation.describe()),
-    };
+    let mut label = crate::flow::snapshot::occasion(s);
     if let Some(last) = s.unchanged.last() {
         label.push_str(&format!(
             ", unchanged before `{}` ({})",
@@ -176,10 +173,10 @@ fn picker_item(s: &SnapshotInfo) -> String {
         ));
     }
     format!(
-        "#{:<4} {}  {} rows  {} ({})  {label}  [{}]",
+        "#{:<4} {}  {}  {} ({})  {label}  [{}]",
         s.id,
         s.path,
-        ui::count(s.census.total_rows()),
+        ui::rows(s.census.total_rows()),
         local_time(s.created_at),
         crate::ui::age(s.created_at),
         tables.join(", ")
@@ -229,7 +226,7 @@ mod tests {
     use super::{likely_wanted, picker_item};
     use crate::db::{Census, DbKind};
     use crate::store::SnapshotInfo;
-    use crate::store::catalog::{OperationInfo, OperationRef};
+    use crate::store::{OperationInfo, OperationRef};
 
     fn operation(id: i64, kind: &str, argv: &[&str]) -> OperationInfo {
         OperationInfo {

@@ -121,7 +121,7 @@ pub(crate) fn without_entry(table: &str, worktree: &Path) -> (String, bool) {
 }
 
 fn spawn_error(program: &str, error: std::io::Error) -> CommandError {
-    CommandError::new(format!("cannot run {program}: {error}")).hint(
+    CommandError::with_source(format!("cannot run {program}"), error).hint(
         "install cron (or set DBGUARD_CRONTAB), or use `dbguard schedule --print` for a systemd timer",
     )
 }
@@ -195,7 +195,7 @@ fn write_crontab(program: &str, table: &str) -> Result<(), CommandError> {
 
 fn current_exe() -> Result<PathBuf, CommandError> {
     let exe = std::env::current_exe()
-        .map_err(|e| CommandError::new(format!("cannot tell where dbguard is installed: {e}")))?;
+        .map_err(|e| CommandError::with_source("cannot tell where dbguard is installed", e))?;
     Ok(exe.canonicalize().unwrap_or(exe))
 }
 

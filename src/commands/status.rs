@@ -347,10 +347,10 @@ fn warn_loss(ui: &Ui, row: &Row) {
         return;
     };
     let then = format!(
-        "snapshot #{} ({}) holds {} rows",
+        "snapshot #{} ({}) holds {}",
         loss.snapshot_id,
         age(last.taken),
-        ui::count(loss.rows_then)
+        ui::rows(loss.rows_then)
     );
     let what = match (row.state, loss.rows_now) {
         (State::Shrank, Some(now)) => {

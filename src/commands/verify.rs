@@ -9,7 +9,7 @@ use crate::flow::Context;
 use crate::flow::remote::resolve;
 use crate::remote::Client;
 use crate::store::replica::RemoteCheck;
-use crate::store::{SnapshotRef, VerifyReport};
+use crate::store::{Problem, SnapshotRef, VerifyReport};
 use crate::ui::{self, Ui, json};
 
 #[derive(Debug, clap::Args)]
@@ -217,9 +217,9 @@ fn damage_error(ui: &Ui, ctx: &Context, report: &VerifyReport) -> CommandError {
     let causes = report
         .problems
         .iter()
-        .filter(|p| ui.json || p.starts_with("catalog: "));
+        .filter(|p| ui.json || matches!(p, Problem::Catalog(_)));
     for problem in causes.take(20) {
-        error = error.cause(problem.clone());
+        error = error.cause(problem.to_string());
     }
     for ((worktree, path), (broken, restorable)) in &per_path {
         let in_worktree = if *worktree == here {

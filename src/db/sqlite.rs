@@ -417,19 +417,15 @@ pub(crate) fn stream_pages(
     }
     let stop_check = check_conn.get_interrupt_handle();
     std::thread::scope(|scope| {
-        let (timing, started) = (crate::env::timing(), Instant::now());
+        let timer = crate::timing::start();
         let check = scope.spawn(move || {
             let checked = quick_check(&check_conn, source);
-            if timing {
-                eprintln!("timing: quick_check done {:?}", started.elapsed());
-            }
+            timer.done("quick_check done");
             checked
         });
         let streamed = send_pages(&pages_conn, source, page_size, pages, run_bytes, &mut send)
             .and_then(|size| {
-                if timing {
-                    eprintln!("timing: pages read {:?}", started.elapsed());
-                }
+                timer.done("pages read");
                 let census = census_conn(&pages_conn, source).map_err(StreamFailure::Db)?;
                 Ok(StreamedImage { size, census })
             });

@@ -75,10 +75,10 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     let key = operation.key();
     let decided = |operation_id: i64| {
         fsmonitor::mark_decided(&git_dir, &key, operation_id).map_err(|e| {
-            CommandError::new(format!(
-                "cannot record the operation in {}: {e}",
-                git_dir.display()
-            ))
+            CommandError::with_source(
+                format!("cannot record the operation in {}", git_dir.display()),
+                e,
+            )
         })
     };
     let argv = nearest.git_args();

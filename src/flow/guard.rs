@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::clock;
 use crate::compare;
 use crate::db::Completeness;
-use crate::error::CommandError;
+use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::{
     Lines, as_before, partial_advice, partial_message, snapshot_all, version_control_warning_daily,
@@ -84,7 +84,14 @@ pub(crate) fn run(
         }
     }
     let code = run_git(cwd, argv, true)?;
-    compare_after(ui, &ctx, &before, code)?;
+    // git has run: its exit code is the result. A failed comparison is said, not
+    // returned, so a script still sees what git did (the snapshots are kept either way).
+    if let Err(error) = compare_after(ui, &ctx, &before, code) {
+        ui.warn(&format!(
+            "git ran, but dbguard could not compare the databases with their snapshots: {}; `dbguard status` compares them again",
+            error.message()
+        ));
+    }
     Ok(code)
 }
 
@@ -267,14 +274,15 @@ fn compare_after(ui: &Ui, ctx: &Context, before: &Before, code: u8) -> Result<()
 }
 
 /// Git will not run: the error, then how to run it anyway. A user who reads only the
-/// last line learns the override, and that it gives up the snapshot.
+/// last line learns the override, and that it gives up the snapshot. The exit code is
+/// [`ErrorKind::Refused`]'s, outside git's own, so a script can tell "git did not run".
 fn refusal(error: CommandError, argv: &[OsString]) -> CommandError {
     let retry = argv
         .iter()
         .map(|a| crate::ui::shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
-    error.hint(format!(
+    error.with_kind(ErrorKind::Refused).hint(format!(
         "git did not run; to run it without a snapshot: dbguard --no-snapshot git {retry}"
     ))
 }
@@ -358,7 +366,8 @@ fn run_git(cwd: &Path, argv: &[OsString], guarded: bool) -> Result<u8, CommandEr
         .args(argv)
         .status()
         .map_err(|e| {
-            CommandError::new(format!("cannot run git: {e}"))
+            CommandError::with_source("cannot run git", e)
+                .with_kind(ErrorKind::Refused)
                 .hint("install git and make sure it is on PATH")
         })?;
     Ok(git::exit_code(status))

@@ -245,7 +245,7 @@ fn baseline_after(
 /// matches its stat signature, or removed when one does not.
 fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
     let git_dir = ctx.repo.git.path();
-    let io_error = |e: std::io::Error| CommandError::new(format!("{}: {e}", git_dir.display()));
+    let io_error = |e: std::io::Error| CommandError::with_source(git_dir.display().to_string(), e);
     let Some(store) = ctx.existing_store()? else {
         return watch::remove(&git_dir.join(watch::WATCH_FILE)).map_err(io_error);
     };

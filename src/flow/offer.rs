@@ -28,17 +28,14 @@ pub(crate) fn offer(ui: &Ui, ctx: &Context, shrinks: &[Shrink]) -> Vec<String> {
         );
         let origin = match (shrink.restored_from, &shrink.still_before) {
             (Some(from), _) => format!("the state restored from #{from}"),
-            (None, Some(later)) => format!(
-                "taken before `{}`, unchanged before `{later}`",
-                shrink.taken_before
-            ),
-            (None, None) => format!("taken before `{}`", shrink.taken_before),
+            (None, Some(later)) => format!("{}, unchanged before `{later}`", shrink.taken()),
+            (None, None) => shrink.taken(),
         };
         let question = format!(
-            "Restore {} from #{} ({origin}, {} rows)?",
+            "Restore {} from #{} ({origin}, {})?",
             shrink.path,
             shrink.snapshot_id,
-            ui::count(shrink.rows_before())
+            ui::rows(shrink.rows_before())
         );
         match ui.confirm(&question, true) {
             Some(true) => match restore_by_id(ui, ctx, shrink.snapshot_id) {
@@ -104,8 +101,8 @@ pub(crate) fn report(ui: &Ui, path: &str, from: i64, restored: &Restored) {
         ui.warn(note);
     }
     ui.status(&format!(
-        "restored {path} from #{from}: {} rows ({})",
-        ui::count(restored.census.total_rows()),
+        "restored {path} from #{from}: {} ({})",
+        ui::rows(restored.census.total_rows()),
         restored.method
     ));
     if let Some(undo) = restored.undo {
@@ -125,9 +122,9 @@ fn shrink_report(ui: &Ui, shrink: &Shrink) -> Vec<String> {
         ),
         (None, None) => format!("{} is gone", shrink.path),
         (Some(_), _) if shrink.schema_replaced => format!(
-            "{} was replaced by a different database: {} rows before, {} now",
+            "{} was replaced by a different database: {} before, {} now",
             shrink.path,
-            ui::count(shrink.rows_before()),
+            ui::rows(shrink.rows_before()),
             ui::count(shrink.rows_after())
         ),
         (Some(_), _) => format!(
@@ -162,7 +159,7 @@ fn snapshot_origin(shrink: &Shrink) -> String {
             "is the state restored from #{from} by `{}`",
             shrink.taken_before
         ),
-        None => format!("was taken before `{}`", shrink.taken_before),
+        None => format!("was {}", shrink.taken()),
     };
     match &shrink.still_before {
         Some(later) => format!("{origin}; the database was unchanged since then before `{later}`"),

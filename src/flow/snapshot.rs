@@ -93,12 +93,23 @@ pub(crate) fn snapshot_all(
     results
 }
 
-/// What a snapshot was taken before (the command line of its operation), or for a
-/// restored state where it came from: the "TAKEN BEFORE" of `log` and `prune`.
-pub(crate) fn taken_before(snapshot: &SnapshotInfo) -> String {
+/// Why a snapshot exists, the "OCCASION" of `log` and `prune`: "before git pull" (the
+/// git command it was taken for), "by dbguard snapshot" (a dbguard command took it on
+/// its own), or "restored from #5" (the state a restore put back).
+pub(crate) fn occasion(snapshot: &SnapshotInfo) -> String {
     match crate::compare::restored_from(snapshot) {
-        Some(from) => format!("(restored from #{from})"),
-        None => snapshot.operation.describe(),
+        Some(from) => format!("restored from #{from}"),
+        None => operation_occasion(&snapshot.operation),
+    }
+}
+
+/// "before git pull" or "by dbguard snapshot".
+fn operation_occasion(operation: &crate::store::OperationInfo) -> String {
+    let command = operation.describe();
+    if command.starts_with("dbguard") {
+        format!("by {command}")
+    } else {
+        format!("before {command}")
     }
 }
 
@@ -171,8 +182,8 @@ pub(crate) fn snapshot_operation(
 pub(crate) fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> String {
     let tables = taken.census.tables.len();
     let contents = format!(
-        "{} rows in {} table{}, {}",
-        ui::count(taken.census.total_rows()),
+        "{} in {} table{}, {}",
+        ui::rows(taken.census.total_rows()),
         tables,
         if tables == 1 { "" } else { "s" },
         ui::bytes(taken.size),
@@ -185,7 +196,7 @@ pub(crate) fn describe(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome) -> S
             String::new()
         };
         return format!(
-            "{} unchanged since snapshot {id} ({contents}{stored})",
+            "{} is saved: unchanged since snapshot {id} ({contents}{stored})",
             database.path
         );
     }

@@ -2,7 +2,8 @@
 //! database into a deduplicated snapshot, read images back, verify and prune.
 
 pub(crate) mod blocks;
-pub(crate) mod catalog;
+/// The catalog is the store's own: what others need of it is re-exported below.
+mod catalog;
 pub(crate) mod chunks;
 pub(crate) mod files;
 mod image;
@@ -15,7 +16,7 @@ pub(crate) mod replica;
 mod take;
 mod verify;
 pub(crate) use records::parse_snapshot_id;
-pub(crate) use verify::VerifyReport;
+pub(crate) use verify::{Problem, VerifyReport};
 
 use std::fs;
 use std::io;
@@ -28,8 +29,11 @@ use chrono::{DateTime, Utc};
 use crate::clock;
 use crate::db::{self, Census, Completeness, DbError, DbKind};
 use blocks::BlockIndex;
+#[cfg(test)]
+pub(crate) use catalog::OperationRef;
 pub(crate) use catalog::{
-    AfterLoss, Catalog, CatalogError, NewRef, NewSnapshot, SnapshotInfo, SnapshotRef,
+    AfterLoss, Catalog, CatalogError, NewRef, NewSnapshot, OperationInfo,
+    SCHEMA_VERSION as CATALOG_SCHEMA, SnapshotInfo, SnapshotRef, rfc3339,
 };
 use catalog::{ImageLayout, NewImage};
 use chunks::{ChunkError, Chunks};

@@ -6,7 +6,6 @@
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -39,8 +38,7 @@ impl Store {
         before: &StatSignature,
         progress: Progress<'_>,
     ) -> Result<Option<SnapshotOutcome>, StoreError> {
-        let timing = crate::env::timing();
-        let t = Instant::now();
+        let timer = crate::timing::start();
         // Damaged blocks must not be reused: find them before deduplicating against them.
         self.check_packs()?;
         let index = self.block_index()?;
@@ -72,12 +70,7 @@ impl Store {
             });
             (streamed, ingested)
         });
-        if timing {
-            eprintln!(
-                "timing: pages streamed, checked, counted and stored {:?}",
-                t.elapsed()
-            );
-        }
+        timer.done("pages streamed, checked, counted and stored");
         let ingested = match (streamed, ingested) {
             (Err(StreamFailure::Unavailable), None) => return Ok(None),
             // The store failed to take the pages: its error says why.
@@ -126,13 +119,10 @@ impl Store {
         before: &StatSignature,
         progress: Progress<'_>,
     ) -> Result<SnapshotOutcome, StoreError> {
-        let timing = crate::env::timing();
-        let t0 = Instant::now();
+        let copy_timer = crate::timing::start();
         let copied = db::copy(request.kind, live, image_path)
             .map_err(|e| self.staging_error(e, image_path))?;
-        if timing {
-            eprintln!("timing: copy {:?}", t0.elapsed());
-        }
+        copy_timer.done("copy");
         // Damaged blocks must not be reused: find them before deduplicating against them.
         self.check_packs()?;
         let block_size = ingest::block_size_for(request.kind, image_path);
@@ -141,14 +131,12 @@ impl Store {
         // Integrity check + census on one core while the others hash and compress.
         let (census, ingested) = std::thread::scope(|scope| {
             let census = scope.spawn(|| {
-                let t = Instant::now();
+                let timer = crate::timing::start();
                 let result = db::check_and_census(request.kind, image_path);
-                if timing {
-                    eprintln!("timing: check+census {:?}", t.elapsed());
-                }
+                timer.done("check+census");
                 result
             });
-            let t = Instant::now();
+            let timer = crate::timing::start();
             let ingested = std::fs::File::open(image_path)
                 .map_err(super::io_err(image_path))
                 .and_then(|mut image| {
@@ -156,9 +144,7 @@ impl Store {
                         root, packs, index, &mut image, image_path, block_size, progress,
                     )
                 });
-            if timing {
-                eprintln!("timing: ingest {:?}", t.elapsed());
-            }
+            timer.done("ingest");
             let census = census.join().unwrap_or_else(|_| {
                 Err(DbError::Integrity {
                     path: image_path.to_path_buf(),
@@ -199,17 +185,14 @@ impl Store {
         before: &StatSignature,
         taken: TakenImage,
     ) -> Result<SnapshotOutcome, StoreError> {
-        let timing = crate::env::timing();
         let TakenImage {
             copied,
             census,
             ingested,
         } = taken;
-        let t = Instant::now();
+        let timer = crate::timing::start();
         let pack_ids = self.record_packs(&ingested)?;
-        if timing {
-            eprintln!("timing: record packs {:?}", t.elapsed());
-        }
+        timer.done("record packs");
         // Trust the stat cache next time only if the file did not change while we copied
         // it and its last write is safely older than the copy.
         let after = stat_signature(live, request.kind).ok();

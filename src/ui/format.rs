@@ -30,6 +30,11 @@ pub(crate) fn count(n: u64) -> String {
     out
 }
 
+/// 1 → "1 row", 900000 → "900,000 rows".
+pub(crate) fn rows(n: u64) -> String {
+    format!("{} row{}", count(n), if n == 1 { "" } else { "s" })
+}
+
 /// Quote a path or argument for the shell when it needs it: the one quoting function for
 /// every command line shown to users, so each one can be pasted as it is.
 pub(crate) fn shell_quote(text: &str) -> String {
@@ -138,6 +143,7 @@ pub(crate) fn age(then: chrono::DateTime<chrono::Utc>) -> String {
         0..=59 => format!("{seconds} s ago"),
         60..=3599 => format!("{} min ago", seconds / 60),
         3600..=86_399 => format!("{} h ago", seconds / 3600),
+        86_400..=172_799 => "1 day ago".to_string(),
         _ => format!("{} days ago", seconds / 86_400),
     }
 }

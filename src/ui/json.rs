@@ -1,7 +1,7 @@
 //! The one `--json` schema. Every command's machine-readable output is built from the
 //! structs here, so the same thing has the same name and type everywhere (the rules are
 //! in the README's "JSON output" section; `docs/json-schema.json` describes every
-//! command's output and `tests/json_schema.rs` checks each command against it):
+//! command's output and `tests/it/json_schema.rs` checks each command against it):
 //!
 //! - `id` is the id of the object it is in (a snapshot, or the `operation`); any other
 //!   object names the snapshot it refers to `snapshot_id` or `<role>_snapshot_id`, and a
@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db::{self, Census, DbKind};
+use crate::store::OperationInfo;
 use crate::store::SnapshotInfo;
-use crate::store::catalog::OperationInfo;
 use crate::ui::Ui;
 
 /// Print `value` as the command's JSON document on stdout.
@@ -251,7 +251,7 @@ pub(crate) struct Verify<'a> {
     pub(crate) chunks: usize,
     pub(crate) checked_bytes: u64,
     pub(crate) unreferenced_chunks: usize,
-    pub(crate) problems: &'a [String],
+    pub(crate) problems: &'a [crate::store::Problem],
     pub(crate) damage: Vec<Damage<'a>>,
     /// Snapshots that cannot be restored, oldest first.
     pub(crate) broken: &'a [crate::store::SnapshotRef],
@@ -263,7 +263,7 @@ pub(crate) struct Verify<'a> {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Damage<'a> {
-    pub(crate) problem: &'a str,
+    pub(crate) problem: &'a crate::store::Problem,
     /// The snapshots that cannot be restored because of it.
     pub(crate) snapshot_ids: &'a [i64],
 }

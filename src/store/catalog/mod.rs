@@ -33,7 +33,7 @@ use crate::git::redact::redact_argv;
 /// listed in `store_meta` (`redacted_snapshots`) for the next push to rewrite.
 /// 7: `snapshots.after_loss_of`: a state recorded right after git lost rows, which is
 /// never the baseline `status` compares with.
-const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -338,14 +338,33 @@ pub(crate) struct OperationInfo {
 }
 
 impl OperationInfo {
-    /// "git pull --force" or "dbguard snapshot": how the log names what happened.
+    /// "git pull --force" or "dbguard snapshot": how the log names what happened. A git
+    /// command is shown whole (its options decide what it overwrote); a dbguard command
+    /// by its subcommand, without `-C <dir>`, `--json` and the like.
     pub(crate) fn describe(&self) -> String {
-        if self.argv.is_empty() {
-            self.kind.clone()
-        } else {
-            self.argv.join(" ")
+        match self.argv.first().map(String::as_str) {
+            None => self.kind.clone(),
+            Some("dbguard") => match dbguard_subcommand(&self.argv[1..]) {
+                Some(subcommand) => format!("dbguard {subcommand}"),
+                None => "dbguard".into(),
+            },
+            Some(_) => self.argv.join(" "),
         }
     }
+}
+
+/// The subcommand of a recorded `dbguard …` command line: its first word that is not an
+/// option or the directory of `-C`.
+fn dbguard_subcommand(args: &[String]) -> Option<&str> {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "-C" || word == "--color" {
+            words.next();
+        } else if !word.starts_with('-') {
+            return Some(word);
+        }
+    }
+    None
 }
 
 /// What the catalog needs to record a new snapshot.

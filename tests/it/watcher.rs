@@ -1,0 +1,367 @@
+//! The fsmonitor hook's file watcher, through the real programs: started on demand by
+//! the hook, answering exactly what changed, never losing a change while files are
+//! written during `git status` and `git checkout`, and gone when it should be.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dbguard::testing::*;
+
+/// `dbguard-fsmonitor 2 <token>` run in the worktree as git runs it: the token it
+/// returns and the paths, `None` for "everything may have changed".
+fn hook(repo: &TestRepo, token: &str) -> (String, Option<BTreeSet<String>>) {
+    let program = dbguard_bin().with_file_name("dbguard-fsmonitor");
+    let output = repo
+        .command(program, &repo.root)
+        .args(["2", token])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let mut fields = output.stdout.split(|b| *b == 0);
+    let token = String::from_utf8(fields.next().unwrap().to_vec()).unwrap();
+    let paths: Vec<String> = fields
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8(p.to_vec()).unwrap())
+        .collect();
+    if paths == ["/"] {
+        return (token, None);
+    }
+    (token, Some(paths.into_iter().collect()))
+}
+
+/// Ask the hook until a watcher answers (the first calls walk while it starts).
+fn watcher_token(repo: &TestRepo) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (token, _) = hook(repo, "");
+        if token.starts_with("dbguard:w:") {
+            return token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no watcher answered; last token {token}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The watcher's pid, from `dbguard install --status`.
+fn watcher_pid(repo: &TestRepo) -> Option<u32> {
+    let status = repo.dbguard(["install", "--status"]).ok().stdout;
+    let line = status.lines().find(|l| l.contains("file watcher"))?;
+    let pid = line.split("(pid ").nth(1)?.split(')').next()?;
+    pid.parse().ok()
+}
+
+fn wait_until_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "watcher {pid} still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `git status` without the hook, and without writing the index (which would drop the
+/// hook's token from it).
+fn git_alone(repo: &TestRepo) -> String {
+    repo.git([
+        "--no-optional-locks",
+        "-c",
+        "core.fsmonitor=false",
+        "status",
+        "--porcelain",
+        "-uall",
+    ])
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn installed_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join("tracked.txt"), "one\n").unwrap();
+    fs::create_dir_all(repo.root.join("src")).unwrap();
+    fs::write(repo.root.join("src/lib.txt"), "lib\n").unwrap();
+    repo.git(["add", "."]);
+    repo.git(["commit", "-q", "-m", "files"]);
+    repo.dbguard(["install"]).ok();
+    repo
+}
+
+#[test]
+fn the_hook_starts_a_watcher_that_names_exactly_what_changed_and_uninstall_stops_it() {
+    let repo = installed_repo();
+    let token = watcher_token(&repo);
+    let (same, paths) = hook(&repo, &token);
+    assert_eq!(paths, Some(BTreeSet::new()), "nothing changed");
+    assert_eq!(same, token, "nothing changed: the same token");
+
+    fs::write(repo.root.join("tracked.txt"), "two\n").unwrap();
+    fs::remove_file(repo.root.join("README")).unwrap();
+    // A tree made in one go: its inner files exist before any watch on them can.
+    fs::create_dir_all(repo.root.join("new/deep")).unwrap();
+    fs::write(repo.root.join("new/deep/x.txt"), "x\n").unwrap();
+    fs::write(
+        repo.root.join(".git/description"),
+        "inside .git: not named\n",
+    )
+    .unwrap();
+    let (next, paths) = hook(&repo, &token);
+    assert_eq!(
+        paths,
+        Some(names(&[
+            "README",
+            "new/",
+            "new/deep/",
+            "new/deep/x.txt",
+            "tracked.txt"
+        ]))
+    );
+    assert_ne!(next, token);
+    let (_, paths) = hook(&repo, &next);
+    assert_eq!(paths, Some(BTreeSet::new()));
+
+    let status = repo.dbguard(["install", "--status"]).ok().stdout;
+    assert!(status.contains("directories watched"), "{status}");
+    let pid = watcher_pid(&repo).expect("a pid in install --status");
+    let uninstall = repo.dbguard(["uninstall"]).ok();
+    assert!(
+        uninstall.stderr.contains("file watcher"),
+        "{}",
+        uninstall.stderr
+    );
+    wait_until_gone(pid);
+}
+
+#[test]
+fn git_status_through_the_watcher_is_right_and_leaves_the_index_alone() {
+    for untracked_cache in ["false", "true"] {
+        let repo = installed_repo();
+        repo.git(["config", "core.untrackedCache", untracked_cache]);
+        watcher_token(&repo);
+        let index = repo.root.join(".git/index");
+        let stamp = || {
+            let meta = fs::metadata(&index).unwrap();
+            (
+                meta.modified().unwrap(),
+                std::os::unix::fs::MetadataExt::ino(&meta),
+            )
+        };
+        // Past git's own racy-git second, then once to store the watcher's token.
+        std::thread::sleep(Duration::from_millis(1100));
+        repo.git(["status", "--porcelain"]);
+        repo.git(["status", "--porcelain"]);
+        let before = stamp();
+        for _ in 0..3 {
+            assert_eq!(repo.git(["status", "--porcelain"]), "");
+        }
+        assert_eq!(
+            stamp(),
+            before,
+            "untrackedCache={untracked_cache}: a no-op status rewrote .git/index"
+        );
+        fs::write(repo.root.join("src/lib.txt"), "changed\n").unwrap();
+        fs::create_dir_all(repo.root.join("src/more")).unwrap();
+        fs::write(repo.root.join("src/more/new.txt"), "new\n").unwrap();
+        fs::remove_file(repo.root.join("tracked.txt")).unwrap();
+        let with_hook = repo.git(["status", "--porcelain", "-uall"]);
+        let without = git_alone(&repo);
+        assert_eq!(with_hook, without);
+        assert_eq!(
+            with_hook, " M src/lib.txt\n D tracked.txt\n?? src/more/new.txt\n",
+            "untrackedCache={untracked_cache}"
+        );
+    }
+}
+
+#[test]
+fn a_token_of_a_watcher_that_ended_is_answered_with_everything() {
+    let repo = installed_repo();
+    let token = watcher_token(&repo);
+    let pid = watcher_pid(&repo).unwrap();
+    let killed = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until_gone(pid);
+    fs::write(
+        repo.root.join("tracked.txt"),
+        "changed while no watcher ran\n",
+    )
+    .unwrap();
+    let (_, paths) = hook(&repo, &token);
+    assert_eq!(paths, None, "an unknown token: everything may have changed");
+    let restarted = watcher_token(&repo);
+    assert_ne!(restarted, token);
+    let (_, paths) = hook(&repo, &token);
+    assert_eq!(
+        paths, None,
+        "the new watcher does not take the old one's token"
+    );
+}
+
+#[test]
+fn the_watcher_leaves_when_its_worktree_is_deleted() {
+    let repo = installed_repo();
+    watcher_token(&repo);
+    let pid = watcher_pid(&repo).unwrap();
+    drop(repo);
+    wait_until_gone(pid);
+}
+
+/// A writer changes, creates and deletes files while `git status` and `git checkout`
+/// run; after each round, git with the hook sees exactly what git without it sees.
+#[test]
+fn no_change_is_missed_while_files_are_written_during_status_and_checkout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let repo = installed_repo();
+    repo.git(["config", "core.untrackedCache", "true"]);
+    fs::create_dir_all(repo.root.join("w")).unwrap();
+    for i in 0..20 {
+        fs::write(repo.root.join(format!("w/f{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    repo.git(["add", "w"]);
+    repo.git(["commit", "-q", "-m", "w"]);
+    repo.git(["checkout", "-q", "-b", "other"]);
+    fs::create_dir_all(repo.root.join("b")).unwrap();
+    fs::write(repo.root.join("b/only-on-other.txt"), "other\n").unwrap();
+    repo.git(["add", "b"]);
+    repo.git(["commit", "-q", "-m", "other"]);
+    repo.git(["checkout", "-q", "main"]);
+    watcher_token(&repo);
+
+    let mut missed = Vec::new();
+    let mut counter = 0u64;
+    for round in 0..25 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, root) = (Arc::clone(&stop), repo.root.clone());
+            let start = counter;
+            std::thread::spawn(move || {
+                let mut n = start;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let i = n % 20;
+                    let tracked = root.join(format!("w/f{i}.txt"));
+                    match n % 4 {
+                        // Often the same size as before: only the stat data tells.
+                        0 => fs::write(&tracked, format!("{}\n", (n / 20) % 10)).unwrap(),
+                        1 => {
+                            let dir = root.join(format!("w/d{}", n % 7));
+                            fs::create_dir_all(&dir).unwrap();
+                            fs::write(dir.join(format!("u{n}.txt")), "u\n").unwrap();
+                        }
+                        2 => {
+                            let _ = fs::remove_file(&tracked);
+                        }
+                        _ => {
+                            let _ = fs::remove_dir_all(root.join(format!("w/d{}", n % 7)));
+                        }
+                    }
+                }
+                n
+            })
+        };
+        let branch = if round % 2 == 0 { "other" } else { "main" };
+        for _ in 0..2 {
+            repo.command("git", &repo.root)
+                .args(["status", "--porcelain"])
+                .output()
+                .unwrap();
+        }
+        let checkout = repo
+            .command("git", &repo.root)
+            .args(["checkout", "-q", branch])
+            .output()
+            .unwrap();
+        assert!(
+            checkout.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checkout.stderr)
+        );
+        stop.store(true, Ordering::Relaxed);
+        counter = writer.join().unwrap();
+        let with_hook = repo.git(["status", "--porcelain", "-uall"]);
+        let without = git_alone(&repo);
+        if with_hook != without {
+            missed.push(format!(
+                "round {round}:\nwith the hook:\n{with_hook}\nwithout:\n{without}"
+            ));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "{} rounds missed changes:\n{}",
+        missed.len(),
+        missed.join("\n")
+    );
+    assert!(counter > 25, "the writer wrote ({counter} changes)");
+}
+
+/// git's own bug with any exact monitor: `git mv` and `git rm` of a submodule rewrite
+/// `.gitmodules` but leave it unstaged when its entry looks fsmonitor-valid.
+#[test]
+fn mv_and_rm_of_a_submodule_stage_gitmodules() {
+    let sub = TestRepo::new();
+    let repo = installed_repo();
+    repo.git([
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        sub.root.to_str().unwrap(),
+        "sub",
+    ]);
+    repo.git(["commit", "-q", "-m", "submodule"]);
+    watcher_token(&repo);
+    std::thread::sleep(Duration::from_millis(1100));
+    repo.git(["status", "--porcelain"]);
+    repo.git(["status", "--porcelain"]);
+    repo.git(["mv", "sub", "moved"]);
+    assert_eq!(
+        repo.git(["diff", "--name-only"]),
+        "",
+        ".gitmodules left unstaged"
+    );
+    assert!(
+        repo.git(["diff", "--cached", "--name-only"])
+            .contains(".gitmodules")
+    );
+    repo.git(["commit", "-q", "-m", "moved"]);
+    repo.git(["status", "--porcelain"]);
+    repo.git(["rm", "-q", "moved"]);
+    assert_eq!(
+        repo.git(["diff", "--name-only"]),
+        "",
+        ".gitmodules left unstaged"
+    );
+    assert!(
+        repo.git(["diff", "--cached", "--name-only"])
+            .contains(".gitmodules")
+    );
+}
+
+/// git's own bug with any exact monitor (t7001.1): `git mv -f foo bar` kept bar's stale
+/// stat data, so after `git reset --merge HEAD` `git diff-files` still listed bar.
+#[test]
+fn mv_f_over_a_tracked_file_refreshes_its_entry() {
+    let repo = installed_repo();
+    fs::write(repo.root.join("bar"), "test\n").unwrap();
+    repo.git(["add", "bar"]);
+    repo.git(["commit", "-q", "-m", "bar"]);
+    fs::write(repo.root.join("foo"), "foo\n").unwrap();
+    repo.git(["add", "foo"]);
+    watcher_token(&repo);
+    repo.git(["status", "--porcelain"]);
+    // The rename's ctime differs from the file's creation.
+    std::thread::sleep(Duration::from_millis(1100));
+    repo.git(["mv", "-f", "foo", "bar"]);
+    repo.git(["reset", "-q", "--merge", "HEAD"]);
+    assert_eq!(repo.git(["diff-files"]), "");
+}
