@@ -26,6 +26,9 @@ pub(crate) struct Cli {
     /// Run as if dbguard was started in <DIR>.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+    /// Outside a git repository: the snapshot store to use (default: one per directory under ~/.local/share/dbguard/stores).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) store: Option<PathBuf>,
     /// When to use colour.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub(crate) color: ColorChoice,
@@ -221,9 +224,14 @@ fn wrapper_position(argv: &[OsString]) -> Option<usize> {
     while i < argv.len() {
         let arg = argv[i].to_str()?;
         match arg {
-            "-C" | "--color" => i += 2,
+            "-C" | "--color" | "--store" => i += 2,
             "-q" | "--quiet" | "--json" | "-y" | "--yes" | "--no-snapshot" => i += 1,
-            _ if arg.starts_with("--color=") || (arg.starts_with("-C") && arg.len() > 2) => i += 1,
+            _ if arg.starts_with("--color=")
+                || arg.starts_with("--store=")
+                || (arg.starts_with("-C") && arg.len() > 2) =>
+            {
+                i += 1
+            }
             _ => return is_git_wrapper(arg).then_some(i),
         }
     }
@@ -267,7 +275,7 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         None => cwd,
     };
     let ctx = || {
-        Context::load(&cwd).inspect(|ctx| {
+        Context::load(&cwd, cli.store.as_deref()).inspect(|ctx| {
             for warning in &ctx.settings.warnings {
                 ui.warn(warning);
             }
