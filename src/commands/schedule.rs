@@ -113,6 +113,20 @@ fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
+/// `text` as one sh word: as it is when it holds only characters sh leaves alone (the
+/// line stays readable: `dbguard prune --quiet`), else single-quoted.
+fn sh_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./,:=@+-".contains(&b));
+    if plain {
+        text.to_string()
+    } else {
+        sh_quote(text)
+    }
+}
+
 /// The comment that marks this working tree's line.
 pub(crate) fn marker(worktree: &Path) -> String {
     format!("# dbguard:{}", worktree.display())
@@ -152,7 +166,7 @@ impl Job {
             .iter()
             .map(|step| {
                 std::iter::once(exe.clone())
-                    .chain(self.global.iter().chain(step).map(|a| sh_quote(a)))
+                    .chain(self.global.iter().chain(step).map(|a| sh_word(a)))
                     .collect::<Vec<_>>()
                     .join(" ")
             })
@@ -510,6 +524,16 @@ mod tests {
         let (kept, found) = without_entry(&table, wt);
         assert!(found);
         assert_eq!(kept, format!("MAILTO=a\n{other}"));
+    }
+
+    #[test]
+    fn only_words_sh_would_change_are_quoted() {
+        assert_eq!(sh_word("--quiet"), "--quiet");
+        assert_eq!(sh_word("/data/exports,x=1"), "/data/exports,x=1");
+        assert_eq!(sh_word("a b"), "'a b'");
+        assert_eq!(sh_word("it's"), "'it'\\''s'");
+        assert_eq!(sh_word("$HOME"), "'$HOME'");
+        assert_eq!(sh_word(""), "''");
     }
 
     #[test]
