@@ -2,10 +2,12 @@
 //! snapshotted, restored, exported, pruned, pushed to the real S3 server and fetched into
 //! a new store; `--store` and `DBGUARD_STORE`; the scheduled export run from the exact
 //! line the schedule installs, keeping N folders; the default export folder surviving
-//! `git clean -fdx`.
+//! `git clean -fdx`; the README's fresh-clone recipe run as written, with the new
+//! clone's first push sending no pack the bucket already holds.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -405,4 +407,204 @@ fn a_scheduled_snapshot_outside_git_names_its_store() {
         .ok()
         .json();
     assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+}
+
+/// A database of `count` random 64 KiB blobs (incompressible: several packs).
+fn make_blob_db(path: &Path, count: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+         INSERT INTO blobs(data) SELECT randomblob(65536) FROM n;"
+    ))
+    .unwrap();
+}
+
+/// Pack files in a store: name → size.
+fn local_packs(store: &Path) -> BTreeMap<String, u64> {
+    fs::read_dir(store.join("packs"))
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.ends_with(".pack")
+                .then(|| (name, entry.metadata().unwrap().len()))
+        })
+        .collect()
+}
+
+/// The README's recipe for a fresh clone: the lines of its code block after the comment
+/// that introduces it.
+fn readme_recipe() -> Vec<String> {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("# after `rm -rf` of the clone, or on a new machine:\n")
+        .expect("the README's fresh-clone recipe");
+    readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("```"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pack_twice() {
+    let recipe = readme_recipe();
+    assert_eq!(
+        recipe,
+        [
+            "git clone … && cd … && dbguard install",
+            "dbguard remote add backup s3://lab-backups/dbguard/crawler",
+            "dbguard fetch backup && dbguard log && dbguard restore posts.db",
+        ],
+        "the commands this test runs are the README's"
+    );
+    if !S3Server::available() {
+        return;
+    }
+    let server = S3Server::start(&[BUCKET]);
+    let creds: Vec<(&str, String)> = server.credentials().to_vec();
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore databases"]);
+    let origin = repo.path("origin.git");
+    repo.git(["init", "-q", "--bare", origin.to_str().unwrap()]);
+    repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
+    repo.git(["push", "-q", "origin", "main"]);
+    let db = repo.root.join("posts.db");
+    make_blob_db(&db, 320);
+    let url = format!("s3://{BUCKET}/crawler");
+    let add = [
+        "remote",
+        "add",
+        "backup",
+        &url,
+        "--endpoint",
+        &server.endpoint,
+    ];
+    dbguard_env(&repo, &repo.root, &creds, &["install"]).ok();
+    let first = dbguard_env(&repo, &repo.root, &creds, &add).ok();
+    assert!(
+        first.stderr.contains("`dbguard push backup`"),
+        "{}",
+        first.stderr
+    );
+    dbguard_env(&repo, &repo.root, &creds, &["snapshot", "posts.db"]).ok();
+    let pushed = dbguard_env(&repo, &repo.root, &creds, &["push", "--json"])
+        .ok()
+        .json();
+    assert!(pushed["packs_sent"].as_u64().unwrap() >= 2, "{pushed}");
+    let first_packs = local_packs(&repo.store());
+
+    // The clone is deleted; the README's commands, as written, in a new one.
+    fs::remove_dir_all(&repo.root).unwrap();
+    repo.git_in(
+        repo.tmp.path(),
+        [
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            repo.root.to_str().unwrap(),
+        ],
+    );
+    dbguard_env(&repo, &repo.root, &creds, &["install"]).ok();
+    let added = dbguard_env(&repo, &repo.root, &creds, &add).ok();
+    assert!(
+        added
+            .stderr
+            .contains("`dbguard fetch backup` brings them here"),
+        "a fresh clone is told to fetch: {}",
+        added.stderr
+    );
+    dbguard_env(&repo, &repo.root, &creds, &["fetch", "backup"]).ok();
+    dbguard_env(&repo, &repo.root, &creds, &["log"]).ok();
+    dbguard_env(&repo, &repo.root, &creds, &["restore", "posts.db"]).ok();
+    assert_eq!(sqlite_count(&db, "blobs"), 320);
+    assert_eq!(quick_check(&db), "ok");
+
+    // New rows, a snapshot of the clone's own, and its first push: the packs the bucket
+    // holds for the old clone are copied there by the server, only new ones are sent.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("INSERT INTO blobs(data) SELECT randomblob(65536) FROM blobs LIMIT 20;")
+        .unwrap();
+    drop(conn);
+    dbguard_env(&repo, &repo.root, &creds, &["snapshot", "posts.db"]).ok();
+    let before = server.objects(BUCKET, "crawler").len();
+    let second = dbguard_env(&repo, &repo.root, &creds, &["push", "--json"])
+        .ok()
+        .json();
+    let new_packs: u64 = local_packs(&repo.store())
+        .iter()
+        .filter(|(name, _)| !first_packs.contains_key(*name))
+        .map(|(_, size)| size)
+        .sum();
+    assert!(
+        second["packs_copied_on_remote"].as_u64().unwrap() >= 2,
+        "{second}"
+    );
+    assert_eq!(
+        second["bytes_sent"], new_packs,
+        "only packs the bucket lacked: {second}"
+    );
+    assert!(
+        new_packs < first_packs.values().sum::<u64>() / 4,
+        "{second}"
+    );
+    assert!(server.objects(BUCKET, "crawler").len() > before);
+    dbguard_env(&repo, &repo.root, &creds, &["verify", "--remote", "backup"]).ok();
+
+    // Its snapshots come back from the bucket whole into yet another store.
+    let other = repo.path("other");
+    fs::create_dir_all(&other).unwrap();
+    let store = repo.path("other-store");
+    let store_arg = store.to_str().unwrap();
+    let mut add_other = vec!["--store", store_arg];
+    add_other.extend(add);
+    dbguard_env(&repo, &other, &creds, &add_other).ok();
+    dbguard_env(&repo, &other, &creds, &["--store", store_arg, "fetch"]).ok();
+    let log = repo
+        .dbguard_in(&other, ["--store", store_arg, "log", "--json"])
+        .ok()
+        .json();
+    let newest = log[0]["id"].to_string();
+    let back = repo.path("back.db");
+    repo.dbguard_in(
+        &other,
+        [
+            "--store",
+            store_arg,
+            "restore",
+            "--from",
+            &newest,
+            "--to",
+            back.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_eq!(sqlite_count(&back, "blobs"), 340);
+}
+
+#[test]
+fn remote_add_without_credentials_warns() {
+    let repo = TestRepo::new();
+    let run = repo
+        .dbguard([
+            "remote",
+            "add",
+            "backup",
+            "s3://somewhere/x",
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .ok();
+    assert!(
+        run.stderr
+            .contains("no AWS credentials found for remote backup"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
 }
