@@ -10,7 +10,8 @@
 //! 2. **flow** — orchestration that talks to the user through `ui::Ui`: `flow/guard`
 //!    (plan → snapshot → run git → compare → offer), `flow/snapshot` (snapshot and
 //!    report), `flow/offer` (the restore prompt), `flow/hook` (what each git hook does),
-//!    `flow/context` (repository + settings). `error` turns domain errors into
+//!    `flow/context` (repository or directory outside git + settings), `flow/outside_git`
+//!    (where a directory outside git keeps its store). `error` turns domain errors into
 //!    `CommandError` (kind → exit code, hints) and prints them in one place.
 //! 3. **domain** — no `Ui`, no `CommandError`; `thiserror` enums that carry paths and
 //!    sources: `plan/` (argv → what git will overwrite or delete), `restore/` (the engine),
