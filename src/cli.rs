@@ -25,6 +25,9 @@ pub(crate) struct Cli {
     /// Run as if dbguard was started in <DIR>.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+    /// Outside a git repository: the snapshot store to use (default: one per directory under ~/.local/share/dbguard/stores).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) store: Option<PathBuf>,
     /// When to use colour.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub(crate) color: ColorChoice,
@@ -353,7 +356,7 @@ fn dispatch(ui: &Ui, cli: &Cli, git_args: Vec<OsString>) -> Result<u8, CommandEr
         None => cwd,
     };
     let ctx = || {
-        Context::load(&cwd).inspect(|ctx| {
+        Context::load(&cwd, cli.store.as_deref()).inspect(|ctx| {
             for warning in &ctx.settings.warnings {
                 ui.warn(warning);
             }

@@ -20,6 +20,10 @@ pub(crate) enum Source {
     Default,
     File,
     GitConfig,
+    /// `--store`, outside git.
+    CommandLine,
+    /// `DBGUARD_STORE`, outside git.
+    Environment,
 }
 
 impl Source {
@@ -28,6 +32,8 @@ impl Source {
             Source::Default => "default",
             Source::File => FILE_NAME,
             Source::GitConfig => "git config",
+            Source::CommandLine => "--store",
+            Source::Environment => "DBGUARD_STORE",
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) const CI: &str = "CI";
 pub(crate) const NOW: &str = "DBGUARD_NOW";
 pub(crate) const TIMING: &str = "DBGUARD_TIMING";
 pub(crate) const CRONTAB: &str = "DBGUARD_CRONTAB";
+pub(crate) const STORE: &str = "DBGUARD_STORE";
 pub(crate) const NO_COLOR: &str = "NO_COLOR";
 pub(crate) use crate::git::GUARD_ENV as GUARDED;
 pub(crate) const FSMONITOR_WATCHER: &str = "DBGUARD_FSMONITOR_WATCHER";
@@ -50,6 +51,10 @@ pub(crate) const VARIABLES: &[Variable] = &[
     Variable {
         name: CRONTAB,
         effect: "the crontab program `schedule` runs",
+    },
+    Variable {
+        name: STORE,
+        effect: "the store of a directory outside git, like --store (ignored inside a repository)",
     },
     Variable {
         name: FSMONITOR_WATCHER,
@@ -113,6 +118,22 @@ pub(crate) fn crontab_program() -> String {
     text(CRONTAB)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "crontab".to_string())
+}
+
+/// `DBGUARD_STORE`: the store for a directory outside git, when set and not empty.
+pub(crate) fn store_dir() -> Option<std::path::PathBuf> {
+    get(STORE).filter(|v| !v.is_empty()).map(Into::into)
+}
+
+/// The per-user data directory (`$XDG_DATA_HOME`, else `$HOME/.local/share`), where
+/// directories outside git keep their stores by default; `None` without either.
+pub(crate) fn user_data_dir() -> Option<std::path::PathBuf> {
+    let absolute = |v: OsString| Some(std::path::PathBuf::from(v)).filter(|p| p.is_absolute());
+    get("XDG_DATA_HOME").and_then(absolute).or_else(|| {
+        get("HOME")
+            .and_then(absolute)
+            .map(|home| home.join(".local/share"))
+    })
 }
 
 /// This process runs inside a git that dbguard's guard started: the marker names a

@@ -173,9 +173,9 @@ struct Headline {
 impl From<RepoError> for CommandError {
     fn from(error: RepoError) -> CommandError {
         let hint = match &error {
-            RepoError::NotARepo(_) => {
-                Some("run dbguard inside a git working tree, or pass -C <dir>")
-            }
+            RepoError::NotARepo(_) => Some(
+                "run it inside a git working tree (or pass -C <dir>); outside git, snapshot, restore, export, push and fetch work with a store of their own (`--store DIR`, README \"Without git\")",
+            ),
             RepoError::Bare(_) => Some(
                 "dbguard protects databases in working trees; run it in a clone with a checkout",
             ),

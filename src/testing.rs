@@ -84,6 +84,8 @@ pub fn hermetic_env(home: &Path) -> Vec<(OsString, OsString)> {
     env.extend([
         ("HOME".into(), home.as_os_str().to_owned()),
         ("XDG_CONFIG_HOME".into(), home.join(".config").into()),
+        // The per-user stores of directories outside git and the default exports.
+        ("XDG_DATA_HOME".into(), home.join(".local/share").into()),
         ("GIT_CONFIG_GLOBAL".into(), home.join(".gitconfig").into()),
         ("PATH".into(), std::env::join_paths(path).unwrap()),
     ]);
@@ -238,6 +240,14 @@ impl TestRepo {
 
     pub fn store(&self) -> PathBuf {
         self.root.join(".git/dbguard")
+    }
+
+    /// Where `dbguard export` writes without `--out` for this working tree.
+    pub fn exports(&self) -> PathBuf {
+        let worktree = self.root.canonicalize().unwrap();
+        self.home
+            .join(".local/share/dbguard/exports")
+            .join(crate::flow::outside_git::place_name(&worktree))
     }
 
     /// `argv` run in `dir` on a terminal of its own, with prompts on (no

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::db;
 use crate::error::CommandError;
-use crate::export::{self, Compression, ExportFormat, ExportOptions, ExportProgress};
+use crate::export::{self, Compression, ExportFormat, ExportOptions, ExportProgress, folders};
 use crate::flow::snapshot::{Lines, as_before, snapshot_operation};
-use crate::flow::{Context, command_line};
+use crate::flow::{Context, command_line, outside_git};
 use crate::scan::DbFile;
 use crate::store::{SnapshotInfo, Store, StoreError, files::temp_path};
 use crate::ui::{self, Ui, WorkDone, json};
@@ -32,10 +32,14 @@ pub(crate) enum CompressionArg {
   dbguard export                         snapshot every database now and export it
   dbguard export posts.db --format parquet --compression gzip
   dbguard export 14 --table posts        one table of snapshot #14
-  dbguard export --out /backups/db
+  dbguard export --out /backups/db --keep 10
 
 Files go to <out>/<database>/<snapshot time, UTC>/{parquet,jsonl}/<table>.…, e.g.
-dbguard-export/posts.db/20261121T114500Z/parquet/posts.parquet. Tables are streamed in
+/backups/db/posts.db/20261121T114500Z/parquet/posts.parquet. Without --out, <out> is
+outside the working tree, in ~/.local/share/dbguard/exports/<name>-<hash> (under
+$XDG_DATA_HOME when set), so git clean and deleting the clone leave it alone. Each
+folder holds a .dbguard-export marker; --keep N removes the oldest marked folders of
+each database exported beyond N, and nothing else. Tables are streamed in
 Arrow record batches. SQLite columns holding several storage classes are written as a
 struct (Parquet) or tagged values (JSON Lines) and the file metadata says so, so nothing
 is lost; `dbguard import-table` loads a file back.")]
@@ -55,9 +59,13 @@ pub(crate) struct Args {
     /// Compression of Parquet pages and of JSON Lines files.
     #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
     pub(crate) compression: CompressionArg,
-    /// Directory to write into.
-    #[arg(long, value_name = "DIR", default_value = "dbguard-export")]
-    pub(crate) out: PathBuf,
+    /// Directory to write into (default: outside the working tree, see below).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Keep only the N newest export folders of each database exported (only folders
+    /// dbguard made are removed).
+    #[arg(long, value_name = "N")]
+    pub(crate) keep: Option<usize>,
     /// Export only these tables (repeatable).
     #[arg(long = "table", value_name = "NAME")]
     pub(crate) tables: Vec<String>,
@@ -74,7 +82,10 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         tables: args.tables.clone(),
         ..ExportOptions::default()
     };
-    let out = ctx.cwd.join(&args.out);
+    let out = match &args.out {
+        Some(out) => ctx.cwd.join(out),
+        None => outside_git::default_export_dir(&ctx.repo.worktree)?,
+    };
     let snapshot_id = args
         .target
         .as_ref()
@@ -98,6 +109,9 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     for snapshot in &snapshots {
         report.push(export_snapshot(ui, &mut store, snapshot, &out, &opts)?);
     }
+    if let Some(keep) = args.keep {
+        keep_newest_exports(ui, &report, keep)?;
+    }
     if ui.json {
         json::print(ui, &report);
     }
@@ -114,6 +128,33 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             .hint("the others were exported; fix or exclude the failing files and run `dbguard export` again"))
         }
     }
+}
+
+/// `--keep N`: in the folder of each database just exported, only the N newest export
+/// folders stay.
+fn keep_newest_exports(
+    ui: &Ui,
+    report: &[json::Exported],
+    keep: usize,
+) -> Result<(), CommandError> {
+    let mut database_dirs: Vec<&Path> = report
+        .iter()
+        .filter_map(|exported| exported.export_dir.parent())
+        .collect();
+    database_dirs.dedup();
+    for dir in database_dirs {
+        let removed = folders::keep_newest(dir, keep).map_err(|e| {
+            CommandError::new(format!(
+                "cannot remove old exports in {}: {e}",
+                dir.display()
+            ))
+            .hint("the new export is complete; check the folder's permissions")
+        })?;
+        for old in removed {
+            ui.status(&format!("removed the older export {}", old.display()));
+        }
+    }
+    Ok(())
 }
 
 fn is_snapshot_id(text: &str) -> bool {
@@ -234,6 +275,17 @@ fn export_snapshot(
         exported
     });
     db::remove_image_files(&image);
+    let result = result.and_then(|report| {
+        let what = format!("snapshot #{} of {}", snapshot.id, snapshot.path);
+        folders::mark(&dir, &what).map_err(|e| {
+            CommandError::new(format!(
+                "cannot write the export marker in {}: {e}",
+                dir.display()
+            ))
+            .hint("check that the export folder is writable")
+        })?;
+        Ok(report)
+    });
     let report = result.map_err(|e| {
         e.cause(format!(
             "while exporting snapshot #{} of {}",

@@ -14,7 +14,7 @@ use crate::ui::{self, Ui, json, shell_quote};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:
-  dbguard import-table dbguard-export/posts.db/20261121T114500Z/parquet/posts.parquet \\
+  dbguard import-table /backups/db/posts.db/20261121T114500Z/parquet/posts.parquet \\
       --into posts.db --table posts --replace
   dbguard import-table posts.jsonl.gz --into /tmp/scratch.db
 

@@ -62,6 +62,7 @@ fn hook_error(error: HookError) -> CommandError {
 }
 
 pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
+    ctx.require_repository("install")?;
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
         show_status(ui, &dir)?;
@@ -289,6 +290,7 @@ fn show_fsmonitor(ui: &Ui, ctx: &Context) -> Result<(), CommandError> {
 }
 
 pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
+    ctx.require_repository("uninstall")?;
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     // Hooks installed before core.hooksPath moved elsewhere (husky does that) lie dormant
     // in .git/hooks and would come back when it is unset: remove those blocks as well.
@@ -443,6 +445,7 @@ fn gitignore_entry(path: &str) -> String {
 }
 
 pub(crate) fn untrack(ui: &Ui, ctx: &Context, args: &UntrackArgs) -> Result<(), CommandError> {
+    ctx.require_repository("untrack")?;
     let found = ctx.scanner().explicit(&ctx.cwd, &args.path)?;
     let Some(database) = found.into_iter().next() else {
         return Err(CommandError::new(format!(

@@ -8,7 +8,7 @@ use crate::config;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote::{PushStatus, read_status};
-use crate::remote::{RemoteSpec, RemoteUrl, credentials, valid_name};
+use crate::remote::{Client, RemoteSpec, RemoteUrl, credentials, valid_name};
 use crate::ui::{Ui, json};
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +63,34 @@ struct Listed<'a> {
 struct Listing<'a> {
     remotes: Vec<Listed<'a>>,
     last_autopush: Option<PushStatus>,
+}
+
+/// What to do next with a remote just added: fetch when it already holds snapshots made
+/// elsewhere (a fresh clone), else push; and a warning when an S3 remote has no
+/// credentials to use.
+fn after_add(ui: &Ui, ctx: &Context, spec: &RemoteSpec) {
+    let name = &spec.name;
+    if matches!(spec.url, RemoteUrl::S3 { .. })
+        && credentials::resolve(spec.profile.as_deref())
+            .credentials
+            .is_none()
+    {
+        ui.warn(&format!(
+            "no AWS credentials found for remote {name}: push and fetch are refused until there are"
+        ));
+        ui.hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add them to ~/.aws/credentials (or name a profile with --profile)");
+        return;
+    }
+    let elsewhere = Client::connect(spec, false)
+        .ok()
+        .and_then(|client| crate::flow::remote::snapshots_of_other_stores(ctx, &client));
+    match elsewhere {
+        Some(n) if n > 0 => ui.hint(&format!(
+            "{name} holds {n} snapshot{} made elsewhere (another clone, or this one before it was deleted): `dbguard fetch {name}` brings them here",
+            if n == 1 { "" } else { "s" }
+        )),
+        _ => ui.hint(&format!("`dbguard push {name}` uploads the snapshots")),
+    }
 }
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
@@ -122,7 +150,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                     ""
                 }
             ));
-            ui.hint(&format!("`dbguard push {name}` uploads the snapshots"));
+            after_add(ui, ctx, &spec);
             Ok(())
         }
         Action::List => {

@@ -1,12 +1,14 @@
-//! `dbguard schedule [--every 8h|daily|weekly] [--remove] [--print]`: a crontab entry
-//! (or, printed, a systemd user timer) that snapshots and prunes this working tree.
+//! `dbguard schedule [--every 8h|daily|weekly] [--export …] [--remove] [--print]`: a
+//! crontab entry (or, printed, a systemd user timer) that snapshots (or exports) and
+//! prunes this working tree or directory, and pushes when a remote is set.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::commands::export::{CompressionArg, FormatArg};
 use crate::error::CommandError;
-use crate::flow::Context;
+use crate::flow::{Context, Place, outside_git};
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
@@ -16,9 +18,16 @@ use crate::ui::Ui;
   dbguard schedule --every weekly       03:00 every Sunday
   dbguard schedule --print              show the crontab line and a systemd timer; install nothing
   dbguard schedule --remove             remove this working tree's entry
+  dbguard schedule --export --format parquet,jsonl --compression gzip --keep 10
+                                        also export every table each run, keep 10
 
 The entry runs `dbguard snapshot --quiet && dbguard prune --quiet` in this working tree
-and appends their output (one line per run) to schedule.log in the snapshot store. It is
+(with --export, `dbguard export … --keep N` instead of the snapshot: it snapshots too),
+then `dbguard push NAME --quiet` when a remote is set (the autopush one, or the only
+one), and appends their output (one line per run) to schedule.log in the snapshot store.
+Exports go to --out, by default outside the working tree (see `dbguard export --help`);
+--keep removes only export folders dbguard made. Outside git the entry names the
+directory's store with --store. It is
 marked with a `# dbguard:<working tree>` comment, so installing again replaces it and
 --remove removes only it; other crontab lines are left as they are. Cadences: Nh (every
 N hours, 1-23), hourly, daily, weekly. cron runs with a minimal PATH: git must be in
@@ -37,6 +46,28 @@ pub(crate) struct Args {
     /// Print the crontab line and an equivalent systemd user timer; install nothing.
     #[arg(long)]
     pub(crate) print: bool,
+    /// Export every table at each run (snapshotted then), instead of only a snapshot.
+    #[arg(long)]
+    pub(crate) export: bool,
+    /// With --export: the formats, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "parquet,jsonl",
+        requires = "export"
+    )]
+    pub(crate) format: Vec<FormatArg>,
+    /// With --export: compression of Parquet pages and JSON Lines files.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd, requires = "export")]
+    pub(crate) compression: CompressionArg,
+    /// With --export: the directory the export folders go to (default: outside the
+    /// working tree, as `dbguard export` without --out).
+    #[arg(long, value_name = "DIR", requires = "export")]
+    pub(crate) out: Option<PathBuf>,
+    /// With --export: how many export folders of each database to keep.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "export")]
+    pub(crate) keep: usize,
 }
 
 /// A cadence as cron and systemd spell it.
@@ -82,26 +113,78 @@ fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
+/// `text` as one sh word: as it is when it holds only characters sh leaves alone (the
+/// line stays readable: `dbguard prune --quiet`), else single-quoted.
+fn sh_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./,:=@+-".contains(&b));
+    if plain {
+        text.to_string()
+    } else {
+        sh_quote(text)
+    }
+}
+
 /// The comment that marks this working tree's line.
 pub(crate) fn marker(worktree: &Path) -> String {
     format!("# dbguard:{}", worktree.display())
 }
 
-/// The shell command a scheduled run executes (without cron's `%` escaping).
-fn job_command(worktree: &Path, exe: &Path, log: &Path) -> String {
-    let exe = sh_quote(&exe.to_string_lossy());
-    format!(
-        "cd {} && {{ {exe} snapshot --quiet && {exe} prune --quiet; }} >> {} 2>&1",
-        sh_quote(&worktree.to_string_lossy()),
-        sh_quote(&log.to_string_lossy()),
-    )
+/// What a scheduled run executes: dbguard's steps in the working tree, each only when the
+/// one before succeeded, their output appended to the log.
+pub(crate) struct Job {
+    pub(crate) worktree: PathBuf,
+    pub(crate) exe: PathBuf,
+    pub(crate) log: PathBuf,
+    /// Global options every step takes (`--store DIR` outside git).
+    pub(crate) global: Vec<String>,
+    pub(crate) steps: Vec<Vec<String>>,
+}
+
+impl Job {
+    /// `snapshot` and `prune`, the schedule without exports or a remote.
+    pub(crate) fn snapshot_and_prune(worktree: &Path, exe: &Path, log: &Path) -> Job {
+        Job {
+            worktree: worktree.to_path_buf(),
+            exe: exe.to_path_buf(),
+            log: log.to_path_buf(),
+            global: Vec::new(),
+            steps: [["snapshot", "--quiet"], ["prune", "--quiet"]]
+                .iter()
+                .map(|step| step.iter().map(|a| a.to_string()).collect())
+                .collect(),
+        }
+    }
+
+    /// The shell command (without cron's `%` escaping).
+    pub(crate) fn command(&self) -> String {
+        let exe = sh_quote(&self.exe.to_string_lossy());
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|step| {
+                std::iter::once(exe.clone())
+                    .chain(self.global.iter().chain(step).map(|a| sh_word(a)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        format!(
+            "cd {} && {{ {}; }} >> {} 2>&1",
+            sh_quote(&self.worktree.to_string_lossy()),
+            steps.join(" && "),
+            sh_quote(&self.log.to_string_lossy()),
+        )
+    }
 }
 
 /// The full crontab line, ending in the marker comment.
-pub(crate) fn crontab_line(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+pub(crate) fn crontab_line(cadence: &Cadence, job: &Job) -> String {
     // In a crontab, `%` ends the command unless escaped.
-    let command = job_command(worktree, exe, log).replace('%', "\\%");
-    format!("{} {command} {}", cadence.cron, marker(worktree))
+    let command = job.command().replace('%', "\\%");
+    format!("{} {command} {}", cadence.cron, marker(&job.worktree))
 }
 
 /// `table` without this working tree's line(s); the bool says whether any was there.
@@ -212,9 +295,10 @@ fn unit_name(worktree: &Path) -> String {
 }
 
 /// The systemd user service and timer equivalent to the crontab line.
-pub(crate) fn systemd_units(cadence: &Cadence, worktree: &Path, exe: &Path, log: &Path) -> String {
+pub(crate) fn systemd_units(cadence: &Cadence, job: &Job) -> String {
+    let worktree = &job.worktree;
     let name = unit_name(worktree);
-    let command = job_command(worktree, exe, log);
+    let command = job.command();
     // systemd's own quoting: a double-quoted argument with `\` and `"` escaped, `%` as `%%`.
     let quoted = command
         .replace('\\', "\\\\")
@@ -274,13 +358,23 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     let cadence = parse_cadence(&args.every)?;
     let exe = current_exe()?;
     let log = ctx.settings.store.value.join("schedule.log");
+    let job = job(ui, ctx, args, &exe, &log)?;
     // A crontab entry is one line, and cron reads `%` and newlines itself: a path with a
     // line break would add lines of its own to the user's crontab.
-    for (what, path) in [
-        ("working tree", &worktree),
-        ("dbguard program", &exe),
-        ("store", &log),
-    ] {
+    let lines = [
+        ("working tree", worktree.as_os_str()),
+        ("dbguard program", exe.as_os_str()),
+    ]
+    .into_iter()
+    .chain(
+        job.global
+            .iter()
+            .chain(job.steps.iter().flatten())
+            .map(|a| ("store or export", std::ffi::OsStr::new(a))),
+    )
+    .chain([("store", log.as_os_str())]);
+    for (what, path) in lines {
+        let path = Path::new(path);
         if path
             .as_os_str()
             .as_encoded_bytes()
@@ -294,10 +388,10 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
             .hint("rename or move it to a path without line breaks, or run `dbguard snapshot` from your own scheduler"));
         }
     }
-    let line = crontab_line(&cadence, &worktree, &exe, &log);
+    let line = crontab_line(&cadence, &job);
     if !args.print && crontab_missing(&program) {
         ui.out("# a systemd user timer that snapshots and prunes this working tree:");
-        ui.out(&systemd_units(&cadence, &worktree, &exe, &log));
+        ui.out(&systemd_units(&cadence, &job));
         return Err(no_cron(&program).hint(format!(
             "save the two units printed above as the files they name and run the systemctl line; or install cron and run `dbguard schedule --every {}` again",
             args.every
@@ -312,7 +406,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui.out(&line);
         ui.out("");
         ui.out("# or a systemd user timer:");
-        ui.out(&systemd_units(&cadence, &worktree, &exe, &log));
+        ui.out(&systemd_units(&cadence, &job));
         return Ok(());
     }
     let table = read_crontab(&program)?;
@@ -336,6 +430,66 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     Ok(())
 }
 
+/// The steps of this schedule: snapshot or export, prune, push when a remote is set.
+fn job(ui: &Ui, ctx: &Context, args: &Args, exe: &Path, log: &Path) -> Result<Job, CommandError> {
+    let worktree = &ctx.repo.worktree;
+    let mut job = Job::snapshot_and_prune(worktree, exe, log);
+    if ctx.place == Place::Directory {
+        // cron knows neither this shell's DBGUARD_STORE nor a --store typed here.
+        job.global = vec![
+            "--store".to_string(),
+            ctx.settings.store.value.to_string_lossy().into_owned(),
+        ];
+    }
+    if args.export {
+        let out = match &args.out {
+            Some(out) => ctx.cwd.join(out),
+            None => outside_git::default_export_dir(worktree)?,
+        };
+        let formats: Vec<&str> = args
+            .format
+            .iter()
+            .map(|f| match f {
+                FormatArg::Parquet => "parquet",
+                FormatArg::Jsonl => "jsonl",
+            })
+            .collect();
+        let compression = match args.compression {
+            CompressionArg::Zstd => "zstd",
+            CompressionArg::Gzip => "gzip",
+            CompressionArg::None => "none",
+        };
+        job.steps[0] = [
+            "export",
+            "--quiet",
+            "--format",
+            &formats.join(","),
+            "--compression",
+            compression,
+            "--out",
+            &out.to_string_lossy(),
+            "--keep",
+            &args.keep.to_string(),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    }
+    match crate::flow::remote::resolve(ctx, None) {
+        Ok(remote) => job.steps.push(vec![
+            "push".to_string(),
+            remote.name.clone(),
+            "--quiet".to_string(),
+        ]),
+        Err(_) if ctx.settings.remotes.is_empty() => {}
+        Err(error) => {
+            ui.warn(&format!("the schedule does not push: {}", error.message()));
+            ui.hint("choose the remote it pushes to: `dbguard remote add NAME URL --autopush`, then schedule again");
+        }
+    }
+    Ok(job)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,9 +511,11 @@ mod tests {
         let wt = Path::new("/home/a/proj");
         let line = crontab_line(
             &parse_cadence("8h").unwrap(),
-            wt,
-            Path::new("/usr/bin/dbguard"),
-            Path::new("/home/a/proj/.git/dbguard/schedule.log"),
+            &Job::snapshot_and_prune(
+                wt,
+                Path::new("/usr/bin/dbguard"),
+                Path::new("/home/a/proj/.git/dbguard/schedule.log"),
+            ),
         );
         assert!(line.starts_with("0 */8 * * * cd '/home/a/proj' && "));
         assert!(line.ends_with("# dbguard:/home/a/proj"));
@@ -371,12 +527,24 @@ mod tests {
     }
 
     #[test]
+    fn only_words_sh_would_change_are_quoted() {
+        assert_eq!(sh_word("--quiet"), "--quiet");
+        assert_eq!(sh_word("/data/exports,x=1"), "/data/exports,x=1");
+        assert_eq!(sh_word("a b"), "'a b'");
+        assert_eq!(sh_word("it's"), "'it'\\''s'");
+        assert_eq!(sh_word("$HOME"), "'$HOME'");
+        assert_eq!(sh_word(""), "''");
+    }
+
+    #[test]
     fn percent_signs_are_escaped_for_cron() {
         let line = crontab_line(
             &parse_cadence("daily").unwrap(),
-            Path::new("/w/100%"),
-            Path::new("/bin/dbguard"),
-            Path::new("/w/100%/.git/dbguard/schedule.log"),
+            &Job::snapshot_and_prune(
+                Path::new("/w/100%"),
+                Path::new("/bin/dbguard"),
+                Path::new("/w/100%/.git/dbguard/schedule.log"),
+            ),
         );
         assert!(line.contains("'/w/100\\%'"));
     }

@@ -6,6 +6,7 @@
 //!
 //! - `mod.rs`: the public face: options, report, [`ExportError`], [`export_image`], and
 //!   choosing the tables to export.
+//! - `folders.rs`: the marker in every export folder, and keeping the newest N.
 //! - `naming.rs`: output directory and file names, and the table name read back from one.
 //! - `sinks.rs`: the Parquet and JSON Lines writers of one table, each on its own thread
 //!   behind a bounded queue.
@@ -62,6 +63,7 @@
 
 mod columns;
 mod duckdb;
+pub(crate) mod folders;
 pub(crate) mod json;
 mod naming;
 mod sinks;

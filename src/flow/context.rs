@@ -1,34 +1,111 @@
-//! `Context`: what every command inside a repository loads first (the repository, its
-//! settings, the store location), and the command line the catalog records.
+//! `Context`: what every command loads first (the repository, or a directory outside git
+//! seen through a private git directory; its settings; the store location), and the
+//! command line the catalog records. The one place that decides between the two.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Setting, Settings};
 use crate::error::CommandError;
+use crate::flow::outside_git;
 use crate::git::{Repo, RepoError};
 use crate::scan::Scanner;
+use crate::store::files::create_private_dir;
 use crate::store::{SnapshotInfo, Store, parse_snapshot_id};
 use crate::ui::Ui;
 
 /// In the git dir: the invalid settings a hook last warned about, so that it says them once.
 const SETTINGS_WARNED_FILE: &str = "dbguard-settings-warned";
 
-/// What every command inside a repository needs.
+/// What a command works in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A git working tree: the store in its git directory, hooks possible.
+    Repository,
+    /// A directory outside git: a store of its own (`--store`, `DBGUARD_STORE` or the
+    /// per-user default), no hooks.
+    Directory,
+}
+
+/// What every command needs.
 pub(crate) struct Context {
     pub(crate) cwd: PathBuf,
     pub(crate) repo: Repo,
     pub(crate) settings: Settings,
+    pub(crate) place: Place,
 }
 
 impl Context {
-    pub(crate) fn load(cwd: &Path) -> Result<Context, CommandError> {
-        let repo = Repo::discover(cwd)?;
+    /// The repository around `cwd`, else `cwd` as a directory outside git. `store` is
+    /// `--store`, which only a directory outside git takes: a repository's store is
+    /// where its hooks write, set with `git config dbguard.store`.
+    pub(crate) fn load(cwd: &Path, store: Option<&Path>) -> Result<Context, CommandError> {
+        let repo = match Repo::discover(cwd) {
+            Ok(repo) => repo,
+            Err(RepoError::NotARepo(_)) => return Context::load_directory(cwd, store),
+            Err(error) => return Err(error.into()),
+        };
+        if store.is_some() {
+            return Err(CommandError::new(format!(
+                "--store is for directories outside git, and {} is in the git repository {}",
+                cwd.display(),
+                repo.worktree.display()
+            ))
+            .hint("a repository's store is set with `git config dbguard.store DIR`"));
+        }
         let settings = Settings::load(&repo)?;
         Ok(Context {
             cwd: cwd.to_path_buf(),
             repo,
             settings,
+            place: Place::Repository,
         })
+    }
+
+    /// `dir`, not inside any repository, with the store [`outside_git::store_root`] picks.
+    fn load_directory(dir: &Path, store: Option<&Path>) -> Result<Context, CommandError> {
+        let canonical = dir.canonicalize().map_err(|e| {
+            CommandError::new(format!("cannot use the directory {}: {e}", dir.display()))
+                .hint("name an existing directory with -C DIR")
+        })?;
+        if !canonical.is_dir() {
+            return Err(
+                CommandError::new(format!("{} is not a directory", dir.display()))
+                    .hint("run dbguard in the directory that holds the databases, or pass -C DIR"),
+            );
+        }
+        let (root, source) = outside_git::store_root(&canonical, store)?;
+        if !root.exists() {
+            create_private_dir(&root).map_err(|e| {
+                CommandError::new(format!("cannot create the store {}: {e}", root.display()))
+                    .hint("name a writable store with --store DIR")
+            })?;
+        }
+        let repo = Repo::for_directory(&root.join(outside_git::PRIVATE_GIT_DIR), &canonical)?;
+        let mut settings = Settings::load(&repo)?;
+        settings.store = Setting {
+            value: root,
+            source,
+        };
+        Ok(Context {
+            cwd: dir.to_path_buf(),
+            repo,
+            settings,
+            place: Place::Directory,
+        })
+    }
+
+    /// Refuse a git-only command (install, uninstall, untrack) outside git.
+    pub(crate) fn require_repository(&self, command: &str) -> Result<(), CommandError> {
+        match self.place {
+            Place::Repository => Ok(()),
+            Place::Directory => Err(CommandError::new(format!(
+                "`dbguard {command}` needs a git repository, and {} is not inside one",
+                self.repo.worktree.display()
+            ))
+            .hint(
+                "outside git, `dbguard snapshot` and `dbguard schedule` protect the directory (README \"Without git\")",
+            )),
+        }
     }
 
     /// The context for a command that is about to let git write the worktree. `Ok(None)`
@@ -46,6 +123,7 @@ impl Context {
             cwd: cwd.to_path_buf(),
             repo,
             settings,
+            place: Place::Repository,
         }))
     }
 
@@ -95,6 +173,7 @@ impl Context {
             cwd: cwd.to_path_buf(),
             repo,
             settings,
+            place: Place::Repository,
         };
         ctx.say_invalid_settings_once(ui, &invalid);
         Ok(Some(ctx))

@@ -8,7 +8,8 @@ pub(crate) mod fsmonitor;
 pub(crate) mod guard;
 pub(crate) mod hook;
 pub(crate) mod offer;
+pub(crate) mod outside_git;
 pub(crate) mod remote;
 pub(crate) mod snapshot;
 
-pub(crate) use context::{Context, command_line};
+pub(crate) use context::{Context, Place, command_line};

@@ -57,6 +57,21 @@ pub(crate) fn resolve<'a>(
     })
 }
 
+/// How many snapshot records `client` holds in stores other than this one (another
+/// clone's, or this clone's before it was deleted): what a fresh clone fetches rather
+/// than pushes. `None` when the remote cannot be listed now.
+pub(crate) fn snapshots_of_other_stores(ctx: &Context, client: &Client) -> Option<usize> {
+    let plan = plan_at(&ctx.settings.store.value).ok().flatten();
+    let ours = plan.as_ref().map(|p| p.store_id());
+    let listing = client.list("stores").ok()?;
+    let records = listing.iter().filter(|object| {
+        let parts: Vec<&str> = object.name.split('/').collect();
+        matches!(parts.as_slice(), ["stores", id, "snapshots", record]
+            if Some(*id) != ours && record.ends_with(".json"))
+    });
+    Some(records.count())
+}
+
 /// The push plan, read under the store's lock and the lock released: `None` when there
 /// is no store yet.
 pub(crate) fn plan_at(store_root: &Path) -> Result<Option<PushPlan>, ReplicaError> {
@@ -101,6 +116,12 @@ pub(crate) fn describe(report: &PushReport, remote: &RemoteSpec) -> String {
             " ({} and {} were there already)",
             plural(report.already, "snapshot", "snapshots"),
             plural(report.packs_already, "pack", "packs")
+        ));
+    }
+    if report.packs_copied > 0 {
+        text.push_str(&format!(
+            "; {} already on the remote for another clone were copied there, not sent",
+            plural(report.packs_copied, "pack", "packs")
         ));
     }
     if !report.rewritten.is_empty() {

@@ -2,6 +2,7 @@
 //! path, changed paths), validated worktree paths, and the one runner that starts git
 //! processes.
 
+mod directory;
 pub(crate) mod redact;
 pub(crate) mod repo;
 pub(crate) mod run;

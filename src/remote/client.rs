@@ -280,6 +280,19 @@ impl Bucket {
         self.privately(name, put).await
     }
 
+    /// Copy `from` to `to` on the remote itself: no byte goes through this machine (a
+    /// pack another store in the same place sent already). Only for content-named
+    /// objects, where an object already at `to` holds the same bytes.
+    pub(crate) async fn copy(&self, from: &str, to: &str) -> Result<(), RemoteError> {
+        let copy = async {
+            self.store
+                .copy(&self.path(from), &self.path(to))
+                .await
+                .map_err(|e| self.classify(e, to))
+        };
+        self.privately(to, copy).await
+    }
+
     pub(crate) async fn get(&self, name: &str) -> Result<Bytes, RemoteError> {
         let result = self
             .store

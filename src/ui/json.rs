@@ -343,6 +343,8 @@ pub(crate) struct Push {
     pub(crate) already_there: usize,
     pub(crate) packs_sent: usize,
     pub(crate) packs_already_there: usize,
+    /// Packs another store's space on the remote held: copied there, not sent.
+    pub(crate) packs_copied_on_remote: usize,
     pub(crate) bytes_sent: u64,
     /// Not pushed: a pack of theirs was pruned while pushing (the next push sends them).
     pub(crate) left_out: Vec<i64>,
@@ -365,6 +367,7 @@ impl Push {
             already_there: r.already,
             packs_sent: r.packs_sent,
             packs_already_there: r.packs_already,
+            packs_copied_on_remote: r.packs_copied,
             bytes_sent: r.bytes_sent,
             left_out: r.left_out.clone(),
             legacy: r.legacy.clone(),

@@ -193,8 +193,8 @@ fn backup_export_by_snapshot_id_uses_the_snapshot_time_in_the_path() {
         .json();
     assert_eq!(report[0]["tables"]["posts"]["rows"], 100);
     let file = repo
-        .root
-        .join("dbguard-export/posts.db/20261121T114500Z/jsonl/posts.jsonl");
+        .exports()
+        .join("posts.db/20261121T114500Z/jsonl/posts.jsonl");
     assert_eq!(fs::read_to_string(file).unwrap().lines().count(), 100);
     let missing = repo.dbguard(["export", "99"]).fails_with(1);
     assert!(
@@ -249,7 +249,7 @@ fn backup_mixed_type_column_round_trips_through_export_and_import_table() {
         "gzip",
     ])
     .ok();
-    let dir = repo.root.join("dbguard-export/mixed.db");
+    let dir = repo.exports().join("mixed.db");
     let jsonl = find_file(&dir, "/jsonl/m.jsonl.gz");
     let parquet = find_file(&dir, "/parquet/m.parquet");
     for (file, target) in [(&jsonl, "from-jsonl.db"), (&parquet, "from-parquet.db")] {
@@ -300,7 +300,7 @@ fn backup_import_table_snapshots_an_existing_database_first() {
     make_posts_db(&db, 20, 5);
     repo.dbguard(["export", "posts.db", "--format", "jsonl"])
         .ok();
-    let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    let jsonl = find_file(&repo.exports(), "posts.jsonl.zst");
     // No --table: the name comes from the file; --replace: the 20 rows are not doubled.
     let report = repo
         .dbguard([
@@ -648,7 +648,7 @@ fn backup_import_table_keeps_the_primary_key_and_refuses_to_append_duplicates() 
         .unwrap();
     repo.dbguard(["export", "mixed.db", "--format", "parquet"])
         .ok();
-    let parquet = find_file(&repo.root.join("dbguard-export"), "/parquet/mixed.parquet");
+    let parquet = find_file(&repo.exports(), "/parquet/mixed.parquet");
     // Outside any repository, into a new database.
     let scratch = repo.path("scratch");
     fs::create_dir_all(&scratch).unwrap();
@@ -875,7 +875,7 @@ fn backup_export_of_a_duckdb_database_reads_back() {
         rows,
         [("events".to_string(), 20000), ("users".to_string(), 2)]
     );
-    let dir = repo.root.join("dbguard-export/events.duckdb");
+    let dir = repo.exports().join("events.duckdb");
     let jsonl = find_file(&dir, "/jsonl/users.jsonl.gz");
     let mut text = String::new();
     std::io::Read::read_to_string(
@@ -908,7 +908,7 @@ fn backup_import_table_works_outside_any_repository_and_says_nothing_was_snapsho
     make_posts_db(&repo.root.join("posts.db"), 15, 5);
     repo.dbguard(["export", "posts.db", "--format", "jsonl"])
         .ok();
-    let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    let jsonl = find_file(&repo.exports(), "posts.jsonl.zst");
     // import-table of the exported file, run from a directory outside the repository.
     let import_from_scratch = |target: &std::ffi::OsStr, replace: bool| {
         let mut args = vec![

@@ -343,7 +343,7 @@ fn every_json_command_matches_the_documented_schema() {
             .dbguard(["export", &posts_id.to_string(), "--json"])
             .ok(),
     );
-    let jsonl = find_file(&repo.root.join("dbguard-export"), "posts.jsonl.zst");
+    let jsonl = find_file(&repo.exports(), "posts.jsonl.zst");
     let import = |into: &str| {
         repo.dbguard([
             "import-table".as_ref(),

@@ -13,6 +13,7 @@ mod hooks;
 mod hostile;
 mod json_schema;
 mod layers;
+mod nogit;
 mod output;
 mod packs;
 mod peers;

@@ -285,9 +285,17 @@ impl FetchPlan {
                 blocks,
             });
         }
+        // A pack in two spaces (a fresh clone's push copied it on the remote) is
+        // downloaded once; `import` maps the other space's blocks onto it.
+        let scheduled: HashSet<String> = self
+            .downloads
+            .iter()
+            .map(|(_, name, _)| name.clone())
+            .collect();
         self.downloads.extend(
             downloads
                 .into_iter()
+                .filter(|(name, _)| !scheduled.contains(name))
                 .map(|(name, size)| (space_id.to_string(), name, size)),
         );
         self.locations.insert(space_id.to_string(), locations);
@@ -450,6 +458,40 @@ impl FetchPlan {
                         hashes: hashes.clone(),
                     },
                 ));
+            }
+        }
+        // The same pack in another space (downloaded once, above): its blocks there are
+        // the ones just numbered, frame by frame (same bytes, same offsets).
+        let fetched_from: HashMap<&str, &str> = downloaded
+            .iter()
+            .map(|p| (p.name.as_str(), p.space.as_str()))
+            .collect();
+        for ((space, name), pack_index) in &self.indexes {
+            let Some(&from) = fetched_from.get(name.as_str()) else {
+                continue;
+            };
+            if from == space {
+                continue;
+            }
+            let fetched_index = &self.indexes[&(from.to_string(), name.clone())];
+            for (frame_number, entry) in pack_index.frames.iter().enumerate() {
+                let Some(same) = fetched_index
+                    .frames
+                    .iter()
+                    .position(|f| f.offset == entry.offset)
+                else {
+                    continue;
+                };
+                let slots = from_runs(&entry.members, FRAME_MAX_PLAIN / MIN_FETCHED_BLOCK)
+                    .map_or(0, |members| members.len());
+                for slot in 0..slots {
+                    if let Some(&found) =
+                        local_block.get(&(from.to_string(), name.clone(), same, slot))
+                    {
+                        local_block
+                            .insert((space.clone(), name.clone(), frame_number, slot), found);
+                    }
+                }
             }
         }
         for ((space, name), pack_index) in &self.indexes {

@@ -12,8 +12,10 @@
 //!                                                holding its blocks
 //! ```
 //!
-//! Every object is written once with a conditional create and never changed; block
-//! numbers in indexes and manifests are the pushing store's own. A fetch renumbers them
+//! Every object is written once with a conditional create and never changed (a pack
+//! that another store's space holds whole is copied from there by the server: pack names
+//! are the sha256 of their bytes); block numbers in indexes and manifests are the pushing
+//! store's own. A fetch renumbers them
 //! into the local store and checks every block's hash and every image's digest.
 
 mod check;

@@ -2,7 +2,9 @@
 //! under the store's lock and the lock released before any byte goes out, so hooks never
 //! wait on the network. Then, per pack: the pack, then its index; then the record of
 //! every snapshot whose packs are all there. Each object is a conditional create: a
-//! push that was cut short and is run again sends only what is still missing.
+//! push that was cut short and is run again sends only what is still missing. A pack
+//! that another store's space on the remote holds whole (a fresh clone's snapshots of
+//! data it fetched) is copied there by the server, not sent again.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +37,9 @@ enum PackOnRemote {
     Whole,
     /// Cut short mid-object (a server that keeps partial writes): sent again.
     WrongSize,
+    /// Complete (index and all) in another store's space, e.g. the one a fresh clone
+    /// fetched from: copied from there on the remote, not sent.
+    Elsewhere,
 }
 
 /// One snapshot to make sure of on the remote.
@@ -72,6 +77,8 @@ pub(crate) struct PushReport {
     pub(crate) rewritten: Vec<i64>,
     pub(crate) packs_sent: usize,
     pub(crate) packs_already: usize,
+    /// Packs copied on the remote from another store's space instead of being sent.
+    pub(crate) packs_copied: usize,
     pub(crate) bytes_sent: u64,
     /// Snapshots not pushed because a pack of theirs went (pruned meanwhile).
     pub(crate) left_out: Vec<i64>,
@@ -308,15 +315,26 @@ pub(crate) fn push(
             to_send.push((pack.clone(), state));
         }
     }
+    let elsewhere = packs_elsewhere(client, plan, &to_send)?;
+    for (pack, state) in &mut to_send {
+        if *state == PackOnRemote::Missing && elsewhere.contains_key(&pack.name) {
+            *state = PackOnRemote::Elsewhere;
+        }
+    }
     let store_id = plan.store_id.clone();
     let mut sent_bytes = 0u64;
     let results = client.parallel(
         to_send,
         |bucket, (pack, state): (PackToPush, PackOnRemote)| {
             let store_id = store_id.clone();
+            let source = elsewhere.get(&pack.name).cloned();
             async move {
                 let mut sent = 0;
-                if state != PackOnRemote::Whole {
+                if let (PackOnRemote::Elsewhere, Some(source)) = (state, source) {
+                    bucket
+                        .copy(&source, &pack_object(&store_id, &pack.name))
+                        .await?;
+                } else if state != PackOnRemote::Whole {
                     let bytes = match tokio::fs::read(&pack.path).await {
                         Ok(bytes) => Bytes::from(bytes),
                         // Pruned since the plan was read: its snapshots wait for next time.
@@ -347,20 +365,24 @@ pub(crate) fn push(
                         Bytes::from(pack.index.clone()),
                     )
                     .await?;
-                Ok((pack.name, Some(sent)))
+                Ok((pack.name, Some((sent, state == PackOnRemote::Elsewhere))))
             }
         },
         |(_, sent)| {
-            sent_bytes += sent.unwrap_or(0);
+            sent_bytes += sent.map_or(0, |(bytes, _)| bytes);
             progress(sent_bytes);
         },
     )?;
     for (name, sent) in results {
-        if let Some(sent) = sent {
-            on_remote.insert(name);
-            report.packs_sent += 1;
-            report.bytes_sent += sent;
+        match sent {
+            Some((_, true)) => report.packs_copied += 1,
+            Some((bytes, false)) => {
+                report.packs_sent += 1;
+                report.bytes_sent += bytes;
+            }
+            None => continue,
         }
+        on_remote.insert(name);
     }
     for snapshot in &plan.snapshots {
         let object = snapshot_object(&plan.store_id, snapshot.id);
@@ -383,4 +405,47 @@ pub(crate) fn push(
         }
     }
     Ok(report)
+}
+
+/// For each pack about to be sent: the name of the same pack, complete, in another
+/// store's space on the remote (its index there, and the size it has here). Pack names
+/// are the sha256 of their bytes, so such a pack is byte for byte the one to send. One
+/// listing of the remote, made only when something is to be sent.
+fn packs_elsewhere(
+    client: &Client,
+    plan: &PushPlan,
+    to_send: &[(PackToPush, PackOnRemote)],
+) -> Result<HashMap<String, String>, ReplicaError> {
+    let mut found = HashMap::new();
+    if !to_send
+        .iter()
+        .any(|(_, state)| *state == PackOnRemote::Missing)
+    {
+        return Ok(found);
+    }
+    let listing = client.list("stores")?;
+    let sizes: HashMap<&str, u64> = listing.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    for (pack, _) in to_send {
+        let source = listing.iter().find_map(|object| {
+            let parts: Vec<&str> = object.name.split('/').collect();
+            let ["stores", space, "packs", file] = parts.as_slice() else {
+                return None;
+            };
+            let complete = *space != plan.store_id
+                && file.strip_suffix(".index.json") == Some(pack.name.as_str())
+                && sizes.get(pack_object(space, &pack.name).as_str()) == Some(&pack.size);
+            complete.then(|| pack_object(space, &pack.name))
+        });
+        if let Some(source) = source {
+            found.insert(pack.name.clone(), source);
+        }
+    }
+    Ok(found)
+}
+
+impl PushPlan {
+    /// The id of the store this plan pushes from: its space on a remote is `stores/<id>/`.
+    pub(crate) fn store_id(&self) -> &str {
+        &self.store_id
+    }
 }
