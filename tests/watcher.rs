@@ -458,6 +458,9 @@ fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
     repo.git(["add", "posts.db"]);
     repo.git(["commit", "-q", "-m", "posts"]);
     repo.git(["checkout", "-q", "main"]);
+    // A directory the planner's scan skips by default: looked into before recording.
+    fs::create_dir(repo.root.join("__pycache__")).unwrap();
+    fs::write(repo.root.join("__pycache__/a.pyc"), vec![7u8; 4096]).unwrap();
     repo.dbguard(["install"]).ok();
     watcher_token(&repo);
     let checkout = |branch: &str| {
