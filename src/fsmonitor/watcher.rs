@@ -71,6 +71,9 @@ pub(crate) fn watcher_main(worktree: &Path) -> std::process::ExitCode {
 fn run(worktree: &Path) -> io::Result<()> {
     let (git_dir, _) = super::git_dirs(worktree)?;
     let state = super::state::state_dir(&git_dir)?;
+    // An earlier build's state inside the git dir breaks git's own commands that compare
+    // or copy git dirs; its watcher leaves once its socket is gone.
+    let _ = fs::remove_dir_all(git_dir.join(super::LEGACY_STATE_DIR));
     let lock = fs::File::create(state.join(LOCK))?;
     if lock.try_lock().is_err() {
         // Another watcher serves this worktree already (or is starting).
