@@ -4,7 +4,8 @@
 //!
 //! One call: (1) when the git command above may write the worktree, and this operation
 //! has not been decided yet, run `dbguard hook fsmonitor-guard` (planner + snapshot)
-//! and wait for it; (2) answer git's query: the previous hook's answer when one was
+//! and wait for it, unless [`no_databases`] proves the worktree holds no database;
+//! (2) answer git's query: the previous hook's answer when one was
 //! chained, else [`answer`]'s exact one. Facts behind each choice: `docs/fsmonitor.md`.
 //!
 //! Rules this module keeps (each one measured): never read stdin (it is git's, e.g. the
