@@ -14,6 +14,8 @@
 # side by side in $CARGO_TARGET_DIR/debug (or DBGUARD_BIN_DIR).
 #
 # Usage: sh bench/git_testsuite.sh /tmp/git-src [out-dir] [script-glob ...]
+# MODES="dbguard" (a subset of "none reference dbguard") runs only those; the comparison
+# at the end reads whatever logs of the other modes are in out-dir already.
 # Everything runs under `nice`, one script at a time (CPU is shared).
 set -u
 
@@ -56,7 +58,7 @@ cd "$src/t" || exit 2
 # Each test repository starts a watcher; they leave with their trash directory, and
 # after 20 idle seconds at the latest.
 export DBGUARD_FSMONITOR_IDLE=20
-for mode in none reference dbguard; do
+for mode in ${MODES:-none reference dbguard}; do
     case $mode in
         none) fsmonitor= ;;
         reference) fsmonitor="$src/t/t7519/fsmonitor-all-v2" ;;
@@ -74,7 +76,7 @@ for mode in none reference dbguard; do
             echo "$mode $script: $(grep -E '^# (passed all|failed|still have)' "$log" | tr '\n' ' ')"
         done
     done
-done | tee "$out/summary.txt"
+done | tee -a "$out/summary.txt"
 
 # Tests that fail only with dbguard's hook: "not ok N - title" lines per script.
 echo

@@ -6,7 +6,9 @@ this machine, the floor for every hook manager), and dbguard's hooks ("dbguard")
 Measured: `git checkout` of a branch pair that touches no database (goal <= +10 ms over
 plain), and a local-branch commit, where git runs the reference-transaction hook five
 times (goal <= +5 ms over plain). Prints the added times and ratios against both.
-Usage: python3 bench/hooks.py [--runs N]
+With --without-db the worktrees hold no database at all: the fsmonitor hook's fast path
+(no dbguard start while the file watcher shows no database appearing) is what is measured.
+Usage: python3 bench/hooks.py [--runs N] [--without-db]
 """
 import argparse
 import os
@@ -19,6 +21,8 @@ from common import dbguard_bin, env, fresh_dir, git, make_posts_db, run
 parser = argparse.ArgumentParser()
 parser.add_argument("--runs", type=int, default=30)
 parser.add_argument("--dir", default="/tmp/dbguard-bench-hooks")
+parser.add_argument("--without-db", action="store_true",
+                    help="no database in the worktrees (the fsmonitor hook's fast path)")
 args = parser.parse_args()
 
 binary = dbguard_bin()
@@ -45,7 +49,8 @@ def make_repo(name, hooks):
     # A database that no checkout touches (ignored, unchanged): the common case.
     with open(os.path.join(work, ".git", "info", "exclude"), "a") as f:
         f.write("app.db\n")
-    make_posts_db(os.path.join(work, "app.db"), 10_000, 50)
+    if not args.without_db:
+        make_posts_db(os.path.join(work, "app.db"), 10_000, 50)
     if hooks == "dbguard":
         run([binary, "install", "--quiet"], cwd=work, env=e)
     elif hooks == "empty":

@@ -21,6 +21,7 @@ pub(crate) const NO_COLOR: &str = "NO_COLOR";
 pub(crate) use crate::git::GUARD_ENV as GUARDED;
 pub(crate) const FSMONITOR_WATCHER: &str = "DBGUARD_FSMONITOR_WATCHER";
 pub(crate) const FSMONITOR_IDLE: &str = "DBGUARD_FSMONITOR_IDLE";
+pub(crate) const FSMONITOR_SCAN_TOKEN: &str = "DBGUARD_FSMONITOR_SCAN_TOKEN";
 
 /// The variables, in the order `dbguard config` lists them.
 pub(crate) const VARIABLES: &[Variable] = &[
@@ -65,6 +66,10 @@ pub(crate) const VARIABLES: &[Variable] = &[
         effect: "seconds without a git command before the file watcher exits (default 1800)",
     },
     Variable {
+        name: FSMONITOR_SCAN_TOKEN,
+        effect: "set by the fsmonitor hook for the dbguard it starts: the file watcher's token taken before its scan",
+    },
+    Variable {
         name: GUARDED,
         effect: "set by dbguard for the git it runs (its own process, so a value left in an environment is ignored): hooks inside know the snapshot is taken",
     },
@@ -76,6 +81,11 @@ fn get(name: &str) -> Option<OsString> {
 
 fn text(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// The watcher token the fsmonitor hook took before starting `hook fsmonitor-guard`.
+pub(crate) fn fsmonitor_scan_token() -> Option<String> {
+    text(FSMONITOR_SCAN_TOKEN)
 }
 
 /// `DBGUARD_SKIP=1`: the user overrides the guard for this command.
@@ -165,5 +175,17 @@ mod tests {
             crate::fsmonitor::watcher::IDLE_VARIABLE,
             super::FSMONITOR_IDLE
         );
+        assert_eq!(
+            crate::fsmonitor::no_databases::TOKEN_VARIABLE,
+            super::FSMONITOR_SCAN_TOKEN
+        );
+    }
+
+    #[test]
+    fn the_fsmonitor_program_recognises_databases_as_the_scanner_does() {
+        use crate::fsmonitor::no_databases as fast;
+        assert_eq!(fast::SQLITE_MAGIC, crate::db::SQLITE_MAGIC);
+        assert_eq!(fast::DUCKDB_MAGIC, crate::db::DUCKDB_MAGIC);
+        assert_eq!(fast::MIN_DATABASE_SIZE, crate::scan::MIN_DATABASE_SIZE);
     }
 }

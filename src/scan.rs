@@ -52,7 +52,7 @@ pub(crate) fn restore_staging_pid(name: &str) -> Option<u32> {
 }
 
 /// Smaller than one SQLite page (512 bytes) cannot hold a database worth keeping.
-const MIN_DATABASE_SIZE: u64 = 512;
+pub(crate) const MIN_DATABASE_SIZE: u64 = 512;
 
 /// Why an explicitly named path cannot be snapshotted.
 #[derive(Debug, thiserror::Error)]

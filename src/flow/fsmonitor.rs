@@ -21,6 +21,7 @@ use crate::flow::snapshot::{
 };
 use crate::fsmonitor::{self, process::Process};
 use crate::plan;
+use crate::scan::{Scan, Scanner};
 use crate::ui::Ui;
 
 /// Run the guard for the git processes `nearest` and `operation` (the command it belongs
@@ -50,6 +51,37 @@ pub(crate) fn run(ui: &Ui, args: &[OsString]) -> u8 {
         said.report(ui);
     }
     0
+}
+
+/// Tell the hook's fast path ([`fsmonitor::no_databases`]) whether the worktree holds no
+/// database: recorded with the watcher token the hook took before starting us, so that
+/// the next writing git command skips dbguard while the watcher shows nothing that could
+/// be one. Best effort: without the record the planner runs, as it always did.
+fn remember_whether_empty(
+    git_dir: &std::path::Path,
+    worktree: &std::path::Path,
+    scanner: &Scanner,
+    scan: &Scan,
+) {
+    let Ok(state_dir) = fsmonitor::state::state_dir(git_dir) else {
+        return;
+    };
+    // The directories the scan skipped (`.venv`, `__pycache__`, … by default) are looked
+    // into only here, and only when nothing was found elsewhere: once recorded, the fast
+    // path spares every later command the planner.
+    let none_anywhere = || {
+        scan.databases.is_empty()
+            && scan
+                .excluded
+                .iter()
+                .all(|dir| scanner.unfiltered().scan_under(dir).databases.is_empty())
+    };
+    let _ = match crate::env::fsmonitor_scan_token() {
+        Some(token) if none_anywhere() => {
+            fsmonitor::no_databases::record(&state_dir, worktree, &token)
+        }
+        _ => fsmonitor::no_databases::forget(&state_dir),
+    };
 }
 
 /// The user's command line as the log shows it: `git reset --hard origin/main`.
@@ -95,6 +127,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     }
     let scanner = ctx.scanner();
     let scan = scanner.scan();
+    remember_whether_empty(&git_dir, &ctx.repo.worktree, &scanner, &scan);
     if scan.databases.is_empty() && scan.excluded.is_empty() {
         return decided(0);
     }

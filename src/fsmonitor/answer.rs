@@ -297,7 +297,7 @@ impl Answer {
     }
 }
 
-/// The saved snapshots of one working tree, in `<git dir>/dbguard-fsmonitor/`.
+/// The saved snapshots of one working tree, in its state dir ([`super::state`]).
 pub(crate) struct Snapshots {
     dir: PathBuf,
 }

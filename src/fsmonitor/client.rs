@@ -67,6 +67,16 @@ pub(crate) fn ask(state_dir: &Path, token: &str) -> Reply {
     parse(&reply)
 }
 
+/// A token of the running watcher for the worktree as it is now (after the cookie
+/// handshake), `None` when no watcher answers.
+pub(crate) fn fresh_token(state_dir: &Path) -> Option<String> {
+    // An empty token is never the watcher's: it replies `unknown <token for now>`.
+    match ask(state_dir, "") {
+        Reply::Exact { token, .. } | Reply::Unknown { token } => Some(token),
+        Reply::Unavailable => None,
+    }
+}
+
 fn parse(reply: &[u8]) -> Reply {
     let Some(newline) = reply.iter().position(|b| *b == b'\n') else {
         return Reply::Unavailable;
@@ -188,7 +198,14 @@ pub(crate) enum Status {
 }
 
 pub(crate) fn status(git_dir: &Path) -> Status {
-    let state_dir = git_dir.join(super::STATE_DIR);
+    let state_dir = match super::state::state_dir(git_dir) {
+        Ok(dir) => dir,
+        Err(error) => {
+            return Status::NotRunning {
+                failed: Some(error.to_string()),
+            };
+        }
+    };
     let reply = request(&state_dir, "status").unwrap_or_default();
     let text = String::from_utf8_lossy(&reply);
     let field = |name: &str| -> Option<u64> {
@@ -211,8 +228,9 @@ pub(crate) fn status(git_dir: &Path) -> Status {
 
 /// Tell the watcher of a worktree to exit; whether one was running.
 pub(crate) fn stop(git_dir: &Path) -> bool {
-    let state_dir = git_dir.join(super::STATE_DIR);
-    request(&state_dir, "stop").is_ok_and(|reply| reply.starts_with(b"stopping"))
+    super::state::state_dir(git_dir).is_ok_and(|state_dir| {
+        request(&state_dir, "stop").is_ok_and(|reply| reply.starts_with(b"stopping"))
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!
 //! One call: (1) when the git command above may write the worktree, and this operation
 //! has not been decided yet, run `dbguard hook fsmonitor-guard` (planner + snapshot)
-//! and wait for it; (2) answer git's query: the previous hook's answer when one was
+//! and wait for it, unless [`no_databases`] proves the worktree holds no database;
+//! (2) answer git's query: the previous hook's answer when one was
 //! chained, else [`answer`]'s exact one. Facts behind each choice: `docs/fsmonitor.md`.
 //!
 //! Rules this module keeps (each one measured): never read stdin (it is git's, e.g. the
@@ -21,8 +22,10 @@ pub(crate) mod answer;
 pub(crate) mod chain;
 pub(crate) mod classify;
 pub(crate) mod client;
+pub(crate) mod no_databases;
 pub(crate) mod process;
 pub(crate) mod replaced;
+pub(crate) mod state;
 pub(crate) mod watch;
 pub(crate) mod watcher;
 
@@ -42,9 +45,9 @@ use process::GitChain;
 pub(crate) const GUARDED_VARIABLE: &str = "DBGUARD_GUARDED";
 pub(crate) const SKIP_VARIABLE: &str = "DBGUARD_SKIP";
 
-/// Per-worktree state under the git dir: answer snapshots, operation markers, the
-/// watcher's socket, lock and cookies.
-pub(crate) const STATE_DIR: &str = "dbguard-fsmonitor";
+/// Where earlier builds kept the per-worktree state, inside the git dir (now
+/// [`state::state_dir`]); `uninstall` still removes it.
+pub(crate) const LEGACY_STATE_DIR: &str = "dbguard-fsmonitor";
 
 /// In the common git dir: the `core.fsmonitor` value dbguard replaced, to chain to and
 /// to put back on uninstall.
@@ -55,14 +58,15 @@ pub(crate) const PROGRAM: &str = "dbguard-fsmonitor";
 
 /// The marker that the git command `key` names has been decided (snapshotted, or found
 /// to put nothing at risk); it holds the operation id, `0` for none.
-pub(crate) fn operation_marker(git_dir: &Path, key: &str) -> PathBuf {
-    git_dir.join(STATE_DIR).join("ops").join(key)
+fn operation_marker(state_dir: &Path, key: &str) -> PathBuf {
+    state_dir.join("ops").join(key)
 }
 
 /// Record that the operation `key` is decided, and forget markers of gits that ended.
 pub(crate) fn mark_decided(git_dir: &Path, key: &str, operation_id: i64) -> io::Result<()> {
-    let marker = operation_marker(git_dir, key);
-    let dir = marker.parent().unwrap_or(git_dir);
+    let state_dir = state::state_dir(git_dir)?;
+    let marker = operation_marker(&state_dir, key);
+    let dir = marker.parent().unwrap_or(&state_dir);
     fs::create_dir_all(dir)?;
     if let Ok(listing) = fs::read_dir(dir) {
         for entry in listing.flatten() {
@@ -77,7 +81,7 @@ pub(crate) fn mark_decided(git_dir: &Path, key: &str, operation_id: i64) -> io::
 
 /// The operation id recorded for `key`: `Some(0)` when decided without a snapshot.
 pub(crate) fn decided_operation(git_dir: &Path, key: &str) -> Option<i64> {
-    fs::read_to_string(operation_marker(git_dir, key))
+    fs::read_to_string(operation_marker(&state::state_dir(git_dir).ok()?, key))
         .ok()?
         .trim()
         .parse()
@@ -215,11 +219,14 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
         .is_some_and(|marker| process::guarded_by_ancestor(&marker));
     let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");
     let chain = process::git_chain();
+    // Outside the git dir (git's commands move and list git dirs); when it cannot be had,
+    // the guard still runs (without its fast path), and git gets `/`.
+    let state_dir = state::state_dir(&git_dir);
     if !guarded && let Some(chain) = &chain {
         if skipped {
             say_skipped(&git_dir, chain);
         } else {
-            guard(&git_dir, chain);
+            guard(&git_dir, state_dir.as_deref().ok(), worktree, chain);
         }
     }
     if let Some(previous) = Previous::read(&common_dir)
@@ -236,7 +243,7 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
             }
         }
     }
-    let mut answer = exact_answer(worktree, &git_dir.join(STATE_DIR), token)?;
+    let mut answer = exact_answer(worktree, &state_dir?, token)?;
     if chain
         .as_ref()
         .is_some_and(|chain| classify::needs_full_answer(chain.nearest.git_args()))
@@ -271,12 +278,19 @@ fn exact_answer(worktree: &Path, state_dir: &Path, token: &str) -> io::Result<An
 }
 
 /// When the git command may write the worktree and its operation is undecided: run
-/// dbguard's planner and snapshot, and wait. dbguard reports on stderr what it saved and
-/// what it could not; its stdout goes there too, so the answer on ours stays clean.
-fn guard(git_dir: &Path, chain: &GitChain) {
+/// dbguard's planner and snapshot, and wait; unless the planner found no database in
+/// the worktree last time and the watcher proves none appeared since
+/// ([`no_databases`]). dbguard reports on stderr what it saved and what it could not;
+/// its stdout goes there too, so the answer on ours stays clean.
+fn guard(git_dir: &Path, state_dir: Option<&Path>, worktree: &Path, chain: &GitChain) {
     if !undecided_writer(git_dir, chain) {
         return;
     }
+    if state_dir.is_some_and(|state| no_databases::still_none(state, worktree)) {
+        return;
+    }
+    // Taken before the planner scans: what changes during its scan is after this token.
+    let scan_token = state_dir.and_then(client::fresh_token);
     let dbguard = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("dbguard")))
@@ -286,13 +300,19 @@ fn guard(git_dir: &Path, chain: &GitChain) {
         .as_fd()
         .try_clone_to_owned()
         .map_or_else(|_| Stdio::null(), Stdio::from);
-    let status = Command::new(&dbguard)
+    let mut command = Command::new(&dbguard);
+    command
         .args(["hook", "fsmonitor-guard"])
         .arg(chain.nearest.pid.to_string())
         .arg(chain.operation.pid.to_string())
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .status();
+        .stdout(stdout);
+    // Set or removed: a value inherited from elsewhere must not be recorded as ours.
+    match &scan_token {
+        Some(token) => command.env(no_databases::TOKEN_VARIABLE, token),
+        None => command.env_remove(no_databases::TOKEN_VARIABLE),
+    };
+    let status = command.status();
     match status {
         Ok(status) if status.success() => {}
         Ok(status) => say(&format!(

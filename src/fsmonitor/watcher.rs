@@ -1,9 +1,10 @@
 //! The watcher: a per-worktree process (`dbguard-fsmonitor watch <worktree>`) that the
-//! hook starts on demand and asks over a Unix socket in `<git dir>/dbguard-fsmonitor/`,
-//! so that `git status` learns what changed from inotify events instead of a walk.
+//! hook starts on demand and asks over a Unix socket in the worktree's state dir
+//! ([`super::state`], outside the git dir), so that `git status` learns what changed
+//! from inotify events instead of a walk.
 //!
 //! A query (`query <token>`) is answered only after the cookie handshake: the watcher
-//! creates `cookies/<n>` in the git dir, watched by the same inotify instance as the
+//! creates `cookies/<n>` in the state dir, watched by the same inotify instance as the
 //! worktree, and waits until it reads that creation; every change made before the query
 //! was read by then. Its reply is `exact <count> <token>` and the paths changed since the
 //! token (NUL-terminated), or `unknown <token>` when the token is not one of this process's
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::watch::{ChangeLog, Seen, Stop, Tree};
 
-/// Files in the worktree's state dir (`<git dir>/dbguard-fsmonitor/`).
+/// Files in the worktree's state dir ([`super::state::state_dir`]).
 pub(crate) const SOCKET: &str = "watcher.sock";
 pub(crate) const LOCK: &str = "watcher.lock";
 pub(crate) const COOKIES: &str = "cookies";
@@ -69,8 +70,10 @@ pub(crate) fn watcher_main(worktree: &Path) -> std::process::ExitCode {
 
 fn run(worktree: &Path) -> io::Result<()> {
     let (git_dir, _) = super::git_dirs(worktree)?;
-    let state = git_dir.join(super::STATE_DIR);
-    fs::create_dir_all(&state)?;
+    let state = super::state::state_dir(&git_dir)?;
+    // An earlier build's state inside the git dir breaks git's own commands that compare
+    // or copy git dirs; its watcher leaves once its socket is gone.
+    let _ = fs::remove_dir_all(git_dir.join(super::LEGACY_STATE_DIR));
     let lock = fs::File::create(state.join(LOCK))?;
     if lock.try_lock().is_err() {
         // Another watcher serves this worktree already (or is starting).

@@ -245,7 +245,8 @@ pub(crate) fn uninstall(repo: &git2::Repository) -> Result<bool, FsmonitorError>
         }
     }
     remove_previous(repo)?;
-    let _ = std::fs::remove_dir_all(repo.path().join("dbguard-fsmonitor"));
+    let _ = crate::fsmonitor::state::remove(repo.path());
+    let _ = std::fs::remove_dir_all(repo.path().join(crate::fsmonitor::LEGACY_STATE_DIR));
     Ok(true)
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dbguard::testing::*;
@@ -364,4 +364,157 @@ fn mv_f_over_a_tracked_file_refreshes_its_entry() {
     repo.git(["mv", "-f", "foo", "bar"]);
     repo.git(["reset", "-q", "--merge", "HEAD"]);
     assert_eq!(repo.git(["diff-files"]), "");
+}
+
+/// The hook's state dir for this repository: outside the git dir, found by the `gitdir`
+/// file that names the git dir it belongs to.
+fn state_dir(repo: &TestRepo) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let git_dir = fs::canonicalize(repo.root.join(".git")).unwrap();
+    let uid = fs::metadata("/proc/self").unwrap().uid();
+    let bases = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(|dir| PathBuf::from(dir).join("dbguard-fsmonitor")),
+        Some(PathBuf::from(format!("/tmp/dbguard-fsmonitor-{uid}"))),
+    ];
+    for base in bases.into_iter().flatten() {
+        for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
+            if fs::read(entry.path().join("gitdir"))
+                .is_ok_and(|owner| owner == git_dir.as_os_str().as_bytes())
+            {
+                return entry.path();
+            }
+        }
+    }
+    panic!("no state dir names {}", git_dir.display());
+}
+
+/// The operation markers the planner leaves (`dbguard hook fsmonitor-guard` marks every
+/// command it decided for; the hook's fast path marks none).
+fn operation_markers(repo: &TestRepo) -> BTreeSet<String> {
+    fs::read_dir(state_dir(repo).join("ops"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn the_watcher_keeps_its_state_outside_the_git_dir_in_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let repo = installed_repo();
+    // What an earlier build left in the git dir goes when a watcher starts.
+    fs::create_dir_all(repo.root.join(".git/dbguard-fsmonitor/cookies")).unwrap();
+    watcher_token(&repo);
+    repo.git(["status", "--porcelain"]);
+    let state = state_dir(&repo);
+    assert!(state.join("watcher.sock").exists(), "{}", state.display());
+    let mode = fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", state.display());
+    let mode = fs::metadata(state.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{}", state.display());
+    let in_git_dir: Vec<String> = fs::read_dir(repo.root.join(".git"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.starts_with("dbguard-fsmonitor") && name != "dbguard-fsmonitor-previous"
+        })
+        .collect();
+    assert!(in_git_dir.is_empty(), "{in_git_dir:?}");
+}
+
+/// `dbguard restore <path>` as a user runs it after an accident; the rows it brought back.
+fn restore_rows(repo: &TestRepo, path: &str) -> u64 {
+    repo.dbguard(["restore", path]).ok();
+    sqlite_count(&repo.root.join(path), "posts")
+}
+
+#[test]
+fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "data.db\n").unwrap();
+    fs::write(repo.root.join("a.txt"), "main\n").unwrap();
+    repo.git(["add", "."]);
+    repo.git(["commit", "-q", "-m", "main"]);
+    repo.git(["checkout", "-q", "-b", "text"]);
+    fs::write(repo.root.join("a.txt"), "text\n").unwrap();
+    repo.git(["commit", "-q", "-am", "text"]);
+    repo.git(["checkout", "-q", "-b", "with-data", "main"]);
+    make_posts_db(&repo.root.join("data.db"), 10, 8);
+    repo.git(["add", "-f", "data.db"]);
+    repo.git([
+        "commit",
+        "-q",
+        "-m",
+        "track a sample of the ignored data.db",
+    ]);
+    repo.git(["checkout", "-q", "-b", "with-posts", "main"]);
+    make_posts_db(&repo.root.join("posts.db"), 100, 8);
+    repo.git(["add", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "posts"]);
+    repo.git(["checkout", "-q", "main"]);
+    // A directory the planner's scan skips by default: looked into before recording.
+    fs::create_dir(repo.root.join("__pycache__")).unwrap();
+    fs::write(repo.root.join("__pycache__/a.pyc"), vec![7u8; 4096]).unwrap();
+    repo.dbguard(["install"]).ok();
+    watcher_token(&repo);
+    let checkout = |branch: &str| {
+        let run = Run::from(
+            repo.command("git", &repo.root)
+                .args(["checkout", "-q"])
+                .args(branch.split_whitespace())
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    };
+
+    // No database anywhere: the planner runs once, then the hook alone decides.
+    checkout("text");
+    let planned = operation_markers(&repo);
+    assert_eq!(planned.len(), 1, "the planner decided the first checkout");
+    checkout("main");
+    checkout("text");
+    assert_eq!(
+        operation_markers(&repo),
+        planned,
+        "no planner for the next two"
+    );
+
+    // An ignored database made after that, which the next checkout overwrites.
+    checkout("main");
+    make_posts_db(&repo.root.join("data.db"), 1000, 8);
+    checkout("with-data");
+    assert_eq!(sqlite_count(&repo.root.join("data.db"), "posts"), 10);
+    assert_ne!(operation_markers(&repo), planned, "the planner ran");
+    assert_eq!(restore_rows(&repo, "data.db"), 1000);
+
+    // A tracked database git itself brought, then grown, then overwritten.
+    checkout("-f main");
+    checkout("text");
+    checkout("with-posts");
+    let conn = rusqlite::Connection::open(repo.root.join("posts.db")).unwrap();
+    add_posts(&conn, 4900, 8);
+    drop(conn);
+    let forced = Run::from(
+        repo.command("git", &repo.root)
+            .args(["checkout", "-q", "-f", "text"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(!repo.root.join("posts.db").exists());
+    let log = repo.dbguard(["log", "--json"]).ok().json();
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["path"] == "posts.db" && s["tables"]["posts"] == 5000),
+        "no 5,000-row snapshot of posts.db: {log:#}"
+    );
 }
