@@ -123,7 +123,7 @@ def main():
         shape.make(db, a.rows, a.body)
         size = os.path.getsize(db)
         print(f"  {size / MiB:.1f} MiB", flush=True)
-        output([binary, "remote", "add", "bench", f"s3://{BUCKET}/dbguard", "--endpoint", endpoint], repo, e)
+        output([binary, "remote", "add", "bench", f"s3://{BUCKET}/dbguard", "--endpoint", endpoint, "--no-encryption"], repo, e)
 
         rows = []
         for round_name in ("first", "after 1% churn"):

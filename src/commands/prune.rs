@@ -9,7 +9,6 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote as remote_flow;
 use crate::flow::snapshot::taken_before;
-use crate::remote::Client;
 use crate::retention::{self, Candidate, Policy};
 use crate::store::replica::{self, RemoteLock};
 use crate::store::{SnapshotInfo, Store};
@@ -216,7 +215,7 @@ fn prune_remote(
     let Some(plan) = remote_flow::plan_at(root)? else {
         return Ok(json::RemotePrune::new(remote, &Default::default()));
     };
-    let client = Client::connect(remote, !dry_run)?;
+    let client = remote_flow::connect(remote, !dry_run)?;
     if !dry_run {
         let pushed = remote_flow::push(ui, &client, &plan, &lock)?;
         ui.status(&remote_flow::describe(&pushed, remote));
