@@ -9,8 +9,9 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote as remote_flow;
 use crate::flow::snapshot::taken_before;
+use crate::remote::RemoteError;
 use crate::retention::{self, Candidate, Policy};
-use crate::store::replica::{self, RemoteLock};
+use crate::store::replica::{self, RemoteLock, ReplicaError};
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
@@ -220,7 +221,17 @@ fn prune_remote(
         let pushed = remote_flow::push(ui, &client, &plan, &lock)?;
         ui.status(&remote_flow::describe(&pushed, remote));
     }
-    let report = replica::prune_remote(&client, &plan, &lock, dry_run, removed)?;
+    let report =
+        replica::prune_remote(&client, &plan, &lock, dry_run, removed).map_err(|e| match e {
+            // Pushing needs no right to delete (and should not have it): pruning does.
+            ReplicaError::Remote(refused @ RemoteError::Refused { .. }) => {
+                CommandError::from_source(refused).hint(format!(
+                    "prune --remote deletes objects: run it with credentials that may delete \
+                     (e.g. AWS_PROFILE=owner dbguard prune --remote {name}); push needs no such right"
+                ))
+            }
+            other => other.into(),
+        })?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     ui.status(&format!(
         "{}: {verb} {} and {} ({}) that this store no longer has{}",
