@@ -427,6 +427,7 @@ fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out(
             "--endpoint",
             &server.endpoint,
             "--autopush",
+            "--no-encryption",
         ],
     )
     .ok();
