@@ -8,16 +8,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::RemoteSpec;
+use super::credentials::env;
 
 pub(crate) const KEY_FILE_VAR: &str = "DBGUARD_KEY_FILE";
 pub(crate) const PASSWORD_FILE_VAR: &str = "DBGUARD_PASSWORD_FILE";
 pub(crate) const PASSWORD_COMMAND_VAR: &str = "DBGUARD_PASSWORD_COMMAND";
 /// The new passphrase of `dbguard remote key add|passwd` without a terminal.
 pub(crate) const NEW_PASSWORD_FILE_VAR: &str = "DBGUARD_NEW_PASSWORD_FILE";
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 /// The key file to use for `spec`, if one is named.
 pub(crate) fn key_file(spec: &RemoteSpec) -> Option<PathBuf> {
