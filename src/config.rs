@@ -305,6 +305,11 @@ impl Settings {
                 endpoint: config.string(&key("endpoint")),
                 region: config.string(&key("region")),
                 profile: config.string(&key("profile")),
+                encrypted: config
+                    .string(&key("encrypted"))
+                    .is_some_and(|v| v.trim() == "true"),
+                key_file: config.string(&key("keyFile")).map(PathBuf::from),
+                password_command: config.string(&key("passwordCommand")),
             });
         }
         self.remotes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -350,10 +355,14 @@ pub(crate) fn save_remote(repo: &Repo, spec: &RemoteSpec) -> Result<(), ConfigEr
     config
         .set_str(&key("url"), &url)
         .map_err(fail(key("url"), &url))?;
+    let encrypted = spec.encrypted.then(|| "true".to_string());
+    let key_file = spec.key_file.as_ref().map(|p| p.display().to_string());
     for (field, value) in [
         ("endpoint", &spec.endpoint),
         ("region", &spec.region),
         ("profile", &spec.profile),
+        ("encrypted", &encrypted),
+        ("keyFile", &key_file),
     ] {
         match value {
             Some(value) => config
@@ -371,7 +380,15 @@ pub(crate) fn save_remote(repo: &Repo, spec: &RemoteSpec) -> Result<(), ConfigEr
 pub(crate) fn remove_remote(repo: &Repo, name: &str) -> Result<bool, ConfigError> {
     let mut config = local_config(repo)?;
     let mut removed = false;
-    for field in ["url", "endpoint", "region", "profile"] {
+    for field in [
+        "url",
+        "endpoint",
+        "region",
+        "profile",
+        "encrypted",
+        "keyFile",
+        "passwordCommand",
+    ] {
         removed |= config
             .remove(&format!("dbguard.remote.{name}.{field}"))
             .is_ok();

@@ -702,6 +702,11 @@ fn http_status(port: u16, method: &str, path: &str, body: &[u8]) -> Option<u16> 
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A second identity of every [`S3Server`]: may read, write and list; a bucket policy
+/// ([`S3Server::deny_deletes_to_appender`]) takes `s3:DeleteObject` away from it.
+const APPENDER_KEY: &str = "dbguard-appender";
+const APPENDER_SECRET: &str = "appender-secret-0123";
+
 impl S3Server {
     /// Whether the server can run here; with `DBGUARD_REQUIRE_PEERS=1` (CI) a missing
     /// `weed` fails the test instead of skipping it.
@@ -724,7 +729,7 @@ impl S3Server {
         fs::write(
             &config,
             format!(
-                r#"{{"identities":[{{"name":"tester","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+                r#"{{"identities":[{{"name":"tester","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","Write","List","Tagging"]}},{{"name":"appender","credentials":[{{"accessKey":"{APPENDER_KEY}","secretKey":"{APPENDER_SECRET}"}}],"actions":["Read","Write","List"]}}]}}"#
             ),
         )
         .unwrap();
@@ -903,6 +908,81 @@ impl S3Server {
         stream.read_to_string(&mut response).ok()?;
         let (_, body) = response.split_once("\r\n\r\n")?;
         serde_json::from_str(body).ok()
+    }
+
+    /// The bytes of one object, read from the server's filer (not through S3).
+    pub fn object_bytes(&self, bucket: &str, path: &str) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.filer_port)).unwrap();
+        let request = format!("GET /buckets/{bucket}/{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let at = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&response[..at]);
+        assert!(head.contains(" 200"), "GET {path}: {head}");
+        response[at + 4..].to_vec()
+    }
+
+    /// Replace one object's bytes behind S3's back (through the filer): a tampered copy.
+    pub fn overwrite_object(&self, bucket: &str, path: &str, bytes: &[u8]) {
+        let status = http_status(
+            self.filer_port,
+            "PUT",
+            &format!("/buckets/{bucket}/{path}"),
+            bytes,
+        );
+        assert!(matches!(status, Some(200..=299)), "PUT {path}: {status:?}");
+    }
+
+    /// The environment of the appender identity (may read, write and list).
+    pub fn appender_credentials(&self) -> [(&'static str, String); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", APPENDER_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", APPENDER_SECRET.to_string()),
+        ]
+    }
+
+    /// A bucket policy that denies `s3:DeleteObject` to the appender identity (SeaweedFS
+    /// identities cannot: its `Write` action includes deletes), set with boto3; `false`
+    /// (the test skips) where boto3 is missing and DBGUARD_REQUIRE_PEERS is unset.
+    pub fn deny_deletes_to_appender(&self, bucket: &str) -> bool {
+        if !python_has("boto3") {
+            assert!(
+                std::env::var_os("DBGUARD_REQUIRE_PEERS").is_none(),
+                "boto3 (pip install boto3) is missing and DBGUARD_REQUIRE_PEERS is set"
+            );
+            eprintln!("SKIPPED: boto3 (pip install boto3) is not installed");
+            return false;
+        }
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":{{"AWS":["arn:aws:iam::*:user/appender"]}},"Action":["s3:DeleteObject"],"Resource":["arn:aws:s3:::{bucket}/*"]}}]}}"#
+        );
+        let script = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], \
+            aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
+            s3.put_bucket_policy(Bucket=sys.argv[4], Policy=sys.argv[5])\n";
+        let output = Command::new("python3")
+            .args([
+                "-c",
+                script,
+                &self.endpoint,
+                &self.access_key,
+                &self.secret_key,
+                bucket,
+                &policy,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "put_bucket_policy: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        true
     }
 
     /// The environment a dbguard process needs to reach this server with its identity.

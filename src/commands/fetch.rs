@@ -4,8 +4,7 @@
 
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::remote::{plural, resolve};
-use crate::remote::Client;
+use crate::flow::remote::{connect, plural, resolve};
 use crate::store::replica::FetchPlan;
 use crate::ui::{self, Ui, json};
 
@@ -23,7 +22,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandError> {
     let remote = resolve(ctx, args.name.as_deref())?;
-    let client = Client::connect(remote, false)?;
+    let client = connect(remote, false)?;
     let mut plan = FetchPlan::prepare(&ctx.settings.store.value, &client)?;
     let bar = ui.progress(plan.download_bytes(), "fetch: downloading packs");
     let downloaded = plan.download(&client, &|done| bar.set_position(done));

@@ -9,9 +9,9 @@ use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote as remote_flow;
 use crate::flow::snapshot::occasion;
-use crate::remote::Client;
+use crate::remote::RemoteError;
 use crate::retention::{self, Candidate, Policy};
-use crate::store::replica::{self, RemoteLock};
+use crate::store::replica::{self, RemoteLock, ReplicaError};
 use crate::store::{SnapshotInfo, Store};
 use crate::ui::{self, Ui, json};
 use crate::ui::{age, local_time};
@@ -216,12 +216,22 @@ fn prune_remote(
     let Some(plan) = remote_flow::plan_at(root)? else {
         return Ok(json::RemotePrune::new(remote, &Default::default()));
     };
-    let client = Client::connect(remote, !dry_run)?;
+    let client = remote_flow::connect(remote, !dry_run)?;
     if !dry_run {
         let pushed = remote_flow::push(ui, &client, &plan, &lock)?;
         ui.status(&remote_flow::describe(&pushed, remote));
     }
-    let report = replica::prune_remote(&client, &plan, &lock, dry_run, removed)?;
+    let report =
+        replica::prune_remote(&client, &plan, &lock, dry_run, removed).map_err(|e| match e {
+            // Pushing needs no right to delete (and should not have it): pruning does.
+            ReplicaError::Remote(refused @ RemoteError::Refused { .. }) => {
+                CommandError::from_source(refused).hint(format!(
+                    "prune --remote deletes objects: run it with credentials that may delete \
+                     (e.g. AWS_PROFILE=owner dbguard prune --remote {name}); push needs no such right"
+                ))
+            }
+            other => other.into(),
+        })?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     ui.status(&format!(
         "{}: {verb} {} and {} ({}) that this store no longer has{}",

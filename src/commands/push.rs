@@ -5,7 +5,6 @@
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::remote::{self as remote_flow, describe, warnings};
-use crate::remote::Client;
 use crate::store::replica::RemoteLock;
 use crate::ui::{Ui, json};
 
@@ -50,7 +49,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         return Err(CommandError::new("there are no snapshots to push yet")
             .hint("`dbguard snapshot` takes one"));
     };
-    let client = Client::connect(remote, true)?;
+    let client = remote_flow::connect(remote, true)?;
     let report = remote_flow::push(ui, &client, &plan, &lock)?;
     drop(lock);
     if ui.json {

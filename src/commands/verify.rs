@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::remote::resolve;
-use crate::remote::Client;
+use crate::flow::remote::{connect, resolve};
 use crate::store::replica::RemoteCheck;
 use crate::store::{Problem, SnapshotRef, VerifyReport};
 use crate::ui::{self, Ui, json};
@@ -90,7 +89,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
 /// `verify --remote NAME`: read everything on the remote back.
 fn verify_remote(ui: &Ui, ctx: &Context, name: &str) -> Result<(), CommandError> {
     let remote = resolve(ctx, Some(name))?;
-    let client = Client::connect(remote, false)?;
+    let client = connect(remote, false)?;
     let check = RemoteCheck::list(&client)?;
     let bar = ui.progress(check.bytes(), "verify: reading the remote back");
     let report = check.run(&client, &|done| bar.set_position(done));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::remote::{Client, RemoteSpec};
+use crate::remote::{Client, RemoteError, RemoteSpec, keys};
 use crate::store::Store;
 use crate::store::replica::{self, PushPlan, PushReport, RemoteLock, ReplicaError};
 use crate::ui::{self, Ui};
@@ -70,6 +70,30 @@ pub(crate) fn snapshots_of_other_stores(ctx: &Context, client: &Client) -> Optio
             if Some(*id) != ours && record.ends_with(".json"))
     });
     Some(records.count())
+}
+
+/// A passphrase typed on the terminal, when there is one to ask on.
+pub(crate) fn ask_passphrase(prompt: &str) -> Option<String> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return None;
+    }
+    dialoguer::Password::new()
+        .with_prompt(prompt)
+        .interact()
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// A client for `remote`, its key unlocked when it is encrypted (the key file, the
+/// passphrase file or command, else asked on the terminal): before anything is read
+/// or written, so a missing or wrong key changes nothing.
+pub(crate) fn connect(remote: &RemoteSpec, create: bool) -> Result<Client, RemoteError> {
+    let mut client = Client::connect(remote, create)?;
+    keys::unlock(&mut client, remote, &|| {
+        ask_passphrase(&format!("Passphrase of remote {}", remote.name))
+    })?;
+    Ok(client)
 }
 
 /// The push plan, read under the store's lock and the lock released: `None` when there
@@ -140,6 +164,12 @@ pub(crate) fn warnings(report: &PushReport) -> Vec<String> {
         lines.push(format!(
             "not pushed: {} (pruned while pushing); `dbguard push` again sends them",
             ids(&report.left_out)
+        ));
+    }
+    if !report.damaged_packs.is_empty() {
+        lines.push(format!(
+            "not pushed: the snapshots in {} whose copies on the encrypted remote are damaged (a push never replaces an object); delete those objects with credentials that may, then push again",
+            plural(report.damaged_packs.len(), "pack", "packs")
         ));
     }
     if !report.legacy.is_empty() {
@@ -248,7 +278,7 @@ pub(crate) fn background_push(ui: &Ui, ctx: &Context, remote: &RemoteSpec) {
             let Some(plan) = plan_at(&root)? else {
                 return Ok(None);
             };
-            let client = Client::connect(remote, true)?;
+            let client = connect(remote, true)?;
             push(ui, &client, &plan, &lock).map(Some)
         })();
         let (ok, message) = match outcome {

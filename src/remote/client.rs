@@ -19,6 +19,7 @@ use object_store::{
 };
 
 use super::credentials;
+use super::crypto::{RepoKey, SEAL_OVERHEAD};
 use super::{RemoteError, RemoteSpec, RemoteUrl};
 
 /// Transfers in flight at once: enough to hide a round trip per object on a fast link,
@@ -57,6 +58,9 @@ pub(crate) struct Bucket {
     place: Arc<Where>,
     /// A `file://` remote's directory: its objects get the store's private modes.
     local_root: Option<Arc<std::path::PathBuf>>,
+    /// An encrypted remote's key: objects are sealed and their names hidden
+    /// (`crypto.rs`); `None` for an unencrypted remote and for the key records.
+    key: Option<Arc<RepoKey>>,
 }
 
 /// Before a `file://` remote's object is written: the directories it goes into are
@@ -119,23 +123,68 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 impl Bucket {
+    /// Where the object `name` is stored: under the prefix, its name hidden on an
+    /// encrypted remote.
     fn path(&self, name: &str) -> ObjectPath {
+        let stored = match &self.key {
+            Some(key) => key.hide(name),
+            None => name.to_string(),
+        };
         let mut path = self.prefix.clone().unwrap_or_default();
-        for part in name.split('/').filter(|p| !p.is_empty()) {
+        for part in stored.split('/').filter(|p| !p.is_empty()) {
             path = path.clone().join(part);
         }
         path
     }
 
-    fn relative(&self, location: &ObjectPath) -> String {
+    /// The name of a stored object; `None` on an encrypted remote for what its key
+    /// did not hide (key records, leftovers of an unencrypted push).
+    fn relative(&self, location: &ObjectPath) -> Option<String> {
         let full = location.as_ref();
-        match &self.prefix {
+        let stored = match &self.prefix {
             Some(prefix) => full
                 .strip_prefix(prefix.as_ref())
                 .unwrap_or(full)
                 .trim_start_matches('/')
                 .to_string(),
             None => full.to_string(),
+        };
+        match &self.key {
+            Some(key) => key.reveal(&stored),
+            None => Some(stored),
+        }
+    }
+
+    /// The bytes stored for `name`: sealed on an encrypted remote.
+    fn sealed(&self, name: &str, bytes: Bytes) -> Bytes {
+        match &self.key {
+            Some(key) => Bytes::from(key.seal(name, &bytes)),
+            None => bytes,
+        }
+    }
+
+    /// The plain bytes of `name` as stored; on an encrypted remote, an object that
+    /// does not open with the key is [`RemoteError::Undecryptable`].
+    fn opened(&self, name: &str, bytes: Bytes) -> Result<Bytes, RemoteError> {
+        match &self.key {
+            Some(key) => {
+                key.open(name, &bytes)
+                    .map(Bytes::from)
+                    .ok_or_else(|| RemoteError::Undecryptable {
+                        url: self.place.url.clone(),
+                        name: name.to_string(),
+                    })
+            }
+            None => Ok(bytes),
+        }
+    }
+
+    /// This bucket without its key: the key records, and an unencrypted remote's
+    /// objects while it is converted.
+    pub(crate) fn unkeyed(&self) -> Bucket {
+        Bucket {
+            key: None,
+            ..self.clone()
         }
     }
 
@@ -236,6 +285,7 @@ impl Bucket {
 
     async fn put_new_as_is(&self, name: &str, bytes: Bytes) -> Result<PutOutcome, RemoteError> {
         let path = self.path(name);
+        let bytes = self.sealed(name, bytes);
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -270,6 +320,7 @@ impl Bucket {
     /// Write `name`, replacing what is there (only in this store's own space: the owner
     /// record when its owner moved, a damaged copy of a pack).
     pub(crate) async fn replace(&self, name: &str, bytes: Bytes) -> Result<(), RemoteError> {
+        let bytes = self.sealed(name, bytes);
         let put = async {
             self.store
                 .put(&self.path(name), PutPayload::from_bytes(bytes))
@@ -299,7 +350,8 @@ impl Bucket {
             .get(&self.path(name))
             .await
             .map_err(|e| self.classify(e, name))?;
-        result.bytes().await.map_err(|e| self.classify(e, name))
+        let bytes = result.bytes().await.map_err(|e| self.classify(e, name))?;
+        self.opened(name, bytes)
     }
 
     /// [`Bucket::get`] of an object that may hold at most `limit` bytes: a larger one
@@ -310,6 +362,11 @@ impl Bucket {
             url: self.place.url.clone(),
             name: name.to_string(),
             limit,
+        };
+        let limit = if self.key.is_some() {
+            limit + SEAL_OVERHEAD
+        } else {
+            limit
         };
         let result = self
             .store
@@ -328,7 +385,7 @@ impl Bucket {
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(Bytes::from(bytes))
+        self.opened(name, Bytes::from(bytes))
     }
 
     pub(crate) async fn delete(&self, name: &str) -> Result<(), RemoteError> {
@@ -344,10 +401,17 @@ impl Bucket {
         let mut objects = Vec::new();
         while let Some(item) = listing.next().await {
             match item {
-                Ok(meta) => objects.push(ObjectInfo {
-                    name: self.relative(&meta.location),
-                    size: meta.size,
-                }),
+                Ok(meta) => {
+                    let Some(name) = self.relative(&meta.location) else {
+                        continue;
+                    };
+                    // The plain size: what push compares with the local pack's.
+                    let size = match &self.key {
+                        Some(_) => meta.size.saturating_sub(SEAL_OVERHEAD),
+                        None => meta.size,
+                    };
+                    objects.push(ObjectInfo { name, size });
+                }
                 // An empty local directory that does not exist yet lists as nothing.
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(e) => return Err(self.classify(e, dir)),
@@ -507,8 +571,32 @@ impl Client {
                     RemoteUrl::File { path } => Some(Arc::new(path.clone())),
                     RemoteUrl::S3 { .. } => None,
                 },
+                key: None,
             },
         })
+    }
+
+    /// From now on, seal and hide everything with `key` (`keys.rs` unlocks it).
+    pub(crate) fn use_key(&mut self, key: RepoKey) {
+        self.bucket.key = Some(Arc::new(key));
+    }
+
+    /// Whether objects are sealed: an encrypted remote is append-only for push.
+    pub(crate) fn is_encrypted(&self) -> bool {
+        self.bucket.key.is_some()
+    }
+
+    /// The remote's key, for `dbguard remote key export|add`.
+    pub(crate) fn key(&self) -> Option<&RepoKey> {
+        self.bucket.key.as_deref()
+    }
+
+    /// The same remote without the key: plain names and bytes.
+    pub(crate) fn unkeyed(&self) -> UnkeyedClient<'_> {
+        UnkeyedClient {
+            client: self,
+            bucket: self.bucket.unkeyed(),
+        }
     }
 
     /// Every object whose name starts with `dir/`.
@@ -568,6 +656,33 @@ impl Client {
                 None => Ok(results),
             }
         })
+    }
+}
+
+/// A [`Client`]'s remote with names and bytes as they are stored: the key records, and
+/// an unencrypted remote's objects while it is converted.
+pub(crate) struct UnkeyedClient<'a> {
+    client: &'a Client,
+    bucket: Bucket,
+}
+
+impl UnkeyedClient<'_> {
+    pub(crate) fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        self.client.runtime.block_on(self.bucket.list(dir))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<Bytes, RemoteError> {
+        self.client.runtime.block_on(self.bucket.get(name))
+    }
+
+    pub(crate) fn put_new(&self, name: &str, bytes: Bytes) -> Result<PutOutcome, RemoteError> {
+        self.client
+            .runtime
+            .block_on(self.bucket.put_new(name, bytes))
+    }
+
+    pub(crate) fn delete(&self, name: &str) -> Result<(), RemoteError> {
+        self.client.runtime.block_on(self.bucket.delete(name))
     }
 }
 

@@ -39,7 +39,8 @@ pub(crate) struct AwsSettings {
     pub(crate) endpoint: Option<String>,
 }
 
-fn env(name: &str) -> Option<String> {
+/// An environment variable that is set and not blank.
+pub(super) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

@@ -1,11 +1,15 @@
 //! Remote object storage for copies of the store: a remote's address (`s3://bucket/prefix`
 //! on AWS or an S3-compatible server, `file:///path` on another disk or NFS), its
 //! settings from git config, and a blocking client over the `object_store` crate that
-//! turns every failure into a [`RemoteError`] a user can act on. What is stored there
+//! turns every failure into a [`RemoteError`] a user can act on; an encrypted remote's
+//! key and how every object is sealed (`crypto.rs`, `keys.rs`). What is stored there
 //! and in which order is the store's business (`store/replica/`).
 
 mod client;
 pub(crate) mod credentials;
+pub(crate) mod crypto;
+pub(crate) mod keys;
+pub(crate) mod secrets;
 
 pub(crate) use client::{Bucket, Client, ObjectInfo, PutOutcome};
 
@@ -85,6 +89,17 @@ pub(crate) struct RemoteSpec {
     pub(crate) region: Option<String>,
     /// The AWS profile whose credentials to use (`AWS_PROFILE` overrides it).
     pub(crate) profile: Option<String>,
+    /// `dbguard.remote.<name>.encrypted`: set by `remote add` (the default) and `remote
+    /// encrypt`; such a remote without keys is refused, never written in plain.
+    #[serde(skip)]
+    pub(crate) encrypted: bool,
+    /// `dbguard.remote.<name>.keyFile`: a key file that opens it (`DBGUARD_KEY_FILE`
+    /// overrides it).
+    #[serde(skip)]
+    pub(crate) key_file: Option<PathBuf>,
+    /// `dbguard.remote.<name>.passwordCommand`: prints its passphrase (for cron).
+    #[serde(skip)]
+    pub(crate) password_command: Option<String>,
 }
 
 fn display<S: serde::Serializer>(url: &RemoteUrl, serializer: S) -> Result<S::Ok, S::Error> {
@@ -134,6 +149,19 @@ pub(crate) enum RemoteError {
         name: String,
         limit: u64,
     },
+    #[error("{url}: the remote is encrypted and {why}")]
+    Locked { url: String, why: String },
+    #[error("{url}: {what} does not open this remote's key")]
+    WrongKey { url: String, what: String },
+    #[error("{url}: the remote should be encrypted but holds no key (nothing under keys/)")]
+    KeysGone { url: String },
+    /// An object of an encrypted remote that its key does not open.
+    #[error("{url}: {name} does not open with the remote's key: it was changed or damaged")]
+    Undecryptable { url: String, name: String },
+    #[error("{url}: the remote holds copies that are not encrypted")]
+    HoldsPlaintext { url: String },
+    #[error("cannot use the key file {path}: {why}")]
+    KeyFile { path: PathBuf, why: String },
 }
 
 impl RemoteError {
@@ -171,7 +199,33 @@ impl RemoteError {
                  kept (`dbguard verify --remote NAME` checks the whole remote)"
                     .into(),
             ),
-            RemoteError::Local { .. } | RemoteError::Other { .. } => None,
+            RemoteError::Locked { .. } => Some(format!(
+                "give its passphrase on a terminal, in a file named by {}, or by a command \
+                 (git config dbguard.remote.NAME.passwordCommand); or its key file ({}). \
+                 Without them the remote's copies cannot be read",
+                secrets::PASSWORD_FILE_VAR,
+                secrets::KEY_FILE_VAR
+            )),
+            RemoteError::WrongKey { .. } => Some(
+                "nothing was changed; use a passphrase or key file of this remote \
+                 (`dbguard remote key add` adds one, given one that works)"
+                    .into(),
+            ),
+            RemoteError::KeysGone { .. } => Some(
+                "check the URL and prefix (`dbguard remote list`); if its keys were deleted, \
+                 its copies cannot be read any more: add a new remote"
+                    .into(),
+            ),
+            RemoteError::Undecryptable { .. } => Some(
+                "nothing of it was kept; `dbguard verify --remote NAME` checks the whole remote"
+                    .into(),
+            ),
+            RemoteError::HoldsPlaintext { .. } => Some(
+                "add it with --no-encryption, then `dbguard remote encrypt NAME` converts it".into(),
+            ),
+            RemoteError::Local { .. } | RemoteError::Other { .. } | RemoteError::KeyFile { .. } => {
+                None
+            }
         }
     }
 

@@ -404,8 +404,14 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     assert!(log.stdout.contains("reset --hard"), "{}", log.stdout);
     assert!(log.stdout.contains("<redacted>"), "{}", log.stdout);
     let nas = repo.path("nas");
-    repo.dbguard(["remote", "add", "nas", &format!("file://{}", nas.display())])
-        .ok();
+    repo.dbguard([
+        "remote",
+        "add",
+        "nas",
+        &format!("file://{}", nas.display()),
+        "--no-encryption",
+    ])
+    .ok();
     repo.dbguard(["push"]).ok();
     for secret in [HEADER_SECRET, URL_SECRET] {
         for (what, text) in [
@@ -509,7 +515,8 @@ fn fetched_records_naming_paths_outside_the_worktree_are_refused() {
     make_posts_db(&repo.root.join("posts.db"), 500, 20);
     let nas = repo.path("nas");
     let url = format!("file://{}", nas.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     repo.dbguard(["snapshot", "posts.db"]).ok();
     repo.dbguard(["push"]).ok();
     let space = remote_space(&nas);
@@ -521,7 +528,9 @@ fn fetched_records_naming_paths_outside_the_worktree_are_refused() {
     });
 
     let fresh = TestRepo::new();
-    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    fresh
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let fetched = fresh.dbguard(["fetch", "--json"]).assert_no_panic();
     let report = fetched.json();
     let paths: Vec<&str> = report["fetched"]
@@ -562,7 +571,8 @@ fn a_remote_pack_claiming_a_huge_frame_is_refused_within_a_memory_limit() {
     make_posts_db(&repo.root.join("posts.db"), 500, 20);
     let nas = repo.path("nas");
     let url = format!("file://{}", nas.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     repo.dbguard(["snapshot", "posts.db"]).ok();
     repo.dbguard(["push"]).ok();
     let space = remote_space(&nas);
@@ -610,7 +620,9 @@ fn a_remote_pack_claiming_a_huge_frame_is_refused_within_a_memory_limit() {
     .unwrap();
 
     let fresh = TestRepo::new();
-    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    fresh
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     // 1.5 GiB of address space: the runtime, DuckDB and SQLite fit, a 4 GiB buffer does not.
     let mut cmd = fresh.command("sh", &fresh.root);
     cmd.args([
@@ -652,8 +664,14 @@ fn a_file_remote_in_an_existing_directory_is_as_private_as_the_store() {
     let nas = repo.path("nas");
     fs::create_dir_all(&nas).unwrap();
     fs::set_permissions(&nas, fs::Permissions::from_mode(0o755)).unwrap();
-    repo.dbguard(["remote", "add", "nas", &format!("file://{}", nas.display())])
-        .ok();
+    repo.dbguard([
+        "remote",
+        "add",
+        "nas",
+        &format!("file://{}", nas.display()),
+        "--no-encryption",
+    ])
+    .ok();
     repo.dbguard(["snapshot", "posts.db"]).ok();
     repo.dbguard(["push"]).ok();
     let mut checked = 0;

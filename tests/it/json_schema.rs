@@ -385,7 +385,8 @@ fn every_json_command_matches_the_documented_schema() {
     // A file:// remote: listed, pushed to, read back, fetched into a fresh clone, pruned.
     let nas = repo.path("nas");
     let url = format!("file://{}", nas.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let listed = c.check("remote", &repo.dbguard(["remote", "list", "--json"]).ok());
     assert_eq!(listed["remotes"][0]["name"], "nas", "{listed:#}");
     let config = c.check("config", &repo.dbguard(["config", "--json"]).ok());
@@ -398,7 +399,9 @@ fn every_json_command_matches_the_documented_schema() {
         &repo.dbguard(["verify", "--remote", "nas", "--json"]).ok(),
     );
     let fresh = TestRepo::new();
-    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    fresh
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let fetched = c.check("fetch", &fresh.dbguard(["fetch", "--json"]).ok());
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), pushed);
     let remote_pruned = c.check(

@@ -18,6 +18,7 @@ mod output;
 mod packs;
 mod peers;
 mod remote;
+mod remote_crypto;
 mod restore;
 mod restore_faults;
 mod snapshot;

@@ -158,6 +158,8 @@ fn a_database_outside_git_is_snapshotted_restored_exported_pruned_pushed_and_fet
     let server = S3Server::start(&[BUCKET]);
     let creds: Vec<(&str, String)> = server.credentials().to_vec();
     let url = format!("s3://{BUCKET}/crawl");
+    // A plain remote: what this test checks is the store's layout on it (encrypted
+    // remotes: tests/it/remote_crypto.rs).
     let add = [
         "remote",
         "add",
@@ -165,6 +167,7 @@ fn a_database_outside_git_is_snapshotted_restored_exported_pruned_pushed_and_fet
         &url,
         "--endpoint",
         &server.endpoint,
+        "--no-encryption",
     ];
     dbguard_env(&repo, &dir, &creds, &add).ok();
     let pushed = dbguard_env(&repo, &dir, &creds, &["push", "--json"])
@@ -293,7 +296,8 @@ fn the_scheduled_export_line_run_three_times_keeps_the_two_newest_folders_and_pu
     make_posts_db(&db, 300, 8);
     let nas = repo.path("nas");
     let url = format!("file://{}", nas.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     // Installing makes the store, where the line logs (`--print` installs nothing).
     repo.dbguard(["snapshot"]).ok();
     let out = repo.path("exports");
@@ -475,6 +479,8 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     let db = repo.root.join("posts.db");
     make_blob_db(&db, 320);
     let url = format!("s3://{BUCKET}/crawler");
+    // A plain remote: what this test checks is the store's layout on it (encrypted
+    // remotes: tests/it/remote_crypto.rs).
     let add = [
         "remote",
         "add",
@@ -482,6 +488,7 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
         &url,
         "--endpoint",
         &server.endpoint,
+        "--no-encryption",
     ];
     dbguard_env(&repo, &repo.root, &creds, &["install"]).ok();
     let first = dbguard_env(&repo, &repo.root, &creds, &add).ok();
@@ -596,6 +603,7 @@ fn remote_add_without_credentials_warns() {
             "s3://somewhere/x",
             "--endpoint",
             "http://127.0.0.1:9",
+            "--no-encryption",
         ])
         .ok();
     assert!(

@@ -448,8 +448,14 @@ fn uninstall_says_what_it_leaves_and_how_to_remove_it() {
     make_posts_db(&repo.root.join("posts.db"), 100, 20);
     repo.dbguard(["install"]).ok();
     let nas = repo.path("nas");
-    repo.dbguard(["remote", "add", "nas", &format!("file://{}", nas.display())])
-        .ok();
+    repo.dbguard([
+        "remote",
+        "add",
+        "nas",
+        &format!("file://{}", nas.display()),
+        "--no-encryption",
+    ])
+    .ok();
     let run = repo.dbguard(["uninstall"]).ok();
     assert!(
         run.stderr.contains(&format!(

@@ -41,6 +41,7 @@ fn add_s3_remote(repo: &TestRepo, dir: &Path, server: &S3Server, prefix: &str) {
             &url,
             "--endpoint",
             &server.endpoint,
+            "--no-encryption",
         ],
     )
     .ok();
@@ -333,8 +334,16 @@ fn bad_credentials_addresses_and_buckets_are_one_line_errors_and_snapshots_still
             BUCKET
         };
         let url = format!("s3://{bucket}/x");
-        repo.dbguard(["remote", "add", name, &url, "--endpoint", endpoint])
-            .ok();
+        repo.dbguard([
+            "remote",
+            "add",
+            name,
+            &url,
+            "--endpoint",
+            endpoint,
+            "--no-encryption",
+        ])
+        .ok();
         let push = with_env(&repo, &repo.root, env, &["push", name]).fails_with(1);
         assert_clear_error(&push, needle);
         let fetch = with_env(&repo, &repo.root, env, &["fetch", name]).fails_with(1);
@@ -422,6 +431,7 @@ fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out(
             "--endpoint",
             &server.endpoint,
             "--autopush",
+            "--no-encryption",
         ],
     )
     .ok();
@@ -648,7 +658,8 @@ fn a_file_remote_round_trips_and_a_damaged_pack_is_named_not_fetched() {
     let target = repo.path("nas");
     make_posts_db(&repo.root.join("posts.db"), 20_000, 40);
     let url = format!("file://{}", target.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     repo.dbguard(["snapshot", "posts.db"]).ok();
     add_posts(
         &rusqlite::Connection::open(repo.root.join("posts.db")).unwrap(),
@@ -668,7 +679,9 @@ fn a_file_remote_round_trips_and_a_damaged_pack_is_named_not_fetched() {
     repo.dbguard(["verify", "--remote", "nas"]).ok();
 
     let fresh = TestRepo::new();
-    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    fresh
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let fetched = fresh.dbguard(["fetch", "--json"]).ok().json();
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 2, "{fetched}");
     let out = fresh.restore_to(2, "back.db");
@@ -698,7 +711,9 @@ fn a_file_remote_round_trips_and_a_damaged_pack_is_named_not_fetched() {
     assert!(!report["broken"].as_array().unwrap().is_empty(), "{report}");
 
     let other = TestRepo::new();
-    other.dbguard(["remote", "add", "nas", &url]).ok();
+    other
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let refused = other.dbguard(["fetch"]);
     assert!(
         refused.stderr.contains("cannot fetch snapshot"),
@@ -815,7 +830,8 @@ fn push_and_fetch_killed_at_random_points_leave_stores_that_verify_and_finish_la
     repo.dbguard(["snapshot", "blobs.db"]).ok();
     let target = repo.path("nas");
     let url = format!("file://{}", target.display());
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     // A deterministic spread of kill points (ms), from before the first byte to late.
     let delays = [5u64, 40, 90, 160, 260, 400];
     let mut landed = 0;
@@ -837,7 +853,9 @@ fn push_and_fetch_killed_at_random_points_leave_stores_that_verify_and_finish_la
     repo.dbguard(["verify", "--remote", "nas"]).ok();
 
     let fresh = TestRepo::new();
-    fresh.dbguard(["remote", "add", "nas", &url]).ok();
+    fresh
+        .dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     for delay in delays {
         if kill_after(
             &fresh,
@@ -888,10 +906,12 @@ fn another_clones_fetched_snapshots_never_crowd_out_or_stand_for_this_clones_own
         );
         repo.dbguard_in(&clone, ["snapshot", "posts.db"]).ok();
     }
-    repo.dbguard_in(&clone, ["remote", "add", "nas", &url]).ok();
+    repo.dbguard_in(&clone, ["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     repo.dbguard_in(&clone, ["push"]).ok();
 
-    repo.dbguard(["remote", "add", "nas", &url]).ok();
+    repo.dbguard(["remote", "add", "nas", &url, "--no-encryption"])
+        .ok();
     let fetched = repo.dbguard(["fetch", "--json"]).ok().json();
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 3, "{fetched}");
 

@@ -239,7 +239,8 @@ fn namespaces(listing: &[ObjectInfo]) -> BTreeMap<String, Namespace> {
 }
 
 /// Download an object that dbguard writes at most `limit` bytes of: `Ok(Err(why))` for
-/// a larger one (damaged, or not dbguard's: reported with the snapshots it spoils),
+/// a larger one or one that does not open with an encrypted remote's key (damaged,
+/// changed, or not dbguard's: reported with the snapshots it spoils),
 /// `Err` when the remote itself fails.
 async fn get_bounded(
     bucket: &Bucket,
@@ -248,7 +249,9 @@ async fn get_bounded(
 ) -> Result<Result<bytes::Bytes, String>, RemoteError> {
     match bucket.get_at_most(name, limit).await {
         Ok(bytes) => Ok(Ok(bytes)),
-        Err(too_large @ RemoteError::TooLarge { .. }) => Ok(Err(too_large.to_string())),
+        Err(damaged @ (RemoteError::TooLarge { .. } | RemoteError::Undecryptable { .. })) => {
+            Ok(Err(damaged.to_string()))
+        }
         Err(e) => Err(e),
     }
 }

@@ -5,6 +5,11 @@
 //! push that was cut short and is run again sends only what is still missing. A pack
 //! that another store's space on the remote holds whole (a fresh clone's snapshots of
 //! data it fetched) is copied there by the server, not sent again.
+//!
+//! To an encrypted remote a push is append-only: it never replaces or deletes an object
+//! (so credentials without `s3:DeleteObject`, or a bucket under Object Lock, do): a moved
+//! clone's owner record stays as it was, a damaged pack is left for `verify --remote`
+//! and `prune --remote`, and records are never rewritten (none predates redaction).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -82,6 +87,8 @@ pub(crate) struct PushReport {
     pub(crate) bytes_sent: u64,
     /// Snapshots not pushed because a pack of theirs went (pruned meanwhile).
     pub(crate) left_out: Vec<i64>,
+    /// Packs of another size on an encrypted (append-only) remote: not replaced.
+    pub(crate) damaged_packs: Vec<String>,
     pub(crate) legacy: Vec<i64>,
     pub(crate) fetched: usize,
 }
@@ -269,7 +276,11 @@ fn claim(client: &Client, plan: &PushPlan, listed: bool) -> Result<(), ReplicaEr
         return Ok(());
     }
     if theirs.host == ours.host && !Path::new(&theirs.store_path).exists() {
-        client.replace(&name, bytes)?;
+        // Append-only: the old record keeps naming a path that is gone, which passes
+        // this same check on every push.
+        if !client.is_encrypted() {
+            client.replace(&name, bytes)?;
+        }
         return Ok(());
     }
     Err(ReplicaError::Claimed {
@@ -302,6 +313,7 @@ pub(crate) fn push(
     // Packs whose index is there are complete on the remote.
     let mut on_remote: HashSet<String> = HashSet::new();
     let mut to_send = Vec::new();
+    let append_only = client.is_encrypted();
     for pack in &plan.packs {
         if present.contains_key(index_object(&plan.store_id, &pack.name).as_str()) {
             on_remote.insert(pack.name.clone());
@@ -310,12 +322,23 @@ pub(crate) fn push(
             let state = match present.get(pack_object(&plan.store_id, &pack.name).as_str()) {
                 None => PackOnRemote::Missing,
                 Some(size) if *size == pack.size => PackOnRemote::Whole,
+                // Never replaced on an append-only remote: its snapshots wait.
+                Some(_) if append_only => {
+                    report.damaged_packs.push(pack.name.clone());
+                    continue;
+                }
                 Some(_) => PackOnRemote::WrongSize,
             };
             to_send.push((pack.clone(), state));
         }
     }
-    let elsewhere = packs_elsewhere(client, plan, &to_send)?;
+    // Encrypted objects are bound to their names (a copy under another name would not
+    // open), so only a plain remote copies a pack another space holds.
+    let elsewhere = if append_only {
+        HashMap::new()
+    } else {
+        packs_elsewhere(client, plan, &to_send)?
+    };
     for (pack, state) in &mut to_send {
         if *state == PackOnRemote::Missing && elsewhere.contains_key(&pack.name) {
             *state = PackOnRemote::Elsewhere;
@@ -387,7 +410,7 @@ pub(crate) fn push(
     for snapshot in &plan.snapshots {
         let object = snapshot_object(&plan.store_id, snapshot.id);
         if present.contains_key(object.as_str()) {
-            if snapshot.rewrite && client.get(&object)? != snapshot.record {
+            if snapshot.rewrite && !append_only && client.get(&object)? != snapshot.record {
                 client.replace(&object, Bytes::from(snapshot.record.clone()))?;
                 report.rewritten.push(snapshot.id);
             } else {
