@@ -32,5 +32,6 @@ pub(crate) mod scan;
 pub(crate) mod store;
 #[doc(hidden)]
 pub mod testing;
+pub(crate) mod text;
 pub(crate) mod timing;
 pub(crate) mod ui;

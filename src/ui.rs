@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub(crate) mod format;
 pub(crate) mod json;
-pub(crate) use format::{
+pub(crate) use crate::text::{
     WorkDone, age, bytes, count, local_time, rows, shell_quote, table, work_line,
 };
 
@@ -108,7 +107,7 @@ impl Ui {
         const PAINTED: [&str; 6] = [
             "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m",
         ];
-        format::escape_controls(text, if self.color { &PAINTED } else { &[] })
+        crate::text::escape_controls(text, if self.color { &PAINTED } else { &[] })
     }
 
     /// Data for scripts and people: stdout.
@@ -118,7 +117,7 @@ impl Ui {
 
     /// JSON for scripts: stdout, with the controls JSON leaves raw escaped as `\uXXXX`.
     pub(crate) fn out_json(&self, json: &str) {
-        write_stdout(format!("{}\n", format::escape_json_controls(json)).as_bytes());
+        write_stdout(format!("{}\n", crate::text::escape_json_controls(json)).as_bytes());
     }
 
     /// Bytes as they are (a completion script, a man page): stdout.
@@ -201,7 +200,7 @@ impl Ui {
     }
 
     /// A spinner whose message says how far the work has got (export, verify: see
-    /// [`format::work_line`]), under the same rules as [`Ui::progress`]: a terminal only,
+    /// [`crate::text::work_line`]), under the same rules as [`Ui::progress`]: a terminal only,
     /// and only after a second.
     pub(crate) fn spinner(&self, message: &str) -> ProgressBar {
         if self.quiet || self.json || !io::stderr().is_terminal() {

@@ -343,11 +343,11 @@ impl Completeness {
             Some(n) => format!(
                 "lacks {n} committed transaction{} ({} of WAL)",
                 if n == 1 { "" } else { "s" },
-                crate::ui::format::bytes(missing.wal_bytes)
+                crate::text::bytes(missing.wal_bytes)
             ),
             None => format!(
                 "lacks the changes in {} of WAL",
-                crate::ui::format::bytes(missing.wal_bytes)
+                crate::text::bytes(missing.wal_bytes)
             ),
         };
         match (missing.since, missing.until) {

@@ -1,5 +1,6 @@
 //! Text for people, with no terminal involved: byte sizes, counts with separators,
-//! aligned tables, ages and local times. Pure, so every layer may use it.
+//! aligned tables, ages and local times, shell quoting, control characters escaped. Pure,
+//! so every layer may use it (a base module; `ui` re-exports it for the layers above).
 
 /// Human byte counts: 1.5 MiB.
 pub(crate) fn bytes(n: u64) -> String {
