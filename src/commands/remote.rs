@@ -233,6 +233,15 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                 &spec,
                 encryption.as_ref().and_then(|(_, opened)| opened.as_ref()),
             );
+            if *autopush && !secrets::opens_unattended(&spec) {
+                // Not silently: every background push would fail into push.log.
+                ui.warn(&format!(
+                    "remote {name} opens only with a typed passphrase, and autopush runs in git hooks where nobody can type it: the background pushes will fail (`dbguard remote list` shows it)"
+                ));
+                ui.hint(&format!(
+                    "give it a key file: dbguard remote key export {name} FILE && git config dbguard.remote.{name}.keyFile FILE (or a password command: git config dbguard.remote.{name}.passwordCommand '…')"
+                ));
+            }
             Ok(())
         }
         Action::Key { action } => run_key(ui, ctx, action),
@@ -349,9 +358,8 @@ fn new_passphrase(spec: &RemoteSpec, for_new_remote: bool) -> Result<Option<Stri
 }
 
 /// `remote add` of an encrypted remote: open its key when it has one (the passphrase or
-/// key file must work), else make one. Returns the line that says which.
-/// Open the remote's key, or make one: what to tell the user, and the client opened with
-/// an existing key (`None` for a new key).
+/// key file must work), else make one. Returns the line that says which, and the client
+/// opened with an existing key (`None` for a new key).
 fn set_up_key(spec: &RemoteSpec) -> Result<(String, Option<Client>), CommandError> {
     let mut client = Client::connect(spec, true)?;
     if keys::has_keys(&client)? {

@@ -23,6 +23,17 @@ pub(crate) fn key_file(spec: &RemoteSpec) -> Option<PathBuf> {
         .or_else(|| spec.key_file.clone())
 }
 
+/// Whether `spec`'s key can be opened with nobody to type a passphrase (git hooks'
+/// background pushes, cron): a key file, a passphrase file or a password command, from
+/// the remote's settings or this environment. Always for an unencrypted remote.
+pub(crate) fn opens_unattended(spec: &RemoteSpec) -> bool {
+    !spec.encrypted
+        || key_file(spec).is_some()
+        || spec.password_command.is_some()
+        || env(PASSWORD_FILE_VAR).is_some()
+        || env(PASSWORD_COMMAND_VAR).is_some()
+}
+
 /// The first line of a passphrase file or command's output, without its line end.
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()

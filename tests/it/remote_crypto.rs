@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dbguard::testing::*;
 
@@ -549,4 +550,64 @@ fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked()
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 1, "{fetched}");
     repo.dbguard(["restore", "ledger.db"]).ok();
     assert_eq!(sqlite_count(&repo.root.join("ledger.db"), TABLE), 2000);
+}
+
+/// Autopush runs in git hooks, where nobody can type a passphrase: `remote add
+/// --autopush` of a remote that only a typed passphrase opens says so at once (the
+/// background pushes would otherwise fail unseen), and the remedy it names works.
+#[test]
+fn autopush_to_a_remote_only_a_typed_passphrase_opens_is_warned_about() {
+    let repo = TestRepo::new();
+    let nas = repo.path("nas");
+    let url = format!("file://{}", nas.display());
+    let mut terminal = repo.on_a_pty(
+        &repo.root,
+        &["dbguard", "remote", "add", "nas", &url, "--autopush"],
+    );
+    terminal.wait_for("New passphrase of remote nas", Duration::from_secs(30));
+    terminal.send("correct horse\n");
+    terminal.wait_for("Again", Duration::from_secs(30));
+    terminal.send("correct horse\n");
+    let (code, shown) = terminal.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains("autopush runs in git hooks where nobody can type it"),
+        "{shown}"
+    );
+    assert!(shown.contains("dbguard remote key export nas"), "{shown}");
+
+    // With a key file named in the remote's settings, nothing is said.
+    let passphrase = passphrase_file(&repo, "nas-pass", "correct horse");
+    let key = repo.path("nas.key");
+    let env = Env {
+        vars: vec![("DBGUARD_PASSWORD_FILE", passphrase.display().to_string())],
+    };
+    run(
+        &repo,
+        &repo.root,
+        &env,
+        &["remote", "key", "export", "nas", key.to_str().unwrap()],
+    )
+    .ok();
+    let other = TestRepo::new();
+    let quiet = run(
+        &other,
+        &other.root,
+        &Env { vars: vec![] },
+        &[
+            "remote",
+            "add",
+            "nas",
+            &url,
+            "--autopush",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(
+        !quiet.stderr.contains("nobody can type it"),
+        "{}",
+        quiet.stderr
+    );
 }
