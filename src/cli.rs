@@ -223,9 +223,12 @@ fn is_git_wrapper(name: &str) -> bool {
 /// an option added there is skipped here too. An unknown option ends the search: clap
 /// then reports it.
 fn wrapper_position(argv: &[OsString]) -> Option<usize> {
-    let command = Cli::command();
+    // Built only when a leading option is there to look up (hooks and `dbguard pull …`
+    // start with the subcommand, and clap builds its own definition again to parse).
+    let command = std::cell::OnceCell::new();
     let option = |matches: &dyn Fn(&clap::Arg) -> bool| {
         command
+            .get_or_init(Cli::command)
             .get_arguments()
             .find(|arg| matches(arg))
             .map(|arg| arg.get_action().takes_values())

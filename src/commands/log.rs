@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::snapshot::{occasion, partial_message};
+use crate::flow::snapshot::{occasion, operation_occasion, partial_message};
 use crate::ui::local_time;
 use crate::ui::{self, Tone, Ui, json};
 
@@ -112,7 +112,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
                     seen.created_at,
                     format!(
                         "{} (unchanged since #{})",
-                        seen_occasion(&seen.operation),
+                        operation_occasion(&seen.operation, "at"),
                         snapshot.id
                     ),
                 ),
@@ -132,15 +132,4 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui.warn(message);
     }
     Ok(())
-}
-
-/// A later command that found the database unchanged: "before git pull", or "at dbguard
-/// export" (a dbguard command took no snapshot of its own; the state was the same).
-fn seen_occasion(operation: &crate::store::OperationInfo) -> String {
-    let command = operation.describe();
-    if command.starts_with("dbguard") {
-        format!("at {command}")
-    } else {
-        format!("before {command}")
-    }
 }

@@ -99,15 +99,19 @@ pub(crate) fn snapshot_all(
 pub(crate) fn occasion(snapshot: &SnapshotInfo) -> String {
     match crate::compare::restored_from(snapshot) {
         Some(from) => format!("restored from #{from}"),
-        None => operation_occasion(&snapshot.operation),
+        None => operation_occasion(&snapshot.operation, "by"),
     }
 }
 
-/// "before git pull" or "by dbguard snapshot".
-fn operation_occasion(operation: &crate::store::OperationInfo) -> String {
+/// "before git pull", or for a dbguard command `dbguard_verb` and it: "by dbguard
+/// snapshot" (it took the snapshot), "at dbguard export" (it found the state unchanged).
+pub(crate) fn operation_occasion(
+    operation: &crate::store::OperationInfo,
+    dbguard_verb: &str,
+) -> String {
     let command = operation.describe();
     if command.starts_with("dbguard") {
-        format!("by {command}")
+        format!("{dbguard_verb} {command}")
     } else {
         format!("before {command}")
     }
