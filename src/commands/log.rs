@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{occasion, operation_occasion, partial_message};
@@ -85,7 +84,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
     // unchanged and refers to it; newest first (operation ids break ties of the clock).
     let mut lines = Vec::new();
     for snapshot in &snapshots {
-        let completeness = Completeness::of_label(&snapshot.consistency);
+        let completeness = &snapshot.completeness;
         let mut rows_cell = ui::count(snapshot.census.total_rows());
         if completeness.partial {
             rows_cell.push_str(" PARTIAL");

@@ -254,6 +254,7 @@ mod tests {
             created_at: crate::clock::now() - chrono::Duration::days(days_ago),
             size: 4096,
             consistency: "online-backup".into(),
+            completeness: Default::default(),
             git_state: "ignored".into(),
             reused: false,
             message: message.map(str::to_string),

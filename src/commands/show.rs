@@ -1,6 +1,5 @@
 //! `dbguard show ID`: one snapshot in full: when, how, what git did, rows per table.
 
-use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::snapshot::{partial_advice, partial_message};
@@ -24,7 +23,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         );
     };
     let snapshot = Context::find_snapshot(&store, &args.id)?;
-    let completeness = Completeness::of_label(&snapshot.consistency);
+    let completeness = &snapshot.completeness;
     if ui.json {
         json::print(ui, &json::Snapshot::from(&snapshot));
         return Ok(());

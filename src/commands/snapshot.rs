@@ -62,7 +62,7 @@ fn quiet_summary(results: &[(DbFile, Result<SnapshotOutcome, CommandError>)]) ->
         .iter()
         .filter_map(|(database, r)| {
             let taken = r.as_ref().ok()?;
-            let completeness = Completeness::of_label(&taken.consistency);
+            let completeness = &taken.completeness;
             completeness.partial.then(|| {
                 format!(
                     "{} #{} {}",
@@ -178,7 +178,7 @@ fn taken(database: &DbFile, outcome: &Result<SnapshotOutcome, CommandError>) -> 
             taken.reused = outcome.reused;
             taken.unchanged = outcome.unchanged_since.is_some();
             taken.consistency = Some(outcome.consistency.clone());
-            taken.completeness = json::Completeness::of_label(&outcome.consistency);
+            taken.completeness = json::Completeness::from(&outcome.completeness);
         }
         Err(error) => taken.error = Some(error.message()),
     }
@@ -197,7 +197,7 @@ fn exit_result(ui: &Ui, results: Vec<SnapshotResult>) -> Result<(), CommandError
         .iter()
         .filter_map(|(database, outcome)| {
             let outcome = outcome.as_ref().ok()?;
-            let completeness = Completeness::of_label(&outcome.consistency);
+            let completeness = outcome.completeness.clone();
             completeness
                 .partial
                 .then(|| (database.path.to_string(), outcome.id, completeness))

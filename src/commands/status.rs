@@ -318,7 +318,7 @@ fn last_snapshot(s: crate::store::SnapshotInfo) -> LastSnapshot {
         path: s.path.clone(),
         taken: s.created_at,
         rows: s.census.total_rows(),
-        completeness: Completeness::of_label(&s.consistency),
+        completeness: s.completeness.clone(),
     }
 }
 

@@ -163,8 +163,8 @@ impl Census {
 }
 
 /// How a snapshot image was taken; shown to users so they know what they are restoring.
-/// The catalog stores [`Consistency::label`]; [`Completeness::of_label`] reads the
-/// structured facts back from that text, so the catalog schema needs no new columns.
+/// The catalog stores [`Consistency::label`] for people and [`Consistency::completeness`]
+/// as typed columns for code (never parsed back out of the label).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Consistency {
     /// SQLite online backup API in one step: a transactionally consistent copy.
@@ -191,23 +191,45 @@ pub(crate) enum Consistency {
 }
 
 /// What a partial copy lacks: the commits in the WAL of the live file at the time.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// (Deserialized from remote snapshot records: every field checked by its type.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Missing {
     /// Committed transactions in the WAL the copy lacks (None: not known).
+    #[serde(default)]
     pub(crate) commits: Option<u64>,
     pub(crate) wal_bytes: u64,
     /// When the WAL was started (the last checkpoint), as far as the file system says.
-    #[serde(serialize_with = "opt_rfc3339")]
+    #[serde(
+        serialize_with = "opt_rfc3339",
+        deserialize_with = "opt_rfc3339_in",
+        default
+    )]
     pub(crate) since: Option<DateTime<Utc>>,
     /// The WAL's last write: the newest missing commit.
-    #[serde(serialize_with = "opt_rfc3339")]
+    #[serde(
+        serialize_with = "opt_rfc3339",
+        deserialize_with = "opt_rfc3339_in",
+        default
+    )]
     pub(crate) until: Option<DateTime<Utc>>,
     /// The process that held the file read-write.
+    #[serde(default)]
     pub(crate) holder_pid: Option<u32>,
 }
 
 fn rfc3339(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn opt_rfc3339_in<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
 }
 
 fn opt_rfc3339<S: serde::Serializer>(
@@ -220,12 +242,35 @@ fn opt_rfc3339<S: serde::Serializer>(
     }
 }
 
-const LIVE_PREFIX: &str = "live-copy as of ";
-const PARTIAL_PREFIX: &str = "partial as of last checkpoint";
-/// The label dbguard before live copies wrote for a main-file-only copy: also partial.
-const OLD_PARTIAL_PREFIX: &str = "as-of-last-checkpoint";
+/// How labels start; `store::catalog::legacy` reads catalogs that only have the label.
+pub(crate) const LIVE_PREFIX: &str = "live-copy as of ";
+pub(crate) const PARTIAL_PREFIX: &str = "partial as of last checkpoint";
 
 impl Consistency {
+    /// The facts code decides on: whether every commit is in the copy, and what is not.
+    pub(crate) fn completeness(&self) -> Completeness {
+        match self {
+            Consistency::LiveCopy {
+                instant, retries, ..
+            } => Completeness {
+                partial: false,
+                instant: Some(*instant),
+                retries: Some(*retries),
+                missing: None,
+            },
+            Consistency::Partial(missing) => Completeness {
+                partial: true,
+                instant: None,
+                retries: None,
+                missing: Some(missing.clone()),
+            },
+            Consistency::OnlineBackup
+            | Consistency::ReadTransaction
+            | Consistency::RolledBackHotJournal
+            | Consistency::LockedCopy => Completeness::default(),
+        }
+    }
+
     pub(crate) fn label(&self) -> String {
         match self {
             Consistency::OnlineBackup => "online-backup".into(),
@@ -264,78 +309,26 @@ impl Consistency {
     }
 }
 
-/// Whether a stored snapshot holds every committed transaction, read from its label.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Whether a stored snapshot holds every committed transaction, and what it lacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Completeness {
     pub(crate) partial: bool,
     /// The instant a live copy stands for (every commit before it is in the snapshot).
     #[serde(
         serialize_with = "opt_rfc3339",
-        skip_serializing_if = "Option::is_none"
+        deserialize_with = "opt_rfc3339_in",
+        skip_serializing_if = "Option::is_none",
+        default
     )]
     pub(crate) instant: Option<DateTime<Utc>>,
     /// Copies that a checkpoint overlapped and that were made again.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub(crate) retries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub(crate) missing: Option<Missing>,
 }
 
-/// The first unsigned number right after `key` in `text`.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(key)? + key.len();
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-fn time_after(text: &str, key: &str) -> Option<DateTime<Utc>> {
-    let at = text.find(key)? + key.len();
-    let word = text[at..].split([' ', ')', ';']).next()?;
-    DateTime::parse_from_rfc3339(word)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 impl Completeness {
-    pub(crate) fn of_label(label: &str) -> Completeness {
-        if label.starts_with(LIVE_PREFIX) {
-            return Completeness {
-                partial: false,
-                instant: time_after(label, LIVE_PREFIX),
-                retries: number_after(label, "; ").map(|n| n as u32),
-                missing: None,
-            };
-        }
-        if label.starts_with(PARTIAL_PREFIX) || label.starts_with(OLD_PARTIAL_PREFIX) {
-            let wal_bytes = number_after(label, "(")
-                .or_else(|| number_after(label, "missing "))
-                .unwrap_or(0);
-            return Completeness {
-                partial: true,
-                instant: None,
-                retries: None,
-                missing: Some(Missing {
-                    commits: number_after(label, "missing "),
-                    wal_bytes,
-                    since: time_after(label, " since "),
-                    until: time_after(label, " until "),
-                    holder_pid: number_after(label, "pid ").map(|n| n as u32),
-                })
-                .map(|mut m| {
-                    // The old label said "missing N WAL bytes": N is bytes, not commits.
-                    if label.starts_with(OLD_PARTIAL_PREFIX) {
-                        m.commits = None;
-                    }
-                    m
-                }),
-            };
-        }
-        Completeness::default()
-    }
-
     /// "missing 12 commits (45.0 KiB of WAL) made since 19:02:11 until 19:40:00".
     pub(crate) fn describe_missing(&self) -> Option<String> {
         let missing = self.missing.as_ref()?;
@@ -481,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn completeness_is_read_back_from_the_stored_label() {
+    fn completeness_says_what_a_copy_lacks() {
         let instant = DateTime::parse_from_rfc3339("2026-12-01T19:50:01.123Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -490,11 +483,10 @@ mod tests {
             retries: 3,
             pid: 4242,
         }
-        .label();
-        let read = Completeness::of_label(&live);
-        assert!(!read.partial);
-        assert_eq!(read.instant, Some(instant));
-        assert_eq!(read.retries, Some(3));
+        .completeness();
+        assert!(!live.partial);
+        assert_eq!(live.instant, Some(instant));
+        assert_eq!(live.retries, Some(3));
         let missing = Missing {
             commits: Some(12),
             wal_bytes: 45678,
@@ -502,16 +494,14 @@ mod tests {
             until: None,
             holder_pid: Some(4242),
         };
-        let read = Completeness::of_label(&Consistency::Partial(missing.clone()).label());
-        assert!(read.partial);
-        assert_eq!(read.missing, Some(missing));
-        // Labels written before live copies existed.
-        let old = Completeness::of_label("as-of-last-checkpoint (missing 900 WAL bytes)");
-        assert!(old.partial);
-        assert_eq!(old.missing.as_ref().unwrap().wal_bytes, 900);
-        assert_eq!(old.missing.as_ref().unwrap().commits, None);
-        assert!(!Completeness::of_label("online-backup").partial);
-        assert!(!Completeness::of_label("locked-copy").partial);
+        let partial = Consistency::Partial(missing.clone()).completeness();
+        assert!(partial.partial);
+        assert_eq!(partial.missing, Some(missing));
+        assert_eq!(
+            Consistency::OnlineBackup.completeness(),
+            Completeness::default()
+        );
+        assert!(!Consistency::LockedCopy.completeness().partial);
     }
 
     #[test]

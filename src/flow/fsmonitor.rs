@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::clock;
-use crate::db::Completeness;
 use crate::error::CommandError;
 use crate::flow::Context;
 use crate::flow::guard::{databases_at_risk, may_write_worktree};
@@ -174,7 +173,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     for (database, outcome) in &results {
         match outcome {
             Ok(taken) => {
-                let completeness = Completeness::of_label(&taken.consistency);
+                let completeness = &taken.completeness;
                 if completeness.partial {
                     not_saved.push(partial_message(
                         taken.id,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use crate::clock;
 use crate::compare;
-use crate::db::Completeness;
 use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::{
@@ -219,7 +218,7 @@ fn snapshot_before(
     let mut failed = Vec::new();
     for (database, outcome) in results {
         match outcome {
-            Ok(outcome) if Completeness::of_label(&outcome.consistency).partial => {
+            Ok(outcome) if outcome.completeness.partial => {
                 let error = partial_refusal(&database, &outcome);
                 failed.push((database, error));
             }
@@ -290,14 +289,17 @@ fn refusal(error: CommandError, argv: &[OsString]) -> CommandError {
 /// Why a partial snapshot is not enough to let git run: which process holds the file,
 /// what the copy lacks, and what the user can do.
 fn partial_refusal(database: &DbFile, outcome: &crate::store::SnapshotOutcome) -> CommandError {
-    let completeness = Completeness::of_label(&outcome.consistency);
-    let pid = completeness.missing.as_ref().and_then(|m| m.holder_pid);
+    let pid = outcome
+        .completeness
+        .missing
+        .as_ref()
+        .and_then(|m| m.holder_pid);
     let holder = pid
         .map(crate::db::duckdb::describe_process)
         .unwrap_or_else(|| "another process".into());
     CommandError::new(format!(
         "only a partial copy could be made while {holder} holds it open for writing: {}; {}",
-        partial_message(outcome.id, database.path.as_str(), &completeness),
+        partial_message(outcome.id, database.path.as_str(), &outcome.completeness),
         partial_advice(pid),
     ))
 }

@@ -142,7 +142,7 @@ pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines:
     if lines == Lines::Every || (!taken.reused && taken.unchanged_since.is_none()) {
         ui.status(&describe(ui, database, taken));
     }
-    let completeness = Completeness::of_label(&taken.consistency);
+    let completeness = &taken.completeness;
     if completeness.partial {
         ui.warn(&partial_message(
             taken.id,

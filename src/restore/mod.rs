@@ -263,6 +263,7 @@ fn record_baseline(
                 kind: snapshot.kind,
                 created_at: clock::now(),
                 consistency: &snapshot.consistency,
+                completeness: &snapshot.completeness,
                 git_state: git_state.as_str(),
                 census: &snapshot.census,
                 reused: false,

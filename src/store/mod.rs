@@ -157,7 +157,10 @@ pub(crate) struct SnapshotOutcome {
     /// `Some(when snapshot `id` was taken)` when the database was unchanged since its
     /// latest snapshot `id`: no new snapshot was recorded, the operation refers to it.
     pub(crate) unchanged_since: Option<DateTime<Utc>>,
+    /// How it was taken, for people.
     pub(crate) consistency: String,
+    /// Whether it holds every commit, for code.
+    pub(crate) completeness: Completeness,
     pub(crate) warning: Option<String>,
 }
 
@@ -609,6 +612,7 @@ impl Store {
                     reused: true,
                     unchanged_since: Some(latest.created_at),
                     consistency: latest.consistency,
+                    completeness: latest.completeness,
                     warning: None,
                 });
             }
@@ -621,6 +625,7 @@ impl Store {
                     kind: request.kind,
                     created_at: started,
                     consistency: &previous.consistency,
+                    completeness: &previous.completeness,
                     git_state: request.git_state,
                     census: &previous.census,
                     reused: true,
@@ -638,6 +643,7 @@ impl Store {
                 reused: true,
                 unchanged_since: None,
                 consistency: previous.consistency,
+                completeness: previous.completeness,
                 warning: None,
             });
         }
@@ -666,6 +672,6 @@ fn same_state(latest: &SnapshotInfo, previous: &SnapshotInfo) -> bool {
     latest.image_id == previous.image_id
         && latest.kind == previous.kind
         && latest.census == previous.census
-        && !Completeness::of_label(&latest.consistency).partial
-        && !Completeness::of_label(&previous.consistency).partial
+        && !latest.completeness.partial
+        && !previous.completeness.partial
 }

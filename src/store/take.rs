@@ -17,7 +17,7 @@ use super::{
     now_ns, stat_signature, write_err,
 };
 use crate::db::sqlite::{StreamFailure, StreamedImage};
-use crate::db::{self, Census, Completeness, Consistency, CopyReport, DbError};
+use crate::db::{self, Census, Consistency, CopyReport, DbError};
 
 /// An image stored in packs, not recorded yet: how it was taken, and what it holds.
 struct TakenImage {
@@ -205,6 +205,7 @@ impl Store {
             None
         };
         let consistency = copied.consistency.label();
+        let completeness = copied.consistency.completeness();
         let worktree = request.worktree.to_string_lossy();
         let stat_cache = chunks_ctime_ns.map(|ctime| (before.text.as_str(), Some(ctime)));
         let mut warning = copied.warning;
@@ -231,8 +232,8 @@ impl Store {
             && latest.image_digest == digest
             && latest.kind == request.kind
             && latest.census == census
-            && !Completeness::of_label(&latest.consistency).partial
-            && !Completeness::of_label(&consistency).partial
+            && !latest.completeness.partial
+            && !completeness.partial
         {
             self.catalog.insert_ref(
                 &request.reference(&worktree, latest.id, started, true),
@@ -246,6 +247,7 @@ impl Store {
                 reused: false,
                 unchanged_since: Some(latest.created_at),
                 consistency: latest.consistency,
+                completeness: latest.completeness,
                 warning,
             });
         }
@@ -258,6 +260,7 @@ impl Store {
                 kind: request.kind,
                 created_at: started,
                 consistency: &consistency,
+                completeness: &completeness,
                 git_state: request.git_state,
                 census: &census,
                 reused: false,
@@ -281,6 +284,7 @@ impl Store {
             reused: false,
             unchanged_since: None,
             consistency,
+            completeness,
             warning,
         })
     }

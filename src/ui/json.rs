@@ -62,12 +62,6 @@ impl From<&db::Completeness> for Completeness {
     }
 }
 
-impl Completeness {
-    pub(crate) fn of_label(consistency: &str) -> Completeness {
-        Completeness::from(&db::Completeness::of_label(consistency))
-    }
-}
-
 /// One snapshot in full: `log` (each entry) and `show`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Snapshot<'a> {
@@ -119,7 +113,7 @@ impl<'a> From<&'a SnapshotInfo> for Snapshot<'a> {
             image_digest: &s.image_digest,
             git_state: &s.git_state,
             consistency: &s.consistency,
-            completeness: Completeness::of_label(&s.consistency),
+            completeness: Completeness::from(&s.completeness),
             reused: s.reused,
             message: s.message.as_deref(),
             operation: &s.operation,
@@ -156,7 +150,7 @@ impl From<&SnapshotInfo> for SnapshotBrief {
             path: s.path.clone(),
             taken_at: time(&s.created_at),
             rows: s.census.total_rows(),
-            completeness: Completeness::of_label(&s.consistency),
+            completeness: Completeness::from(&s.completeness),
         }
     }
 }

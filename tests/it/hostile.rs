@@ -432,8 +432,22 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let leaked = serde_json::json!(["dbguard", "git", "-c", header, "reset", "--hard"]).to_string();
     conn.execute("UPDATE operations SET argv = ?1", [&leaked])
         .unwrap();
-    // Schema 5 had neither the redaction (6) nor `after_loss_of` (7).
-    conn.execute_batch("ALTER TABLE snapshots DROP COLUMN after_loss_of; PRAGMA user_version = 5")
+    // Schema 5 had neither the redaction (6), `after_loss_of` (7) nor the typed
+    // completeness columns (8).
+    let mut older = String::from("ALTER TABLE snapshots DROP COLUMN after_loss_of;");
+    for column in [
+        "partial",
+        "copy_instant",
+        "copy_retries",
+        "missing_commits",
+        "missing_wal_bytes",
+        "missing_since",
+        "missing_until",
+        "holder_pid",
+    ] {
+        older.push_str(&format!(" ALTER TABLE snapshots DROP COLUMN {column};"));
+    }
+    conn.execute_batch(&format!("{older} PRAGMA user_version = 5"))
         .unwrap();
     drop(conn);
     let mut records = 0;
@@ -464,7 +478,7 @@ fn secrets_on_gits_command_line_reach_no_catalog_log_or_remote() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, CATALOG_SCHEMA, "migrated to the current schema");
     drop(conn);
     let pushed = repo.dbguard(["push"]).ok();
     assert!(pushed.stderr.contains("redacted"), "{}", pushed.stderr);

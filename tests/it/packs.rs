@@ -199,8 +199,37 @@ fn a_catalog_of_schema_7_opens_and_migrates() {
         )
         .unwrap();
         conn.execute("DELETE FROM stat_cache", []).unwrap();
+        // Schema 7 kept a partial copy's facts only in this label (what a DuckDB copy
+        // made while a writer held the file said): schema 8 reads them into columns.
+        conn.execute(
+            "UPDATE snapshots SET consistency = 'partial as of last checkpoint: missing 12 \
+             commits (45678 WAL bytes) made since 2026-12-01T19:50:01.123Z (held by pid 4242)' \
+             WHERE id = 1",
+            [],
+        )
+        .unwrap();
     }
     let log = repo.dbguard(["log", "--json"]).ok().json();
+    assert_eq!(version(), CATALOG_SCHEMA, "log migrated the catalog");
+    let first = &log.as_array().unwrap()[2];
+    assert_eq!(first["partial"], true, "{first}");
+    assert_eq!(first["missing"]["commits"], 12, "{first}");
+    assert_eq!(first["missing"]["wal_bytes"], 45678, "{first}");
+    assert_eq!(first["missing"]["holder_pid"], 4242, "{first}");
+    assert_eq!(log[1]["partial"], false, "{log}");
+    let typed: (i64, i64) = rusqlite::Connection::open(&catalog)
+        .unwrap()
+        .query_row(
+            "SELECT partial, missing_commits FROM snapshots WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(typed, (1, 12), "the facts are typed columns now");
+    assert!(
+        repo.dbguard(["log"]).ok().stdout.contains("PARTIAL"),
+        "log marks the partial snapshot"
+    );
     let rows: Vec<(i64, u64)> = log
         .as_array()
         .unwrap()
@@ -223,7 +252,6 @@ fn a_catalog_of_schema_7_opens_and_migrates() {
     drop(conn);
     let new = snapshot_id(&repo, "posts.db");
     assert!(new > 3);
-    assert_eq!(version(), CATALOG_SCHEMA, "the catalog was migrated");
     assert_eq!(
         sqlite_count(&repo.restore_to(new, "v7-new.db"), "posts"),
         2350

@@ -2,8 +2,10 @@
 //! census and the stat cache, and where the bytes are (packs, frames). Packs hold bytes;
 //! the catalog says what they mean.
 
+mod legacy;
 mod packs;
 mod replica;
+pub(crate) use legacy::completeness_of_label;
 pub(crate) use packs::{ImageLayout, ImageRecord, NewImage, PackRecord, Repacked};
 pub(crate) use replica::{Import, ImportedSnapshot};
 
@@ -17,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::db::sqlite::uri;
-use crate::db::{Census, DbKind, SQLITE_SHM, SQLITE_WAL, sidecar_path};
+use crate::db::{Census, Completeness, DbKind, Missing, SQLITE_SHM, SQLITE_WAL, sidecar_path};
 use crate::git::redact::redact_argv;
 
 /// 2: `stat_cache.chunks_ctime_ns` (the newest chunk ctime of the image when the entry was
@@ -33,7 +35,10 @@ use crate::git::redact::redact_argv;
 /// listed in `store_meta` (`redacted_snapshots`) for the next push to rewrite.
 /// 7: `snapshots.after_loss_of`: a state recorded right after git lost rows, which is
 /// never the baseline `status` compares with.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+/// 8: a snapshot's completeness in typed columns (`partial`, `copy_instant`,
+/// `copy_retries`, `missing_*`, `holder_pid`), filled for older snapshots from their
+/// consistency label once (`legacy`); the label stays, for people.
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operations (
@@ -73,7 +78,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
     reused INTEGER NOT NULL DEFAULT 0,
     message TEXT,
     origin TEXT,                   -- NULL: taken here; else fetched: <store id>/<snapshot id>
-    after_loss_of INTEGER          -- NULL: a baseline; else git had just lost rows of this snapshot
+    after_loss_of INTEGER,         -- NULL: a baseline; else git had just lost rows of this snapshot
+    partial INTEGER NOT NULL DEFAULT 0, -- 1: lacks commits the live file's WAL held
+    copy_instant TEXT,             -- live copy: every commit before this instant is in it
+    copy_retries INTEGER,          -- live copy: copies a checkpoint overlapped, made again
+    missing_commits INTEGER,       -- partial: commits it lacks (NULL: not known)
+    missing_wal_bytes INTEGER,     -- partial: the WAL bytes it lacks
+    missing_since TEXT,            -- partial: when that WAL was started
+    missing_until TEXT,            -- partial: the WAL's last write
+    holder_pid INTEGER             -- partial: the process that held the file read-write
 );
 CREATE INDEX IF NOT EXISTS snapshots_path ON snapshots(worktree, path, id);
 CREATE TABLE IF NOT EXISTS snapshot_tables (
@@ -192,7 +205,95 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, "ALTER TABLE snapshots ADD COLUMN origin TEXT;"),
     (6, "ALTER TABLE snapshots ADD COLUMN after_loss_of INTEGER;"),
+    (
+        7,
+        "ALTER TABLE snapshots ADD COLUMN partial INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE snapshots ADD COLUMN copy_instant TEXT; \
+         ALTER TABLE snapshots ADD COLUMN copy_retries INTEGER; \
+         ALTER TABLE snapshots ADD COLUMN missing_commits INTEGER; \
+         ALTER TABLE snapshots ADD COLUMN missing_wal_bytes INTEGER; \
+         ALTER TABLE snapshots ADD COLUMN missing_since TEXT; \
+         ALTER TABLE snapshots ADD COLUMN missing_until TEXT; \
+         ALTER TABLE snapshots ADD COLUMN holder_pid INTEGER;",
+    ),
 ];
+
+/// Migration to schema 8, inside its transaction: each older snapshot's completeness,
+/// read once from its consistency label into the typed columns.
+fn type_completeness(conn: &Connection) -> rusqlite::Result<()> {
+    let labels: Vec<(i64, String)> = {
+        let mut query = conn.prepare("SELECT id, consistency FROM snapshots")?;
+        query
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    for (id, label) in labels {
+        let completeness = legacy::completeness_of_label(&label);
+        if completeness != Completeness::default() {
+            conn.execute(
+                &format!("UPDATE snapshots SET {COMPLETENESS_SET} WHERE id = ?9"),
+                rusqlite::params_from_iter(completeness_params(&completeness, id)),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The completeness columns, in the order [`completeness_params`] gives them and
+/// [`completeness_at`] reads them.
+const COMPLETENESS_COLUMNS: [&str; 8] = [
+    "partial",
+    "copy_instant",
+    "copy_retries",
+    "missing_commits",
+    "missing_wal_bytes",
+    "missing_since",
+    "missing_until",
+    "holder_pid",
+];
+const COMPLETENESS_SET: &str = "partial = ?1, copy_instant = ?2, copy_retries = ?3, \
+     missing_commits = ?4, missing_wal_bytes = ?5, missing_since = ?6, missing_until = ?7, \
+     holder_pid = ?8";
+
+/// [`COMPLETENESS_COLUMNS`]' values, then `last` (the row's id or the next column).
+fn completeness_params(c: &Completeness, last: i64) -> [Box<dyn rusqlite::ToSql + '_>; 9] {
+    let missing = c.missing.as_ref();
+    [
+        Box::new(c.partial),
+        Box::new(c.instant.as_ref().map(ts)),
+        Box::new(c.retries),
+        Box::new(missing.and_then(|m| m.commits).map(|n| n as i64)),
+        Box::new(missing.map(|m| m.wal_bytes as i64)),
+        Box::new(missing.and_then(|m| m.since.as_ref().map(ts))),
+        Box::new(missing.and_then(|m| m.until.as_ref().map(ts))),
+        Box::new(missing.and_then(|m| m.holder_pid)),
+        Box::new(last),
+    ]
+}
+
+/// The completeness columns of a row, starting at column `first` (see
+/// [`COMPLETENESS_COLUMNS`]).
+fn completeness_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Completeness> {
+    let time = |text: Option<String>| text.map(|t| parse_ts(&t));
+    let partial: bool = row.get(first)?;
+    let missing = partial.then(|| -> rusqlite::Result<Missing> {
+        Ok(Missing {
+            commits: row
+                .get::<_, Option<i64>>(first + 3)?
+                .map(|n| n.max(0) as u64),
+            wal_bytes: row.get::<_, Option<i64>>(first + 4)?.unwrap_or(0).max(0) as u64,
+            since: time(row.get(first + 5)?),
+            until: time(row.get(first + 6)?),
+            holder_pid: row.get(first + 7)?,
+        })
+    });
+    Ok(Completeness {
+        partial,
+        instant: time(row.get(first + 1)?),
+        retries: row.get(first + 2)?,
+        missing: missing.transpose()?,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatalogError {
@@ -258,7 +359,11 @@ pub(crate) struct SnapshotInfo {
     #[serde(serialize_with = "rfc3339")]
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) size: u64,
+    /// How it was taken, for people.
     pub(crate) consistency: String,
+    /// Whether it holds every commit, for code (and `--json`).
+    #[serde(skip)]
+    pub(crate) completeness: Completeness,
     pub(crate) git_state: String,
     pub(crate) reused: bool,
     pub(crate) message: Option<String>,
@@ -376,6 +481,7 @@ pub(crate) struct NewSnapshot<'a> {
     pub(crate) kind: DbKind,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) consistency: &'a str,
+    pub(crate) completeness: &'a Completeness,
     pub(crate) git_state: &'a str,
     pub(crate) census: &'a Census,
     pub(crate) reused: bool,
@@ -413,6 +519,13 @@ pub(super) fn insert_snapshot_row(
         ],
     )?;
     let snapshot_id = tx.last_insert_rowid();
+    // The columns' defaults say "complete"; anything else is written next to them.
+    if *snapshot.completeness != Completeness::default() {
+        tx.execute(
+            &format!("UPDATE snapshots SET {COMPLETENESS_SET} WHERE id = ?9"),
+            rusqlite::params_from_iter(completeness_params(snapshot.completeness, snapshot_id)),
+        )?;
+    }
     let mut insert =
         tx.prepare("INSERT INTO snapshot_tables(snapshot_id, name, rows) VALUES (?1, ?2, ?3)")?;
     for (name, rows) in &snapshot.census.tables {
@@ -480,10 +593,18 @@ fn snapshot_select(version: i64) -> String {
     } else {
         "NULL"
     };
+    // Before 8, `row_to_info` reads completeness from the label (`legacy`).
+    let completeness = COMPLETENESS_COLUMNS
+        .map(|column| match version >= 8 {
+            true => format!("s.{column}"),
+            false => "NULL".to_string(),
+        })
+        .join(", ");
     format!(
         "SELECT s.id, s.path, s.worktree, s.kind, s.created_at, i.size, s.consistency, \
          s.git_state, s.reused, s.message, s.schema_hash, i.id, i.digest, \
-         o.id, o.kind, o.argv, o.head_before, o.head_after, o.exit_code, {origin}, {after_loss_of} \
+         o.id, o.kind, o.argv, o.head_before, o.head_after, o.exit_code, {origin}, {after_loss_of}, \
+         {completeness} \
          FROM snapshots s JOIN images i ON i.id = s.image_id JOIN operations o ON o.id = s.operation_id"
     )
 }
@@ -566,11 +687,13 @@ impl Catalog {
             ));
             batch.push_str(&format!(" PRAGMA user_version={SCHEMA_VERSION};"));
             conn.execute_batch(&batch).map_err(fail)?;
-            let migrated = if (1..6).contains(&version) {
-                redact_recorded_argv(&conn)
-            } else {
-                Ok(())
-            };
+            let mut migrated = Ok(());
+            if (1..6).contains(&version) {
+                migrated = migrated.and_then(|()| redact_recorded_argv(&conn));
+            }
+            if (1..8).contains(&version) {
+                migrated = migrated.and_then(|()| type_completeness(&conn));
+            }
             match migrated.and_then(|()| conn.execute_batch("COMMIT")) {
                 Ok(()) => {}
                 Err(e) => {
@@ -921,6 +1044,12 @@ impl Catalog {
     }
 
     fn row_to_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotInfo> {
+        let consistency: String = row.get(6)?;
+        // NULL `partial`: a catalog older than schema 8 opened read-only, not migrated.
+        let completeness = match row.get::<_, Option<bool>>(21)? {
+            Some(_) => completeness_at(row, 21)?,
+            None => legacy::completeness_of_label(&consistency),
+        };
         Ok(SnapshotInfo {
             id: row.get(0)?,
             path: row.get(1)?,
@@ -928,7 +1057,8 @@ impl Catalog {
             kind: DbKind::parse(&row.get::<_, String>(3)?).unwrap_or(DbKind::Sqlite),
             created_at: parse_ts(&row.get::<_, String>(4)?),
             size: row.get::<_, i64>(5)? as u64,
-            consistency: row.get(6)?,
+            consistency,
+            completeness,
             git_state: row.get(7)?,
             reused: row.get(8)?,
             message: row.get(9)?,
@@ -1234,10 +1364,13 @@ mod tests {
             "    size INTEGER NOT NULL\n",
         );
         assert_ne!(without_blocks, v2, "schema 4's image columns are stripped");
-        let without_origin = without_blocks.replace(
-            "    message TEXT,\n    origin TEXT,                   -- NULL: taken here; else fetched: <store id>/<snapshot id>\n    after_loss_of INTEGER          -- NULL: a baseline; else git had just lost rows of this snapshot\n",
-            "    message TEXT\n",
-        );
+        // Every snapshot column after `message` came later (origin: schema 5).
+        let (head, tail) = without_blocks.split_once("    message TEXT,\n").unwrap();
+        let (_, after) = tail
+            .split_once("\n);\nCREATE INDEX IF NOT EXISTS snapshots_path")
+            .unwrap();
+        let without_origin =
+            format!("{head}    message TEXT\n);\nCREATE INDEX IF NOT EXISTS snapshots_path{after}");
         assert_ne!(
             without_origin, without_blocks,
             "schema 5's origin is stripped"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Catalog, CatalogError, NewImage, NewSnapshot, insert_snapshot_row, ts};
-use crate::db::{Census, DbKind};
+use crate::db::{Census, Completeness, DbKind};
 use crate::store::blocks::{FrameInfo, NewFrame};
 use crate::store::packs::FinishedPack;
 
@@ -36,6 +36,7 @@ pub(crate) struct ImportedSnapshot<'a> {
     pub(crate) kind: DbKind,
     pub(crate) created_at: chrono::DateTime<chrono::Utc>,
     pub(crate) consistency: String,
+    pub(crate) completeness: Completeness,
     pub(crate) git_state: String,
     pub(crate) census: Census,
     pub(crate) reused: bool,
@@ -169,6 +170,7 @@ impl Catalog {
                 kind: snapshot.kind,
                 created_at: snapshot.created_at,
                 consistency: &snapshot.consistency,
+                completeness: &snapshot.completeness,
                 git_state: &snapshot.git_state,
                 census: &snapshot.census,
                 reused: snapshot.reused,

@@ -22,7 +22,7 @@ use crate::remote::{Client, RemoteError};
 use crate::store::blocks::{
     FRAME_MAX_PLAIN, Hash, NewFrame, block_count, blocks_digest, encode_manifest,
 };
-use crate::store::catalog::{Import, ImportedSnapshot, NewImage};
+use crate::store::catalog::{self, Import, ImportedSnapshot, NewImage};
 use crate::store::files::{create_private, create_private_dir};
 use crate::store::packs::MAX_PACK_BYTES;
 use crate::store::{Store, StoreError};
@@ -585,6 +585,10 @@ impl FetchPlan {
                         .map(|t| t.with_timezone(&chrono::Utc))
                         .unwrap_or_default(),
                     consistency: record.consistency.clone(),
+                    completeness: record
+                        .completeness
+                        .clone()
+                        .unwrap_or_else(|| catalog::completeness_of_label(&record.consistency)),
                     git_state: record.git_state.clone(),
                     census: Census {
                         tables: record.tables.clone(),

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use super::blocks::{FRAME_MAX_PLAIN, Hash, MAX_BLOCK_SIZE, block_count};
 use super::packs::{FRAME_HEADER_BYTES, MAX_STORED_FRAME};
-use crate::db::DbKind;
+use crate::db::{Completeness, DbKind};
 use crate::git::RepoPath;
 use crate::remote::{Bucket, ObjectInfo, RemoteError};
 
@@ -158,6 +158,9 @@ struct SnapshotRecord {
     kind: String,
     created_at: String,
     consistency: String,
+    /// Absent in records pushed before catalog schema 8: read from `consistency` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completeness: Option<Completeness>,
     git_state: String,
     schema_hash: String,
     reused: bool,
@@ -460,6 +463,7 @@ mod tests {
             kind,
             created_at: "2026-12-07T03:00:00.000Z".into(),
             consistency: "online-backup".into(),
+            completeness: Some(Completeness::default()),
             git_state: "untracked".into(),
             schema_hash: String::new(),
             reused: false,

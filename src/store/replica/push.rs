@@ -173,6 +173,7 @@ impl Store {
                 kind: snapshot.kind.as_str().to_string(),
                 created_at: super::super::catalog::ts(&snapshot.created_at),
                 consistency: snapshot.consistency.clone(),
+                completeness: Some(snapshot.completeness.clone()),
                 git_state: snapshot.git_state.clone(),
                 schema_hash: snapshot.census.schema.clone(),
                 reused: snapshot.reused,
