@@ -582,6 +582,32 @@ mod tests {
         assert_eq!(spaces.len(), 2);
     }
 
+    /// A record pushed before catalog schema 8 has no `completeness`: the fetch reads it
+    /// from the label then. A record's own completeness is checked by its types.
+    #[test]
+    fn records_carry_completeness_and_older_ones_lack_it() {
+        let mut value =
+            serde_json::to_value(record("a.db".into(), "duckdb".into(), 0, 4096)).unwrap();
+        value["completeness"] = serde_json::json!({
+            "partial": true,
+            "missing": {"commits": 3, "wal_bytes": 900, "since": "2026-12-01T19:50:01.123Z",
+                        "until": null, "holder_pid": 77}
+        });
+        let read: SnapshotRecord = parse_json(value.to_string().as_bytes(), "r").unwrap();
+        let missing = read.completeness.unwrap().missing.unwrap();
+        assert_eq!(
+            (missing.commits, missing.wal_bytes, missing.holder_pid),
+            (Some(3), 900, Some(77))
+        );
+        assert!(missing.since.is_some());
+        value["completeness"]["missing"]["since"] = "yesterday".into();
+        let error = parse_json::<SnapshotRecord>(value.to_string().as_bytes(), "r").unwrap_err();
+        assert!(error.contains("not an RFC 3339 time"), "{error}");
+        value.as_object_mut().unwrap().remove("completeness");
+        let older: SnapshotRecord = parse_json(value.to_string().as_bytes(), "r").unwrap();
+        assert!(older.completeness.is_none());
+    }
+
     #[test]
     fn newer_records_are_refused_with_advice() {
         let error = parse_json::<OwnerRecord>(br#"{"format": 9}"#, "store.json").unwrap_err();
