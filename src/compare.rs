@@ -27,6 +27,9 @@ pub(crate) struct Shrink {
     pub(crate) seen_at: chrono::DateTime<chrono::Utc>,
     /// The git command the snapshot was taken before, for the prompt.
     pub(crate) taken_before: String,
+    /// Whether that command was dbguard's own (it took the snapshot, nothing ran after).
+    #[serde(skip)]
+    pub(crate) taken_by_dbguard: bool,
     /// The newest command that found the database unchanged since the snapshot: the
     /// snapshot is also the state right before it.
     pub(crate) still_before: Option<String>,
@@ -45,7 +48,7 @@ impl Shrink {
     /// "taken before `git pull`", or "taken by `dbguard install`" for a snapshot a
     /// dbguard command took on its own (nothing ran after it that it was taken for).
     pub(crate) fn taken(&self) -> String {
-        let verb = if self.taken_before.starts_with("dbguard") {
+        let verb = if self.taken_by_dbguard {
             "by"
         } else {
             "before"
@@ -157,6 +160,7 @@ pub(crate) fn shrink_against(
         taken_at: snapshot.created_at,
         seen_at: snapshot.last_seen(),
         taken_before: snapshot.operation.describe(),
+        taken_by_dbguard: snapshot.operation.is_dbguard_command(),
         still_before: snapshot.unchanged.last().map(|r| r.operation.describe()),
         restored_from: restored_from(snapshot),
         before: snapshot.census.clone(),

@@ -43,7 +43,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         match crate::compare::restored_from(&snapshot) {
             Some(_) => ("after", snapshot.operation.describe()),
             // A dbguard command that took it on its own, or the git command it was for.
-            None if snapshot.operation.describe().starts_with("dbguard") => {
+            None if snapshot.operation.is_dbguard_command() => {
                 ("taken by", snapshot.operation.describe())
             }
             None => ("before", snapshot.operation.describe()),

@@ -110,7 +110,7 @@ pub(crate) fn operation_occasion(
     dbguard_verb: &str,
 ) -> String {
     let command = operation.describe();
-    if command.starts_with("dbguard") {
+    if operation.is_dbguard_command() {
         format!("{dbguard_verb} {command}")
     } else {
         format!("before {command}")

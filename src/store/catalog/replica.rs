@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Catalog, CatalogError, NewImage, NewSnapshot, insert_snapshot_row, ts};
+use super::records::insert_snapshot_row;
+use super::schema::argv_json;
+use super::{Catalog, CatalogError, NewImage, NewSnapshot, ts};
 use crate::db::{Census, Completeness, DbKind};
 use crate::store::blocks::{FrameInfo, NewFrame};
 use crate::store::packs::FinishedPack;
@@ -154,7 +156,7 @@ impl Catalog {
                     ts(&snapshot.created_at),
                     snapshot.operation_kind,
                     // A remote's record may come from a dbguard that kept secrets.
-                    super::argv_json(&snapshot.argv),
+                    argv_json(&snapshot.argv),
                     snapshot.head_before,
                     snapshot.head_after,
                     snapshot.exit_code
