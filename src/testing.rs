@@ -5,6 +5,7 @@
 //! It lives in the library, as git-branchless keeps its `testing.rs`, so that both kinds
 //! of test share it; nothing else in dbguard uses it.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -214,6 +215,20 @@ impl TestRepo {
                 .output()
                 .unwrap(),
         )
+    }
+
+    /// dbguard in `dir` with `env` added to the hermetic environment (credentials,
+    /// DBGUARD_STORE, a passphrase file …).
+    pub fn dbguard_with<K, V>(&self, dir: &Path, env: &[(K, V)], args: &[&str]) -> Run
+    where
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(dbguard_bin(), dir);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        Run::from(cmd.args(args).output().unwrap())
     }
 
     /// `dbguard restore --from ID --to <temp>/<name>`, insisting that it succeeds; the
@@ -488,6 +503,27 @@ impl Run {
         self
     }
 
+    /// Asserts a clear error: the first line of stderr is the error and says `needle`,
+    /// a hint of the command's own follows, nothing panicked.
+    #[track_caller]
+    pub fn is_clear_error(&self, needle: &str) -> &Run {
+        let first = self.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("Error: ") && first.contains(needle),
+            "expected an error line saying {needle:?}:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.hints()
+                .iter()
+                .any(|hint| *hint != crate::error::GENERAL_HINT),
+            "expected a hint of the command's own:\n{}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
     #[track_caller]
     pub fn assert_no_panic(self) -> Run {
         assert!(
@@ -502,6 +538,31 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
     }
+}
+
+/// A SQLite database of `count` random blobs of `blob_bytes` each, in `blobs(id, data)`
+/// (incompressible: it fills packs, and dedup finds nothing inside it).
+pub fn make_blob_db(path: &Path, count: u32, blob_bytes: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+         INSERT INTO blobs(data) SELECT randomblob({blob_bytes}) FROM n;"
+    ))
+    .unwrap();
+}
+
+/// The pack files of the store at `store`: file name → size.
+pub fn pack_files(store: &Path) -> BTreeMap<String, u64> {
+    fs::read_dir(store.join("packs"))
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.ends_with(".pack")
+                .then(|| (name, entry.metadata().unwrap().len()))
+        })
+        .collect()
 }
 
 /// A SQLite database with `posts(id, author, body)` holding `rows` rows of ~`body_len`
@@ -707,7 +768,16 @@ fn http_status(port: u16, method: &str, path: &str, body: &[u8]) -> Option<u16> 
 const APPENDER_KEY: &str = "dbguard-appender";
 const APPENDER_SECRET: &str = "appender-secret-0123";
 
+/// The bucket [`S3Server::with_test_bucket`] creates.
+pub const TEST_BUCKET: &str = "dbguard";
+
 impl S3Server {
+    /// A server with [`TEST_BUCKET`], or `None` (the test skips) where `weed` is not
+    /// installed and DBGUARD_REQUIRE_PEERS is unset.
+    pub fn with_test_bucket() -> Option<S3Server> {
+        S3Server::available().then(|| S3Server::start(&[TEST_BUCKET]))
+    }
+
     /// Whether the server can run here; with `DBGUARD_REQUIRE_PEERS=1` (CI) a missing
     /// `weed` fails the test instead of skipping it.
     pub fn available() -> bool {

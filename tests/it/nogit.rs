@@ -5,13 +5,10 @@
 //! `git clean -fdx`; the README's fresh-clone recipe run as written, with the new
 //! clone's first push sending no pack the bucket already holds.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use dbguard::testing::*;
-
-const BUCKET: &str = "dbguard";
 
 /// A directory outside any git repository, next to `repo`'s worktree, holding a posts.db
 /// of `rows` rows.
@@ -20,15 +17,6 @@ fn plain_dir_with_posts(repo: &TestRepo, name: &str, rows: u64) -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     make_posts_db(&dir.join("posts.db"), rows, 8);
     dir
-}
-
-/// dbguard in `dir` with `env` added.
-fn dbguard_env(repo: &TestRepo, dir: &Path, env: &[(&str, String)], args: &[&str]) -> Run {
-    let mut cmd = repo.command(dbguard_bin(), dir);
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    Run::from(cmd.args(args).output().unwrap())
 }
 
 /// Rows in a Parquet file, read by the parquet crate.
@@ -155,9 +143,9 @@ fn a_database_outside_git_is_snapshotted_restored_exported_pruned_pushed_and_fet
     if !S3Server::available() {
         return;
     }
-    let server = S3Server::start(&[BUCKET]);
+    let server = S3Server::start(&[TEST_BUCKET]);
     let creds: Vec<(&str, String)> = server.credentials().to_vec();
-    let url = format!("s3://{BUCKET}/crawl");
+    let url = format!("s3://{TEST_BUCKET}/crawl");
     // A plain remote: what this test checks is the store's layout on it (encrypted
     // remotes: tests/it/remote_crypto.rs).
     let add = [
@@ -169,8 +157,9 @@ fn a_database_outside_git_is_snapshotted_restored_exported_pruned_pushed_and_fet
         &server.endpoint,
         "--no-encryption",
     ];
-    dbguard_env(&repo, &dir, &creds, &add).ok();
-    let pushed = dbguard_env(&repo, &dir, &creds, &["push", "--json"])
+    repo.dbguard_with(&dir, &creds, &add).ok();
+    let pushed = repo
+        .dbguard_with(&dir, &creds, &["push", "--json"])
         .ok()
         .json();
     assert_eq!(pushed["pushed"].as_array().unwrap().len(), 1, "{pushed}");
@@ -181,15 +170,15 @@ fn a_database_outside_git_is_snapshotted_restored_exported_pruned_pushed_and_fet
     let store_arg = new_store.to_str().unwrap();
     let mut add_there = vec!["--store", store_arg];
     add_there.extend(add);
-    dbguard_env(&repo, &elsewhere, &creds, &add_there).ok();
-    let fetched = dbguard_env(
-        &repo,
-        &elsewhere,
-        &creds,
-        &["--store", store_arg, "fetch", "--json"],
-    )
-    .ok()
-    .json();
+    repo.dbguard_with(&elsewhere, &creds, &add_there).ok();
+    let fetched = repo
+        .dbguard_with(
+            &elsewhere,
+            &creds,
+            &["--store", store_arg, "fetch", "--json"],
+        )
+        .ok()
+        .json();
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 1, "{fetched}");
     assert!(new_store.join("catalog.db").is_file());
     let log = repo
@@ -226,23 +215,23 @@ fn the_store_outside_git_comes_from_the_option_then_the_environment_and_a_reposi
         .ok();
     assert!(option.join("catalog.db").is_file());
     let env = repo.path("by-env");
-    let run = dbguard_env(
-        &repo,
-        &dir,
-        &[("DBGUARD_STORE", env.to_str().unwrap().to_string())],
-        &["snapshot"],
-    )
-    .ok();
+    let run = repo
+        .dbguard_with(
+            &dir,
+            &[("DBGUARD_STORE", env.to_str().unwrap().to_string())],
+            &["snapshot"],
+        )
+        .ok();
     assert!(env.join("catalog.db").is_file(), "{}", run.stderr);
     assert!(user_stores(&repo).is_empty(), "no per-user store was made");
-    let config = dbguard_env(
-        &repo,
-        &dir,
-        &[("DBGUARD_STORE", env.to_str().unwrap().to_string())],
-        &["config", "--json"],
-    )
-    .ok()
-    .json();
+    let config = repo
+        .dbguard_with(
+            &dir,
+            &[("DBGUARD_STORE", env.to_str().unwrap().to_string())],
+            &["config", "--json"],
+        )
+        .ok()
+        .json();
     assert_eq!(config["store"]["source"], "environment", "{config}");
 
     // Inside a repository the store stays where the hooks write.
@@ -411,30 +400,6 @@ fn a_scheduled_snapshot_outside_git_names_its_store() {
     assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
 }
 
-/// A database of `count` random 64 KiB blobs (incompressible: several packs).
-fn make_blob_db(path: &Path, count: u32) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(&format!(
-        "CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
-         INSERT INTO blobs(data) SELECT randomblob(65536) FROM n;"
-    ))
-    .unwrap();
-}
-
-/// Pack files in a store: name → size.
-fn local_packs(store: &Path) -> BTreeMap<String, u64> {
-    fs::read_dir(store.join("packs"))
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            name.ends_with(".pack")
-                .then(|| (name, entry.metadata().unwrap().len()))
-        })
-        .collect()
-}
-
 /// The README's recipe for a fresh clone: the lines of its code block after the comment
 /// that introduces it.
 fn readme_recipe() -> Vec<String> {
@@ -466,7 +431,7 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     if !S3Server::available() {
         return;
     }
-    let server = S3Server::start(&[BUCKET]);
+    let server = S3Server::start(&[TEST_BUCKET]);
     let creds: Vec<(&str, String)> = server.credentials().to_vec();
     let repo = TestRepo::new();
     fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
@@ -477,8 +442,8 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
     repo.git(["push", "-q", "origin", "main"]);
     let db = repo.root.join("posts.db");
-    make_blob_db(&db, 320);
-    let url = format!("s3://{BUCKET}/crawler");
+    make_blob_db(&db, 320, 65536);
+    let url = format!("s3://{TEST_BUCKET}/crawler");
     // A plain remote: what this test checks is the store's layout on it (encrypted
     // remotes: tests/it/remote_crypto.rs).
     let add = [
@@ -490,19 +455,21 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
         &server.endpoint,
         "--no-encryption",
     ];
-    dbguard_env(&repo, &repo.root, &creds, &["install"]).ok();
-    let first = dbguard_env(&repo, &repo.root, &creds, &add).ok();
+    repo.dbguard_with(&repo.root, &creds, &["install"]).ok();
+    let first = repo.dbguard_with(&repo.root, &creds, &add).ok();
     assert!(
         first.stderr.contains("`dbguard push backup`"),
         "{}",
         first.stderr
     );
-    dbguard_env(&repo, &repo.root, &creds, &["snapshot", "posts.db"]).ok();
-    let pushed = dbguard_env(&repo, &repo.root, &creds, &["push", "--json"])
+    repo.dbguard_with(&repo.root, &creds, &["snapshot", "posts.db"])
+        .ok();
+    let pushed = repo
+        .dbguard_with(&repo.root, &creds, &["push", "--json"])
         .ok()
         .json();
     assert!(pushed["packs_sent"].as_u64().unwrap() >= 2, "{pushed}");
-    let first_packs = local_packs(&repo.store());
+    let first_packs = pack_files(&repo.store());
 
     // The clone is deleted; the README's commands, as written, in a new one.
     fs::remove_dir_all(&repo.root).unwrap();
@@ -515,8 +482,8 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
             repo.root.to_str().unwrap(),
         ],
     );
-    dbguard_env(&repo, &repo.root, &creds, &["install"]).ok();
-    let added = dbguard_env(&repo, &repo.root, &creds, &add).ok();
+    repo.dbguard_with(&repo.root, &creds, &["install"]).ok();
+    let added = repo.dbguard_with(&repo.root, &creds, &add).ok();
     assert!(
         added
             .stderr
@@ -524,9 +491,11 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
         "a fresh clone is told to fetch: {}",
         added.stderr
     );
-    dbguard_env(&repo, &repo.root, &creds, &["fetch", "backup"]).ok();
-    dbguard_env(&repo, &repo.root, &creds, &["log"]).ok();
-    dbguard_env(&repo, &repo.root, &creds, &["restore", "posts.db"]).ok();
+    repo.dbguard_with(&repo.root, &creds, &["fetch", "backup"])
+        .ok();
+    repo.dbguard_with(&repo.root, &creds, &["log"]).ok();
+    repo.dbguard_with(&repo.root, &creds, &["restore", "posts.db"])
+        .ok();
     assert_eq!(sqlite_count(&db, "blobs"), 320);
     assert_eq!(quick_check(&db), "ok");
 
@@ -536,12 +505,14 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     conn.execute_batch("INSERT INTO blobs(data) SELECT randomblob(65536) FROM blobs LIMIT 20;")
         .unwrap();
     drop(conn);
-    dbguard_env(&repo, &repo.root, &creds, &["snapshot", "posts.db"]).ok();
-    let before = server.objects(BUCKET, "crawler").len();
-    let second = dbguard_env(&repo, &repo.root, &creds, &["push", "--json"])
+    repo.dbguard_with(&repo.root, &creds, &["snapshot", "posts.db"])
+        .ok();
+    let before = server.objects(TEST_BUCKET, "crawler").len();
+    let second = repo
+        .dbguard_with(&repo.root, &creds, &["push", "--json"])
         .ok()
         .json();
-    let new_packs: u64 = local_packs(&repo.store())
+    let new_packs: u64 = pack_files(&repo.store())
         .iter()
         .filter(|(name, _)| !first_packs.contains_key(*name))
         .map(|(_, size)| size)
@@ -558,8 +529,9 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
         new_packs < first_packs.values().sum::<u64>() / 4,
         "{second}"
     );
-    assert!(server.objects(BUCKET, "crawler").len() > before);
-    dbguard_env(&repo, &repo.root, &creds, &["verify", "--remote", "backup"]).ok();
+    assert!(server.objects(TEST_BUCKET, "crawler").len() > before);
+    repo.dbguard_with(&repo.root, &creds, &["verify", "--remote", "backup"])
+        .ok();
 
     // Its snapshots come back from the bucket whole into yet another store.
     let other = repo.path("other");
@@ -568,8 +540,9 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     let store_arg = store.to_str().unwrap();
     let mut add_other = vec!["--store", store_arg];
     add_other.extend(add);
-    dbguard_env(&repo, &other, &creds, &add_other).ok();
-    dbguard_env(&repo, &other, &creds, &["--store", store_arg, "fetch"]).ok();
+    repo.dbguard_with(&other, &creds, &add_other).ok();
+    repo.dbguard_with(&other, &creds, &["--store", store_arg, "fetch"])
+        .ok();
     let log = repo
         .dbguard_in(&other, ["--store", store_arg, "log", "--json"])
         .ok()

@@ -11,25 +11,13 @@ use std::time::{Duration, Instant};
 
 use dbguard::testing::*;
 
-const BUCKET: &str = "dbguard";
-
-/// dbguard in `dir` with the server's credentials (or none, with `server` = None) and
-/// extra environment.
-fn with_env(repo: &TestRepo, dir: &Path, env: &[(&str, String)], args: &[&str]) -> Run {
-    let mut cmd = repo.command(dbguard_bin(), dir);
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    Run::from(cmd.args(args).output().unwrap())
-}
-
 fn s3(repo: &TestRepo, dir: &Path, server: &S3Server, args: &[&str]) -> Run {
-    with_env(repo, dir, &server.credentials(), args)
+    repo.dbguard_with(dir, &server.credentials(), args)
 }
 
 /// `remote add backup s3://dbguard/<prefix> --endpoint <server>` in `dir`.
 fn add_s3_remote(repo: &TestRepo, dir: &Path, server: &S3Server, prefix: &str) {
-    let url = format!("s3://{BUCKET}/{prefix}");
+    let url = format!("s3://{TEST_BUCKET}/{prefix}");
     s3(
         repo,
         dir,
@@ -47,70 +35,14 @@ fn add_s3_remote(repo: &TestRepo, dir: &Path, server: &S3Server, prefix: &str) {
     .ok();
 }
 
-/// A SeaweedFS server with the test bucket, or `None` (the test skips) where `weed` is
-/// not installed and DBGUARD_REQUIRE_PEERS is unset.
-fn s3_server() -> Option<S3Server> {
-    S3Server::available().then(|| S3Server::start(&[BUCKET]))
-}
-
-/// The first line of stderr is the error, it says `needle`, and a hint follows.
-#[track_caller]
-fn assert_clear_error(run: &Run, needle: &str) {
-    let first = run.stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("Error: "),
-        "not an error line:\n{}",
-        run.stderr
-    );
-    assert!(
-        first.contains(needle),
-        "expected {needle:?} in:\n{}",
-        run.stderr
-    );
-    assert!(
-        run.hints()
-            .iter()
-            .any(|h| *h != dbguard::testing::GENERAL_HINT),
-        "no hint of its own in:\n{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-}
-
-/// The pack files of the store at `store`: name → size.
-fn local_packs(store: &Path) -> BTreeMap<String, u64> {
-    fs::read_dir(store.join("packs"))
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            name.ends_with(".pack")
-                .then(|| (name, entry.metadata().unwrap().len()))
-        })
-        .collect()
-}
-
 /// The objects on the server whose name ends with `suffix`: file name → size.
 fn remote_objects(server: &S3Server, prefix: &str, suffix: &str) -> BTreeMap<String, u64> {
     server
-        .objects(BUCKET, prefix)
+        .objects(TEST_BUCKET, prefix)
         .into_iter()
         .filter(|(name, _)| name.ends_with(suffix))
         .map(|(name, size)| (name.rsplit('/').next().unwrap().to_string(), size))
         .collect()
-}
-
-/// A database of random blobs (incompressible: one pack per 8 MiB).
-fn make_blob_db(path: &Path, megabytes: u64) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch("CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);")
-        .unwrap();
-    conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO blobs(data) SELECT randomblob(100000) FROM n",
-        [megabytes as i64 * 10],
-    )
-    .unwrap();
 }
 
 /// Every blob of a [`make_blob_db`] database, hashed in id order.
@@ -142,7 +74,7 @@ fn repo_with_origin() -> (TestRepo, PathBuf) {
 
 #[test]
 fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let (repo, origin) = repo_with_origin();
@@ -152,7 +84,7 @@ fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
     let push = s3(&repo, &repo.root, &server, &["push", "--json"]).ok();
     let report = push.json();
     assert_eq!(report["pushed"].as_array().unwrap().len(), 1, "{report}");
-    let packs = local_packs(&repo.store());
+    let packs = pack_files(&repo.store());
     assert_eq!(report["packs_sent"], packs.len(), "{report}");
     assert_eq!(
         report["bytes_sent"],
@@ -206,14 +138,14 @@ fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
 
 #[test]
 fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_twice() {
-    let Some(mut server) = s3_server() else {
+    let Some(mut server) = S3Server::with_test_bucket() else {
         return;
     };
     let repo = TestRepo::new();
-    make_blob_db(&repo.root.join("blobs.db"), 120);
+    make_blob_db(&repo.root.join("blobs.db"), 1200, 100_000);
     add_s3_remote(&repo, &repo.root, &server, "big");
     s3(&repo, &repo.root, &server, &["snapshot", "blobs.db"]).ok();
-    let packs = local_packs(&repo.store());
+    let packs = pack_files(&repo.store());
     assert!(packs.len() >= 10, "{packs:?}");
 
     let mut pushing = repo.command(dbguard_bin(), &repo.root);
@@ -231,11 +163,12 @@ fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_tw
     server.kill();
     let cut = Run::from(child.wait_with_output().unwrap());
     assert_ne!(cut.code, 0, "the push outlived its server:\n{}", cut.stderr);
-    assert_clear_error(&cut, "cannot reach");
+    cut.is_clear_error("cannot reach");
 
     server.start_again();
     let before_packs = remote_objects(&server, "big", ".pack");
-    let before_all: BTreeMap<String, u64> = server.objects(BUCKET, "big").into_iter().collect();
+    let before_all: BTreeMap<String, u64> =
+        server.objects(TEST_BUCKET, "big").into_iter().collect();
     assert!(
         before_packs.len() < packs.len(),
         "the push was not cut short: {} of {} packs arrived",
@@ -258,7 +191,7 @@ fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_tw
         packs.values().sum::<u64>() - already,
         "only what was missing was sent: {report}"
     );
-    let after: BTreeMap<String, u64> = server.objects(BUCKET, "big").into_iter().collect();
+    let after: BTreeMap<String, u64> = server.objects(TEST_BUCKET, "big").into_iter().collect();
     for (name, size) in &before_all {
         if name.ends_with(".pack") && packs.get(name.rsplit('/').next().unwrap()) != Some(size) {
             continue;
@@ -293,7 +226,7 @@ fn a_push_cut_short_by_a_dead_server_completes_later_without_sending_anything_tw
 
 #[test]
 fn bad_credentials_addresses_and_buckets_are_one_line_errors_and_snapshots_still_happen() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let repo = TestRepo::new();
@@ -331,7 +264,7 @@ fn bad_credentials_addresses_and_buckets_are_one_line_errors_and_snapshots_still
         let bucket = if name == "nobucket" {
             "no-such-bucket"
         } else {
-            BUCKET
+            TEST_BUCKET
         };
         let url = format!("s3://{bucket}/x");
         repo.dbguard([
@@ -344,16 +277,20 @@ fn bad_credentials_addresses_and_buckets_are_one_line_errors_and_snapshots_still
             "--no-encryption",
         ])
         .ok();
-        let push = with_env(&repo, &repo.root, env, &["push", name]).fails_with(1);
-        assert_clear_error(&push, needle);
-        let fetch = with_env(&repo, &repo.root, env, &["fetch", name]).fails_with(1);
-        assert_clear_error(&fetch, needle);
+        let push = repo
+            .dbguard_with(&repo.root, env, &["push", name])
+            .fails_with(1);
+        push.is_clear_error(needle);
+        let fetch = repo
+            .dbguard_with(&repo.root, env, &["fetch", name])
+            .fails_with(1);
+        fetch.is_clear_error(needle);
         if name == "nobucket" {
             assert!(push.stderr.contains("create the bucket"), "{}", push.stderr);
         }
     }
     // The secret is never printed, whatever failed.
-    let refused = with_env(&repo, &repo.root, &wrong_secret, &["push", "refused"]);
+    let refused = repo.dbguard_with(&repo.root, &wrong_secret, &["push", "refused"]);
     assert!(
         !refused.stderr.contains("not-the-secret"),
         "{}",
@@ -413,12 +350,12 @@ fn wait_for_autopush(repo: &TestRepo) -> serde_json::Value {
 
 #[test]
 fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 2000, 8);
-    let url = format!("s3://{BUCKET}/auto");
+    let url = format!("s3://{TEST_BUCKET}/auto");
     s3(
         &repo,
         &repo.root,
@@ -440,7 +377,7 @@ fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out(
     assert_eq!(status["ok"], true, "{status}");
     assert_eq!(
         remote_objects(&server, "auto", ".pack"),
-        local_packs(&repo.store())
+        pack_files(&repo.store())
     );
     assert!(remote_objects(&server, "auto", ".json").len() >= 2);
 
@@ -486,7 +423,7 @@ fn autopush_sends_each_new_snapshot_in_the_background_and_keeps_credentials_out(
 
 #[test]
 fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let repo = TestRepo::new();
@@ -511,14 +448,14 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
     }
     let clone_store = clone.join(".git/dbguard");
     let theirs_before: Vec<(String, u64)> = server
-        .objects(BUCKET, "shared")
+        .objects(TEST_BUCKET, "shared")
         .into_iter()
         .filter(|(name, _)| !is_in_store_of(&repo.store(), name))
         .collect();
     assert!(theirs_before.len() > 3, "{theirs_before:?}");
 
     // A dry run names the records that would go, and deletes nothing anywhere.
-    let everything_before = server.objects(BUCKET, "shared");
+    let everything_before = server.objects(TEST_BUCKET, "shared");
     let dry = s3(
         &repo,
         &repo.root,
@@ -540,7 +477,7 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
         2,
         "{dry}"
     );
-    assert_eq!(server.objects(BUCKET, "shared"), everything_before);
+    assert_eq!(server.objects(TEST_BUCKET, "shared"), everything_before);
     assert_eq!(
         repo.dbguard(["log", "--json"])
             .ok()
@@ -565,7 +502,7 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
         "{pruned}"
     );
     let theirs_after: Vec<(String, u64)> = server
-        .objects(BUCKET, "shared")
+        .objects(TEST_BUCKET, "shared")
         .into_iter()
         .filter(|(name, _)| !is_in_store_of(&repo.store(), name))
         .collect();
@@ -580,7 +517,7 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
     );
     assert_eq!(
         ours,
-        local_packs(&repo.store()),
+        pack_files(&repo.store()),
         "the remote keeps what the store keeps"
     );
     s3(
@@ -627,7 +564,7 @@ fn two_clones_share_a_bucket_and_prune_touches_only_its_own() {
         .unwrap();
     assert!(copied.success());
     let refused = s3(&repo, &copy, &server, &["push"]).fails_with(1);
-    assert_clear_error(&refused, "");
+    refused.is_clear_error("");
     assert!(
         refused.stderr.contains("--new-identity"),
         "{}",
@@ -748,7 +685,7 @@ fn find_pack(dir: &Path) -> PathBuf {
 fn remote_commands_refuse_bad_names_urls_and_missing_remotes_clearly() {
     let repo = TestRepo::new();
     let no_remote = repo.dbguard(["push"]).fails_with(1);
-    assert_clear_error(&no_remote, "no remote is configured");
+    no_remote.is_clear_error("no remote is configured");
     for (args, needle) in [
         (
             vec!["remote", "add", "a b", "s3://bucket/x"],
@@ -782,7 +719,7 @@ fn remote_commands_refuse_bad_names_urls_and_missing_remotes_clearly() {
         (vec!["verify", "--remote", "nope"], "no remote named"),
     ] {
         let run = repo.dbguard(&args).fails_with(1);
-        assert_clear_error(&run, needle);
+        run.is_clear_error(needle);
     }
     // A remote broken by hand in git config is left out, loudly; local protection stays.
     repo.git(["config", "dbguard.remote.typo.url", "s3:/bucket"]);
@@ -826,7 +763,7 @@ fn kill_after(repo: &TestRepo, dir: &Path, args: &[&str], delay: Duration) -> bo
 #[test]
 fn push_and_fetch_killed_at_random_points_leave_stores_that_verify_and_finish_later() {
     let repo = TestRepo::new();
-    make_blob_db(&repo.root.join("blobs.db"), 48);
+    make_blob_db(&repo.root.join("blobs.db"), 480, 100_000);
     repo.dbguard(["snapshot", "blobs.db"]).ok();
     let target = repo.path("nas");
     let url = format!("file://{}", target.display());

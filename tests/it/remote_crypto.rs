@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use dbguard::testing::*;
 
-const BUCKET: &str = "dbguard";
 const PASSPHRASE: &str = "correct horse battery staple";
 /// A row value and a table name that must never reach the bucket in plain.
 const MARKER: &str = "ledger-entry-7f3a9c51e2d84b06";
@@ -46,40 +45,10 @@ impl Env {
     }
 }
 
-fn run(repo: &TestRepo, dir: &Path, env: &Env, args: &[&str]) -> Run {
-    let mut cmd = repo.command(dbguard_bin(), dir);
-    for (key, value) in &env.vars {
-        cmd.env(key, value);
-    }
-    Run::from(cmd.args(args).output().unwrap())
-}
-
-fn s3_server() -> Option<S3Server> {
-    S3Server::available().then(|| S3Server::start(&[BUCKET]))
-}
-
 fn passphrase_file(repo: &TestRepo, name: &str, text: &str) -> PathBuf {
     let path = repo.path(name);
     fs::write(&path, format!("{text}\n")).unwrap();
     path
-}
-
-/// The first line of stderr is the error, it says `needle`, and a hint follows.
-#[track_caller]
-fn assert_clear_error(run: &Run, needle: &str) {
-    let first = run.stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("Error: "),
-        "not an error line:\n{}",
-        run.stderr
-    );
-    assert!(
-        first.contains(needle),
-        "expected {needle:?} in:\n{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("Hint:"), "no hint in:\n{}", run.stderr);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
 /// A repository ignoring `*.db`, pushed to a bare origin so it can be cloned afresh,
@@ -111,7 +80,7 @@ fn add_remote(
     prefix: &str,
     extra: &[&str],
 ) -> Run {
-    let url = format!("s3://{BUCKET}/{prefix}");
+    let url = format!("s3://{TEST_BUCKET}/{prefix}");
     let mut args = vec![
         "remote",
         "add",
@@ -121,16 +90,16 @@ fn add_remote(
         &server.endpoint,
     ];
     args.extend_from_slice(extra);
-    run(repo, dir, env, &args)
+    repo.dbguard_with(dir, &env.vars, &args)
 }
 
 /// Every object under `prefix`: path → bytes, read from the server's filer.
 fn bucket_bytes(server: &S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
     server
-        .objects(BUCKET, prefix)
+        .objects(TEST_BUCKET, prefix)
         .into_iter()
         .map(|(path, _)| {
-            let bytes = server.object_bytes(BUCKET, &path);
+            let bytes = server.object_bytes(TEST_BUCKET, &path);
             (path, bytes)
         })
         .collect()
@@ -179,7 +148,7 @@ fn clone_afresh(repo: &TestRepo, origin: &Path) {
 
 #[test]
 fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the_key() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let (repo, origin) = repo_with_ledger();
@@ -191,19 +160,20 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
         "{}",
         added.stderr
     );
-    run(&repo, &repo.root, &env, &["snapshot", "ledger.db"]).ok();
-    let pushed = run(&repo, &repo.root, &env, &["push", "--json"])
+    repo.dbguard_with(&repo.root, &env.vars, &["snapshot", "ledger.db"])
+        .ok();
+    let pushed = repo
+        .dbguard_with(&repo.root, &env.vars, &["push", "--json"])
         .ok()
         .json();
     assert_eq!(pushed["pushed"].as_array().unwrap().len(), 1, "{pushed}");
 
     // The same store pushed in plain elsewhere shows what the encrypted copy must not.
     let plain_env = Env::without_passphrase(&server);
-    let url = format!("s3://{BUCKET}/plain");
-    run(
-        &repo,
+    let url = format!("s3://{TEST_BUCKET}/plain");
+    repo.dbguard_with(
         &repo.root,
-        &plain_env,
+        &plain_env.vars,
         &[
             "remote",
             "add",
@@ -215,7 +185,8 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
         ],
     )
     .ok();
-    run(&repo, &repo.root, &plain_env, &["push", "plain"]).ok();
+    repo.dbguard_with(&repo.root, &plain_env.vars, &["push", "plain"])
+        .ok();
     let hashes = pack_hashes(&repo.store());
     assert!(!hashes.is_empty());
     let mut needles = vec![
@@ -253,32 +224,31 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
     let wrong = passphrase_file(&repo, "wrong", "not the passphrase");
     let wrong_env = Env::new(&server, &wrong);
     let refused = add_remote(&repo, &repo.root, &server, &wrong_env, "lab", &[]).fails_with(1);
-    assert_clear_error(&refused, "the passphrase does not open this remote's key");
+    refused.is_clear_error("the passphrase does not open this remote's key");
     let listed = repo.dbguard(["remote", "list"]).ok();
     assert!(!listed.stdout.contains("backup"), "{}", listed.stdout);
     add_remote(&repo, &repo.root, &server, &env, "lab", &[]).ok();
     let before = bucket_bytes(&server, "lab");
-    let missing = run(
-        &repo,
-        &repo.root,
-        &Env::without_passphrase(&server),
-        &["fetch", "backup"],
-    )
-    .fails_with(1);
-    assert_clear_error(
-        &missing,
-        "the remote is encrypted and no passphrase or key file was given",
-    );
-    let bad = run(&repo, &repo.root, &wrong_env, &["fetch", "backup"]).fails_with(1);
-    assert_clear_error(&bad, "does not open this remote's key");
-    let bad_push = run(
-        &repo,
-        &repo.root,
-        &wrong_env,
-        &["verify", "--remote", "backup"],
-    )
-    .fails_with(1);
-    assert_clear_error(&bad_push, "does not open this remote's key");
+    let missing = repo
+        .dbguard_with(
+            &repo.root,
+            &Env::without_passphrase(&server).vars,
+            &["fetch", "backup"],
+        )
+        .fails_with(1);
+    missing.is_clear_error("the remote is encrypted and no passphrase or key file was given");
+    let bad = repo
+        .dbguard_with(&repo.root, &wrong_env.vars, &["fetch", "backup"])
+        .fails_with(1);
+    bad.is_clear_error("does not open this remote's key");
+    let bad_push = repo
+        .dbguard_with(
+            &repo.root,
+            &wrong_env.vars,
+            &["verify", "--remote", "backup"],
+        )
+        .fails_with(1);
+    bad_push.is_clear_error("does not open this remote's key");
     let nothing = repo.dbguard(["log", "--json"]).ok().json();
     assert_eq!(nothing.as_array().unwrap().len(), 0, "{nothing}");
     assert_eq!(
@@ -288,11 +258,13 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
     );
 
     // With the key: every row back.
-    let fetched = run(&repo, &repo.root, &env, &["fetch", "backup", "--json"])
+    let fetched = repo
+        .dbguard_with(&repo.root, &env.vars, &["fetch", "backup", "--json"])
         .ok()
         .json();
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 1, "{fetched}");
-    run(&repo, &repo.root, &env, &["verify", "--remote", "backup"]).ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["verify", "--remote", "backup"])
+        .ok();
     repo.dbguard(["restore", "ledger.db"]).ok();
     let db = repo.root.join("ledger.db");
     assert_eq!(sqlite_count(&db, TABLE), 2000);
@@ -301,10 +273,9 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
     // A key file exported from it opens it without the passphrase; a passwd change
     // retires the old passphrase.
     let key_file = repo.path("lab.key");
-    run(
-        &repo,
+    repo.dbguard_with(
         &repo.root,
-        &env,
+        &env.vars,
         &[
             "remote",
             "key",
@@ -316,31 +287,26 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
     .ok();
     let by_file =
         Env::without_passphrase(&server).with("DBGUARD_KEY_FILE", key_file.display().to_string());
-    run(
-        &repo,
-        &repo.root,
-        &by_file,
-        &["verify", "--remote", "backup"],
-    )
-    .ok();
+    repo.dbguard_with(&repo.root, &by_file.vars, &["verify", "--remote", "backup"])
+        .ok();
     let new_secret = passphrase_file(&repo, "new-passphrase", "a new passphrase");
     let passwd_env = Env::new(&server, &secret).with(
         "DBGUARD_NEW_PASSWORD_FILE",
         new_secret.display().to_string(),
     );
-    run(
-        &repo,
+    repo.dbguard_with(
         &repo.root,
-        &passwd_env,
+        &passwd_env.vars,
         &["remote", "key", "passwd", "backup"],
     )
     .ok();
-    let old = run(&repo, &repo.root, &env, &["verify", "--remote", "backup"]).fails_with(1);
-    assert_clear_error(&old, "does not open");
-    run(
-        &repo,
+    let old = repo
+        .dbguard_with(&repo.root, &env.vars, &["verify", "--remote", "backup"])
+        .fails_with(1);
+    old.is_clear_error("does not open");
+    repo.dbguard_with(
         &repo.root,
-        &Env::new(&server, &new_secret),
+        &Env::new(&server, &new_secret).vars,
         &["verify", "--remote", "backup"],
     )
     .ok();
@@ -348,28 +314,30 @@ fn an_encrypted_push_hides_everything_and_a_fresh_clone_fetches_it_only_with_the
 
 #[test]
 fn a_tampered_object_is_caught_by_verify_and_fetch() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let (repo, origin) = repo_with_ledger();
     let env = Env::new(&server, &passphrase_file(&repo, "passphrase", PASSPHRASE));
     add_remote(&repo, &repo.root, &server, &env, "lab", &[]).ok();
-    run(&repo, &repo.root, &env, &["snapshot", "ledger.db"]).ok();
-    run(&repo, &repo.root, &env, &["push"]).ok();
-    run(&repo, &repo.root, &env, &["verify", "--remote", "backup"]).ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["snapshot", "ledger.db"])
+        .ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["push"]).ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["verify", "--remote", "backup"])
+        .ok();
 
     // One byte of the largest object (a pack) flipped, same size.
-    let objects = server.objects(BUCKET, "lab");
+    let objects = server.objects(TEST_BUCKET, "lab");
     let (largest, _) = objects
         .iter()
         .max_by_key(|(_, size)| *size)
         .unwrap()
         .clone();
-    let mut bytes = server.object_bytes(BUCKET, &largest);
+    let mut bytes = server.object_bytes(TEST_BUCKET, &largest);
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    server.overwrite_object(BUCKET, &largest, &bytes);
-    let verify = run(&repo, &repo.root, &env, &["verify", "--remote", "backup"]);
+    server.overwrite_object(TEST_BUCKET, &largest, &bytes);
+    let verify = repo.dbguard_with(&repo.root, &env.vars, &["verify", "--remote", "backup"]);
     assert_ne!(
         verify.code, 0,
         "verify passed a tampered pack:\n{}",
@@ -384,7 +352,7 @@ fn a_tampered_object_is_caught_by_verify_and_fetch() {
     );
     clone_afresh(&repo, &origin);
     add_remote(&repo, &repo.root, &server, &env, "lab", &[]).ok();
-    let fetch = run(&repo, &repo.root, &env, &["fetch", "backup", "--json"]);
+    let fetch = repo.dbguard_with(&repo.root, &env.vars, &["fetch", "backup", "--json"]);
     let both = format!("{}{}", fetch.stdout, fetch.stderr);
     assert!(
         both.contains("does not open with the remote's key"),
@@ -400,10 +368,10 @@ fn a_tampered_object_is_caught_by_verify_and_fetch() {
 
 #[test]
 fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delete() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
-    if !server.deny_deletes_to_appender(BUCKET) {
+    if !server.deny_deletes_to_appender(TEST_BUCKET) {
         return;
     }
     let (repo, _origin) = repo_with_ledger();
@@ -414,8 +382,10 @@ fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delet
         appender = appender.with(key, value);
     }
     add_remote(&repo, &repo.root, &server, &appender, "lab", &[]).ok();
-    run(&repo, &repo.root, &appender, &["snapshot", "ledger.db"]).ok();
-    run(&repo, &repo.root, &appender, &["push"]).ok();
+    repo.dbguard_with(&repo.root, &appender.vars, &["snapshot", "ledger.db"])
+        .ok();
+    repo.dbguard_with(&repo.root, &appender.vars, &["push"])
+        .ok();
     let first = bucket_bytes(&server, "lab");
 
     // A second snapshot and two more pushes: everything there before stays, byte for
@@ -424,12 +394,15 @@ fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delet
     conn.execute_batch(&format!("DELETE FROM {TABLE} WHERE id > 1000;"))
         .unwrap();
     drop(conn);
-    run(&repo, &repo.root, &appender, &["snapshot", "ledger.db"]).ok();
-    let second = run(&repo, &repo.root, &appender, &["push", "--json"])
+    repo.dbguard_with(&repo.root, &appender.vars, &["snapshot", "ledger.db"])
+        .ok();
+    let second = repo
+        .dbguard_with(&repo.root, &appender.vars, &["push", "--json"])
         .ok()
         .json();
     assert_eq!(second["pushed"].as_array().unwrap().len(), 1, "{second}");
-    run(&repo, &repo.root, &appender, &["push"]).ok();
+    repo.dbguard_with(&repo.root, &appender.vars, &["push"])
+        .ok();
     let after = bucket_bytes(&server, "lab");
     for (name, bytes) in &first {
         assert_eq!(
@@ -442,13 +415,13 @@ fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delet
 
     // Those credentials cannot delete: prune --remote says so in one line; the
     // owner's credentials can.
-    let refused = run(
-        &repo,
-        &repo.root,
-        &appender,
-        &["prune", "--keep-last", "1", "--remote", "backup"],
-    )
-    .fails_with(1);
+    let refused = repo
+        .dbguard_with(
+            &repo.root,
+            &appender.vars,
+            &["prune", "--keep-last", "1", "--remote", "backup"],
+        )
+        .fails_with(1);
     let error = refused
         .stderr
         .lines()
@@ -465,14 +438,14 @@ fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delet
     for (name, bytes) in &after {
         assert_eq!(refused_after.get(name), Some(bytes), "{name} was deleted");
     }
-    let pruned = run(
-        &repo,
-        &repo.root,
-        &admin,
-        &["prune", "--keep-last", "1", "--remote", "backup", "--json"],
-    )
-    .ok()
-    .json();
+    let pruned = repo
+        .dbguard_with(
+            &repo.root,
+            &admin.vars,
+            &["prune", "--keep-last", "1", "--remote", "backup", "--json"],
+        )
+        .ok()
+        .json();
     assert_eq!(
         pruned["remote"]["snapshot_ids"].as_array().unwrap().len(),
         1,
@@ -483,7 +456,7 @@ fn push_never_deletes_or_overwrites_and_works_with_credentials_that_cannot_delet
 
 #[test]
 fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked() {
-    let Some(server) = s3_server() else {
+    let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
     let (repo, origin) = repo_with_ledger();
@@ -497,10 +470,11 @@ fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked()
         &["--no-encryption"],
     )
     .ok();
-    run(&repo, &repo.root, &env, &["snapshot", "ledger.db"]).ok();
-    run(&repo, &repo.root, &env, &["push"]).ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["snapshot", "ledger.db"])
+        .ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["push"]).ok();
     let plain: Vec<String> = server
-        .objects(BUCKET, "lab")
+        .objects(TEST_BUCKET, "lab")
         .into_iter()
         .map(|(n, _)| n)
         .collect();
@@ -508,16 +482,18 @@ fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked()
 
     // An encrypted remote add over it is refused: it holds plain copies.
     let over = add_remote(&repo, &repo.root, &server, &env, "lab", &[]).fails_with(1);
-    assert_clear_error(&over, "not encrypted");
+    over.is_clear_error("not encrypted");
 
-    let converted = run(&repo, &repo.root, &env, &["remote", "encrypt", "backup"]).ok();
+    let converted = repo
+        .dbguard_with(&repo.root, &env.vars, &["remote", "encrypt", "backup"])
+        .ok();
     assert!(
         converted.stderr.contains("--remove-plaintext"),
         "{}",
         converted.stderr
     );
     let both: Vec<String> = server
-        .objects(BUCKET, "lab")
+        .objects(TEST_BUCKET, "lab")
         .into_iter()
         .map(|(n, _)| n)
         .collect();
@@ -525,10 +501,9 @@ fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked()
         plain.iter().all(|n| both.contains(n)),
         "the plain copies stay until asked"
     );
-    run(
-        &repo,
+    repo.dbguard_with(
         &repo.root,
-        &env,
+        &env.vars,
         &["remote", "encrypt", "backup", "--remove-plaintext"],
     )
     .ok();
@@ -541,10 +516,11 @@ fn an_unencrypted_remote_is_converted_and_its_plain_objects_removed_when_asked()
     assert_eq!(found_in(&after, &[TABLE.to_string()]), Vec::<String>::new());
 
     // New pushes are encrypted, and a fresh clone fetches with the key.
-    run(&repo, &repo.root, &env, &["push"]).ok();
+    repo.dbguard_with(&repo.root, &env.vars, &["push"]).ok();
     clone_afresh(&repo, &origin);
     add_remote(&repo, &repo.root, &server, &env, "lab", &[]).ok();
-    let fetched = run(&repo, &repo.root, &env, &["fetch", "backup", "--json"])
+    let fetched = repo
+        .dbguard_with(&repo.root, &env.vars, &["fetch", "backup", "--json"])
         .ok()
         .json();
     assert_eq!(fetched["fetched"].as_array().unwrap().len(), 1, "{fetched}");
@@ -582,29 +558,28 @@ fn autopush_to_a_remote_only_a_typed_passphrase_opens_is_warned_about() {
     let env = Env {
         vars: vec![("DBGUARD_PASSWORD_FILE", passphrase.display().to_string())],
     };
-    run(
-        &repo,
+    repo.dbguard_with(
         &repo.root,
-        &env,
+        &env.vars,
         &["remote", "key", "export", "nas", key.to_str().unwrap()],
     )
     .ok();
     let other = TestRepo::new();
-    let quiet = run(
-        &other,
-        &other.root,
-        &Env { vars: vec![] },
-        &[
-            "remote",
-            "add",
-            "nas",
-            &url,
-            "--autopush",
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let quiet = other
+        .dbguard_with(
+            &other.root,
+            &[] as &[(&str, &str)],
+            &[
+                "remote",
+                "add",
+                "nas",
+                &url,
+                "--autopush",
+                "--key-file",
+                key.to_str().unwrap(),
+            ],
+        )
+        .ok();
     assert!(
         !quiet.stderr.contains("nobody can type it"),
         "{}",
