@@ -217,6 +217,20 @@ impl TestRepo {
         )
     }
 
+    /// A repository whose `.gitignore` keeps `*.db` out of git, pushed to a bare origin
+    /// (`origin.git` beside it) so that it can be cloned afresh; the origin's path.
+    pub fn ignoring_databases_with_origin() -> (TestRepo, PathBuf) {
+        let repo = TestRepo::new();
+        fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
+        repo.git(["add", ".gitignore"]);
+        repo.git(["commit", "-q", "-m", "ignore databases"]);
+        let origin = repo.path("origin.git");
+        repo.git(["init", "-q", "--bare", origin.to_str().unwrap()]);
+        repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
+        repo.git(["push", "-q", "origin", "main"]);
+        (repo, origin)
+    }
+
     /// dbguard in `dir` with `env` added to the hermetic environment (credentials,
     /// DBGUARD_STORE, a passphrase file …).
     pub fn dbguard_with<K, V>(&self, dir: &Path, env: &[(K, V)], args: &[&str]) -> Run
@@ -550,6 +564,61 @@ pub fn make_blob_db(path: &Path, count: u32, blob_bytes: u32) {
          INSERT INTO blobs(data) SELECT randomblob({blob_bytes}) FROM n;"
     ))
     .unwrap();
+}
+
+/// Run a Python script with arguments, insisting that it succeeds; its stdout.
+pub fn python_out<S: AsRef<OsStr>>(script: &str, args: &[S]) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Run a Python script with arguments; its stdout parsed as JSON.
+pub fn python_json<S: AsRef<OsStr>>(script: &str, args: &[S]) -> serde_json::Value {
+    let out = python_out(script, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("python printed no JSON ({e}):\n{out}"))
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The one file under `dir` whose path ends with `suffix`.
+#[track_caller]
+pub fn find_file(dir: &Path, suffix: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = files_under(dir)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "files ending {suffix} under {}: {found:?}",
+        dir.display()
+    );
+    found.remove(0)
 }
 
 /// The pack files of the store at `store`: file name → size.

@@ -6,32 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dbguard::testing::{Run, TestRepo, dbguard_bin, make_posts_db, python_has};
-
-/// Run dbguard with extra environment variables.
-fn dbguard_env(repo: &TestRepo, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = repo.command(dbguard_bin(), &repo.root);
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    Run::from(cmd.args(args).output().unwrap())
-}
-
-/// Run a Python script with arguments; returns its stdout parsed as JSON.
-fn python_json(script: &str, args: &[&Path]) -> serde_json::Value {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
+use dbguard::testing::*;
 
 /// Reads one Parquet file with pyarrow and with DuckDB, and one JSON Lines file (plain,
 /// gzip or zstd); prints row counts, sum(id) and (author, body) of a few ids from each.
@@ -98,29 +73,6 @@ fn source_summary(db: &Path) -> serde_json::Value {
     serde_json::json!({"rows": rows, "sum": sum, "picked": picked})
 }
 
-/// The one file under `dir` whose name ends with `suffix`.
-fn find_file(dir: &Path, suffix: &str) -> PathBuf {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                found.push(path);
-            }
-        }
-    }
-    assert_eq!(
-        found.len(),
-        1,
-        "files ending {suffix} under {}",
-        dir.display()
-    );
-    found.remove(0)
-}
-
 #[test]
 fn backup_export_both_formats_and_codecs_read_back_with_pyarrow_and_duckdb() {
     assert!(
@@ -167,8 +119,8 @@ fn backup_export_both_formats_and_codecs_read_back_with_pyarrow_and_duckdb() {
 fn backup_export_by_snapshot_id_uses_the_snapshot_time_in_the_path() {
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 100, 10);
-    dbguard_env(
-        &repo,
+    repo.dbguard_with(
+        &repo.root,
         &[("DBGUARD_NOW", "2026-11-21T11:45:00Z")],
         &["snapshot", "posts.db"],
     )
@@ -362,7 +314,12 @@ fn fifteen_rounds(repo: &TestRepo) {
             dbguard::testing::add_posts(&rusqlite::Connection::open(&notes).unwrap(), 10, 50);
         }
         let now = format!("2026-11-01T{round:02}:00:00Z");
-        dbguard_env(repo, &[("DBGUARD_NOW", &now)], &["snapshot", "--quiet"]).ok();
+        repo.dbguard_with(
+            &repo.root,
+            &[("DBGUARD_NOW", &now)],
+            &["snapshot", "--quiet"],
+        )
+        .ok();
     }
 }
 
@@ -375,12 +332,13 @@ fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
     let chunks_before = repo.stored_file_count();
     let later = [("DBGUARD_NOW", "2026-11-02T00:00:00Z")];
 
-    let dry = dbguard_env(
-        &repo,
-        &later,
-        &["prune", "--keep-last", "3", "--dry-run", "--json"],
-    )
-    .ok();
+    let dry = repo
+        .dbguard_with(
+            &repo.root,
+            &later,
+            &["prune", "--keep-last", "3", "--dry-run", "--json"],
+        )
+        .ok();
     assert_eq!(
         catalog_snapshots(&repo),
         before,
@@ -402,7 +360,9 @@ fn backup_prune_keeps_exactly_the_newest_per_path_and_verify_passes() {
     assert_eq!(dry["removed"].as_array().unwrap().len(), 14);
     assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
 
-    let run = dbguard_env(&repo, &later, &["prune", "--keep-last", "3", "--json"]).ok();
+    let run = repo
+        .dbguard_with(&repo.root, &later, &["prune", "--keep-last", "3", "--json"])
+        .ok();
     assert!(
         run.stderr.contains("removed 14 snapshots, kept 6; freed"),
         "{}",
@@ -451,8 +411,8 @@ fn backup_prune_never_removes_the_newest_snapshot_of_a_path() {
     fifteen_rounds(&repo);
     let before = catalog_snapshots(&repo);
     // A month later, "keep what is younger than an hour" matches nothing at all.
-    dbguard_env(
-        &repo,
+    repo.dbguard_with(
+        &repo.root,
         &[("DBGUARD_NOW", "2026-12-01T00:00:00Z")],
         &["prune", "--keep-within", "1h"],
     )
@@ -515,30 +475,38 @@ fn backup_schedule_installs_once_and_removes_only_its_line() {
     let ours = |text: &str| text.lines().filter(|l| l.ends_with(&marker)).count();
 
     // No crontab yet.
-    dbguard_env(&repo, &env, &["schedule"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule"]).ok();
     let text = fs::read_to_string(&table).unwrap();
     assert_eq!(ours(&text), 1, "{text}");
     assert!(text.starts_with("0 */8 * * * cd '"), "{text}");
     assert!(text.contains("snapshot --quiet"), "{text}");
     assert!(text.contains("prune --quiet"), "{text}");
     assert!(text.contains("schedule.log"), "{text}");
-    dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule", "--remove"])
+        .ok();
     assert_eq!(fs::read_to_string(&table).unwrap(), "");
 
     let unrelated = "MAILTO=me@example.com\n15 4 * * * /usr/local/bin/backup --all\n";
     fs::write(&table, unrelated).unwrap();
-    dbguard_env(&repo, &env, &["schedule"]).ok();
-    dbguard_env(&repo, &env, &["schedule"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule"]).ok();
     let text = fs::read_to_string(&table).unwrap();
     assert_eq!(ours(&text), 1, "installed twice:\n{text}");
     assert!(text.starts_with(unrelated), "{text}");
 
-    dbguard_env(&repo, &env, &["schedule", "--every", "weekly"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule", "--every", "weekly"])
+        .ok();
     let text = fs::read_to_string(&table).unwrap();
     assert_eq!(ours(&text), 1, "{text}");
     assert!(text.contains("\n0 3 * * 0 cd '"), "{text}");
 
-    let printed = dbguard_env(&repo, &env, &["schedule", "--every", "daily", "--print"]).ok();
+    let printed = repo
+        .dbguard_with(
+            &repo.root,
+            &env,
+            &["schedule", "--every", "daily", "--print"],
+        )
+        .ok();
     assert!(
         printed.stdout.contains("0 3 * * * cd '"),
         "{}",
@@ -555,9 +523,12 @@ fn backup_schedule_installs_once_and_removes_only_its_line() {
         "--print installed something"
     );
 
-    dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    repo.dbguard_with(&repo.root, &env, &["schedule", "--remove"])
+        .ok();
     assert_eq!(fs::read_to_string(&table).unwrap(), unrelated);
-    let again = dbguard_env(&repo, &env, &["schedule", "--remove"]).ok();
+    let again = repo
+        .dbguard_with(&repo.root, &env, &["schedule", "--remove"])
+        .ok();
     assert!(
         again.stderr.contains("no dbguard schedule"),
         "{}",
@@ -565,15 +536,16 @@ fn backup_schedule_installs_once_and_removes_only_its_line() {
     );
     assert_eq!(fs::read_to_string(&table).unwrap(), unrelated);
 
-    dbguard_env(&repo, &env, &["schedule", "--every", "fortnightly"])
+    repo.dbguard_with(&repo.root, &env, &["schedule", "--every", "fortnightly"])
         .fails_with(1)
         .has_own_hint();
-    let missing = dbguard_env(
-        &repo,
-        &[("DBGUARD_CRONTAB", "/nonexistent/crontab")],
-        &["schedule"],
-    )
-    .fails_with(1);
+    let missing = repo
+        .dbguard_with(
+            &repo.root,
+            &[("DBGUARD_CRONTAB", "/nonexistent/crontab")],
+            &["schedule"],
+        )
+        .fails_with(1);
     assert!(
         missing
             .stderr
@@ -602,7 +574,9 @@ fn backup_schedule_without_cron_says_so_and_prints_the_systemd_timer() {
     let repo = TestRepo::new();
     let bin = path_without_cron(&repo);
     let path = [("PATH", bin.to_str().unwrap())];
-    let run = dbguard_env(&repo, &path, &["schedule", "--every", "daily"]).fails_with(1);
+    let run = repo
+        .dbguard_with(&repo.root, &path, &["schedule", "--every", "daily"])
+        .fails_with(1);
     let first = run.stderr.lines().next().unwrap_or_default();
     assert_eq!(
         first,
@@ -617,7 +591,13 @@ fn backup_schedule_without_cron_says_so_and_prints_the_systemd_timer() {
         run.stderr
     );
     // The timer printed is the one --print gives, for the same cadence.
-    let printed = dbguard_env(&repo, &path, &["schedule", "--every", "daily", "--print"]).ok();
+    let printed = repo
+        .dbguard_with(
+            &repo.root,
+            &path,
+            &["schedule", "--every", "daily", "--print"],
+        )
+        .ok();
     let timer = printed
         .stdout
         .split("# or a systemd user timer:\n")
@@ -626,7 +606,9 @@ fn backup_schedule_without_cron_says_so_and_prints_the_systemd_timer() {
     assert!(run.stdout.ends_with(timer), "{}\n---\n{timer}", run.stdout);
     assert!(run.stdout.contains("OnCalendar="), "{}", run.stdout);
     // Nothing to remove without cron, and it says why.
-    let removed = dbguard_env(&repo, &path, &["schedule", "--remove"]).ok();
+    let removed = repo
+        .dbguard_with(&repo.root, &path, &["schedule", "--remove"])
+        .ok();
     assert!(
         removed.stderr.contains("cron is not installed here"),
         "{}",
@@ -807,8 +789,8 @@ fn backup_scheduled_command_runs_without_a_terminal_and_logs_one_line() {
     let repo = TestRepo::new();
     make_posts_db(&repo.root.join("posts.db"), 500, 20);
     let (script, table) = fake_crontab(repo.tmp.path());
-    dbguard_env(
-        &repo,
+    repo.dbguard_with(
+        &repo.root,
         &[("DBGUARD_CRONTAB", script.to_str().unwrap())],
         &["schedule"],
     )
@@ -833,7 +815,9 @@ fn backup_snapshot_quiet_prints_one_line() {
     make_posts_db(&repo.root.join("posts.db"), 500, 20);
     make_posts_db(&repo.root.join("notes.db"), 50, 20);
     let now = [("DBGUARD_NOW", "2026-11-21T11:45:00Z")];
-    let run = dbguard_env(&repo, &now, &["snapshot", "--quiet"]).ok();
+    let run = repo
+        .dbguard_with(&repo.root, &now, &["snapshot", "--quiet"])
+        .ok();
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
     assert!(
         run.stdout
@@ -842,7 +826,9 @@ fn backup_snapshot_quiet_prints_one_line() {
         run.stdout
     );
     assert_eq!(run.stderr, "");
-    let again = dbguard_env(&repo, &now, &["snapshot", "--quiet"]).ok();
+    let again = repo
+        .dbguard_with(&repo.root, &now, &["snapshot", "--quiet"])
+        .ok();
     assert_eq!(
         again.stdout,
         "2026-11-21T11:45:00Z snapshot: 2 databases, 0 changed, +0 B, complete\n"

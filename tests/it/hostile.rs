@@ -7,24 +7,8 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dbguard::testing::*;
-
-/// Run a Python script with arguments, insisting that it succeeds.
-fn python(script: &str, args: &[&str]) {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A SQLite database holding `users` with three rows: what an attack would destroy.
 fn users_db(path: &Path) {
@@ -84,7 +68,7 @@ duckdb.sql(f"COPY (SELECT range AS a, 'row ' || range AS b FROM range(5)) TO {q(
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
         .collect();
-    python(
+    python_out(
         script,
         &[
             path.to_str().unwrap(),
@@ -257,7 +241,7 @@ for codec in sys.argv[2:]:
     let codecs = ["snappy", "lz4", "gzip", "brotli", "zstd", "none"];
     let mut args = vec![repo.root.to_str().unwrap()];
     args.extend(codecs);
-    python(script, &args);
+    python_out(script, &args);
     for codec in codecs {
         let run = repo
             .dbguard([

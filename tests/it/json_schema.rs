@@ -6,7 +6,7 @@
 //! here must be the same list.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dbguard::testing::*;
 use serde_json::Value;
@@ -185,26 +185,6 @@ fn make_duckdb(path: &Path) {
          CREATE TABLE users(id INTEGER PRIMARY KEY, name VARCHAR); INSERT INTO users VALUES (1, 'ada');",
     )
     .unwrap();
-}
-
-fn find_file(dir: &Path, name: &str) -> PathBuf {
-    walk(dir)
-        .into_iter()
-        .find(|entry| entry.file_name().is_some_and(|n| n == name))
-        .unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]
@@ -442,7 +422,7 @@ fn every_json_command_matches_the_documented_schema() {
 /// The commands whose source prints JSON (`json::print`), by command name.
 fn commands_printing_json() -> BTreeSet<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands");
-    walk(&dir)
+    files_under(&dir)
         .into_iter()
         .filter(|file| {
             std::fs::read_to_string(file)

@@ -26,29 +26,6 @@ fn parquet_rows(path: &Path) -> i64 {
     reader.metadata().file_metadata().num_rows()
 }
 
-/// The one file under `dir` whose path ends with `suffix`.
-fn find_file(dir: &Path, suffix: &str) -> PathBuf {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                found.push(path);
-            }
-        }
-    }
-    assert_eq!(
-        found.len(),
-        1,
-        "{suffix} under {}: {found:?}",
-        dir.display()
-    );
-    found.remove(0)
-}
-
 /// The per-user stores of directories outside git, in this test's home.
 fn user_stores(repo: &TestRepo) -> Vec<PathBuf> {
     let dir = repo.home.join(".local/share/dbguard/stores");
@@ -433,14 +410,7 @@ fn the_readme_fresh_clone_recipe_brings_rows_back_and_the_first_push_sends_no_pa
     }
     let server = S3Server::start(&[TEST_BUCKET]);
     let creds: Vec<(&str, String)> = server.credentials().to_vec();
-    let repo = TestRepo::new();
-    fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
-    repo.git(["add", ".gitignore"]);
-    repo.git(["commit", "-q", "-m", "ignore databases"]);
-    let origin = repo.path("origin.git");
-    repo.git(["init", "-q", "--bare", origin.to_str().unwrap()]);
-    repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
-    repo.git(["push", "-q", "origin", "main"]);
+    let (repo, origin) = TestRepo::ignoring_databases_with_origin();
     let db = repo.root.join("posts.db");
     make_blob_db(&db, 320, 65536);
     let url = format!("s3://{TEST_BUCKET}/crawler");

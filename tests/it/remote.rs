@@ -58,26 +58,12 @@ fn blob_digest(path: &Path) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// A repository whose `.gitignore` keeps posts.db out of git, pushed to a bare origin
-/// (`origin.git` beside it) so that it can be cloned afresh.
-fn repo_with_origin() -> (TestRepo, PathBuf) {
-    let repo = TestRepo::new();
-    fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
-    repo.git(["add", ".gitignore"]);
-    repo.git(["commit", "-q", "-m", "ignore databases"]);
-    let origin = repo.path("origin.git");
-    repo.git(["init", "-q", "--bare", origin.to_str().unwrap()]);
-    repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
-    repo.git(["push", "-q", "origin", "main"]);
-    (repo, origin)
-}
-
 #[test]
 fn a_deleted_clone_comes_back_from_s3_on_a_fresh_clone_with_every_row() {
     let Some(server) = S3Server::with_test_bucket() else {
         return;
     };
-    let (repo, origin) = repo_with_origin();
+    let (repo, origin) = TestRepo::ignoring_databases_with_origin();
     make_posts_db(&repo.root.join("posts.db"), 90_000, 8);
     add_s3_remote(&repo, &repo.root, &server, "crawler");
     s3(&repo, &repo.root, &server, &["snapshot", "posts.db"]).ok();

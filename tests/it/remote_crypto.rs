@@ -54,14 +54,7 @@ fn passphrase_file(repo: &TestRepo, name: &str, text: &str) -> PathBuf {
 /// A repository ignoring `*.db`, pushed to a bare origin so it can be cloned afresh,
 /// with `ledger.db`: a table named [`TABLE`] whose rows hold [`MARKER`].
 fn repo_with_ledger() -> (TestRepo, PathBuf) {
-    let repo = TestRepo::new();
-    fs::write(repo.root.join(".gitignore"), "*.db\n").unwrap();
-    repo.git(["add", ".gitignore"]);
-    repo.git(["commit", "-q", "-m", "ignore databases"]);
-    let origin = repo.path("origin.git");
-    repo.git(["init", "-q", "--bare", origin.to_str().unwrap()]);
-    repo.git(["remote", "add", "origin", origin.to_str().unwrap()]);
-    repo.git(["push", "-q", "origin", "main"]);
+    let (repo, origin) = TestRepo::ignoring_databases_with_origin();
     let conn = rusqlite::Connection::open(repo.root.join("ledger.db")).unwrap();
     conn.execute_batch(&format!(
         "CREATE TABLE {TABLE}(id INTEGER PRIMARY KEY, entry TEXT);
