@@ -88,7 +88,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         let mut rows_cell = ui::count(snapshot.census.total_rows());
         if completeness.partial {
             rows_cell.push_str(" PARTIAL");
-            partial.push(partial_message(snapshot.id, &snapshot.path, &completeness));
+            partial.push(partial_message(snapshot.id, &snapshot.path, completeness));
         }
         let line = |time, before: String| {
             vec![

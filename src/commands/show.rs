@@ -108,7 +108,7 @@ pub(crate) fn run(ui: &Ui, ctx: &Context, args: &Args) -> Result<(), CommandErro
         ui.out(&format!("  {line}"));
     }
     if completeness.partial {
-        ui.warn(&partial_message(snapshot.id, &snapshot.path, &completeness));
+        ui.warn(&partial_message(snapshot.id, &snapshot.path, completeness));
         ui.hint(&partial_advice(
             completeness.missing.as_ref().and_then(|m| m.holder_pid),
         ));

@@ -178,7 +178,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
                     not_saved.push(partial_message(
                         taken.id,
                         database.path.as_str(),
-                        &completeness,
+                        completeness,
                     ));
                 }
                 if database.git.under_version_control() {

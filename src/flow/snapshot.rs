@@ -147,7 +147,7 @@ pub(crate) fn report(ui: &Ui, database: &DbFile, taken: &SnapshotOutcome, lines:
         ui.warn(&partial_message(
             taken.id,
             database.path.as_str(),
-            &completeness,
+            completeness,
         ));
     }
 }
