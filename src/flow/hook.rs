@@ -71,7 +71,18 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
         }
         "pre-rebase" => before(ui, &ctx, "pre-rebase"),
         "reference-transaction" => reference_transaction(ui, &ctx, arg(0)),
-        "pre-commit" => return pre_commit(ui, &ctx),
+        "pre-commit" => {
+            let code = pre_commit(ui, &ctx);
+            // Its shim starts dbguard when the watch file says so (a config change):
+            // looked at now, so the next commits need not start it again.
+            if let Err(error) = refresh_watch(&ctx) {
+                ui.warn(&format!(
+                    "could not update the hooks' watch file: {}",
+                    error.message()
+                ));
+            }
+            return code;
+        }
         _ => Ok(()),
     };
     if let Err(error) = result {
@@ -251,8 +262,9 @@ fn baseline_after(
 /// was unset or set to `false` by hand), the pre-write guard of plain git is gone, and
 /// `dbguard install` may have left out the fallback hooks that do its work without it
 /// ([`hooks::FALLBACK_HOOKS`]): put them back, and say so, once (they are there the next
-/// time). Run by the hooks that start dbguard after the change: pre-commit every time,
-/// the post-* hooks because the watch file lists the config files ([`refresh_watch`]).
+/// time). Run by the post-* and pre-commit hooks, whose `sh` fast path starts dbguard
+/// once after any change of the config files: the watch file lists them
+/// ([`refresh_watch`]).
 /// The config files decide, not this command's `-c core.fsmonitor=false` (libgit2 does
 /// not read `GIT_CONFIG_PARAMETERS`): a one-off bypass changes nothing here.
 fn keep_the_guard(ui: &Ui, ctx: &Context) {
@@ -260,6 +272,16 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
         fsmonitor_setting::setting(&ctx.repo.git),
         Ok(fsmonitor_setting::Setting::Dbguard { .. }) | Err(_)
     ) {
+        return;
+    }
+    // Installed with them (`--no-fsmonitor`), or put back already: no `git rev-parse`
+    // for the hooks directory on every commit. (One deleted since is for the replaced-
+    // hooks notice and `install --status` to tell.)
+    let common_dir = ctx.repo.git.commondir();
+    if hooks::FALLBACK_HOOKS
+        .iter()
+        .all(|hook| hooks::replaced::records_hook(common_dir, hook))
+    {
         return;
     }
     let now = match ctx

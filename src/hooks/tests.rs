@@ -56,7 +56,11 @@ fn shims_are_well_formed_blocks() {
         // The post-* shims carry the fast path, which reads the watch file's format.
         assert!(!s.contains("@fast-path@"), "{hook}");
         let fast_path = format!("= \"{}\" ] && dbguard_run=", watch::HEADER);
-        assert_eq!(s.contains(&fast_path), hook.starts_with("post-"), "{hook}");
+        assert_eq!(
+            s.contains(&fast_path),
+            hook.starts_with("post-") || hook == "pre-commit",
+            "{hook}"
+        );
     }
     assert_eq!(shim("pre-push"), None);
 }
@@ -1154,4 +1158,19 @@ fn a_hooks_path_dbguard_cannot_be_sure_of_is_not_claimed() {
     // Pointing at the directory dbguard installed into is no move.
     repo.git(["config", "core.hooksPath", ".git/hooks"]);
     assert!(replaced::findings(&git_dir).is_empty());
+}
+
+#[test]
+fn the_record_says_whether_install_put_in_the_fallback_hooks() {
+    let (repo, git_dir) = installed_repo();
+    // With core.fsmonitor: not installed, not recorded.
+    assert!(replaced::records_hook(&git_dir, "post-checkout"));
+    for hook in FALLBACK_HOOKS {
+        assert!(!replaced::records_hook(&git_dir, hook), "{hook}");
+    }
+    repo.dbguard(["install", "--no-fsmonitor"]).ok();
+    for hook in FALLBACK_HOOKS {
+        assert!(replaced::records_hook(&git_dir, hook), "{hook}");
+    }
+    assert!(!replaced::records_hook(&git_dir, "post-commit"));
 }

@@ -731,3 +731,64 @@ fn without_a_store_the_post_hooks_start_dbguard_only_once_one_is_made() {
         "the post-checkout hook did not start dbguard"
     );
 }
+
+#[test]
+fn pre_commit_starts_dbguard_only_for_a_staged_file_that_may_be_a_database() {
+    let repo = TestRepo::new();
+    repo.dbguard(["install"]).ok();
+    // A `dbguard` first on PATH that notes each start, then runs the real one.
+    let shadow = repo.path("shadow");
+    fs::create_dir_all(&shadow).unwrap();
+    let starts = repo.path("starts");
+    let real = dbguard_bin();
+    fs::write(
+        shadow.join("dbguard"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(shadow.join("dbguard"), fs::Permissions::from_mode(0o755)).unwrap();
+    // Then dbguard-fsmonitor and git, as the hermetic PATH has them.
+    let path = format!(
+        "{}:{}:{}",
+        shadow.display(),
+        real.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let commit = |message: &str| {
+        Run::from(
+            repo.command("git", &repo.root)
+                .env("PATH", &path)
+                .args(["commit", "-q", "-m", message])
+                .output()
+                .unwrap(),
+        )
+    };
+    // Let the watch file settle past the config written by install.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    plain_git(&repo, &["checkout", "-q", "-b", "side"]);
+    let _ = fs::remove_file(&starts);
+
+    // Text, and a small file with SQLite's header: nothing that can be a database.
+    fs::write(repo.root.join("notes.txt"), vec![b'n'; 4096]).unwrap();
+    fs::write(repo.root.join("tiny.db"), b"SQLite format 3\0").unwrap();
+    repo.git(["add", "notes.txt", "tiny.db"]);
+    let text = commit("text");
+    assert_eq!((text.code, text.stderr.as_str()), (0, ""));
+    assert!(!starts.exists(), "dbguard started for a text commit");
+
+    // A real database staged: dbguard starts and refuses, as before.
+    make_posts_db(&repo.root.join("data.db"), 10, 8);
+    repo.git(["add", "data.db"]);
+    let refused = commit("db");
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("data.db"), "{}", refused.stderr);
+    assert!(
+        fs::read_to_string(&starts)
+            .unwrap()
+            .contains("hook pre-commit")
+    );
+}
