@@ -94,7 +94,7 @@ for i in range(args.runs):
         commit[label].append(run(["git", "commit", "-q", "--no-verify", "-m", f"c{i}"], cwd=work, env=e))
 
 for name, data, goal, per in (("git checkout, no database touched", checkout, 10, 2),
-                              ("local commit (reference-transaction)", commit, 5, 1)):
+                              ("local commit (--no-verify)", commit, 5, 1)):
     p, empty, d = (statistics.median(data[label]) * 1000 / per for label in ("plain", "empty", "dbguard"))
     verdict = "met" if d - p <= goal else "NOT met"
     print(f"{name}: plain {p:5.1f} ms, empty sh hooks {empty:5.1f} ms, dbguard {d:5.1f} ms per command")
