@@ -39,8 +39,11 @@
 //!   reads stdin with `read` and starts dbguard only when a `refs/remotes/*`,
 //!   `ORIG_HEAD` or `refs/stash` line is on it.
 //! * The post-* blocks start with `hooks/fast-path.sh`: it reads the [`watch`] file
-//!   and starts dbguard only when a database dbguard compares (or its WAL, or the
-//!   catalog) changed since dbguard last looked, or is missing.
+//!   and starts dbguard only when a database dbguard compares (or its WAL, the
+//!   catalog, or the git config) changed since dbguard last looked, or is missing.
+//! * `reference-transaction` and `pre-rebase` are installed only while dbguard's
+//!   `core.fsmonitor` hook is off ([`FALLBACK_HOOKS`]): with it, they would do nothing
+//!   but cost a `sh` start per ref update.
 //!
 //! This module never prints; errors carry the paths involved.
 
@@ -60,6 +63,23 @@ pub(crate) const HOOK_NAMES: &[&str] = &[
     "pre-rebase",
     "reference-transaction",
 ];
+
+/// The hooks whose only job is a snapshot before git writes, for when dbguard's
+/// `core.fsmonitor` hook is off: `pre-rebase`, and `reference-transaction` in state
+/// `prepared`. With the fsmonitor hook configured they return at once
+/// (`flow::hook::before`), and yet cost a `/bin/sh` start each: git runs
+/// reference-transaction 8 times per branch checkout and about 5 times per commit, ~1 ms
+/// each, more than the whole budget of issue 28. So `dbguard install` puts them in only
+/// when it did not set `core.fsmonitor` (`--no-fsmonitor`, git's own daemon kept, no
+/// `dbguard-fsmonitor` next to dbguard), removes its block from them when it did, and a
+/// post-* hook puts them back when `core.fsmonitor` stops naming dbguard's program
+/// (`flow::hook::keep_the_guard`).
+pub(crate) const FALLBACK_HOOKS: &[&str] = &["pre-rebase", "reference-transaction"];
+
+/// The hooks installed whatever `core.fsmonitor` is: the comparisons after a checkout,
+/// merge or rewrite, and the commit check.
+pub(crate) const ALWAYS_HOOKS: &[&str] =
+    &["post-checkout", "post-merge", "post-rewrite", "pre-commit"];
 
 /// A copy other hook managers keep of a hook file they take over.
 struct SideCopy {
@@ -656,15 +676,18 @@ fn hook_path(hooks_dir: &Path, hook: &'static str) -> PathBuf {
     hooks_dir.join(hook)
 }
 
-/// Installs (or updates) dbguard's block in every hook of [`HOOK_NAMES`], creating
-/// `hooks_dir` if needed. Files dbguard will not edit are reported as skipped.
-pub(crate) fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, HookError> {
+/// Installs (or updates) dbguard's block in each of `hooks` (names of [`HOOK_NAMES`]),
+/// creating `hooks_dir` if needed. Files dbguard will not edit are reported as skipped.
+pub(crate) fn install(
+    hooks_dir: &Path,
+    hooks: &[&'static str],
+) -> Result<Vec<HookChange<Install>>, HookError> {
     fs::create_dir_all(hooks_dir).map_err(|source| HookError::CreateDir {
         path: hooks_dir.to_path_buf(),
         source,
     })?;
     let mut changes = Vec::new();
-    for &hook in HOOK_NAMES {
+    for &hook in hooks {
         let path = hook_path(hooks_dir, hook);
         let skip = |reason| Install::Skipped {
             reason,
@@ -728,8 +751,17 @@ pub(crate) fn install(hooks_dir: &Path) -> Result<Vec<HookChange<Install>>, Hook
 /// Removes dbguard's block from every hook of [`HOOK_NAMES`]; deletes files dbguard
 /// created when nothing else is left in them.
 pub(crate) fn uninstall(hooks_dir: &Path) -> Result<Vec<HookChange<Uninstall>>, HookError> {
+    remove(hooks_dir, HOOK_NAMES)
+}
+
+/// Removes dbguard's block from each of `hooks` (and from the copies other managers
+/// made of them), as [`uninstall`] does for all of them.
+pub(crate) fn remove(
+    hooks_dir: &Path,
+    hooks: &[&'static str],
+) -> Result<Vec<HookChange<Uninstall>>, HookError> {
     let mut changes = Vec::new();
-    for &hook in HOOK_NAMES {
+    for &hook in hooks {
         let path = hook_path(hooks_dir, hook);
         let outcome = match inspect(&path)? {
             Found::Nothing | Found::NotAFile => Uninstall::NotInstalled,

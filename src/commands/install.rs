@@ -65,7 +65,11 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
     ctx.require_repository("install")?;
     let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
-        show_status(ui, &dir)?;
+        let fsmonitor_guards = matches!(
+            fsmonitor::setting(&ctx.repo.git),
+            Ok(fsmonitor::Setting::Dbguard { .. })
+        );
+        show_status(ui, &dir, fsmonitor_guards)?;
         return show_fsmonitor(ui, ctx);
     }
     if dir.outside_git_dir {
@@ -74,10 +78,75 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             dir.path.display()
         ));
     }
-    let changes = hooks::install(&dir.path).map_err(hook_error)?;
+    let mut changes = hooks::install(&dir.path, hooks::ALWAYS_HOOKS).map_err(hook_error)?;
+    report_installed(ui, &changes);
+    // The pre-write fallback hooks only when core.fsmonitor does not guard (see
+    // hooks::FALLBACK_HOOKS); they are decided even when setting it failed.
+    let fsmonitor = if args.no_fsmonitor {
+        Ok(false)
+    } else {
+        install_fsmonitor(ui, ctx)
+    };
+    if matches!(fsmonitor, Ok(true)) {
+        for change in hooks::remove(&dir.path, hooks::FALLBACK_HOOKS).map_err(hook_error)? {
+            let what = match &change.outcome {
+                Uninstall::Removed | Uninstall::BlockRemoved => "dbguard's block removed",
+                Uninstall::NotInstalled => "",
+                Uninstall::Skipped(reason) => {
+                    ui.warn(&format!(
+                        "{}: dbguard's block left in place (it does nothing while core.fsmonitor is dbguard's): {reason}",
+                        change.path.display()
+                    ));
+                    continue;
+                }
+            };
+            let note = if what.is_empty() {
+                String::new()
+            } else {
+                format!(" ({what})")
+            };
+            ui.status(&format!(
+                "{:<22} not needed: core.fsmonitor snapshots before git writes{note}",
+                change.hook
+            ));
+        }
+    } else {
+        let fallback = hooks::install(&dir.path, hooks::FALLBACK_HOOKS).map_err(hook_error)?;
+        report_installed(ui, &fallback);
+        changes.extend(fallback);
+    }
     if let Err(e) = hooks::replaced::record(&dir.git_dir, &hooks::block_files(&changes)) {
         ui.warn(&format!("could not record which hooks hold dbguard's block ({e}): git will not say when another tool replaces them"));
     }
+    let guarded_before = fsmonitor?;
+    // Baseline: every database now, so the first checkout has something to compare with.
+    let databases = ctx.scanner().scan().databases;
+    if !databases.is_empty() {
+        let mut store = ctx.store()?;
+        let results = snapshot_operation(
+            ui,
+            ctx,
+            &mut store,
+            ("install", &command_line()),
+            &databases,
+            Some("baseline at install"),
+            Lines::Every,
+            &as_before,
+        )?;
+        warn_failures(ui, &results);
+    }
+    for database in databases.iter().filter(|d| d.git.under_version_control()) {
+        version_control_warning(ui, &database.path);
+    }
+    if !guarded_before {
+        ui.hint("to snapshot before `git pull` & co. as well: eval \"$(dbguard init bash)\" in your shell profile");
+    }
+    Ok(())
+}
+
+/// One line per hook that [`hooks::install`] handled; a warning with the line to add by
+/// hand for each file it left alone.
+fn report_installed(ui: &Ui, changes: &[hooks::HookChange<Install>]) {
     for change in changes {
         let what = match &change.outcome {
             Install::Created => "installed".to_string(),
@@ -98,29 +167,6 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
         };
         ui.status(&format!("{:<22} {what}", change.hook));
     }
-    // Baseline: every database now, so the first checkout has something to compare with.
-    let databases = ctx.scanner().scan().databases;
-    if !databases.is_empty() {
-        let mut store = ctx.store()?;
-        let results = snapshot_operation(
-            ui,
-            ctx,
-            &mut store,
-            ("install", &command_line()),
-            &databases,
-            Some("baseline at install"),
-            Lines::Every,
-            &as_before,
-        )?;
-        warn_failures(ui, &results);
-    }
-    for database in databases.iter().filter(|d| d.git.under_version_control()) {
-        version_control_warning(ui, &database.path);
-    }
-    if args.no_fsmonitor || !install_fsmonitor(ui, ctx)? {
-        ui.hint("to snapshot before `git pull` & co. as well: eval \"$(dbguard init bash)\" in your shell profile");
-    }
-    Ok(())
 }
 
 fn fsmonitor_error(error: fsmonitor::FsmonitorError) -> CommandError {
@@ -174,7 +220,13 @@ fn git_version(ctx: &Context) -> Option<(u32, u32)> {
     Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
-fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError> {
+/// Each hook's state; `fsmonitor_guards`: `core.fsmonitor` is dbguard's, so the
+/// fallback hooks are not needed.
+fn show_status(
+    ui: &Ui,
+    hooks_dir: &hooks::HooksDir,
+    fsmonitor_guards: bool,
+) -> Result<(), CommandError> {
     let dir = &hooks_dir.path;
     ui.out(&format!("hooks directory: {}", dir.display()));
     let findings = hooks::replaced::findings(&hooks_dir.git_dir);
@@ -202,6 +254,14 @@ fn show_status(ui: &Ui, hooks_dir: &hooks::HooksDir) -> Result<(), CommandError>
             ),
             HookState::Installed { current: false, .. } => {
                 ui.paint(Tone::Warn, "installed, outdated (run dbguard install)")
+            }
+            HookState::Missing { .. }
+                if fsmonitor_guards && hooks::FALLBACK_HOOKS.contains(&hook.as_str()) =>
+            {
+                ui.paint(
+                    Tone::Good,
+                    "not needed: core.fsmonitor snapshots before git writes",
+                )
             }
             HookState::Missing { file_exists: true } => ui.paint(
                 Tone::Warn,

@@ -20,7 +20,8 @@ use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::{Lines, as_before, snapshot_all, snapshot_operation, warn_failures};
 use crate::git::RepoPath;
-use crate::hooks::watch;
+use crate::hooks::fsmonitor as fsmonitor_setting;
+use crate::hooks::{self, HookState, Install, watch};
 use crate::scan::DbFile;
 use crate::store::{AfterLoss, stat_signature};
 use crate::ui::{Ui, shell_quote};
@@ -54,6 +55,12 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
         }
     };
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or("");
+    if matches!(
+        name,
+        "post-checkout" | "post-merge" | "post-rewrite" | "pre-commit"
+    ) {
+        keep_the_guard(ui, &ctx);
+    }
     let result = match name {
         "post-checkout" => after(ui, &ctx, arg(0), arg(1), "checkout"),
         "post-merge" => after(ui, &ctx, "ORIG_HEAD", "HEAD", "merge"),
@@ -64,7 +71,18 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
         }
         "pre-rebase" => before(ui, &ctx, "pre-rebase"),
         "reference-transaction" => reference_transaction(ui, &ctx, arg(0)),
-        "pre-commit" => return pre_commit(ui, &ctx),
+        "pre-commit" => {
+            let code = pre_commit(ui, &ctx);
+            // Its shim starts dbguard when the watch file says so (a config change):
+            // looked at now, so the next commits need not start it again.
+            if let Err(error) = refresh_watch(&ctx) {
+                ui.warn(&format!(
+                    "could not update the hooks' watch file: {}",
+                    error.message()
+                ));
+            }
+            return code;
+        }
         _ => Ok(()),
     };
     if let Err(error) = result {
@@ -240,22 +258,146 @@ fn baseline_after(
     Ok(())
 }
 
-/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog and every
-/// database a post-* hook would compare, stamped before this moment when each one still
-/// matches its stat signature, or removed when one does not.
+/// When `core.fsmonitor` no longer names dbguard's program (another tool took it over, it
+/// was unset or set to `false` by hand), the pre-write guard of plain git is gone, and
+/// `dbguard install` may have left out the fallback hooks that do its work without it
+/// ([`hooks::FALLBACK_HOOKS`]): put them back, and say so, once (they are there the next
+/// time). Run by the post-* and pre-commit hooks, whose `sh` fast path starts dbguard
+/// once after any change of the config files: the watch file lists them
+/// ([`refresh_watch`]).
+/// The config files decide, not this command's `-c core.fsmonitor=false` (libgit2 does
+/// not read `GIT_CONFIG_PARAMETERS`): a one-off bypass changes nothing here.
+fn keep_the_guard(ui: &Ui, ctx: &Context) {
+    if matches!(
+        fsmonitor_setting::setting(&ctx.repo.git),
+        Ok(fsmonitor_setting::Setting::Dbguard { .. }) | Err(_)
+    ) {
+        return;
+    }
+    // Installed with them (`--no-fsmonitor`), or put back already: no `git rev-parse`
+    // for the hooks directory on every commit. (One deleted since is for the replaced-
+    // hooks notice and `install --status` to tell.)
+    let common_dir = ctx.repo.git.commondir();
+    if hooks::FALLBACK_HOOKS
+        .iter()
+        .all(|hook| hooks::replaced::records_hook(common_dir, hook))
+    {
+        return;
+    }
+    let now = match ctx
+        .repo
+        .git
+        .config()
+        .and_then(|config| config.get_string("core.fsmonitor"))
+    {
+        Ok(value) => format!("it is `{value}`"),
+        Err(_) => "it is unset".to_string(),
+    };
+    let Ok(dir) = hooks::hooks_dir(&ctx.repo.worktree) else {
+        return;
+    };
+    let Ok(states) = hooks::status(&dir.path) else {
+        return;
+    };
+    let missing: Vec<&'static str> = hooks::FALLBACK_HOOKS
+        .iter()
+        .copied()
+        .filter(|hook| {
+            states
+                .iter()
+                .any(|(name, state)| name == hook && matches!(state, HookState::Missing { .. }))
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let changes = match hooks::install(&dir.path, &missing) {
+        Ok(changes) => changes,
+        Err(error) => {
+            ui.warn(&format!(
+                "core.fsmonitor no longer runs {} ({now}), and the fallback hooks could not be put back: {error}; plain git is compared only after it ran",
+                crate::fsmonitor::PROGRAM
+            ));
+            ui.hint("run `dbguard install` to guard plain git before it writes again");
+            return;
+        }
+    };
+    // The replaced-hooks record lists every file holding the block (install wrote it).
+    let _ = hooks::replaced::record(&dir.git_dir, &installed_block_files(&dir.path));
+    let put_back: Vec<&str> = changes
+        .iter()
+        .filter(|change| !matches!(change.outcome, Install::Skipped { .. }))
+        .map(|change| change.hook)
+        .collect();
+    ui.warn(&format!(
+        "core.fsmonitor no longer runs {} ({now}): plain `git reset --hard`, `checkout`, `clean` and `restore` are no longer snapshotted before they write, only compared after{}",
+        crate::fsmonitor::PROGRAM,
+        if put_back.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; dbguard put its {} hook{} back, which snapshot{} before `git pull`, `merge`, `stash` and `rebase`",
+                put_back.join(" and "),
+                if put_back.len() == 1 { "" } else { "s" },
+                if put_back.len() == 1 { "s" } else { "" },
+            )
+        }
+    ));
+    for change in &changes {
+        if let Install::Skipped {
+            reason,
+            add_yourself,
+        } = &change.outcome
+        {
+            ui.warn(&format!("{}: left alone: {reason}", change.path.display()));
+            ui.hint(&format!("add this line to it yourself: {add_yourself}"));
+        }
+    }
+    ui.hint("to guard every plain git command before it writes again: dbguard install");
+}
+
+/// The hook files in `hooks_dir` (or the copies other managers run) that hold dbguard's
+/// block now.
+fn installed_block_files(hooks_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    hooks::status(hooks_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(hook, state)| match state {
+            HookState::Installed { .. } => Some(hooks_dir.join(hook)),
+            HookState::InstalledInCopy { copy, .. } => Some(copy),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog, every
+/// database a post-* hook would compare and the repository's config files (so that a
+/// change of `core.fsmonitor` reaches [`keep_the_guard`]), stamped before this moment
+/// when each database still matches its stat signature, or removed when one does not.
 fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
     let git_dir = ctx.repo.git.path();
     let io_error = |e: std::io::Error| CommandError::with_source(git_dir.display().to_string(), e);
+    let verified_at = std::time::SystemTime::now();
+    let catalog = ctx.settings.store.value.join("catalog.db");
+    // A listed path that is missing starts dbguard every time: only those that exist.
+    let mut paths: Vec<std::path::PathBuf> = [
+        ctx.repo.git.commondir().join("config"),
+        git_dir.join("config.worktree"),
+    ]
+    .into_iter()
+    .filter(|config| config.is_file())
+    .collect();
+    // No store, no snapshot to compare with: the hooks need dbguard again only once
+    // one is made (its catalog appears) or the config changes.
     let Some(store) = ctx.existing_store()? else {
-        return watch::remove(&git_dir.join(watch::WATCH_FILE)).map_err(io_error);
+        return watch::write(git_dir, &paths, &[catalog], Some(verified_at)).map_err(io_error);
     };
     let worktree = ctx.worktree_key();
-    let verified_at = std::time::SystemTime::now();
     let entries = store.stat_cache_entries(&worktree)?;
     let mut unchanged = entries.iter().all(|(path, kind, signature)| {
         stat_signature(&ctx.repo.worktree.join(path), *kind).is_ok_and(|s| s.text == *signature)
     });
-    let mut paths = vec![ctx.settings.store.value.join("catalog.db")];
+    paths.push(catalog);
     for path in store.snapshotted_paths(&worktree)? {
         let on_disk = ctx.repo.worktree.join(&path);
         let has_signature = entries.iter().any(|(p, _, _)| *p == path);
@@ -265,7 +407,7 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
             paths.push(on_disk);
         }
     }
-    watch::write(git_dir, &paths, unchanged.then_some(verified_at)).map_err(io_error)
+    watch::write(git_dir, &paths, &[], unchanged.then_some(verified_at)).map_err(io_error)
 }
 
 /// Snapshot every database before git changes the working tree (tracked ones in excluded

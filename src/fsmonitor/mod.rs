@@ -179,6 +179,15 @@ pub fn hook_main() -> ExitCode {
     {
         return watcher::watcher_main(Path::new(worktree));
     }
+    if args.get(1).is_some_and(|a| a == "no-staged-database") {
+        let none =
+            std::env::current_dir().is_ok_and(|worktree| no_databases::none_staged(&worktree));
+        return if none {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     let version = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let token = args.get(2).and_then(|a| a.to_str()).unwrap_or("");
     if version != "2" {

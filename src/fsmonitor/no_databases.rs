@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{self, Read as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use super::client;
 
@@ -78,6 +79,40 @@ pub(crate) fn still_none(state_dir: &Path, worktree: &Path) -> bool {
         }
         client::Reply::Unknown { .. } | client::Reply::Unavailable => false,
     }
+}
+
+/// `dbguard-fsmonitor no-staged-database`, run by the pre-commit shim before it would
+/// start dbguard: whether no file the commit adds or changes can be a database (by the
+/// scanner's rules, as dbguard's commit check reads the worktree file), so that check
+/// has nothing to refuse and the dbguard binary need not load. Any doubt (git fails, a
+/// staged symlink, an unreadable file) says "maybe", and dbguard runs. The index and
+/// the paths are git's own: `GIT_INDEX_FILE` of `git commit -a`/`commit <paths>` is
+/// inherited.
+pub(crate) fn none_staged(worktree: &Path) -> bool {
+    let Ok(output) = Command::new("git")
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "diff",
+            "--cached",
+            "--name-only",
+            "-z",
+            "--diff-filter=AM",
+        ])
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .current_dir(worktree)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    output.status.success()
+        && output
+            .stdout
+            .split(|byte| *byte == 0)
+            .filter(|path| !path.is_empty())
+            .all(|path| !path.ends_with(b"/") && cannot_be_database(worktree, path))
 }
 
 /// Whether the changed worktree path `path` is surely no database now: gone, or a

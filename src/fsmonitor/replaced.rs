@@ -95,6 +95,16 @@ fn remove(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether the record lists a hook file named `hook` (in whatever hooks directory):
+/// dbguard put its block there when it installed.
+pub(crate) fn records_hook(git_dir: &Path, hook: &str) -> bool {
+    fs::read_to_string(git_dir.join(RECORD_FILE)).is_ok_and(|list| {
+        let mut lines = list.lines();
+        lines.next() == Some(HEADER)
+            && lines.any(|line| Path::new(line).file_name().is_some_and(|name| name == hook))
+    })
+}
+
 /// What keeps git from running the blocks dbguard installed (see [`Findings`]).
 /// Nothing when dbguard's hooks were never installed (or were uninstalled).
 pub(crate) fn findings(git_dir: &Path) -> Findings {

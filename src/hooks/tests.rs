@@ -56,7 +56,11 @@ fn shims_are_well_formed_blocks() {
         // The post-* shims carry the fast path, which reads the watch file's format.
         assert!(!s.contains("@fast-path@"), "{hook}");
         let fast_path = format!("= \"{}\" ] && dbguard_run=", watch::HEADER);
-        assert_eq!(s.contains(&fast_path), hook.starts_with("post-"), "{hook}");
+        assert_eq!(
+            s.contains(&fast_path),
+            hook.starts_with("post-") || hook == "pre-commit",
+            "{hook}"
+        );
     }
     assert_eq!(shim("pre-push"), None);
 }
@@ -319,7 +323,7 @@ fn install_uninstall_status_on_disk() {
     std::os::unix::fs::symlink(tmp.path().join("shared"), dir.join("post-merge")).unwrap();
     fs::create_dir(dir.join("pre-rebase")).unwrap();
 
-    let changes = install(&dir).unwrap();
+    let changes = install(&dir, HOOK_NAMES).unwrap();
     let out = outcomes(&changes);
     assert_eq!(out[0], Install::AddedToExisting);
     assert!(matches!(
@@ -366,7 +370,7 @@ fn install_uninstall_status_on_disk() {
     );
 
     // Idempotent.
-    let again = outcomes(&install(&dir).unwrap());
+    let again = outcomes(&install(&dir, HOOK_NAMES).unwrap());
     assert_eq!(again[0], Install::Unchanged);
     assert_eq!(again[2], Install::Unchanged);
     assert_eq!(again[5], Install::Unchanged);
@@ -383,7 +387,10 @@ fn install_uninstall_status_on_disk() {
             executable: true
         }
     );
-    assert_eq!(outcomes(&install(&dir).unwrap())[5], Install::Updated);
+    assert_eq!(
+        outcomes(&install(&dir, HOOK_NAMES).unwrap())[5],
+        Install::Updated
+    );
     assert_eq!(
         fs::read_to_string(&rt).unwrap(),
         insert_block(None, "reference-transaction").unwrap()
@@ -570,7 +577,7 @@ fn real_git_calls_dbguard_with_args_and_stdin() {
     let hd = env.hooks(&repo);
     assert!(!hd.outside_git_dir);
     assert_eq!(hd.path, repo.join(".git/hooks").canonicalize().unwrap());
-    let changes = install(&hd.path).unwrap();
+    let changes = install(&hd.path, HOOK_NAMES).unwrap();
     assert!(changes.iter().all(|c| c.outcome == Install::Created));
     env.take_calls();
 
@@ -638,7 +645,7 @@ fn real_git_calls_dbguard_with_args_and_stdin() {
         env.tmp.path(),
         &["clone", "-q", repo.to_str().unwrap(), "clone"],
     );
-    install(&env.hooks(&clone).path).unwrap();
+    install(&env.hooks(&clone).path, HOOK_NAMES).unwrap();
     fs::write(repo.join("b.txt"), "b\n").unwrap();
     env.git(&repo, &["add", "b.txt"]);
     env.git(&repo, &["commit", "-q", "-m", "b"]);
@@ -710,7 +717,7 @@ fn existing_hooks_keep_running_and_seeing_stdin() {
         #[cfg(unix)]
         set_mode(&hooks.join(name), 0o755);
     }
-    let out = install(&hooks).unwrap();
+    let out = install(&hooks, HOOK_NAMES).unwrap();
     for c in &out {
         let expected = if originals.iter().any(|(n, _)| *n == c.hook) {
             Install::AddedToExisting
@@ -794,7 +801,7 @@ fn existing_hooks_keep_running_and_seeing_stdin() {
 fn silent_and_harmless_without_dbguard_on_path() {
     let env = Env::new();
     let repo = env.repo("repo");
-    install(&env.hooks(&repo).path).unwrap();
+    install(&env.hooks(&repo).path, HOOK_NAMES).unwrap();
     let run = |args: &[&str]| {
         let out = env
             .cmd(&repo)
@@ -846,7 +853,7 @@ fn hooks_path_and_worktrees() {
     );
     assert!(hd.outside_git_dir);
     assert!(!shared.exists());
-    install(&hd.path).unwrap();
+    install(&hd.path, HOOK_NAMES).unwrap();
     assert!(shared.join("post-checkout").exists());
     assert!(!repo.join(".git/hooks/post-checkout").exists());
     env.take_calls();
@@ -921,7 +928,7 @@ fn git_lfs_and_dbguard_hooks_both_run() {
     let lfs_post_checkout = fs::read_to_string(hooks.join("post-checkout")).unwrap();
     assert!(lfs_post_checkout.contains("git lfs post-checkout"));
 
-    let out = install(&hooks).unwrap();
+    let out = install(&hooks, HOOK_NAMES).unwrap();
     assert_eq!(out[0].outcome, Install::AddedToExisting); // post-checkout
     assert_eq!(out[1].outcome, Install::AddedToExisting); // post-merge
     env.take_calls();
@@ -1009,12 +1016,12 @@ fn git_lfs_update_force_is_noticed_once_until_the_hooks_change_again() {
     assert_eq!(replaced::replaced_notice(&git_dir), None);
 
     // Another change is news again.
-    fs::remove_file(hooks.join("pre-rebase")).unwrap();
+    fs::remove_file(hooks.join("pre-commit")).unwrap();
     let notice = replaced::replaced_notice(&git_dir).unwrap();
     assert!(
         notice.starts_with(
             "git-lfs rewrote .git/hooks/post-checkout and .git/hooks/post-merge without dbguard's block; \
-             .git/hooks/pre-rebase was deleted, so git no longer runs dbguard from them;"
+             .git/hooks/pre-commit was deleted, so git no longer runs dbguard from them;"
         ),
         "{notice}"
     );
@@ -1100,13 +1107,14 @@ fn husky_regenerating_its_hooks_directory_is_noticed() {
     let notice = replaced::replaced_notice(&git_dir).unwrap();
     assert!(
         notice.starts_with(
-            "husky rewrote .husky/_/post-checkout, .husky/_/post-merge, .husky/_/post-rewrite, \
-             .husky/_/pre-commit and .husky/_/pre-rebase without dbguard's block, so git no longer \
-             runs dbguard from them;"
+            "husky rewrote .husky/_/post-checkout, .husky/_/post-merge, .husky/_/post-rewrite \
+             and .husky/_/pre-commit without dbguard's block, so git no longer runs dbguard from \
+             them;"
         ),
         "{notice}"
     );
-    // husky has no reference-transaction hook: dbguard's own file there is intact.
+    // With core.fsmonitor, dbguard put no block into pre-rebase or reference-transaction.
+    assert!(!notice.contains("pre-rebase"), "{notice}");
     assert!(!notice.contains("reference-transaction"), "{notice}");
     assert!(notice.ends_with("(it puts the block back and keeps husky's lines)"));
     repo.dbguard(["install"]).ok();
@@ -1150,4 +1158,19 @@ fn a_hooks_path_dbguard_cannot_be_sure_of_is_not_claimed() {
     // Pointing at the directory dbguard installed into is no move.
     repo.git(["config", "core.hooksPath", ".git/hooks"]);
     assert!(replaced::findings(&git_dir).is_empty());
+}
+
+#[test]
+fn the_record_says_whether_install_put_in_the_fallback_hooks() {
+    let (repo, git_dir) = installed_repo();
+    // With core.fsmonitor: not installed, not recorded.
+    assert!(replaced::records_hook(&git_dir, "post-checkout"));
+    for hook in FALLBACK_HOOKS {
+        assert!(!replaced::records_hook(&git_dir, hook), "{hook}");
+    }
+    repo.dbguard(["install", "--no-fsmonitor"]).ok();
+    for hook in FALLBACK_HOOKS {
+        assert!(replaced::records_hook(&git_dir, hook), "{hook}");
+    }
+    assert!(!replaced::records_hook(&git_dir, "post-commit"));
 }

@@ -37,6 +37,11 @@ fn tracked_database_grown_after_install() -> TestRepo {
         "{}",
         install.stderr
     );
+    // The fsmonitor hook alone guards every test built on this repository: the hooks
+    // whose only job is its fallback are not there.
+    for hook in ["reference-transaction", "pre-rebase"] {
+        assert!(!repo.root.join(".git/hooks").join(hook).exists(), "{hook}");
+    }
     let conn = rusqlite::Connection::open(repo.root.join("posts.db")).unwrap();
     add_posts(&conn, 85_000, 8);
     drop(conn);
@@ -189,6 +194,7 @@ fn plain_pull_that_tracks_an_ignored_database_snapshots_before_the_merge_writes(
     };
     make_posts_db(&clone.join("posts.db"), 1000, 8);
     collaborator.dbguard(["install"]).ok();
+    assert!(!clone.join(".git/hooks/reference-transaction").exists());
     let conn = rusqlite::Connection::open(clone.join("posts.db")).unwrap();
     add_posts(&conn, 49_000, 8);
     drop(conn);

@@ -330,9 +330,10 @@ fn hooks_decide_in_sh_until_a_watched_database_changes() {
     let listed = fs::read_to_string(&watch).unwrap();
     let canonical = repo.root.canonicalize().unwrap();
     assert!(
-        listed.starts_with("dbguard-watch 1\n")
+        listed.starts_with("dbguard-watch 2\n")
             && listed.contains(&format!("{}\n", canonical.join("posts.db").display()))
-            && listed.contains("/dbguard/catalog.db\n"),
+            && listed.contains("/dbguard/catalog.db\n")
+            && listed.contains(&format!("{}\n", canonical.join(".git/config").display())),
         "{listed}"
     );
 
@@ -545,4 +546,249 @@ fn git_lfs_update_force_shows_in_install_status_and_install_again_runs_both() {
     let status = repo.dbguard(["install", "--status"]).ok();
     assert!(!status.stderr.contains("git-lfs"), "{}", status.stderr);
     assert_eq!(lose_rows_and_checkout("b2"), (true, true));
+}
+
+#[test]
+fn install_with_core_fsmonitor_leaves_out_the_hooks_only_its_absence_needs() {
+    let repo = TestRepo::new();
+    // The user's own reference-transaction hook, which must keep running as it was.
+    let own = "#!/bin/sh\n: own reference-transaction\n";
+    fs::write(hook_path(&repo, "reference-transaction"), own).unwrap();
+    fs::set_permissions(
+        hook_path(&repo, "reference-transaction"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    repo.dbguard(["install", "--no-fsmonitor"]).ok();
+    assert!(
+        fs::read_to_string(hook_path(&repo, "reference-transaction"))
+            .unwrap()
+            .contains(">>> dbguard >>>")
+    );
+    assert!(hook_path(&repo, "pre-rebase").exists());
+
+    // With core.fsmonitor they would return at once: re-install takes the blocks out.
+    let install = repo.dbguard(["install"]).ok();
+    assert!(
+        install.stderr.contains("pre-rebase")
+            && install
+                .stderr
+                .contains("not needed: core.fsmonitor snapshots before git writes"),
+        "{}",
+        install.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(hook_path(&repo, "reference-transaction")).unwrap(),
+        own
+    );
+    assert!(!hook_path(&repo, "pre-rebase").exists());
+    assert!(hook_path(&repo, "post-checkout").exists());
+    assert!(hook_path(&repo, "pre-commit").exists());
+    let status = repo.dbguard(["install", "--status"]).ok();
+    let line = |hook: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(hook))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("reference-transaction").contains("not needed"),
+        "{}",
+        status.stdout
+    );
+    // Without dbguard's core.fsmonitor the same hook is missing, and --status says so.
+    repo.git(["config", "--unset", "core.fsmonitor"]);
+    let status = repo.dbguard(["install", "--status"]).ok();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("pre-rebase"))
+        .unwrap_or_default();
+    assert!(line.contains("not installed"), "{}", status.stdout);
+}
+
+#[test]
+fn core_fsmonitor_taken_away_brings_the_fallback_hooks_back_and_says_so() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "posts.db\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    let (remote, clone) = repo.remote_and_clone();
+    make_posts_db(&clone.join("posts.db"), 1000, 8);
+    repo.dbguard_in(&clone, ["install"]).ok();
+    let hooks = clone.join(".git/hooks");
+    assert!(!hooks.join("reference-transaction").exists());
+    let plain_in_clone = |args: &[&str]| {
+        let run = Run::from(repo.command("git", &clone).args(args).output().unwrap());
+        assert_eq!(run.code, 0, "hooks never break git: {}", run.stderr);
+        run
+    };
+
+    // Another tool (or a hand) unsets core.fsmonitor; the next commit's pre-commit hook
+    // notices, puts the fallback hooks back and says so, once.
+    repo.git_in(&clone, ["config", "--unset", "core.fsmonitor"]);
+    fs::write(clone.join("notes.txt"), "n\n").unwrap();
+    repo.git_in(&clone, ["add", "notes.txt"]);
+    let commit = plain_in_clone(&["commit", "-q", "-m", "notes"]);
+    assert!(
+        commit
+            .stderr
+            .contains("core.fsmonitor no longer runs dbguard-fsmonitor (it is unset)")
+            && commit.stderr.contains("reference-transaction")
+            && commit.stderr.contains("dbguard install"),
+        "{}",
+        commit.stderr
+    );
+    for hook in ["reference-transaction", "pre-rebase"] {
+        assert!(
+            fs::read_to_string(hooks.join(hook))
+                .unwrap()
+                .contains(">>> dbguard >>>"),
+            "{hook}"
+        );
+    }
+    let again = plain_in_clone(&["checkout", "-q", "-b", "side"]);
+    assert_eq!(again.stderr, "", "said twice");
+    plain_in_clone(&["checkout", "-q", "main"]);
+
+    // So a plain pull that overwrites the grown database is still snapshotted before
+    // the merge writes it, by the reference-transaction hook.
+    add_posts(
+        &rusqlite::Connection::open(clone.join("posts.db")).unwrap(),
+        19_000,
+        8,
+    );
+    make_posts_db(&repo.root.join("posts.db"), 10, 8);
+    repo.git(["add", "-f", "posts.db"]);
+    repo.git(["commit", "-q", "-m", "sample"]);
+    repo.git(["push", "-q", remote.to_str().unwrap(), "HEAD:main"]);
+    plain_in_clone(&["pull", "-q", "--no-rebase"]);
+    assert_eq!(sqlite_count(&clone.join("posts.db"), "posts"), 10);
+    repo.dbguard_in(&clone, ["restore", "posts.db"]).ok();
+    assert_eq!(sqlite_count(&clone.join("posts.db"), "posts"), 20_000);
+
+    // A checkout notices too (the post-* hooks' watch file lists the git config):
+    // installed again, then core.fsmonitor set to false by hand.
+    repo.dbguard_in(&clone, ["install"]).ok();
+    assert!(!hooks.join("reference-transaction").exists());
+    repo.git_in(&clone, ["config", "core.fsmonitor", "false"]);
+    let checkout = plain_in_clone(&["checkout", "-q", "-b", "side2"]);
+    assert!(
+        checkout
+            .stderr
+            .contains("core.fsmonitor no longer runs dbguard-fsmonitor (it is `false`)"),
+        "{}",
+        checkout.stderr
+    );
+    assert!(hooks.join("reference-transaction").exists());
+
+    // A one-off `git -c core.fsmonitor=false …` changes nothing in the hooks.
+    repo.dbguard_in(&clone, ["install"]).ok();
+    let bypass = plain_in_clone(&[
+        "-c",
+        "core.fsmonitor=false",
+        "checkout",
+        "-q",
+        "-b",
+        "side3",
+    ]);
+    assert_eq!(bypass.stderr, "");
+    assert!(!hooks.join("reference-transaction").exists());
+}
+
+#[test]
+fn without_a_store_the_post_hooks_start_dbguard_only_once_one_is_made() {
+    let repo = TestRepo::new();
+    repo.git(["branch", "other"]);
+    repo.dbguard(["install"]).ok();
+    // No database: install took no baseline, so there is nothing to compare with.
+    assert!(!repo.store().join("catalog.db").exists());
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    plain_git(&repo, &["checkout", "-q", "other"]);
+    let watch = repo.root.join(".git/dbguard-watch");
+    let listed = fs::read_to_string(&watch).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with('?') && line.ends_with("/dbguard/catalog.db")),
+        "{listed}"
+    );
+    let stamp = mtime(&watch);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for branch in ["main", "other", "main"] {
+        assert_eq!(plain_git(&repo, &["checkout", "-q", branch]).stderr, "");
+    }
+    assert_eq!(mtime(&watch), stamp, "dbguard was started");
+
+    // The first snapshot makes the store: the next hook starts dbguard again.
+    make_posts_db(&repo.root.join("a.db"), 10, 8);
+    repo.dbguard(["snapshot"]).ok();
+    plain_git(&repo, &["checkout", "-q", "other"]);
+    assert!(
+        !watch.exists() || mtime(&watch) != stamp,
+        "the post-checkout hook did not start dbguard"
+    );
+}
+
+#[test]
+fn pre_commit_starts_dbguard_only_for_a_staged_file_that_may_be_a_database() {
+    let repo = TestRepo::new();
+    repo.dbguard(["install"]).ok();
+    // A `dbguard` first on PATH that notes each start, then runs the real one.
+    let shadow = repo.path("shadow");
+    fs::create_dir_all(&shadow).unwrap();
+    let starts = repo.path("starts");
+    let real = dbguard_bin();
+    fs::write(
+        shadow.join("dbguard"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(shadow.join("dbguard"), fs::Permissions::from_mode(0o755)).unwrap();
+    // Then dbguard-fsmonitor and git, as the hermetic PATH has them.
+    let path = format!(
+        "{}:{}:{}",
+        shadow.display(),
+        real.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let commit = |message: &str| {
+        Run::from(
+            repo.command("git", &repo.root)
+                .env("PATH", &path)
+                .args(["commit", "-q", "-m", message])
+                .output()
+                .unwrap(),
+        )
+    };
+    // Let the watch file settle past the config written by install.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    plain_git(&repo, &["checkout", "-q", "-b", "side"]);
+    let _ = fs::remove_file(&starts);
+
+    // Text, and a small file with SQLite's header: nothing that can be a database.
+    fs::write(repo.root.join("notes.txt"), vec![b'n'; 4096]).unwrap();
+    fs::write(repo.root.join("tiny.db"), b"SQLite format 3\0").unwrap();
+    repo.git(["add", "notes.txt", "tiny.db"]);
+    let text = commit("text");
+    assert_eq!((text.code, text.stderr.as_str()), (0, ""));
+    assert!(!starts.exists(), "dbguard started for a text commit");
+
+    // A real database staged: dbguard starts and refuses, as before.
+    make_posts_db(&repo.root.join("data.db"), 10, 8);
+    repo.git(["add", "data.db"]);
+    let refused = commit("db");
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("data.db"), "{}", refused.stderr);
+    assert!(
+        fs::read_to_string(&starts)
+            .unwrap()
+            .contains("hook pre-commit")
+    );
 }
