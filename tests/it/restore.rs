@@ -484,7 +484,7 @@ fn a_read_only_store_can_still_be_read_and_restored_from() {
 fn restore_without_from_picks_the_snapshot_before_the_rows_were_lost() {
     let _serial = shared();
     let repo = TestRepo::new();
-    let db = repo.path("posts.db");
+    let db = repo.root.join("posts.db");
     make_posts_db(&db, 100, 8);
     repo.dbguard(["snapshot", "posts.db"]).ok();
     let delete_down_to = |rows: i64| {
@@ -497,7 +497,7 @@ fn restore_without_from_picks_the_snapshot_before_the_rows_were_lost() {
     repo.dbguard(["snapshot", "posts.db"]).ok();
     // The file is as the newest snapshot (#2, 50 rows) left it: the one wanted back is the
     // one before the loss, #1.
-    let before_loss = repo.path("before-loss.db");
+    let before_loss = repo.root.join("before-loss.db");
     let picked = repo
         .dbguard(["restore", "posts.db", "--to", "before-loss.db", "--json"])
         .ok();
@@ -516,7 +516,10 @@ fn restore_without_from_picks_the_snapshot_before_the_rows_were_lost() {
         ])
         .ok();
     assert_eq!(picked.json()["snapshot_id"], 2, "{}", picked.stderr);
-    assert_eq!(sqlite_count(&repo.path("before-last-loss.db"), "posts"), 50);
+    assert_eq!(
+        sqlite_count(&repo.root.join("before-last-loss.db"), "posts"),
+        50
+    );
     assert_eq!(
         sqlite_count(&db, "posts"),
         20,
