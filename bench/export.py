@@ -1,15 +1,17 @@
 """Export benchmark (issue 6: backups).
 
-On a ~400 MB, ~900k-row SQLite database, in one run: `dbguard export posts.db --format
-parquet,jsonl --compression gzip` vs the pandas script it replaces (read_sql_query of the
-whole table, to_parquet gzip, to_json lines gzip). Wall time and peak RSS of each, and the
+On a ~400 MB, ~900k-row SQLite database (bench's posts db, or with --shape bluesky the
+seed-shaped one: the Bluesky posts table, 376 MiB, and two small tables), in one run:
+`dbguard export <db> --format parquet,jsonl --compression gzip` vs the pandas script it
+replaces (for every table: read_sql_query of the whole table, to_parquet gzip, to_json
+lines gzip). Wall time and peak RSS of each, and the
 ratios (goals: dbguard >= 10x faster and <= 1/10 of the peak memory).
 
 dbguard's export snapshots the database first; a baseline snapshot is taken before timing
 (as `dbguard install` or the schedule would have), so the timed runs reuse it through the
 stat cache. Its time is printed separately. pandas' to_json cannot write bytes, so the
 script base64-encodes the BLOB column first (as dbguard's JSON Lines does).
-Usage: python3 bench/export.py [--rows N] [--body BYTES] [--dir DIR]
+Usage: python3 bench/export.py [--shape posts|bluesky] [--rows N] [--body BYTES] [--dir DIR]
 """
 import argparse
 import os
@@ -38,23 +40,29 @@ def require_pandas():
 
 require_pandas()
 
-from common import dbguard_bin, env, fresh_dir, git, make_posts_db, peak_rss_kib, run
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from churn import Bluesky, Posts  # noqa: E402
+from common import dbguard_bin, env, fresh_dir, git, peak_rss_kib, run  # noqa: E402
 
 PANDAS_SCRIPT = """
 import base64, sqlite3, sys
 import pandas as pd
 db, out = sys.argv[1], sys.argv[2]
 conn = sqlite3.connect(db)
-df = pd.read_sql_query('SELECT * FROM posts', conn)
-df.to_parquet(out + '/posts.parquet', compression='gzip')
-# to_json cannot write bytes (the BLOB column): base64 them, as dbguard's JSONL does.
-for c in df.columns:
-    if df[c].map(lambda v: isinstance(v, bytes)).any():
-        df[c] = df[c].map(lambda v: base64.b64encode(v).decode() if isinstance(v, bytes) else v)
-df.to_json(out + '/posts.jsonl.gz', orient='records', lines=True, compression='gzip')
+tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+for table in tables:
+    df = pd.read_sql_query(f'SELECT * FROM "{table}"', conn)
+    df.to_parquet(f'{out}/{table}.parquet', compression='gzip')
+    # to_json cannot write bytes (a BLOB column): base64 them, as dbguard's JSONL does.
+    for c in df.columns:
+        if df[c].map(lambda v: isinstance(v, bytes)).any():
+            df[c] = df[c].map(lambda v: base64.b64encode(v).decode() if isinstance(v, bytes) else v)
+    df.to_json(f'{out}/{table}.jsonl.gz', orient='records', lines=True, compression='gzip')
+    del df
 """
 
 parser = argparse.ArgumentParser()
+parser.add_argument("--shape", choices=["posts", "bluesky"], default="posts")
 parser.add_argument("--rows", type=int, default=900_000)
 parser.add_argument("--body", type=int, default=380)
 parser.add_argument("--dir", default="/tmp/dbguard-bench-export")
@@ -66,10 +74,11 @@ work = os.path.join(base, "work")
 os.makedirs(work)
 e = env(os.path.join(base, "home"), binary)
 git(["init", "-q"], work, e)
-db = os.path.join(work, "posts.db")
-make_posts_db(db, args.rows, args.body)
+shape = Posts(args.body) if args.shape == "posts" else Bluesky()
+db = os.path.join(work, shape.file_name)
+shape.make(db, args.rows, args.body)
 size = os.path.getsize(db)
-print(f"database: {args.rows:,} rows, {size / 2**20:.0f} MiB")
+print(f"database ({shape.name}): {args.rows:,} rows, {size / 2**20:.0f} MiB")
 
 script = os.path.join(base, "pandas_export.py")
 with open(script, "w") as f:
@@ -81,7 +90,7 @@ def out_dir(name):
 
 
 def dbguard_cmd(out):
-    return [binary, "export", "posts.db", "--format", "parquet,jsonl", "--compression", "gzip", "--out", out]
+    return [binary, "export", shape.file_name, "--format", "parquet,jsonl", "--compression", "gzip", "--out", out]
 
 
 def pandas_cmd(out):
@@ -92,7 +101,7 @@ def output_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-t_baseline = run([binary, "snapshot", "posts.db"], cwd=work, env=e)
+t_baseline = run([binary, "snapshot", shape.file_name], cwd=work, env=e)
 
 # Let the writeback of the freshly made database and snapshot finish first, so neither
 # side pays for the set-up's dirty pages; dbguard's time is the median of three runs.

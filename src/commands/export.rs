@@ -195,6 +195,9 @@ fn fresh_snapshots(
         );
     }
     let mut store = ctx.store()?;
+    // The export's own peak is small and steady (bounded queues): a snapshot that maps
+    // the database would make it grow with the database.
+    store.read_live_files_unmapped();
     let results = snapshot_operation(
         ui,
         ctx,

@@ -33,7 +33,7 @@ impl JsonlSink {
             Compression::None => JsonlSink::Plain(file),
             Compression::Gzip => JsonlSink::Gzip(flate2::write::GzEncoder::new(
                 file,
-                flate2::Compression::default(),
+                flate2::Compression::new(GZIP_LEVEL),
             )),
             Compression::Zstd => JsonlSink::Zstd(zstd::Encoder::new(file, 3)?),
         })
@@ -73,6 +73,14 @@ impl Write for JsonlSink {
         }
     }
 }
+
+/// The gzip level of JSON Lines files and of Parquet pages. Measured with zlib-rs on the
+/// JSON Lines of the 376 MiB seed-shaped database: level 6 (zlib's default) spent 14.7 s
+/// of CPU per 200 MB where level 2 spends 4.2 s, for output 17% larger (20.7% of the
+/// input against 17.7%); level 1 is faster again (2.3 s) but 54% larger, level 3 hardly
+/// smaller than 2 (19.9%) at 1.7x its time. gzip was two thirds of an export's CPU time
+/// at level 6.
+const GZIP_LEVEL: u32 = 2;
 
 /// Bytes handed to the JSON Lines compressor thread at a time.
 const JSONL_CHUNK: usize = 1 << 20;
@@ -330,7 +338,15 @@ fn open_parquet(
     let file = File::create(&path).map_err(io_err(&path))?;
     let compression = match opts.compression {
         Compression::Zstd => PqCompression::ZSTD(ZstdLevel::default()),
-        Compression::Gzip => PqCompression::GZIP(GzipLevel::default()),
+        Compression::Gzip => {
+            PqCompression::GZIP(GzipLevel::try_new(GZIP_LEVEL).map_err(|source| {
+                ExportError::Parquet {
+                    path: path.clone(),
+                    table: table.to_string(),
+                    source,
+                }
+            })?)
+        }
         Compression::None => PqCompression::UNCOMPRESSED,
     };
     let props = WriterProperties::builder()

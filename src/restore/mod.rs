@@ -84,29 +84,56 @@ pub(crate) fn restore(
 ) -> Result<Restored, RestoreError> {
     // 1. Materialise and verify the image before anything else is touched.
     let image = temp_path(store.tmp_dir(), ".restore");
-    let read = store.materialize(snapshot, &image, true, &|done| progress.read(done));
+    let timer = crate::timing::start();
+    let read = store.materialize(snapshot, &image, false, &|done| progress.read(done));
+    timer.done("restore: image written");
     progress.read_finished();
     let result = match read {
-        Ok(()) => verify_image(snapshot, &image),
+        Ok(()) => verify_and_sync(snapshot, &image),
         Err(source) => Err(RestoreError::ReadBack {
             path: snapshot.path.clone(),
             source,
         }),
     };
-    if let Err(error) = result {
-        let _ = fs::remove_file(&image);
-        return Err(error);
-    }
+    timer.done("restore: image checked, counted and synced");
+    let census = match result {
+        Ok(census) => census,
+        Err(error) => {
+            let _ = fs::remove_file(&image);
+            return Err(error);
+        }
+    };
     let outcome = match target {
-        Target::To(dest) => to_path(&repo.worktree, snapshot, &image, &dest),
+        Target::To(dest) => to_path(&repo.worktree, snapshot, &image, &dest, census),
         Target::InPlace => in_place(repo, store, snapshot, &image, tables),
     };
     let _ = fs::remove_file(&image);
     outcome
 }
 
+/// The materialised image must pass its integrity check and match the recorded census
+/// (returned), and be on disk before anything renames it over a file: the fsync runs on
+/// its own thread while the check and the census read the image from the page cache, so
+/// the disk writes while the cores check.
+fn verify_and_sync(snapshot: &SnapshotInfo, image: &Path) -> Result<Census, RestoreError> {
+    std::thread::scope(|scope| {
+        let synced = scope.spawn(|| fs::File::open(image)?.sync_all());
+        let verified = verify_image(snapshot, image);
+        let synced = synced
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread crashed")));
+        let census = verified?;
+        synced.map_err(|source| RestoreError::Io {
+            action: "write",
+            path: image.to_path_buf(),
+            source,
+        })?;
+        Ok(census)
+    })
+}
+
 /// The materialised image must pass its integrity check and match the recorded census.
-fn verify_image(snapshot: &SnapshotInfo, image: &Path) -> Result<(), RestoreError> {
+fn verify_image(snapshot: &SnapshotInfo, image: &Path) -> Result<Census, RestoreError> {
     let census = db::check_and_census(snapshot.kind, image).map_err(|source| {
         RestoreError::ImageDamaged {
             path: snapshot.path.clone(),
@@ -119,7 +146,7 @@ fn verify_image(snapshot: &SnapshotInfo, image: &Path) -> Result<(), RestoreErro
             path: snapshot.path.clone(),
         });
     }
-    Ok(())
+    Ok(census)
 }
 
 fn to_path(
@@ -127,6 +154,7 @@ fn to_path(
     snapshot: &SnapshotInfo,
     image: &Path,
     dest: &Path,
+    census: Census,
 ) -> Result<Restored, RestoreError> {
     let dest = if dest.is_dir() {
         dest.join(Path::new(&snapshot.path).file_name().unwrap_or_default())
@@ -161,7 +189,8 @@ fn to_path(
         path: dest.clone(),
         source,
     })?;
-    let census = db::census_live(snapshot.kind, &dest)?;
+    // The file at `dest` is the image just checked and counted (the same inode, or a
+    // copy of it that was synced before the rename): its census is the image's.
     Ok(Restored {
         path: dest,
         undo: None,

@@ -248,9 +248,19 @@ fn place_frame<'a>(
         damaged: Some(job.frame),
     };
     let plain = read_frame(pack, job.frame).map_err(|d| damaged(first_hash.clone(), d))?;
+    let write = |run: &std::ops::Range<usize>, offset: u64| {
+        out.write_all_at(&plain[run.clone()], offset)
+            .map_err(|e| FrameFailure {
+                error: io_err(root)(e),
+                damaged: None,
+            })
+    };
+    // Blocks that follow each other in the frame and in the image (most of them: a
+    // database's pages are stored in order) go out in one write, not one per page.
+    let mut run: Option<(std::ops::Range<usize>, u64)> = None;
     for &(slot, position) in &job.placements {
         let range = job.frame.slot_range(slot);
-        let bytes = &plain[range];
+        let bytes = &plain[range.clone()];
         let offset = position * block_size as u64;
         let expected_len = (image_size - offset).min(block_size as u64);
         if bytes.len() as u64 != expected_len || block_hash(bytes) != job.frame.hashes[slot] {
@@ -259,10 +269,21 @@ fn place_frame<'a>(
                 "content does not match its hash".into(),
             ));
         }
-        out.write_all_at(bytes, offset).map_err(|e| FrameFailure {
-            error: io_err(root)(e),
-            damaged: None,
-        })?;
+        match &mut run {
+            Some((pending, at))
+                if pending.end == range.start && *at + pending.len() as u64 == offset =>
+            {
+                pending.end = range.end;
+            }
+            _ => {
+                if let Some((pending, at)) = run.replace((range, offset)) {
+                    write(&pending, at)?;
+                }
+            }
+        }
+    }
+    if let Some((pending, at)) = run {
+        write(&pending, at)?;
     }
     Ok(())
 }

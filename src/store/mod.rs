@@ -217,6 +217,8 @@ pub(crate) struct Store {
     /// only for a read-only store whose lock file cannot be opened).
     _packs: Option<lock::Held>,
     read_only: bool,
+    /// How snapshots read a live SQLite file (see [`crate::db::sqlite::LiveReads`]).
+    live_reads: crate::db::sqlite::LiveReads,
     /// Declared last: removed only after the catalog (which may live in it) is closed.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -338,6 +340,30 @@ impl Store {
         ))
     }
 
+    /// The census of the live database at `path` (in `worktree`) without opening it, when
+    /// the stat cache vouches that the file is unchanged since a snapshot: that snapshot's
+    /// census. `None` when it cannot vouch (changed, never cached, unreadable).
+    pub(crate) fn census_if_unchanged(
+        &self,
+        worktree: &str,
+        path: &str,
+        kind: DbKind,
+    ) -> Option<Census> {
+        let signature = stat_signature(&Path::new(worktree).join(path), kind).ok()?;
+        let hit = self
+            .catalog
+            .stat_cache_hit(worktree, path, &signature.text)
+            .ok()??;
+        Some(self.catalog.snapshot(hit.snapshot_id).ok()??.census)
+    }
+
+    /// Snapshots read live SQLite files a page per `pread` instead of through a memory
+    /// map: a little slower, for a caller whose memory peak must not grow with the
+    /// database (an export).
+    pub(crate) fn read_live_files_unmapped(&mut self) {
+        self.live_reads = crate::db::sqlite::LiveReads::PagePerRead;
+    }
+
     /// A store over `root` staging in `tmp`, holding the locks it was opened with (and
     /// the reader's own staging directory, removed when the store is dropped).
     fn assemble(
@@ -358,6 +384,7 @@ impl Store {
             writer,
             _packs: packs,
             read_only: false,
+            live_reads: crate::db::sqlite::LiveReads::Mapped,
             _scratch: scratch,
         }
     }

@@ -42,7 +42,7 @@ impl Store {
         // Damaged blocks must not be reused: find them before deduplicating against them.
         self.check_packs()?;
         let index = self.block_index()?;
-        let (root, packs) = (&self.root, &self.packs);
+        let (root, packs, reads) = (&self.root, &self.packs, self.live_reads);
         let (page_size_tx, page_size_rx) = sync_channel::<usize>(1);
         let (runs_tx, runs_rx) = sync_channel::<Vec<u8>>(2);
         // SQLite reads the pages (then counts the rows) on one thread and checks the
@@ -52,6 +52,7 @@ impl Store {
             let reader = scope.spawn(move || {
                 db::sqlite::stream_pages(
                     live,
+                    reads,
                     SEGMENT_BYTES,
                     |page_size| page_size_tx.send(page_size).is_ok(),
                     |run| runs_tx.send(run).is_ok(),

@@ -479,3 +479,50 @@ fn a_read_only_store_can_still_be_read_and_restored_from() {
     mount.remount("ro");
     read_everything("checkpointed");
 }
+
+#[test]
+fn restore_without_from_picks_the_snapshot_before_the_rows_were_lost() {
+    let _serial = shared();
+    let repo = TestRepo::new();
+    let db = repo.root.join("posts.db");
+    make_posts_db(&db, 100, 8);
+    repo.dbguard(["snapshot", "posts.db"]).ok();
+    let delete_down_to = |rows: i64| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("DELETE FROM posts WHERE id > ?1", [rows])
+            .unwrap();
+    };
+    delete_down_to(50);
+    repo.dbguard(["snapshot", "posts.db"]).ok();
+    // The file is as the newest snapshot (#2, 50 rows) left it: the one wanted back is the
+    // one before the loss, #1.
+    let before_loss = repo.root.join("before-loss.db");
+    let picked = repo
+        .dbguard(["restore", "posts.db", "--to", "before-loss.db", "--json"])
+        .ok();
+    assert_eq!(picked.json()["snapshot_id"], 1, "{}", picked.stderr);
+    assert_eq!(sqlite_count(&before_loss, "posts"), 100);
+    assert_eq!(quick_check(&before_loss), "ok");
+    // Rows lost since #2, with no snapshot: #2 is the state before that loss.
+    delete_down_to(20);
+    let picked = repo
+        .dbguard([
+            "restore",
+            "posts.db",
+            "--to",
+            "before-last-loss.db",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(picked.json()["snapshot_id"], 2, "{}", picked.stderr);
+    assert_eq!(
+        sqlite_count(&repo.root.join("before-last-loss.db"), "posts"),
+        50
+    );
+    assert_eq!(
+        sqlite_count(&db, "posts"),
+        20,
+        "the live file is left alone"
+    );
+}
