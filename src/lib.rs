@@ -22,7 +22,7 @@ pub(crate) mod flow;
 #[doc(hidden)]
 pub mod fsmonitor;
 pub(crate) mod git;
-pub(crate) mod hooks;
+pub(crate) mod hook_files;
 pub(crate) mod import;
 pub(crate) mod plan;
 pub(crate) mod remote;

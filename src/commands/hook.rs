@@ -16,5 +16,5 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(ui: &Ui, cwd: &Path, args: &Args) -> u8 {
-    crate::flow::hook::run(ui, cwd, &args.name, &args.args)
+    crate::flow::hook_actions::run(ui, cwd, &args.name, &args.args)
 }

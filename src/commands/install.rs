@@ -11,7 +11,7 @@ use crate::flow::snapshot::{
     Lines, as_before, snapshot_operation, version_control_warning, warn_failures,
 };
 use crate::flow::{Context, command_line};
-use crate::hooks::{self, HookError, HookState, Install, Uninstall, fsmonitor};
+use crate::hook_files::{self, HookError, HookState, Install, Uninstall, fsmonitor_setting};
 use crate::ui::{Tone, Ui, shell_quote};
 
 #[derive(Debug, clap::Args)]
@@ -63,11 +63,11 @@ fn hook_error(error: HookError) -> CommandError {
 
 pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), CommandError> {
     ctx.require_repository("install")?;
-    let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
+    let dir = hook_files::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     if args.status {
         let fsmonitor_guards = matches!(
-            fsmonitor::setting(&ctx.repo.git),
-            Ok(fsmonitor::Setting::Dbguard { .. })
+            fsmonitor_setting::setting(&ctx.repo.git),
+            Ok(fsmonitor_setting::Setting::Dbguard { .. })
         );
         show_status(ui, &dir, fsmonitor_guards)?;
         return show_fsmonitor(ui, ctx);
@@ -78,17 +78,20 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             dir.path.display()
         ));
     }
-    let mut changes = hooks::install(&dir.path, hooks::ALWAYS_HOOKS).map_err(hook_error)?;
+    let mut changes =
+        hook_files::install(&dir.path, hook_files::ALWAYS_HOOKS).map_err(hook_error)?;
     report_installed(ui, &changes);
     // The pre-write fallback hooks only when core.fsmonitor does not guard (see
-    // hooks::FALLBACK_HOOKS); they are decided even when setting it failed.
+    // hook_files::FALLBACK_HOOKS); they are decided even when setting it failed.
     let fsmonitor = if args.no_fsmonitor {
         Ok(false)
     } else {
         install_fsmonitor(ui, ctx)
     };
     if matches!(fsmonitor, Ok(true)) {
-        for change in hooks::remove(&dir.path, hooks::FALLBACK_HOOKS).map_err(hook_error)? {
+        for change in
+            hook_files::remove(&dir.path, hook_files::FALLBACK_HOOKS).map_err(hook_error)?
+        {
             let what = match &change.outcome {
                 Uninstall::Removed | Uninstall::BlockRemoved => "dbguard's block removed",
                 Uninstall::NotInstalled => "",
@@ -111,11 +114,12 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
             ));
         }
     } else {
-        let fallback = hooks::install(&dir.path, hooks::FALLBACK_HOOKS).map_err(hook_error)?;
+        let fallback =
+            hook_files::install(&dir.path, hook_files::FALLBACK_HOOKS).map_err(hook_error)?;
         report_installed(ui, &fallback);
         changes.extend(fallback);
     }
-    if let Err(e) = hooks::replaced::record(&dir.git_dir, &hooks::block_files(&changes)) {
+    if let Err(e) = hook_files::replaced::record(&dir.git_dir, &hook_files::block_files(&changes)) {
         ui.warn(&format!("could not record which hooks hold dbguard's block ({e}): git will not say when another tool replaces them"));
     }
     let guarded_before = fsmonitor?;
@@ -144,9 +148,9 @@ pub(crate) fn install(ui: &Ui, ctx: &Context, args: &InstallArgs) -> Result<(), 
     Ok(())
 }
 
-/// One line per hook that [`hooks::install`] handled; a warning with the line to add by
+/// One line per hook that [`hook_files::install`] handled; a warning with the line to add by
 /// hand for each file it left alone.
-fn report_installed(ui: &Ui, changes: &[hooks::HookChange<Install>]) {
+fn report_installed(ui: &Ui, changes: &[hook_files::HookChange<Install>]) {
     for change in changes {
         let what = match &change.outcome {
             Install::Created => "installed".to_string(),
@@ -169,7 +173,7 @@ fn report_installed(ui: &Ui, changes: &[hooks::HookChange<Install>]) {
     }
 }
 
-fn fsmonitor_error(error: fsmonitor::FsmonitorError) -> CommandError {
+fn fsmonitor_error(error: fsmonitor_setting::FsmonitorError) -> CommandError {
     CommandError::from_source(error)
         .hint("check that .git/config is writable, or install with --no-fsmonitor")
 }
@@ -179,7 +183,7 @@ fn fsmonitor_error(error: fsmonitor::FsmonitorError) -> CommandError {
 fn install_fsmonitor(ui: &Ui, ctx: &Context) -> Result<bool, CommandError> {
     let program = std::env::current_exe()
         .ok()
-        .and_then(|exe| fsmonitor::program_next_to(&exe));
+        .and_then(|exe| fsmonitor_setting::program_next_to(&exe));
     let Some(program) = program else {
         ui.warn(&format!(
             "{} is not next to this dbguard: plain git commands are compared only after they ran",
@@ -190,20 +194,20 @@ fn install_fsmonitor(ui: &Ui, ctx: &Context) -> Result<bool, CommandError> {
     };
     let daemon_works = git_version(ctx).is_some_and(|version| version >= (2, 55));
     let label = "core.fsmonitor";
-    match fsmonitor::install(&ctx.repo.git, &program, daemon_works).map_err(fsmonitor_error)? {
-        fsmonitor::Installed::Set { chained: None } => ui.status(&format!(
+    match fsmonitor_setting::install(&ctx.repo.git, &program, daemon_works).map_err(fsmonitor_error)? {
+        fsmonitor_setting::Installed::Set { chained: None } => ui.status(&format!(
             "{label:<22} set: plain git commands snapshot databases before they overwrite them"
         )),
-        fsmonitor::Installed::Set {
+        fsmonitor_setting::Installed::Set {
             chained: Some(previous),
         } => ui.status(&format!(
             "{label:<22} set; the previous hook {previous} keeps running behind it"
         )),
-        fsmonitor::Installed::ReplacedDaemon => ui.status(&format!(
+        fsmonitor_setting::Installed::ReplacedDaemon => ui.status(&format!(
             "{label:<22} set; replaced `true`: git's built-in daemon has no Linux backend before git 2.55 (uninstall puts it back)"
         )),
-        fsmonitor::Installed::Unchanged => ui.status(&format!("{label:<22} already set")),
-        fsmonitor::Installed::KeptDaemon => {
+        fsmonitor_setting::Installed::Unchanged => ui.status(&format!("{label:<22} already set")),
+        fsmonitor_setting::Installed::KeptDaemon => {
             ui.warn("core.fsmonitor=true (git's built-in daemon) left as it is: dbguard cannot run behind it; plain git commands are compared only after they ran");
             ui.hint("to let dbguard guard them before: git config core.fsmonitor false && dbguard install");
             return Ok(false);
@@ -224,14 +228,14 @@ fn git_version(ctx: &Context) -> Option<(u32, u32)> {
 /// fallback hooks are not needed.
 fn show_status(
     ui: &Ui,
-    hooks_dir: &hooks::HooksDir,
+    hooks_dir: &hook_files::HooksDir,
     fsmonitor_guards: bool,
 ) -> Result<(), CommandError> {
     let dir = &hooks_dir.path;
     ui.out(&format!("hooks directory: {}", dir.display()));
-    let findings = hooks::replaced::findings(&hooks_dir.git_dir);
+    let findings = hook_files::replaced::findings(&hooks_dir.git_dir);
     let replaced = &findings.replaced;
-    for (hook, state) in hooks::status(dir).map_err(hook_error)? {
+    for (hook, state) in hook_files::status(dir).map_err(hook_error)? {
         let replaced = replaced.iter().find(|r| r.path == dir.join(&hook));
         let text = match state {
             HookState::Missing { .. } if let Some(r) = replaced => {
@@ -256,7 +260,7 @@ fn show_status(
                 ui.paint(Tone::Warn, "installed, outdated (run dbguard install)")
             }
             HookState::Missing { .. }
-                if fsmonitor_guards && hooks::FALLBACK_HOOKS.contains(&hook.as_str()) =>
+                if fsmonitor_guards && hook_files::FALLBACK_HOOKS.contains(&hook.as_str()) =>
             {
                 ui.paint(
                     Tone::Good,
@@ -298,29 +302,32 @@ fn show_status(
         ui.out(&format!("  {hook:<22} {text}"));
     }
     if !findings.is_empty() {
-        ui.warn(&hooks::replaced::describe(&hooks_dir.git_dir, &findings));
+        ui.warn(&hook_files::replaced::describe(
+            &hooks_dir.git_dir,
+            &findings,
+        ));
     }
     Ok(())
 }
 
 fn show_fsmonitor(ui: &Ui, ctx: &Context) -> Result<(), CommandError> {
-    let text = match fsmonitor::setting(&ctx.repo.git).map_err(fsmonitor_error)? {
-        fsmonitor::Setting::Dbguard { value, chained } => {
+    let text = match fsmonitor_setting::setting(&ctx.repo.git).map_err(fsmonitor_error)? {
+        fsmonitor_setting::Setting::Dbguard { value, chained } => {
             let installed = ui.paint(Tone::Good, &format!("installed ({value})"));
             match chained {
                 Some(previous) => format!("{installed}, then runs {previous}"),
                 None => installed,
             }
         }
-        fsmonitor::Setting::Unset => ui.paint(
+        fsmonitor_setting::Setting::Unset => ui.paint(
             Tone::Warn,
             "not set: plain git commands are compared only after they ran (run dbguard install)",
         ),
-        fsmonitor::Setting::BuiltinDaemon => ui.paint(
+        fsmonitor_setting::Setting::BuiltinDaemon => ui.paint(
             Tone::Warn,
             "true (git's built-in daemon): plain git commands are compared only after they ran",
         ),
-        fsmonitor::Setting::Other(value) => ui.paint(
+        fsmonitor_setting::Setting::Other(value) => ui.paint(
             Tone::Warn,
             &format!("{value}, not dbguard's (run dbguard install: it keeps running behind it)"),
         ),
@@ -351,7 +358,7 @@ fn show_fsmonitor(ui: &Ui, ctx: &Context) -> Result<(), CommandError> {
 
 pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result<(), CommandError> {
     ctx.require_repository("uninstall")?;
-    let dir = hooks::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
+    let dir = hook_files::hooks_dir(&ctx.repo.worktree).map_err(hook_error)?;
     // Hooks installed before core.hooksPath moved elsewhere (husky does that) lie dormant
     // in .git/hooks and would come back when it is unset: remove those blocks as well.
     let mut dirs = vec![dir.path.clone()];
@@ -361,12 +368,14 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     }
     let mut changes = Vec::new();
     for dir in &dirs {
-        changes.extend(hooks::uninstall(dir).map_err(hook_error)?);
+        changes.extend(hook_files::uninstall(dir).map_err(hook_error)?);
     }
-    if let Err(e) = hooks::replaced::forget(&dir.git_dir) {
+    if let Err(e) = hook_files::replaced::forget(&dir.git_dir) {
         ui.warn(&format!(
             "could not remove {}: {e}",
-            dir.git_dir.join(hooks::replaced::RECORD_FILE).display()
+            dir.git_dir
+                .join(hook_files::replaced::RECORD_FILE)
+                .display()
         ));
     }
     for change in changes {
@@ -388,7 +397,7 @@ pub(crate) fn uninstall(ui: &Ui, ctx: &Context, _args: &UninstallArgs) -> Result
     if crate::fsmonitor::client::stop(ctx.repo.git.path()) {
         ui.status(&format!("{:<22} stopped", "file watcher"));
     }
-    if fsmonitor::uninstall(&ctx.repo.git).map_err(fsmonitor_error)? {
+    if fsmonitor_setting::uninstall(&ctx.repo.git).map_err(fsmonitor_error)? {
         ui.status(&format!("{:<22} put back as it was", "core.fsmonitor"));
     }
     say_what_stays(ui, ctx);

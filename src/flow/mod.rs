@@ -4,11 +4,11 @@
 //! Below commands, above the domain.
 
 pub(crate) mod context;
-pub(crate) mod fsmonitor;
 pub(crate) mod guard;
-pub(crate) mod hook;
+pub(crate) mod hook_actions;
 pub(crate) mod offer;
 pub(crate) mod outside_git;
+pub(crate) mod pre_write_guard;
 pub(crate) mod remote;
 pub(crate) mod snapshot;
 

@@ -27,7 +27,7 @@ use crate::clock;
 use crate::compare;
 use crate::db::{self, Census};
 use crate::git::{Repo, RepoPath};
-use crate::hooks::watch;
+use crate::hook_files::watch;
 use crate::store::files::{sync_dir, temp_path};
 use crate::store::{AfterLoss, NewSnapshot, SnapshotInfo, SnapshotRequest, Store, StoreError};
 

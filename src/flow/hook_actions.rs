@@ -20,8 +20,8 @@ use crate::error::{CommandError, ErrorKind};
 use crate::flow::Context;
 use crate::flow::snapshot::{Lines, as_before, snapshot_all, snapshot_operation, warn_failures};
 use crate::git::RepoPath;
-use crate::hooks::fsmonitor as fsmonitor_setting;
-use crate::hooks::{self, HookState, Install, watch};
+use crate::hook_files::fsmonitor_setting;
+use crate::hook_files::{self, HookState, Install, watch};
 use crate::scan::DbFile;
 use crate::store::{AfterLoss, stat_signature};
 use crate::ui::{Ui, shell_quote};
@@ -35,7 +35,7 @@ pub(crate) fn run(ui: &Ui, cwd: &std::path::Path, name: &str, args: &[OsString])
         return 0;
     }
     if name == "fsmonitor-guard" {
-        return crate::flow::fsmonitor::run(ui, args);
+        return crate::flow::pre_write_guard::run(ui, args);
     }
     // A hook runs inside a repository; an invalid setting falls back to its default
     // (said once); if the repository itself cannot be read it says so (nothing was
@@ -148,7 +148,7 @@ fn compare_and_refresh(
     if candidates.is_empty() {
         return Ok(());
     }
-    let operation = crate::flow::fsmonitor::this_operation(ctx);
+    let operation = crate::flow::pre_write_guard::this_operation(ctx);
     let mut shrinks = Vec::new();
     for path in &candidates {
         if let Some(last) = store.latest(&worktree, path)?
@@ -221,7 +221,7 @@ fn baseline_after(
     ui: &Ui,
     ctx: &Context,
     databases: &[DbFile],
-    operation: &crate::flow::fsmonitor::ThisOperation,
+    operation: &crate::flow::pre_write_guard::ThisOperation,
     what: &str,
     losses: &BTreeMap<String, i64>,
 ) -> Result<(), CommandError> {
@@ -261,7 +261,7 @@ fn baseline_after(
 /// When `core.fsmonitor` no longer names dbguard's program (another tool took it over, it
 /// was unset or set to `false` by hand), the pre-write guard of plain git is gone, and
 /// `dbguard install` may have left out the fallback hooks that do its work without it
-/// ([`hooks::FALLBACK_HOOKS`]): put them back, and say so, once (they are there the next
+/// ([`hook_files::FALLBACK_HOOKS`]): put them back, and say so, once (they are there the next
 /// time). Run by the post-* and pre-commit hooks, whose `sh` fast path starts dbguard
 /// once after any change of the config files: the watch file lists them
 /// ([`refresh_watch`]).
@@ -278,9 +278,9 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
     // for the hooks directory on every commit. (One deleted since is for the replaced-
     // hooks notice and `install --status` to tell.)
     let common_dir = ctx.repo.git.commondir();
-    if hooks::FALLBACK_HOOKS
+    if hook_files::FALLBACK_HOOKS
         .iter()
-        .all(|hook| hooks::replaced::records_hook(common_dir, hook))
+        .all(|hook| hook_files::replaced::records_hook(common_dir, hook))
     {
         return;
     }
@@ -293,13 +293,13 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
         Ok(value) => format!("it is `{value}`"),
         Err(_) => "it is unset".to_string(),
     };
-    let Ok(dir) = hooks::hooks_dir(&ctx.repo.worktree) else {
+    let Ok(dir) = hook_files::hooks_dir(&ctx.repo.worktree) else {
         return;
     };
-    let Ok(states) = hooks::status(&dir.path) else {
+    let Ok(states) = hook_files::status(&dir.path) else {
         return;
     };
-    let missing: Vec<&'static str> = hooks::FALLBACK_HOOKS
+    let missing: Vec<&'static str> = hook_files::FALLBACK_HOOKS
         .iter()
         .copied()
         .filter(|hook| {
@@ -311,7 +311,7 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
     if missing.is_empty() {
         return;
     }
-    let changes = match hooks::install(&dir.path, &missing) {
+    let changes = match hook_files::install(&dir.path, &missing) {
         Ok(changes) => changes,
         Err(error) => {
             ui.warn(&format!(
@@ -323,7 +323,7 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
         }
     };
     // The replaced-hooks record lists every file holding the block (install wrote it).
-    let _ = hooks::replaced::record(&dir.git_dir, &installed_block_files(&dir.path));
+    let _ = hook_files::replaced::record(&dir.git_dir, &installed_block_files(&dir.path));
     let put_back: Vec<&str> = changes
         .iter()
         .filter(|change| !matches!(change.outcome, Install::Skipped { .. }))
@@ -359,7 +359,7 @@ fn keep_the_guard(ui: &Ui, ctx: &Context) {
 /// The hook files in `hooks_dir` (or the copies other managers run) that hold dbguard's
 /// block now.
 fn installed_block_files(hooks_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    hooks::status(hooks_dir)
+    hook_files::status(hooks_dir)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(hook, state)| match state {
@@ -370,7 +370,7 @@ fn installed_block_files(hooks_dir: &std::path::Path) -> Vec<std::path::PathBuf>
         .collect()
 }
 
-/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hooks::watch`]): the catalog, every
+/// Rewrite `<git dir>/dbguard-watch` (see [`crate::hook_files::watch`]): the catalog, every
 /// database a post-* hook would compare and the repository's config files (so that a
 /// change of `core.fsmonitor` reaches [`keep_the_guard`]), stamped before this moment
 /// when each database still matches its stat signature, or removed when one does not.
@@ -415,7 +415,7 @@ fn refresh_watch(ctx: &Context) -> Result<(), CommandError> {
 fn before(ui: &Ui, ctx: &Context, what: &str) -> Result<(), CommandError> {
     // The fsmonitor hook snapshots at the moment the command is about to write, with
     // the plan of what it writes; this hook is the fallback for when it is off.
-    if crate::flow::fsmonitor::guards_plain_git(ctx) {
+    if crate::flow::pre_write_guard::guards_plain_git(ctx) {
         return Ok(());
     }
     let databases = ctx.scanner().scan_with_tracked().databases;

@@ -67,13 +67,13 @@ pub(crate) const HOOK_NAMES: &[&str] = &[
 /// The hooks whose only job is a snapshot before git writes, for when dbguard's
 /// `core.fsmonitor` hook is off: `pre-rebase`, and `reference-transaction` in state
 /// `prepared`. With the fsmonitor hook configured they return at once
-/// (`flow::hook::before`), and yet cost a `/bin/sh` start each: git runs
+/// (`flow::hook_actions::before`), and yet cost a `/bin/sh` start each: git runs
 /// reference-transaction 8 times per branch checkout and about 5 times per commit, ~1 ms
 /// each, more than the whole budget of issue 28. So `dbguard install` puts them in only
 /// when it did not set `core.fsmonitor` (`--no-fsmonitor`, git's own daemon kept, no
 /// `dbguard-fsmonitor` next to dbguard), removes its block from them when it did, and a
 /// post-* hook puts them back when `core.fsmonitor` stops naming dbguard's program
-/// (`flow::hook::keep_the_guard`).
+/// (`flow::hook_actions::keep_the_guard`).
 pub(crate) const FALLBACK_HOOKS: &[&str] = &["pre-rebase", "reference-transaction"];
 
 /// The hooks installed whatever `core.fsmonitor` is: the comparisons after a checkout,
@@ -891,7 +891,7 @@ pub(crate) fn block_files(changes: &[HookChange<Install>]) -> Vec<PathBuf> {
         .collect()
 }
 
-pub(crate) mod fsmonitor;
+pub(crate) mod fsmonitor_setting;
 // In `fsmonitor` (std only): the `dbguard-fsmonitor` program tells about replaced blocks.
 pub(crate) use crate::fsmonitor::replaced;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! per line: the store's catalog, every database the post-* hooks would compare in
 //! this worktree, and the repository's config files (`config`, `config.worktree`): a
 //! change there may have taken `core.fsmonitor` away from dbguard, which the next
-//! post-* hook must notice (`flow::hook::keep_the_guard`). Its mtime is set *before* the moment dbguard last confirmed that each
+//! post-* hook must notice (`flow::hook_actions::keep_the_guard`). Its mtime is set *before* the moment dbguard last confirmed that each
 //! listed database still matched its last snapshot (its stat signature was unchanged),
 //! minus one second, so even a shell whose `test -nt` compares whole seconds sees any
 //! later write as newer. A line `?<path>` names a file that does not exist yet and

@@ -213,8 +213,8 @@ pub(crate) fn guards_plain_git(ctx: &Context) -> bool {
         .is_ok_and(|parameters| parameters.to_ascii_lowercase().contains("'core.fsmonitor'"));
     !overridden
         && matches!(
-            crate::hooks::fsmonitor::setting(&ctx.repo.git),
-            Ok(crate::hooks::fsmonitor::Setting::Dbguard { .. })
+            crate::hook_files::fsmonitor_setting::setting(&ctx.repo.git),
+            Ok(crate::hook_files::fsmonitor_setting::Setting::Dbguard { .. })
         )
 }
 
