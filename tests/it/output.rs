@@ -405,15 +405,17 @@ mod exit_codes {
     #[test]
     fn one_hundred_forty_one_when_the_reader_leaves() {
         let repo = with_a_snapshot();
-        let mut child = repo
+        // `dbguard log | head -0`: the reader is gone before dbguard writes (closed
+        // before it starts: dropping it after the spawn raced with dbguard's write).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = repo
             .command(dbguard_bin(), &repo.root)
             .args(["log"])
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // `dbguard log | head -0`: the reader is gone before dbguard writes.
-        drop(child.stdout.take());
         let run = Run::from(child.wait_with_output().unwrap());
         assert_eq!(run.code, 141, "{}", run.stderr);
         assert_eq!(run.stderr, "", "a closed pipe is not reported");
