@@ -169,7 +169,7 @@ fn switch_to(
     let to = match target {
         _ if to_empty_tree => git.empty_tree()?,
         None => return Ok(()),
-        Some(t) => git.must_commit(t)?,
+        Some(t) => git.must_checkout_commit(t)?,
     };
     risk.add_changes(dbs, &git.diff_trees(&head, &to)?);
     Ok(())
@@ -244,8 +244,8 @@ fn rebase(
     let head = git.head_tree()?;
     let ours = match branch {
         Some(b) => {
-            // the branch is checked out first
-            let c = git.must_commit(b)?;
+            // the branch is checked out first, by its branch ref as checkout does
+            let c = git.must_checkout_commit(b)?;
             risk.add_changes(dbs, &git.diff_trees(&head, &c)?);
             c
         }

@@ -212,6 +212,21 @@ impl Git {
         })
     }
 
+    /// The commit `git checkout <name>` and `git switch <name>` go to: the branch
+    /// `refs/heads/<name>` when there is one, which they prefer to a tag of the same name
+    /// (`parse_branchname_arg` reads the branch ref after resolving the name), while
+    /// revision syntax prefers the tag; else `<name>` as a revision (`HEAD~2`, a commit
+    /// id, a tag). A name with revision syntax in it (`main~1`) is resolved as a whole.
+    pub(super) fn must_checkout_commit(&self, name: &str) -> Result<String, PlanError> {
+        let plain_name = name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"/._-".contains(&byte));
+        if plain_name && let Some(branch) = self.commit(&format!("refs/heads/{name}"))? {
+            return Ok(branch);
+        }
+        self.must_commit(name)
+    }
+
     pub(super) fn must_tree(&self, rev: &str) -> Result<String, PlanError> {
         self.peel(rev, "tree")?
             .ok_or_else(|| PlanError::Unplannable(format!("cannot resolve '{rev}' to a tree")))

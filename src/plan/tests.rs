@@ -43,6 +43,38 @@ fn shell_alias_falls_back_to_every_database() {
 }
 
 #[test]
+fn checkout_and_rebase_take_the_branch_where_a_tag_has_the_same_name() {
+    let repo = Repo::new();
+    repo.write(".gitignore", "*.db\n");
+    repo.write("README", "hi\n");
+    repo.commit("main");
+    let main = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["checkout", "-q", "-b", "with-db"]);
+    repo.write("app.db", "tracked sample\n");
+    repo.git(&["add", "-f", "app.db"]);
+    repo.commit("tracks app.db");
+    let with_db = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["checkout", "-q", "main"]);
+    // `risky` the branch tracks app.db, `risky` the tag does not: git checks out the
+    // branch (revision syntax alone would take the tag).
+    repo.git(&["branch", "risky", with_db.trim()]);
+    repo.git(&["tag", "risky", main.trim()]);
+    repo.write("app.db", "precious local rows\n");
+    let dbs = ["app.db"];
+    let overwritten = vec![r("app.db", RiskReason::Overwritten)];
+    assert_eq!(risks(&repo.plan("checkout risky", &dbs)), overwritten);
+    assert_eq!(risks(&repo.plan("switch risky", &dbs)), overwritten);
+    assert_eq!(
+        risks(&repo.plan("checkout -b copy risky", &dbs)),
+        overwritten
+    );
+    assert_eq!(risks(&repo.plan("rebase main risky", &dbs)), overwritten);
+    // A tag alone, and revision syntax, resolve as revisions.
+    assert_eq!(risks(&repo.plan("checkout tags/risky", &dbs)), Vec::new());
+    assert_eq!(risks(&repo.plan("checkout with-db~0", &dbs)), overwritten);
+}
+
+#[test]
 fn checkout_of_a_branch_tracking_a_locally_ignored_database() {
     let repo = Repo::new();
     repo.write(".gitignore", "*.db\n");
