@@ -104,6 +104,39 @@ def compare(works, cmd, runs, goal_text, goal, rewrites_too=True, setup=None):
     return line
 
 
+def commit_floor(work, runs, edit):
+    """What any pre-commit hook costs a commit: the plain repository with and without one
+    `sh` pre-commit that only exits 0 (through core.hooksPath), and with and without
+    `core.fsmonitor` set to a program that only answers "everything may have changed"
+    (git's own t7519 fsmonitor-all-v2, as a one-line sh script). dbguard runs both: its
+    pre-commit refuses a staged database, its fsmonitor hook guards worktree writes."""
+    hooks = os.path.join(base, "floor-hooks")
+    os.makedirs(hooks, exist_ok=True)
+    scripts = {"pre-commit": "#!/bin/sh\nexit 0\n",
+               "fsmonitor-all": "#!/bin/sh\nprintf 'floor\\0/\\0'\n"}
+    for name, text in scripts.items():
+        with open(os.path.join(hooks, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(hooks, name), 0o755)
+    variants = {
+        "plain": [],
+        "empty pre-commit": ["-c", f"core.hooksPath={hooks}"],
+        "fsmonitor-all": ["-c", f"core.fsmonitor={hooks}/fsmonitor-all",
+                          "-c", "core.fsmonitorHookVersion=2"],
+    }
+    times = {label: [] for label in variants}
+    for _ in range(runs):
+        for label, extra in variants.items():
+            edit(work)
+            times[label].append(run(["git", *extra, "commit", "-q", "-m", "edit"], cwd=work, env=e))
+    p = statistics.median(times["plain"]) * 1000
+    parts = []
+    for label in ("empty pre-commit", "fsmonitor-all"):
+        t = statistics.median(times[label]) * 1000
+        parts.append(f"{label} {t:6.1f} ms ({t - p:+.1f} ms, {t / p:.2f}x)")
+    return f"floor of a commit with a hook: plain {p:6.1f} ms; " + "; ".join(parts)
+
+
 def new_repo(name, install, fill):
     work = os.path.join(base, name)
     os.makedirs(work)
@@ -225,6 +258,7 @@ def part_ignored():
         git(["add", "src/m00/f000.py"], work, e)
     print(label, compare(works, ["commit", "-q", "-m", "edit"], runs, "within 10%",
                          lambda p, d: d <= p * 1.1, rewrites_too=False, setup=edit))
+    print(label, commit_floor(works["plain"], runs, edit))
     print(label, compare_checkout(works, runs, 10))
 
     work = works["dbguard"]

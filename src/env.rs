@@ -176,14 +176,14 @@ mod tests {
             super::FSMONITOR_IDLE
         );
         assert_eq!(
-            crate::fsmonitor::no_databases::TOKEN_VARIABLE,
+            crate::fsmonitor::known_databases::TOKEN_VARIABLE,
             super::FSMONITOR_SCAN_TOKEN
         );
     }
 
     #[test]
     fn the_fsmonitor_program_recognises_databases_as_the_scanner_does() {
-        use crate::fsmonitor::no_databases as fast;
+        use crate::fsmonitor::known_databases as fast;
         assert_eq!(fast::SQLITE_MAGIC, crate::db::SQLITE_MAGIC);
         assert_eq!(fast::DUCKDB_MAGIC, crate::db::DUCKDB_MAGIC);
         assert_eq!(fast::MIN_DATABASE_SIZE, crate::scan::MIN_DATABASE_SIZE);

@@ -52,11 +52,12 @@ pub(crate) fn run(ui: &Ui, args: &[OsString]) -> u8 {
     0
 }
 
-/// Tell the hook's fast path ([`fsmonitor::no_databases`]) whether the worktree holds no
-/// database: recorded with the watcher token the hook took before starting us, so that
-/// the next writing git command skips dbguard while the watcher shows nothing that could
-/// be one. Best effort: without the record the planner runs, as it always did.
-fn remember_whether_empty(
+/// Tell the hook's fast paths ([`fsmonitor::known_databases`]) which databases the
+/// worktree holds: recorded with the watcher token the hook took before starting us, so
+/// that the next writing git command skips dbguard while the watcher shows nothing that
+/// could be another one, when there is none or a branch switch touches none. Best
+/// effort: without the record the planner runs, as it always did.
+fn remember_databases(
     git_dir: &std::path::Path,
     worktree: &std::path::Path,
     scanner: &Scanner,
@@ -65,22 +66,49 @@ fn remember_whether_empty(
     let Ok(state_dir) = fsmonitor::state::state_dir(git_dir) else {
         return;
     };
-    // The directories the scan skipped (`.venv`, `__pycache__`, … by default) are looked
-    // into only here, and only when nothing was found elsewhere: once recorded, the fast
-    // path spares every later command the planner.
-    let none_anywhere = || {
-        scan.databases.is_empty()
-            && scan
-                .excluded
-                .iter()
-                .all(|dir| scanner.unfiltered().scan_under(dir).databases.is_empty())
-    };
-    let _ = match crate::env::fsmonitor_scan_token() {
-        Some(token) if none_anywhere() => {
-            fsmonitor::no_databases::record(&state_dir, worktree, &token)
+    let known = crate::env::fsmonitor_scan_token()
+        .and_then(|token| Some((token, known_databases(worktree, scanner, scan)?)));
+    let _ = match known {
+        Some((token, known)) => {
+            fsmonitor::known_databases::record(&state_dir, worktree, &token, &known)
         }
-        _ => fsmonitor::no_databases::forget(&state_dir),
+        None => fsmonitor::known_databases::forget(&state_dir),
     };
+}
+
+/// What `scan` found, for the record; `None` when it cannot vouch for it (a file it
+/// skipped, a path that is not UTF-8).
+fn known_databases(
+    worktree: &std::path::Path,
+    scanner: &Scanner,
+    scan: &Scan,
+) -> Option<fsmonitor::known_databases::Known> {
+    if !scan.skipped.is_empty() {
+        return None;
+    }
+    let files: Vec<String> = scan
+        .databases
+        .iter()
+        .map(|database| database.path.as_str().to_string())
+        .collect();
+    // The directories the scan skipped (`.venv`, `__pycache__`, … by default) are looked
+    // into only when nothing was found elsewhere: "no database anywhere" spares every
+    // later writing command the planner. Otherwise they stand in the record whole.
+    let none_anywhere = files.is_empty()
+        && scan
+            .excluded
+            .iter()
+            .all(|dir| scanner.unfiltered().scan_under(dir).databases.is_empty());
+    let skipped_dirs = if none_anywhere {
+        &[][..]
+    } else {
+        &scan.excluded[..]
+    };
+    let dirs = skipped_dirs
+        .iter()
+        .map(|dir| Some(dir.strip_prefix(worktree).ok()?.to_str()?.to_string()))
+        .collect::<Option<Vec<String>>>()?;
+    Some(fsmonitor::known_databases::Known { files, dirs })
 }
 
 /// The user's command line as the log shows it: `git reset --hard origin/main`.
@@ -126,7 +154,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     }
     let scanner = ctx.scanner();
     let scan = scanner.scan();
-    remember_whether_empty(&git_dir, &ctx.repo.worktree, &scanner, &scan);
+    remember_databases(&git_dir, &ctx.repo.worktree, &scanner, &scan);
     if scan.databases.is_empty() && scan.excluded.is_empty() {
         return decided(0);
     }

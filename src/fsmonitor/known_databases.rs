@@ -1,15 +1,19 @@
-//! The hook's fast path for a git command that may write the worktree: when dbguard's
-//! planner last found no database file anywhere in the worktree, and the watcher proves
-//! that nothing changed since then that could be one, git cannot overwrite or delete a
-//! database, and the hook answers without starting dbguard (loading its binary alone
-//! costs tens of milliseconds per checkout).
+//! What the hook knows about the worktree's databases without starting dbguard: the
+//! list the planner's last scan found, trusted while the watcher proves that nothing
+//! changed since that could be another one. With it, a git command that may write the
+//! worktree skips dbguard's planner (loading its binary alone costs over 10 ms) when
+//! there is no database at all, or when it is a branch switch that touches none of
+//! them ([`super::branch_switch`]).
 //!
-//! The record (`no-databases` in the state dir) holds the worktree and a watcher token
-//! taken *before* the planner's scan began, so a file created during the scan is among
-//! the watcher's changes since that token. Any doubt sends the command to the planner:
-//! no watcher, another watcher than the token's (restarted, overflowed), another
-//! worktree, or a changed path that is a database (by its header, as the scanner tells),
-//! a directory, a symlink, or anything that cannot be read.
+//! The record (`known-databases` in the state dir) holds the worktree, a watcher token
+//! taken *before* the planner's scan began (so a file created during the scan is among
+//! the watcher's changes since that token), and the scan's findings: every database
+//! file, and every directory it did not look into (the configured exclusions, `.venv`,
+//! `node_modules`, …, whose contents may be anything). Any doubt sends the command to
+//! the planner: no watcher, another watcher than the token's (restarted, overflowed),
+//! another worktree, or a changed path that is not accounted for and may be a database
+//! (by its header, as the scanner tells), a directory, a symlink, or anything that
+//! cannot be read.
 
 use std::fs;
 use std::io::{self, Read as _};
@@ -20,9 +24,14 @@ use std::process::{Command, Stdio};
 use super::client;
 
 /// The record's file in the state dir.
-const FILE: &str = "no-databases";
-/// Its first line; any other is not trusted.
-const HEADER: &str = "dbguard-no-databases 1";
+const FILE: &str = "known-databases";
+/// Its first line; any other is not trusted (earlier builds wrote `no-databases`).
+const HEADER: &str = "dbguard-known-databases 1";
+
+/// When the watcher lists more changed paths than this since the record's token, the
+/// record moves on to the token of the check that vouched for them all, so that each
+/// later check reads only what changed after it.
+const REFRESH_AFTER: usize = 64;
 
 /// The watcher token the hook took before starting the planner, handed to it in the
 /// environment (crate::env lists it).
@@ -35,22 +44,89 @@ pub(crate) const MIN_DATABASE_SIZE: u64 = 512;
 pub(crate) const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 pub(crate) const DUCKDB_MAGIC: &[u8; 4] = b"DUCK";
 
-/// The planner's side: a scan begun after the watcher handed out `token` found no
-/// database in `worktree` (and no directory it was told to skip).
-pub(crate) fn record(state_dir: &Path, worktree: &Path, token: &str) -> io::Result<()> {
+/// What a scan found, as worktree-relative `/`-separated paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Known {
+    /// Database files.
+    pub(crate) files: Vec<String>,
+    /// Directories not looked into: anything below them may be a database.
+    pub(crate) dirs: Vec<String>,
+}
+
+impl Known {
+    /// No database anywhere: git cannot overwrite or delete one.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dirs.is_empty()
+    }
+
+    /// Whether git writing or removing `path` (a file as a tree diff names it) may touch
+    /// a known database: the path is one, its WAL or journal beside it, lies inside one
+    /// (`app.db/x` replaces the file by a directory), is a directory above one (`data`
+    /// replacing `data/app.db`'s directory by a file), or lies in or above a directory
+    /// that was not looked into. A plain byte prefix, so `app.db2` counts too: a false
+    /// "may" costs a planner run, a false "no" a database.
+    pub(crate) fn touched_by(&self, path: &[u8]) -> bool {
+        let above = |known: &str| {
+            known.len() > path.len()
+                && known.as_bytes().starts_with(path)
+                && known.as_bytes()[path.len()] == b'/'
+        };
+        self.files
+            .iter()
+            .any(|file| path.starts_with(file.as_bytes()) || above(file))
+            || self
+                .dirs
+                .iter()
+                .any(|dir| path.starts_with(dir.as_bytes()) || above(dir))
+    }
+
+    /// Whether a path the watcher reports changed leaves the set of databases as
+    /// recorded: a known database file (written to), or anything in a directory that was
+    /// not looked into (whatever it holds counts already).
+    fn accounts_for(&self, changed: &[u8]) -> bool {
+        self.files.iter().any(|file| changed == file.as_bytes())
+            || self.dirs.iter().any(|dir| {
+                changed.starts_with(dir.as_bytes())
+                    && changed.get(dir.len()).is_none_or(|byte| *byte == b'/')
+            })
+    }
+}
+
+/// The planner's side: a scan begun after the watcher handed out `token` found `known`
+/// in `worktree`. A path that cannot be written on one line is not recorded, and then
+/// neither is anything.
+pub(crate) fn record(
+    state_dir: &Path,
+    worktree: &Path,
+    token: &str,
+    known: &Known,
+) -> io::Result<()> {
     let worktree = fs::canonicalize(worktree)?;
-    let Some(worktree) = worktree.to_str().filter(|w| !w.contains('\n')) else {
+    let Some(worktree) = worktree.to_str() else {
         return forget(state_dir);
     };
-    if token.is_empty() || token.contains('\n') {
+    write_record(state_dir, worktree, token, known)
+}
+
+fn write_record(state_dir: &Path, worktree: &str, token: &str, known: &Known) -> io::Result<()> {
+    let one_line = |text: &str| !text.is_empty() && !text.contains('\n');
+    let paths = known.files.iter().chain(&known.dirs);
+    if !one_line(worktree) || !one_line(token) || !paths.clone().all(|p| one_line(p)) {
         return forget(state_dir);
     }
+    let mut text = format!("{HEADER}\n{worktree}\n{token}\n");
+    for file in &known.files {
+        text.push_str(&format!("file {file}\n"));
+    }
+    for dir in &known.dirs {
+        text.push_str(&format!("dir {dir}\n"));
+    }
     let staging = state_dir.join(format!("{FILE}.{}", std::process::id()));
-    fs::write(&staging, format!("{HEADER}\n{worktree}\n{token}\n"))?;
+    fs::write(&staging, text)?;
     fs::rename(&staging, state_dir.join(FILE))
 }
 
-/// The planner's side: a scan found databases (or could not vouch for none).
+/// The planner's side: a scan could not vouch for what it found.
 pub(crate) fn forget(state_dir: &Path) -> io::Result<()> {
     match fs::remove_file(state_dir.join(FILE)) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
@@ -58,27 +134,44 @@ pub(crate) fn forget(state_dir: &Path) -> io::Result<()> {
     }
 }
 
-/// The hook's side: whether `worktree` still holds no database, proven by the record
-/// and the watcher's changes since it.
-pub(crate) fn still_none(state_dir: &Path, worktree: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(state_dir.join(FILE)) else {
-        return false;
-    };
+/// The hook's side: the databases of `worktree` as recorded, when the watcher proves
+/// that every path changed since the record's token leaves them as they were; `None`
+/// on any doubt.
+pub(crate) fn current(state_dir: &Path, worktree: &Path) -> Option<Known> {
+    let text = fs::read_to_string(state_dir.join(FILE)).ok()?;
     let mut lines = text.lines();
-    let (Some(HEADER), Some(recorded), Some(token), None) =
-        (lines.next(), lines.next(), lines.next(), lines.next())
-    else {
-        return false;
+    let (HEADER, recorded, token) = (lines.next()?, lines.next()?, lines.next()?) else {
+        return None;
     };
-    if fs::canonicalize(worktree).ok().as_deref() != Some(Path::new(recorded)) {
-        return false;
-    }
-    match client::ask(state_dir, token) {
-        client::Reply::Exact { paths, .. } => {
-            paths.iter().all(|path| cannot_be_database(worktree, path))
+    let mut known = Known::default();
+    for line in lines {
+        match line.split_once(' ') {
+            Some(("file", path)) => known.files.push(path.to_string()),
+            Some(("dir", path)) => known.dirs.push(path.to_string()),
+            _ => return None,
         }
-        client::Reply::Unknown { .. } | client::Reply::Unavailable => false,
     }
+    if fs::canonicalize(worktree).ok().as_deref() != Some(Path::new(recorded)) {
+        return None;
+    }
+    let client::Reply::Exact {
+        token: now,
+        paths: changed,
+    } = client::ask(state_dir, token)
+    else {
+        return None;
+    };
+    let unchanged = changed
+        .iter()
+        .all(|path| known.accounts_for(path) || cannot_be_database(worktree, path));
+    if !unchanged {
+        return None;
+    }
+    if changed.len() > REFRESH_AFTER {
+        // Best effort: a failed write leaves the older, longer record, still sound.
+        let _ = write_record(state_dir, recorded, &now, &known);
+    }
+    Some(known)
 }
 
 /// `dbguard-fsmonitor no-staged-database`, run by the pre-commit shim before it would
@@ -187,18 +280,92 @@ mod tests {
     fn a_record_without_a_watcher_proves_nothing() {
         let state = tempfile::tempdir().unwrap();
         let worktree = tempfile::tempdir().unwrap();
-        record(state.path(), worktree.path(), "dbguard:w:1.a:0").unwrap();
+        let known = Known {
+            files: vec!["data/app.db".into()],
+            dirs: vec![".venv".into()],
+        };
+        record(state.path(), worktree.path(), "dbguard:w:1.a:0", &known).unwrap();
         assert!(
             fs::read_to_string(state.path().join(FILE))
                 .unwrap()
                 .starts_with(HEADER)
         );
-        assert!(
-            !still_none(state.path(), worktree.path()),
+        assert_eq!(
+            current(state.path(), worktree.path()),
+            None,
             "no watcher answers"
         );
         forget(state.path()).unwrap();
         forget(state.path()).unwrap();
         assert!(!state.path().join(FILE).exists());
+    }
+
+    #[test]
+    fn a_database_is_touched_by_itself_its_side_files_and_the_paths_around_it() {
+        let known = Known {
+            files: vec!["data/app.db".into()],
+            dirs: vec!["web/node_modules".into()],
+        };
+        for touching in [
+            "data/app.db",
+            "data/app.db-wal",
+            "data/app.db-journal",
+            "data/app.db/inner",
+            "data",
+            "web",
+            "web/node_modules",
+            "web/node_modules/x/y.js",
+        ] {
+            assert!(known.touched_by(touching.as_bytes()), "{touching}");
+        }
+        for apart in [
+            "data/other.db",
+            "dat",
+            "data2/app.db",
+            "web/src.js",
+            "app.db",
+        ] {
+            assert!(!known.touched_by(apart.as_bytes()), "{apart}");
+        }
+        assert!(!Known::default().touched_by(b"anything"));
+    }
+
+    #[test]
+    fn only_the_known_files_and_what_lies_in_skipped_directories_are_accounted_for() {
+        let known = Known {
+            files: vec!["data/app.db".into()],
+            dirs: vec![".venv".into()],
+        };
+        assert!(known.accounts_for(b"data/app.db"));
+        assert!(known.accounts_for(b".venv/lib/x.db"));
+        assert!(known.accounts_for(b".venv/"));
+        assert!(known.accounts_for(b".venv"));
+        assert!(
+            !known.accounts_for(b"data/app.db/"),
+            "a database turned directory"
+        );
+        assert!(!known.accounts_for(b"data/new.db"));
+        assert!(!known.accounts_for(b".venv2/x.db"));
+    }
+
+    #[test]
+    fn a_path_that_does_not_fit_on_a_line_leaves_no_record() {
+        let state = tempfile::tempdir().unwrap();
+        let worktree = tempfile::tempdir().unwrap();
+        let plain = Known {
+            files: vec!["app.db".into()],
+            dirs: Vec::new(),
+        };
+        record(state.path(), worktree.path(), "dbguard:w:1.a:0", &plain).unwrap();
+        assert!(state.path().join(FILE).exists());
+        let broken = Known {
+            files: vec!["two\nlines.db".into()],
+            dirs: Vec::new(),
+        };
+        record(state.path(), worktree.path(), "dbguard:w:1.a:0", &broken).unwrap();
+        assert!(
+            !state.path().join(FILE).exists(),
+            "the older record is removed, not kept"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! One call: (1) when the git command above may write the worktree, and this operation
 //! has not been decided yet, run `dbguard hook fsmonitor-guard` (planner + snapshot)
-//! and wait for it, unless [`no_databases`] proves the worktree holds no database;
+//! and wait for it, unless what the hook knows ([`known_databases`]) proves that git
+//! cannot touch a database: there is none, or a branch switch changes none of their
+//! paths ([`branch_switch`]);
 //! (2) answer git's query: the previous hook's answer when one was
 //! chained, else [`answer`]'s exact one. Facts behind each choice: `docs/fsmonitor.md`.
 //!
@@ -19,10 +21,11 @@
 //! program's start and one lstat per worktree path, nothing more.
 
 pub(crate) mod answer;
+pub(crate) mod branch_switch;
 pub(crate) mod chain;
 pub(crate) mod classify;
 pub(crate) mod client;
-pub(crate) mod no_databases;
+pub(crate) mod known_databases;
 pub(crate) mod process;
 pub(crate) mod replaced;
 pub(crate) mod state;
@@ -181,7 +184,7 @@ pub fn hook_main() -> ExitCode {
     }
     if args.get(1).is_some_and(|a| a == "no-staged-database") {
         let none =
-            std::env::current_dir().is_ok_and(|worktree| no_databases::none_staged(&worktree));
+            std::env::current_dir().is_ok_and(|worktree| known_databases::none_staged(&worktree));
         return if none {
             ExitCode::SUCCESS
         } else {
@@ -287,15 +290,19 @@ fn exact_answer(worktree: &Path, state_dir: &Path, token: &str) -> io::Result<An
 }
 
 /// When the git command may write the worktree and its operation is undecided: run
-/// dbguard's planner and snapshot, and wait; unless the planner found no database in
-/// the worktree last time and the watcher proves none appeared since
-/// ([`no_databases`]). dbguard reports on stderr what it saved and what it could not;
-/// its stdout goes there too, so the answer on ours stays clean.
+/// dbguard's planner and snapshot, and wait; unless the databases the planner found last
+/// time, which the watcher proves are still all there are ([`known_databases`]), are
+/// none, or are out of a branch switch's way ([`branch_switch`]). dbguard reports on
+/// stderr what it saved and what it could not; its stdout goes there too, so the answer
+/// on ours stays clean.
 fn guard(git_dir: &Path, state_dir: Option<&Path>, worktree: &Path, chain: &GitChain) {
     if !undecided_writer(git_dir, chain) {
         return;
     }
-    if state_dir.is_some_and(|state| no_databases::still_none(state, worktree)) {
+    if let Some(known) = state_dir.and_then(|state| known_databases::current(state, worktree))
+        && (known.is_empty()
+            || branch_switch::touches_none(worktree, git_dir, chain.nearest.git_args(), &known))
+    {
         return;
     }
     // Taken before the planner scans: what changes during its scan is after this token.
@@ -318,8 +325,8 @@ fn guard(git_dir: &Path, state_dir: Option<&Path>, worktree: &Path, chain: &GitC
         .stdout(stdout);
     // Set or removed: a value inherited from elsewhere must not be recorded as ours.
     match &scan_token {
-        Some(token) => command.env(no_databases::TOKEN_VARIABLE, token),
-        None => command.env_remove(no_databases::TOKEN_VARIABLE),
+        Some(token) => command.env(known_databases::TOKEN_VARIABLE, token),
+        None => command.env_remove(known_databases::TOKEN_VARIABLE),
     };
     let status = command.status();
     match status {

@@ -434,16 +434,34 @@ fn restore_rows(repo: &TestRepo, path: &str) -> u64 {
     sqlite_count(&repo.root.join(path), "posts")
 }
 
-#[test]
-fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
+/// A repository ignoring `ignored`, with `a.txt` on `main` and changed on `text`, which
+/// is checked out.
+fn main_and_text(ignored: &str) -> TestRepo {
     let repo = TestRepo::new();
-    fs::write(repo.root.join(".gitignore"), "data.db\n").unwrap();
+    fs::write(repo.root.join(".gitignore"), format!("{ignored}\n")).unwrap();
     fs::write(repo.root.join("a.txt"), "main\n").unwrap();
     repo.git(["add", "."]);
     repo.git(["commit", "-q", "-m", "main"]);
     repo.git(["checkout", "-q", "-b", "text"]);
     fs::write(repo.root.join("a.txt"), "text\n").unwrap();
     repo.git(["commit", "-q", "-am", "text"]);
+    repo
+}
+
+/// `git <args>` as a user types it, through every hook; it must succeed.
+fn git_ok(repo: &TestRepo, args: &str) {
+    let run = Run::from(
+        repo.command("git", &repo.root)
+            .args(args.split_whitespace())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "git {args}: {}", run.stderr);
+}
+
+#[test]
+fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
+    let repo = main_and_text("data.db");
     repo.git(["checkout", "-q", "-b", "with-data", "main"]);
     make_posts_db(&repo.root.join("data.db"), 10, 8);
     repo.git(["add", "-f", "data.db"]);
@@ -463,16 +481,7 @@ fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
     fs::write(repo.root.join("__pycache__/a.pyc"), vec![7u8; 4096]).unwrap();
     repo.dbguard(["install"]).ok();
     watcher_token(&repo);
-    let checkout = |branch: &str| {
-        let run = Run::from(
-            repo.command("git", &repo.root)
-                .args(["checkout", "-q"])
-                .args(branch.split_whitespace())
-                .output()
-                .unwrap(),
-        );
-        assert_eq!(run.code, 0, "{}", run.stderr);
-    };
+    let checkout = |branch: &str| git_ok(&repo, &format!("checkout -q {branch}"));
 
     // No database anywhere: the planner runs once, then the hook alone decides.
     checkout("text");
@@ -501,13 +510,7 @@ fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
     let conn = rusqlite::Connection::open(repo.root.join("posts.db")).unwrap();
     add_posts(&conn, 4900, 8);
     drop(conn);
-    let forced = Run::from(
-        repo.command("git", &repo.root)
-            .args(["checkout", "-q", "-f", "text"])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    git_ok(&repo, "checkout -q -f text");
     assert!(!repo.root.join("posts.db").exists());
     let log = repo.dbguard(["log", "--json"]).ok().json();
     assert!(
@@ -517,4 +520,104 @@ fn the_fast_path_skips_dbguard_only_while_no_database_can_be_lost() {
             .any(|s| s["path"] == "posts.db" && s["tables"]["posts"] == 5000),
         "no 5,000-row snapshot of posts.db: {log:#}"
     );
+}
+
+#[test]
+fn a_branch_switch_skips_dbguard_only_while_it_touches_no_database() {
+    let repo = main_and_text("*.db");
+    // A branch that tracks a sample of the ignored app.db, and one with a file `data`
+    // where the worktree has a directory holding an ignored database.
+    repo.git(["checkout", "-q", "-b", "with-app", "main"]);
+    make_posts_db(&repo.root.join("app.db"), 10, 8);
+    repo.git(["add", "-f", "app.db"]);
+    repo.git(["commit", "-q", "-m", "sample app.db"]);
+    repo.git(["checkout", "-q", "-b", "data-file", "main"]);
+    fs::write(repo.root.join("data"), "a file now\n").unwrap();
+    repo.git(["add", "data"]);
+    repo.git(["commit", "-q", "-m", "data is a file"]);
+    // A tag and a branch of one name: checkout takes the branch.
+    let commit = |rev: &str| repo.git(["rev-parse", rev]).trim().to_string();
+    repo.git(["tag", "safe", &commit("with-app")]);
+    repo.git(["branch", "safe", &commit("text")]);
+    repo.git(["tag", "risky", &commit("text")]);
+    repo.git(["branch", "risky", &commit("with-app")]);
+    repo.git(["checkout", "-q", "main"]);
+    repo.dbguard(["install"]).ok();
+    watcher_token(&repo);
+    make_posts_db(&repo.root.join("app.db"), 1000, 8);
+    let git = |args: &str| git_ok(&repo, args);
+
+    // The planner decides the first switch and leaves its findings to the hook.
+    git("checkout -q text");
+    let planned = operation_markers(&repo);
+    assert_eq!(planned.len(), 1, "the planner decided the first checkout");
+    for switch in [
+        "checkout -q main",
+        "switch -q text",
+        "checkout -q -b feature",
+        "switch -c other",
+        "checkout -q safe",
+        "checkout -q main",
+    ] {
+        git(switch);
+        assert_eq!(
+            operation_markers(&repo),
+            planned,
+            "the planner ran for {switch}"
+        );
+    }
+    assert_eq!(sqlite_count(&repo.root.join("app.db"), "posts"), 1000);
+
+    // A database that appeared since the planner's scan: the planner again.
+    fs::create_dir(repo.root.join("data")).unwrap();
+    make_posts_db(&repo.root.join("data/inner.db"), 1000, 8);
+    git("checkout -q text");
+    let replanned = operation_markers(&repo);
+    assert_ne!(
+        replanned, planned,
+        "the planner ran for an unknown database"
+    );
+    git("checkout -q main");
+    assert_eq!(operation_markers(&repo), replanned);
+
+    // A switch whose tree puts a file where the directory of a database is.
+    let switched = Run::from(
+        repo.command("git", &repo.root)
+            .args(["checkout", "-q", "data-file"])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(
+        operation_markers(&repo),
+        replanned,
+        "the planner ran for `data`"
+    );
+    if switched.code == 0 {
+        assert!(repo.root.join("data").is_file());
+        let log = repo.dbguard(["log", "--json"]).ok().json();
+        assert!(
+            log.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["path"] == "data/inner.db" && s["tables"]["posts"] == 1000),
+            "git removed data/inner.db unsaved: {log:#}"
+        );
+        git("checkout -q main");
+    } else {
+        assert_eq!(
+            sqlite_count(&repo.root.join("data/inner.db"), "posts"),
+            1000
+        );
+    }
+
+    // A branch named like a tag that tracks nothing: the branch is what git checks out.
+    let before = operation_markers(&repo);
+    git("checkout -q risky");
+    assert_ne!(
+        operation_markers(&repo),
+        before,
+        "the planner ran for `risky`"
+    );
+    assert_eq!(sqlite_count(&repo.root.join("app.db"), "posts"), 10);
+    assert_eq!(restore_rows(&repo, "app.db"), 1000);
 }
