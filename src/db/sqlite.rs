@@ -725,11 +725,9 @@ mod tests {
         assert_eq!(last, live);
     }
 
-    #[test]
-    fn a_damaged_image_fails_its_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("image.db");
-        Connection::open(&path)
+    /// A database whose table `t` holds 2,000 blobs of 500 bytes: about 250 pages.
+    fn make_blob_table(path: &Path) {
+        Connection::open(path)
             .unwrap()
             .execute_batch(
                 "CREATE TABLE t(x);
@@ -737,6 +735,13 @@ mod tests {
                  INSERT INTO t SELECT randomblob(500) FROM n;",
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_damaged_image_fails_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.db");
+        make_blob_table(&path);
         assert_eq!(check_and_census(&path).unwrap().tables["t"], 2000);
         // A page in the middle of the table's b-tree, overwritten with garbage.
         let mut bytes = fs::read(&path).unwrap();
@@ -751,14 +756,7 @@ mod tests {
     fn a_stopped_receiver_stops_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("live.db");
-        Connection::open(&src)
-            .unwrap()
-            .execute_batch(
-                "CREATE TABLE t(x);
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
-                 INSERT INTO t SELECT randomblob(500) FROM n;",
-            )
-            .unwrap();
+        make_blob_table(&src);
         let mut runs = 0;
         let stopped = stream_pages(
             &src,
