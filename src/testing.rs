@@ -507,6 +507,12 @@ impl Run {
     /// Asserts that the error has a hint of its own, not only the general one.
     #[track_caller]
     pub fn has_own_hint(self) -> Run {
+        self.assert_own_hint();
+        self
+    }
+
+    #[track_caller]
+    fn assert_own_hint(&self) {
         assert!(
             self.hints()
                 .iter()
@@ -514,7 +520,6 @@ impl Run {
             "expected a hint of the command's own:\n{}",
             self.stderr
         );
-        self
     }
 
     /// Asserts a clear error: the first line of stderr is the error and says `needle`,
@@ -527,13 +532,7 @@ impl Run {
             "expected an error line saying {needle:?}:\n{}",
             self.stderr
         );
-        assert!(
-            self.hints()
-                .iter()
-                .any(|hint| *hint != crate::error::GENERAL_HINT),
-            "expected a hint of the command's own:\n{}",
-            self.stderr
-        );
+        self.assert_own_hint();
         assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
         self
     }
