@@ -230,15 +230,21 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
     let guarded = std::env::var_os(GUARDED_VARIABLE)
         .is_some_and(|marker| process::guarded_by_ancestor(&marker));
     let skipped = std::env::var_os(SKIP_VARIABLE).is_some_and(|v| v == "1");
-    let chain = process::git_chain();
+    let nearest = process::nearest_git();
     // Outside the git dir (git's commands move and list git dirs); when it cannot be had,
     // the guard still runs (without its fast path), and git gets `/`.
     let state_dir = state::state_dir(&git_dir);
-    if !guarded && let Some(chain) = &chain {
+    // Only a git that may write needs the command it belongs to (more of /proc to read).
+    if !guarded
+        && let Some(writer) = nearest
+            .as_ref()
+            .filter(|git| classify::classify(git.git_args()) == Class::Plan)
+    {
+        let chain = GitChain::above(writer.clone());
         if skipped {
-            say_skipped(&git_dir, chain);
+            say_skipped(&git_dir, &chain);
         } else {
-            guard(&git_dir, state_dir.as_deref().ok(), worktree, chain);
+            guard(&git_dir, state_dir.as_deref().ok(), worktree, &chain);
         }
     }
     if let Some(previous) = Previous::read(&common_dir)
@@ -256,9 +262,9 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
         }
     }
     let mut answer = exact_answer(worktree, &state_dir?, token)?;
-    if chain
+    if nearest
         .as_ref()
-        .is_some_and(|chain| classify::needs_full_answer(chain.nearest.git_args()))
+        .is_some_and(|git| classify::needs_full_answer(git.git_args()))
     {
         answer.paths = None;
     }
@@ -289,14 +295,14 @@ fn exact_answer(worktree: &Path, state_dir: &Path, token: &str) -> io::Result<An
     }
 }
 
-/// When the git command may write the worktree and its operation is undecided: run
+/// For a git command that may write the worktree, when its operation is undecided: run
 /// dbguard's planner and snapshot, and wait; unless the databases the planner found last
 /// time, which the watcher proves are still all there are ([`known_databases`]), are
 /// none, or are out of a branch switch's way ([`branch_switch`]). dbguard reports on
 /// stderr what it saved and what it could not; its stdout goes there too, so the answer
 /// on ours stays clean.
 fn guard(git_dir: &Path, state_dir: Option<&Path>, worktree: &Path, chain: &GitChain) {
-    if !undecided_writer(git_dir, chain) {
+    if !undecided(git_dir, chain) {
         return;
     }
     if let Some(known) = state_dir.and_then(|state| known_databases::current(state, worktree))
@@ -342,17 +348,16 @@ fn guard(git_dir: &Path, state_dir: Option<&Path>, worktree: &Path, chain: &GitC
     }
 }
 
-/// Whether the git command may write the worktree and no earlier call of the same
-/// operation has decided for it.
-fn undecided_writer(git_dir: &Path, chain: &GitChain) -> bool {
-    classify::classify(chain.nearest.git_args()) == Class::Plan
-        && decided_operation(git_dir, &chain.operation.key()).is_none()
+/// Whether no earlier call of the same operation (a git command that may write the
+/// worktree) has decided for it.
+fn undecided(git_dir: &Path, chain: &GitChain) -> bool {
+    decided_operation(git_dir, &chain.operation.key()).is_none()
 }
 
-/// `DBGUARD_SKIP=1`: nothing is saved, and the user hears so once for every git command
-/// that may write (a forgotten `export` must not switch the guard off unseen).
+/// `DBGUARD_SKIP=1` and a git command that may write: nothing is saved, and the user
+/// hears so once for every such command (a forgotten `export` must not switch the guard off unseen).
 fn say_skipped(git_dir: &Path, chain: &GitChain) {
-    if !undecided_writer(git_dir, chain) {
+    if !undecided(git_dir, chain) {
         return;
     }
     let command: Vec<String> = chain

@@ -142,32 +142,42 @@ pub(crate) struct GitChain {
     pub(crate) operation: Process,
 }
 
-/// The gits above this process, or `None` when no git is (a hook run by hand). Up to
-/// two shells may stand between this process and the nearest git: git runs a hook value
-/// with a space through `sh -c`, and a hook script's interpreter is `sh`.
-pub(crate) fn git_chain() -> Option<GitChain> {
-    let me = Process::read(std::process::id())?;
-    let mut current = Process::read(me.parent)?;
+/// The git that ran this hook, or `None` when no git did (a hook run by hand). Up to
+/// two shells may stand between this process and it: git runs a hook value with a
+/// space through `sh -c`, and a hook script's interpreter is `sh`. (This process itself
+/// is not read: its parent's pid is all the walk needs, and every `git status` pays for
+/// each file read here.)
+pub(crate) fn nearest_git() -> Option<Process> {
+    let mut current = Process::read(std::os::unix::process::parent_id())?;
     for _ in 0..2 {
         if current.is_git() || !current.is_shell() {
             break;
         }
         current = Process::read(current.parent)?;
     }
-    if !current.is_git() {
-        return None;
-    }
-    let nearest = current.clone();
-    let mut operation = current;
-    // A shell between two gits ends the walk: the git above it ran a `!` alias or a
-    // command (`rebase -x`), and each git that shell starts is a command of its own.
-    while let Some(parent) = Process::read(operation.parent) {
-        if !parent.runs_same_program_as(&nearest) {
-            break;
+    current.is_git().then_some(current)
+}
+
+impl GitChain {
+    /// The chain from `nearest` (a git) up to the git command it belongs to. A shell
+    /// between two gits ends the walk: the git above it ran a `!` alias or a command
+    /// (`rebase -x`), and each git that shell starts is a command of its own.
+    pub(crate) fn above(nearest: Process) -> GitChain {
+        let mut operation = nearest.clone();
+        while let Some(parent) = Process::read(operation.parent) {
+            if !parent.runs_same_program_as(&nearest) {
+                break;
+            }
+            operation = parent;
         }
-        operation = parent;
+        GitChain { nearest, operation }
     }
-    Some(GitChain { nearest, operation })
+}
+
+/// The gits above this process (see [`nearest_git`] and [`GitChain::above`]), or `None`
+/// when no git runs it.
+pub(crate) fn git_chain() -> Option<GitChain> {
+    nearest_git().map(GitChain::above)
 }
 
 /// Whether `marker` (a `DBGUARD_GUARDED` value) was set by dbguard for this process: it

@@ -217,7 +217,17 @@ impl Git {
     /// (`parse_branchname_arg` reads the branch ref after resolving the name), while
     /// revision syntax prefers the tag; else `<name>` as a revision (`HEAD~2`, a commit
     /// id, a tag). A name with revision syntax in it (`main~1`) is resolved as a whole.
+    /// `-` (already `@{-1}`) and `@{-N}` name the N-th last branch checked out: git reads
+    /// its name from HEAD's reflog and then prefers the branch in the same way, as
+    /// `check-ref-format --branch` expands it (a revision would again take the tag).
     pub(super) fn must_checkout_commit(&self, name: &str) -> Result<String, PlanError> {
+        let previous;
+        let name = if name.starts_with("@{-") && name.ends_with('}') {
+            previous = self.text(["check-ref-format", "--branch", name])?;
+            previous.as_str()
+        } else {
+            name
+        };
         let plain_name = name
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"/._-".contains(&byte));

@@ -59,6 +59,10 @@ fn checkout_and_rebase_take_the_branch_where_a_tag_has_the_same_name() {
     // branch (revision syntax alone would take the tag).
     repo.git(&["branch", "risky", with_db.trim()]);
     repo.git(&["tag", "risky", main.trim()]);
+    // ... and so do `checkout -` and `@{-1}` when the branch checked out before was
+    // `risky`: git expands them to that branch's name.
+    repo.git(&["checkout", "-q", "risky"]);
+    repo.git(&["checkout", "-q", "main"]);
     repo.write("app.db", "precious local rows\n");
     let dbs = ["app.db"];
     let overwritten = vec![r("app.db", RiskReason::Overwritten)];
@@ -69,6 +73,9 @@ fn checkout_and_rebase_take_the_branch_where_a_tag_has_the_same_name() {
         overwritten
     );
     assert_eq!(risks(&repo.plan("rebase main risky", &dbs)), overwritten);
+    assert_eq!(risks(&repo.plan("checkout -", &dbs)), overwritten);
+    assert_eq!(risks(&repo.plan("switch -", &dbs)), overwritten);
+    assert_eq!(risks(&repo.plan("checkout @{-1}", &dbs)), overwritten);
     // A tag alone, and revision syntax, resolve as revisions.
     assert_eq!(risks(&repo.plan("checkout tags/risky", &dbs)), Vec::new());
     assert_eq!(risks(&repo.plan("checkout with-db~0", &dbs)), overwritten);
