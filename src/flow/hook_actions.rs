@@ -474,9 +474,9 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
     if policy == PreCommitPolicy::Allow {
         return 0;
     }
-    let Ok(output) =
-        ctx.repo
-            .query_git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"])
+    let Ok(output) = ctx
+        .repo
+        .query_git(crate::fsmonitor::known_databases::STAGED_FILES)
     else {
         return 0;
     };
@@ -486,6 +486,11 @@ fn pre_commit(ui: &Ui, ctx: &Context) -> u8 {
         .filter_map(|p| std::str::from_utf8(p).ok())
         .filter(|p| !p.is_empty())
         .filter_map(|p| RepoPath::new(p).ok())
+        // A symlink commits the path it points to, not the database there.
+        .filter(|p| {
+            !std::fs::symlink_metadata(p.in_worktree(&ctx.repo.worktree))
+                .is_ok_and(|m| m.file_type().is_symlink())
+        })
         .filter_map(|p| match db::sniff(&p.in_worktree(&ctx.repo.worktree)) {
             Ok(Sniff::Database(kind)) => Some((p, kind)),
             _ => None,

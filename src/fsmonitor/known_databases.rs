@@ -174,6 +174,20 @@ pub(crate) fn current(state_dir: &Path, worktree: &Path) -> Option<Known> {
     Some(known)
 }
 
+/// The git arguments that list, NUL-separated, every path the index adds or changes
+/// against HEAD (the empty tree before the first commit): added, modified, and a file
+/// in a symlink's place (`T`). Renames are off: with git's default rename detection a
+/// tracked database moved (and changed) in the index is one `R` entry, which the
+/// filter would drop. dbguard's own commit check lists the same.
+pub(crate) const STAGED_FILES: [&str; 6] = [
+    "diff",
+    "--cached",
+    "--no-renames",
+    "--name-only",
+    "-z",
+    "--diff-filter=AMT",
+];
+
 /// `dbguard-fsmonitor no-staged-database`, run by the pre-commit shim before it would
 /// start dbguard: whether no file the commit adds or changes can be a database (by the
 /// scanner's rules, as dbguard's commit check reads the worktree file), so that check
@@ -183,15 +197,8 @@ pub(crate) fn current(state_dir: &Path, worktree: &Path) -> Option<Known> {
 /// inherited.
 pub(crate) fn none_staged(worktree: &Path) -> bool {
     let Ok(output) = Command::new("git")
-        .args([
-            "-c",
-            "core.fsmonitor=false",
-            "diff",
-            "--cached",
-            "--name-only",
-            "-z",
-            "--diff-filter=AM",
-        ])
+        .args(["-c", "core.fsmonitor=false"])
+        .args(STAGED_FILES)
         .env("GIT_OPTIONAL_LOCKS", "0")
         .current_dir(worktree)
         .stdin(Stdio::null())

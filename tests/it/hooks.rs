@@ -226,6 +226,62 @@ fn pre_commit_refuses_a_database_unless_configured() {
     assert!(warned.stderr.contains("warning"), "{}", warned.stderr);
 }
 
+/// git's diff detects renames by default: a tracked database moved and changed in the
+/// index is one renamed entry (`R`), not an added one, and it must be refused all the
+/// same; so must a file that replaces a symlink (`T`).
+#[test]
+fn pre_commit_refuses_a_database_moved_or_put_in_a_symlinks_place() {
+    let repo = TestRepo::new();
+    make_posts_db(&repo.root.join("data.db"), 200, 8);
+    std::os::unix::fs::symlink("README", repo.root.join("link.db")).unwrap();
+    repo.git(["add", "data.db", "link.db"]);
+    repo.git(["commit", "-q", "-m", "tracked before dbguard"]);
+    repo.dbguard(["install"]).ok();
+
+    repo.git(["mv", "data.db", "posts.db"]);
+    let conn = rusqlite::Connection::open(repo.root.join("posts.db")).unwrap();
+    add_posts(&conn, 5, 8);
+    drop(conn);
+    repo.git(["add", "posts.db"]);
+    let status = repo.git(["status", "--porcelain"]);
+    assert!(status.contains("R  data.db -> posts.db"), "{status}");
+    let refused = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "move the db"])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    assert!(refused.stderr.contains("posts.db"), "{}", refused.stderr);
+    repo.git(["commit", "-q", "--no-verify", "-m", "moved on purpose"]);
+
+    fs::remove_file(repo.root.join("link.db")).unwrap();
+    make_posts_db(&repo.root.join("link.db"), 10, 8);
+    repo.git(["add", "link.db"]);
+    let refused = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "symlink became a db"])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    assert!(refused.stderr.contains("link.db"), "{}", refused.stderr);
+
+    // The other way round is no database committed: a symlink stores the path it
+    // points to.
+    repo.git(["rm", "-q", "--cached", "link.db"]);
+    fs::rename(repo.root.join("link.db"), repo.root.join("local.db")).unwrap();
+    std::os::unix::fs::symlink("local.db", repo.root.join("link.db")).unwrap();
+    repo.git(["add", "link.db"]);
+    let committed = Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", "link to a local database"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(committed.code, 0, "{}", committed.stderr);
+}
+
 #[test]
 fn untrack_snapshots_removes_from_the_index_and_ignores() {
     let repo = TestRepo::new();
