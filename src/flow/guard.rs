@@ -140,6 +140,47 @@ pub(crate) fn databases_at_risk(
     invocation: &plan::GitInvocation,
     unparsed: Option<&str>,
 ) -> Result<Vec<DbFile>, CommandError> {
+    let unplanned = invocation
+        .subcommand
+        .as_deref()
+        .filter(|name| plan::writes_unplanned(name))
+        .map(|name| format!("dbguard does not plan `git {name}`"));
+    at_risk_by(ctx, scanner, scan, |relative, probe| {
+        let plan = match unparsed.map(str::to_string).or(unplanned) {
+            Some(reason) => plan::Plan::everything(relative, probe, &reason),
+            None => plan::plan(invocation, &ctx.repo.worktree, relative, probe).unwrap_or_else(
+                |error| plan::Plan::everything(relative, probe, &error.to_string()),
+            ),
+        };
+        if let Some(reason) = &plan.fallback_reason {
+            ui.status(&format!(
+                "dbguard: could not work out what git will touch ({reason}); snapshotting every database"
+            ));
+        }
+        plan
+    })
+}
+
+/// Every database in the worktree, those in the directories the scan skips included:
+/// for a command that deletes the whole worktree (`git worktree remove`).
+pub(crate) fn every_database(
+    ctx: &Context,
+    scanner: &Scanner<'_>,
+    scan: &Scan,
+) -> Result<Vec<DbFile>, CommandError> {
+    at_risk_by(ctx, scanner, scan, |relative, probe| {
+        plan::Plan::everything(relative, probe, "the whole worktree goes")
+    })
+}
+
+/// The database files at risk by the plan `make_plan` makes from the scan's databases
+/// (worktree-relative) and a probe of the directories it skipped.
+fn at_risk_by(
+    ctx: &Context,
+    scanner: &Scanner<'_>,
+    scan: &Scan,
+    make_plan: impl FnOnce(&[PathBuf], Option<plan::Probe<'_>>) -> plan::Plan,
+) -> Result<Vec<DbFile>, CommandError> {
     let relative: Vec<PathBuf> = scan
         .databases
         .iter()
@@ -154,21 +195,7 @@ pub(crate) fn databases_at_risk(
             .collect()
     };
     let probe: Option<plan::Probe<'_>> = (!scan.excluded.is_empty()).then_some(&probe);
-    let unplanned = invocation
-        .subcommand
-        .as_deref()
-        .filter(|name| plan::writes_unplanned(name))
-        .map(|name| format!("dbguard does not plan `git {name}`"));
-    let plan = match unparsed.map(str::to_string).or(unplanned) {
-        Some(reason) => plan::Plan::everything(&relative, probe, &reason),
-        None => plan::plan(invocation, &ctx.repo.worktree, &relative, probe)
-            .unwrap_or_else(|error| plan::Plan::everything(&relative, probe, &error.to_string())),
-    };
-    if let Some(reason) = &plan.fallback_reason {
-        ui.status(&format!(
-            "dbguard: could not work out what git will touch ({reason}); snapshotting every database"
-        ));
-    }
+    let plan = make_plan(&relative, probe);
     let mut at_risk = Vec::new();
     for risk in &plan.at_risk {
         match scan

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::clock;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::guard::{databases_at_risk, may_write_worktree};
+use crate::flow::guard::{databases_at_risk, every_database, may_write_worktree};
 use crate::flow::snapshot::{
     Lines, as_before, partial_message, snapshot_all, version_control_warning_daily,
 };
@@ -148,7 +148,10 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
             Some(error.to_string()),
         ),
     };
-    if !may_write_worktree(&invocation, unparsed.is_some()) {
+    // `git worktree remove` deletes this worktree (ignored files too) once its status
+    // check, the git that ran the hook, finds it clean.
+    let removal = fsmonitor::classify::checks_worktree_before_removal(argv, operation.git_args());
+    if !removal && !may_write_worktree(&invocation, unparsed.is_some()) {
         // Undecided: a later call of the same command (its internal child) may write.
         return Ok(());
     }
@@ -158,7 +161,16 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
     if scan.databases.is_empty() && scan.excluded.is_empty() {
         return decided(0);
     }
-    let at_risk = databases_at_risk(ui, &ctx, &scanner, &scan, &invocation, unparsed.as_deref())?;
+    let at_risk = if removal {
+        ui.status(&format!(
+            "dbguard: `{}` deletes {} with every file in it; snapshotting its databases (to get one back later: `dbguard log --all-worktrees`, then `dbguard restore --from <ID> --to <new path>`)",
+            command_of(operation).join(" "),
+            ctx.repo.worktree.display()
+        ));
+        every_database(&ctx, &scanner, &scan)?
+    } else {
+        databases_at_risk(ui, &ctx, &scanner, &scan, &invocation, unparsed.as_deref())?
+    };
     if at_risk.is_empty() {
         return decided(0);
     }

@@ -90,9 +90,71 @@ pub(crate) fn needs_full_answer(args: &[OsString]) -> bool {
     matches!(subcommand(args), Ok(Some("mv" | "rm")))
 }
 
+/// The check `git worktree remove` (without `--force`) runs in the worktree it is about
+/// to delete (`check_clean_worktree`: `git status --porcelain --ignore-submodules=none`).
+/// "Clean" there means no tracked change and no untracked file: ignored files, the
+/// usual place of a database, are deleted with the worktree without a word. This
+/// status is the last git that reads that worktree's index, so its hook call is where
+/// they can be saved.
+const WORKTREE_REMOVAL_CHECK: [&str; 3] = ["status", "--porcelain", "--ignore-submodules=none"];
+
+/// Whether a hook call from the git `nearest` (of the command `operation`) is `git
+/// worktree remove`'s check of this worktree, which it deletes next.
+pub(crate) fn checks_worktree_before_removal(nearest: &[OsString], operation: &[OsString]) -> bool {
+    may_check_worktree_before_removal(nearest) && removes_worktree(operation)
+}
+
+/// Whether `git <args>` is `git worktree remove …`.
+fn removes_worktree(args: &[OsString]) -> bool {
+    matches!(subcommand(args), Ok(Some("worktree")))
+        && args
+            .windows(2)
+            .any(|pair| pair[0] == "worktree" && pair[1] == "remove")
+}
+
+/// Whether a hook call from `nearest` may be `git worktree remove`'s check (then the
+/// command above it is worth reading; see [`checks_worktree_before_removal`]).
+pub(crate) fn may_check_worktree_before_removal(nearest: &[OsString]) -> bool {
+    nearest.len() == WORKTREE_REMOVAL_CHECK.len()
+        && nearest
+            .iter()
+            .zip(WORKTREE_REMOVAL_CHECK)
+            .all(|(word, check)| word == check)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worktree_removal_is_recognised_by_its_status_check_under_worktree_remove() {
+        let words =
+            |line: &str| -> Vec<OsString> { line.split_whitespace().map(OsString::from).collect() };
+        let check = words("status --porcelain --ignore-submodules=none");
+        assert!(may_check_worktree_before_removal(&check));
+        for operation in [
+            "worktree remove ../linked",
+            "-C /repo worktree remove --force ../linked",
+        ] {
+            assert!(
+                checks_worktree_before_removal(&check, &words(operation)),
+                "{operation}"
+            );
+        }
+        for operation in ["worktree list", "status --porcelain", "log worktree remove"] {
+            assert!(
+                !checks_worktree_before_removal(&check, &words(operation)),
+                "{operation}"
+            );
+        }
+        assert!(!may_check_worktree_before_removal(&words(
+            "status --porcelain"
+        )));
+        assert!(!checks_worktree_before_removal(
+            &words("status"),
+            &words("worktree remove ../linked")
+        ));
+    }
 
     fn class(line: &str) -> Class {
         let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();

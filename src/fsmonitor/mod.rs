@@ -235,12 +235,7 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
     // the guard still runs (without its fast path), and git gets `/`.
     let state_dir = state::state_dir(&git_dir);
     // Only a git that may write needs the command it belongs to (more of /proc to read).
-    if !guarded
-        && let Some(writer) = nearest
-            .as_ref()
-            .filter(|git| classify::classify(git.git_args()) == Class::Plan)
-    {
-        let chain = GitChain::above(writer.clone());
+    if !guarded && let Some(chain) = nearest.as_ref().and_then(writing_chain) {
         if skipped {
             say_skipped(&git_dir, &chain);
         } else {
@@ -269,6 +264,21 @@ fn respond(worktree: &Path, token: &str) -> io::Result<Vec<u8>> {
         answer.paths = None;
     }
     Ok(answer.encode())
+}
+
+/// The chain of a git that may write the worktree: one whose command line may (see
+/// [`classify`]), or `git worktree remove`'s status check of the worktree it deletes.
+fn writing_chain(nearest: &process::Process) -> Option<GitChain> {
+    let args = nearest.git_args();
+    if classify::classify(args) == Class::Plan {
+        return Some(GitChain::above(nearest.clone()));
+    }
+    if classify::may_check_worktree_before_removal(args) {
+        let chain = GitChain::above(nearest.clone());
+        return classify::checks_worktree_before_removal(args, chain.operation.git_args())
+            .then_some(chain);
+    }
+    None
 }
 
 /// What changed since `token`: from the watcher when one runs, else by the walk (and a

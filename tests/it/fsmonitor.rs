@@ -180,6 +180,56 @@ fn plain_clean_fdx_keeps_an_ignored_and_an_untracked_database_it_deletes() {
     assert_eq!(restore_rows(&repo, "scratch.db"), 700);
 }
 
+/// `git worktree remove` deletes a worktree that git finds clean, ignored files and all:
+/// its status check of that worktree runs the hook, which saves them first.
+#[test]
+fn plain_worktree_remove_keeps_the_ignored_databases_it_deletes() {
+    let repo = TestRepo::new();
+    fs::write(repo.root.join(".gitignore"), "*.db\n.venv/\n").unwrap();
+    repo.git(["add", ".gitignore"]);
+    repo.git(["commit", "-q", "-m", "ignore"]);
+    repo.dbguard(["install"]).ok();
+    let linked = repo.path("linked");
+    let linked_arg = linked.to_str().unwrap();
+    repo.git(["worktree", "add", "-q", linked_arg]);
+    make_posts_db(&linked.join("crawl.db"), 1500, 8);
+    fs::create_dir_all(linked.join(".venv")).unwrap();
+    make_posts_db(&linked.join(".venv/cache.db"), 30, 8);
+
+    let removed = plain(&repo, &repo.root, &["worktree", "remove", linked_arg]);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert!(!linked.exists(), "git removed the worktree");
+    assert!(
+        removed.stderr.contains("snapshotting its databases"),
+        "{}",
+        removed.stderr
+    );
+    // From the main worktree, as the message says: find them, bring the rows back.
+    let log = repo
+        .dbguard(["log", "--all-worktrees", "--json"])
+        .ok()
+        .json();
+    for (path, rows) in [("crawl.db", 1500), (".venv/cache.db", 30)] {
+        let snapshot = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["path"] == path)
+            .unwrap_or_else(|| panic!("no snapshot of {path}: {log}"));
+        assert_eq!(snapshot["worktree"], linked_arg);
+        let back = repo.path(&format!("back-{rows}.db"));
+        let id = snapshot["id"].to_string();
+        repo.dbguard(["restore", "--from", &id, "--to", back.to_str().unwrap()])
+            .ok();
+        assert_eq!(sqlite_count(&back, "posts"), rows, "{path}");
+    }
+
+    // Read-only gits and a worktree without a database stay quiet.
+    repo.git(["worktree", "add", "-q", linked_arg]);
+    let removed = plain(&repo, &repo.root, &["worktree", "remove", linked_arg]);
+    assert_eq!((removed.code, removed.stderr.as_str()), (0, ""));
+}
+
 #[test]
 fn plain_pull_that_tracks_an_ignored_database_snapshots_before_the_merge_writes() {
     let repo = TestRepo::new();
