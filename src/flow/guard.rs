@@ -57,6 +57,15 @@ pub(crate) fn run(
             Some(error.to_string()),
         ),
     };
+    let removed = plan::removed_worktree(&invocation).map_err(|error| {
+        refuse(CommandError::with_source(
+            "cannot work out which worktree `git worktree remove` deletes",
+            error,
+        ))
+    })?;
+    if let Some(removed) = removed {
+        return guard_worktree_removal(ui, &removed, cwd, argv).map_err(refuse);
+    }
     if !may_write_worktree(&invocation, unparsed.is_some()) {
         return run_git(cwd, argv, false);
     }
@@ -90,6 +99,40 @@ pub(crate) fn run(
             "git ran, but dbguard could not compare the databases with their snapshots: {}; `dbguard status` compares them again",
             error.message()
         ));
+    }
+    Ok(code)
+}
+
+/// `git worktree remove` of the linked worktree `removed`: git deletes it with every
+/// file in it (no hook runs with `--force`), so every database there is snapshotted
+/// first, in that worktree's own context (its settings, its paths).
+fn guard_worktree_removal(
+    ui: &Ui,
+    removed: &Path,
+    cwd: &Path,
+    argv: &[OsString],
+) -> Result<u8, CommandError> {
+    let Some(ctx) = Context::load_to_protect(removed)? else {
+        return run_git(cwd, argv, false);
+    };
+    let scanner = ctx.scanner();
+    let scan = scanner.scan();
+    let at_risk = every_database(&ctx, &scanner, &scan)?;
+    if at_risk.is_empty() {
+        return run_git(cwd, argv, false);
+    }
+    ui.status(&format!(
+        "dbguard: `git worktree remove` deletes {} with every file in it; snapshotting its databases (to get one back later: `dbguard log --all-worktrees`, then `dbguard restore --from <ID> --to <new path>`)",
+        ctx.repo.worktree.display()
+    ));
+    let git_argv: Vec<String> = std::iter::once("git".to_string())
+        .chain(argv.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let before = snapshot_before(ui, &ctx, &at_risk, &git_argv)?;
+    let code = run_git(cwd, argv, true)?;
+    // Nothing to compare: the worktree is gone when git succeeded.
+    if let Ok(store) = ctx.store() {
+        let _ = store.finish_operation(before.operation_id, None, Some(i32::from(code)));
     }
     Ok(code)
 }

@@ -21,6 +21,7 @@
 //! - `databases.rs`: the databases the plan knows about (with the [`Probe`] for excluded
 //!   ones) and the at-risk accumulator.
 //! - `query.rs`: running git for a query, and parsing what it prints.
+//! - `worktree_removal.rs`: the linked worktree `git worktree remove` deletes whole.
 //! - this file: [`Plan`], [`plan`] and the fail-safe [`Plan::everything`].
 //! - `tests.rs`: the planner end to end on real repositories (`test_repo.rs` makes them).
 
@@ -37,6 +38,7 @@ mod subcommands;
 mod test_repo;
 #[cfg(test)]
 mod tests;
+mod worktree_removal;
 
 pub(crate) use databases::Probe;
 use databases::{DbSet, Risk};
@@ -46,6 +48,7 @@ use query::Git;
 #[cfg(test)]
 pub(crate) use subcommands::guarded_subcommands;
 pub(crate) use subcommands::{PASS_THROUGH_SUBCOMMANDS, is_risky_subcommand, writes_unplanned};
+pub(crate) use worktree_removal::removed_worktree;
 
 /// Errors from planning. Most planning failures become a fallback [`Plan`] instead.
 #[derive(Debug, thiserror::Error)]

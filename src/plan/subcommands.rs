@@ -57,14 +57,15 @@ pub(crate) fn writes_unplanned(name: &str) -> bool {
 
 /// Subcommands the shell function from `dbguard init` sends straight to git, sparing a
 /// dbguard process: `dbguard git` would run each of them untouched anyway (none is
-/// planned or an unplanned writer; a test holds the two lists apart). `worktree` and
-/// `submodule` write only a new worktree or another repository's files. Everything else
+/// planned or an unplanned writer; a test holds the two lists apart). `submodule`
+/// writes only another repository's files; `worktree` goes through `dbguard git` for
+/// `worktree remove`, which deletes a whole worktree. Everything else
 /// (aliases and external commands too) goes through `dbguard git`.
 #[rustfmt::skip]
 pub(crate) const PASS_THROUGH_SUBCOMMANDS: &[&str] = &[
     "status", "log", "diff", "show", "add", "commit", "push", "fetch", "branch", "tag", "remote",
     "config", "blame", "grep", "describe", "shortlog", "reflog", "help", "version", "ls-files",
-    "ls-tree", "rev-parse", "cat-file", "show-ref", "for-each-ref", "notes", "worktree",
+    "ls-tree", "rev-parse", "cat-file", "show-ref", "for-each-ref", "notes",
     "cherry", "format-patch", "gc", "fsck", "init", "clone", "submodule", "lfs",
 ];
 

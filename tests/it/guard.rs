@@ -179,6 +179,57 @@ fn upstream_commit_that_untracks_the_database_is_snapshotted_before_pull_deletes
     );
 }
 
+/// `git worktree remove --force` deletes a linked worktree, untracked files and all,
+/// and runs no hook: `dbguard git` finds the worktree as git does (here by the last
+/// part of its path, typed in a subdirectory) and snapshots its databases first.
+#[test]
+fn guarded_worktree_remove_force_keeps_the_databases_it_deletes() {
+    let repo = TestRepo::new();
+    let linked = repo.path("trees/crawler");
+    repo.git(["worktree", "add", "-q", linked.to_str().unwrap()]);
+    make_posts_db(&linked.join("posts.db"), 2500, 8);
+    fs::create_dir_all(repo.root.join("sub")).unwrap();
+
+    let removed = repo
+        .dbguard_in(
+            &repo.root.join("sub"),
+            ["git", "worktree", "remove", "--force", "crawler"],
+        )
+        .ok();
+    assert!(!linked.exists(), "git removed the worktree");
+    assert!(
+        removed.stderr.contains("snapshotting its databases"),
+        "{}",
+        removed.stderr
+    );
+    let log = repo
+        .dbguard(["log", "--all-worktrees", "--json"])
+        .ok()
+        .json();
+    let snapshot = &log[0];
+    assert_eq!(snapshot["path"], "posts.db", "{log}");
+    let back = repo.path("back.db");
+    let id = snapshot["id"].to_string();
+    repo.dbguard(["restore", "--from", &id, "--to", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(sqlite_count(&back, "posts"), 2500);
+
+    // A worktree without a database, and a name git finds no worktree for: git alone
+    // speaks.
+    repo.git(["worktree", "add", "-q", linked.to_str().unwrap()]);
+    let removed = repo
+        .dbguard(["git", "worktree", "remove", linked.to_str().unwrap()])
+        .ok();
+    assert_eq!(removed.stderr, "");
+    let unknown = repo.dbguard(["git", "worktree", "remove", "no-such-tree"]);
+    assert_eq!(unknown.code, 128, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("not a working tree"),
+        "{}",
+        unknown.stderr
+    );
+}
+
 #[test]
 fn nothing_at_risk_means_no_snapshot_and_only_gits_output() {
     let story = story(1000, true);
