@@ -162,6 +162,31 @@ impl TestRepo {
         self.tmp.path().join(name)
     }
 
+    /// A database whose worktree is gone brought back as its message says: the newest
+    /// snapshot of `path` that `dbguard log --all-worktrees` lists, restored by id to a new
+    /// file. Its `posts` rows and the worktree it was taken in.
+    pub fn restore_from_any_worktree(&self, path: &str) -> (u64, String) {
+        let log = self
+            .dbguard(["log", "--all-worktrees", "--json"])
+            .ok()
+            .json();
+        let snapshot = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["path"] == path)
+            .unwrap_or_else(|| panic!("no snapshot of {path}: {log}"));
+        let back = self.path(&format!("restored-{}", path.replace('/', "_")));
+        let id = snapshot["id"].to_string();
+        self.dbguard(["restore", "--from", &id, "--to", back.to_str().unwrap()])
+            .ok();
+        let worktree = snapshot["worktree"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (sqlite_count(&back, "posts"), worktree)
+    }
+
     pub fn command(&self, program: impl AsRef<OsStr>, dir: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(dir).stdin(Stdio::null());

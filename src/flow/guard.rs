@@ -121,10 +121,7 @@ fn guard_worktree_removal(
     if at_risk.is_empty() {
         return run_git(cwd, argv, false);
     }
-    ui.status(&format!(
-        "dbguard: `git worktree remove` deletes {} with every file in it; snapshotting its databases (to get one back later: `dbguard log --all-worktrees`, then `dbguard restore --from <ID> --to <new path>`)",
-        ctx.repo.worktree.display()
-    ));
+    say_worktree_removal(ui, "git worktree remove", &ctx.repo.worktree);
     let git_argv: Vec<String> = std::iter::once("git".to_string())
         .chain(argv.iter().map(|a| a.to_string_lossy().into_owned()))
         .collect();
@@ -135,6 +132,15 @@ fn guard_worktree_removal(
         let _ = store.finish_operation(before.operation_id, None, Some(i32::from(code)));
     }
     Ok(code)
+}
+
+/// Said before the databases of `worktree` are snapshotted because `command` deletes it:
+/// afterwards they are found by id, not by a path in a worktree that is gone.
+pub(crate) fn say_worktree_removal(ui: &Ui, command: &str, worktree: &Path) {
+    ui.status(&format!(
+        "dbguard: `{command}` deletes {} with every file in it; snapshotting its databases (to get one back later: `dbguard log --all-worktrees`, then `dbguard restore --from <ID> --to <new path>`)",
+        worktree.display()
+    ));
 }
 
 /// Whether the command may write the worktree: a planned subcommand, or anything the

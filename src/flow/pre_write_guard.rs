@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use crate::clock;
 use crate::error::CommandError;
 use crate::flow::Context;
-use crate::flow::guard::{databases_at_risk, every_database, may_write_worktree};
+use crate::flow::guard::{
+    databases_at_risk, every_database, may_write_worktree, say_worktree_removal,
+};
 use crate::flow::snapshot::{
     Lines, as_before, partial_message, snapshot_all, version_control_warning_daily,
 };
@@ -162,11 +164,7 @@ fn guard(ui: &Ui, nearest: &Process, operation: &Process) -> Result<(), CommandE
         return decided(0);
     }
     let at_risk = if removal {
-        ui.status(&format!(
-            "dbguard: `{}` deletes {} with every file in it; snapshotting its databases (to get one back later: `dbguard log --all-worktrees`, then `dbguard restore --from <ID> --to <new path>`)",
-            command_of(operation).join(" "),
-            ctx.repo.worktree.display()
-        ));
+        say_worktree_removal(ui, &command_of(operation).join(" "), &ctx.repo.worktree);
         every_database(&ctx, &scanner, &scan)?
     } else {
         databases_at_risk(ui, &ctx, &scanner, &scan, &invocation, unparsed.as_deref())?

@@ -105,7 +105,7 @@ pub(crate) fn checks_worktree_before_removal(nearest: &[OsString], operation: &[
 }
 
 /// Whether `git <args>` is `git worktree remove …`.
-fn removes_worktree(args: &[OsString]) -> bool {
+pub(crate) fn removes_worktree(args: &[OsString]) -> bool {
     matches!(subcommand(args), Ok(Some("worktree")))
         && args
             .windows(2)

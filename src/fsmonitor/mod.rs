@@ -275,8 +275,7 @@ fn writing_chain(nearest: &process::Process) -> Option<GitChain> {
     }
     if classify::may_check_worktree_before_removal(args) {
         let chain = GitChain::above(nearest.clone());
-        return classify::checks_worktree_before_removal(args, chain.operation.git_args())
-            .then_some(chain);
+        return classify::removes_worktree(chain.operation.git_args()).then_some(chain);
     }
     None
 }

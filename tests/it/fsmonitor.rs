@@ -205,23 +205,9 @@ fn plain_worktree_remove_keeps_the_ignored_databases_it_deletes() {
         removed.stderr
     );
     // From the main worktree, as the message says: find them, bring the rows back.
-    let log = repo
-        .dbguard(["log", "--all-worktrees", "--json"])
-        .ok()
-        .json();
     for (path, rows) in [("crawl.db", 1500), (".venv/cache.db", 30)] {
-        let snapshot = log
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["path"] == path)
-            .unwrap_or_else(|| panic!("no snapshot of {path}: {log}"));
-        assert_eq!(snapshot["worktree"], linked_arg);
-        let back = repo.path(&format!("back-{rows}.db"));
-        let id = snapshot["id"].to_string();
-        repo.dbguard(["restore", "--from", &id, "--to", back.to_str().unwrap()])
-            .ok();
-        assert_eq!(sqlite_count(&back, "posts"), rows, "{path}");
+        let restored = repo.restore_from_any_worktree(path);
+        assert_eq!(restored, (rows, linked_arg.to_string()), "{path}");
     }
 
     // Read-only gits and a worktree without a database stay quiet.

@@ -202,17 +202,7 @@ fn guarded_worktree_remove_force_keeps_the_databases_it_deletes() {
         "{}",
         removed.stderr
     );
-    let log = repo
-        .dbguard(["log", "--all-worktrees", "--json"])
-        .ok()
-        .json();
-    let snapshot = &log[0];
-    assert_eq!(snapshot["path"], "posts.db", "{log}");
-    let back = repo.path("back.db");
-    let id = snapshot["id"].to_string();
-    repo.dbguard(["restore", "--from", &id, "--to", back.to_str().unwrap()])
-        .ok();
-    assert_eq!(sqlite_count(&back, "posts"), 2500);
+    assert_eq!(repo.restore_from_any_worktree("posts.db").0, 2500);
 
     // A worktree without a database, and a name git finds no worktree for: git alone
     // speaks.

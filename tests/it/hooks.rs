@@ -6,6 +6,16 @@ use std::os::unix::fs::PermissionsExt;
 
 use dbguard::testing::*;
 
+/// `git commit -q -m <message>` as a user types it, hooks and all.
+fn plain_commit(repo: &TestRepo, message: &str) -> Run {
+    Run::from(
+        repo.command("git", &repo.root)
+            .args(["commit", "-q", "-m", message])
+            .output()
+            .unwrap(),
+    )
+}
+
 fn hook_path(repo: &TestRepo, name: &str) -> std::path::PathBuf {
     repo.root.join(".git/hooks").join(name)
 }
@@ -184,12 +194,7 @@ fn hooks_are_silent_when_no_database_is_involved() {
     repo.dbguard(["install"]).ok();
     fs::write(repo.root.join("file.txt"), "x").unwrap();
     repo.git(["add", "file.txt"]);
-    let commit = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "text"])
-            .output()
-            .unwrap(),
-    );
+    let commit = plain_commit(&repo, "text");
     assert_eq!((commit.code, commit.stderr.as_str()), (0, ""));
     let checkout = Run::from(
         repo.command("git", &repo.root)
@@ -206,22 +211,12 @@ fn pre_commit_refuses_a_database_unless_configured() {
     repo.dbguard(["install"]).ok();
     make_posts_db(&repo.root.join("data.db"), 10, 8);
     repo.git(["add", "data.db"]);
-    let refused = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "db"])
-            .output()
-            .unwrap(),
-    );
+    let refused = plain_commit(&repo, "db");
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("data.db"), "{}", refused.stderr);
     assert!(refused.stderr.contains("--no-verify"), "{}", refused.stderr);
     repo.git(["config", "dbguard.precommit", "warn"]);
-    let warned = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "db"])
-            .output()
-            .unwrap(),
-    );
+    let warned = plain_commit(&repo, "db");
     assert_eq!(warned.code, 0, "{}", warned.stderr);
     assert!(warned.stderr.contains("warning"), "{}", warned.stderr);
 }
@@ -245,12 +240,7 @@ fn pre_commit_refuses_a_database_moved_or_put_in_a_symlinks_place() {
     repo.git(["add", "posts.db"]);
     let status = repo.git(["status", "--porcelain"]);
     assert!(status.contains("R  data.db -> posts.db"), "{status}");
-    let refused = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "move the db"])
-            .output()
-            .unwrap(),
-    );
+    let refused = plain_commit(&repo, "move the db");
     assert_ne!(refused.code, 0, "{}", refused.stderr);
     assert!(refused.stderr.contains("posts.db"), "{}", refused.stderr);
     repo.git(["commit", "-q", "--no-verify", "-m", "moved on purpose"]);
@@ -258,12 +248,7 @@ fn pre_commit_refuses_a_database_moved_or_put_in_a_symlinks_place() {
     fs::remove_file(repo.root.join("link.db")).unwrap();
     make_posts_db(&repo.root.join("link.db"), 10, 8);
     repo.git(["add", "link.db"]);
-    let refused = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "symlink became a db"])
-            .output()
-            .unwrap(),
-    );
+    let refused = plain_commit(&repo, "symlink became a db");
     assert_ne!(refused.code, 0, "{}", refused.stderr);
     assert!(refused.stderr.contains("link.db"), "{}", refused.stderr);
 
@@ -273,12 +258,7 @@ fn pre_commit_refuses_a_database_moved_or_put_in_a_symlinks_place() {
     fs::rename(repo.root.join("link.db"), repo.root.join("local.db")).unwrap();
     std::os::unix::fs::symlink("local.db", repo.root.join("link.db")).unwrap();
     repo.git(["add", "link.db"]);
-    let committed = Run::from(
-        repo.command("git", &repo.root)
-            .args(["commit", "-q", "-m", "link to a local database"])
-            .output()
-            .unwrap(),
-    );
+    let committed = plain_commit(&repo, "link to a local database");
     assert_eq!(committed.code, 0, "{}", committed.stderr);
 }
 
